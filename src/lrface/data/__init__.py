@@ -1,0 +1,1 @@
+"""Datasets, image loading, face chips and the degradations that make faces low-resolution."""

@@ -1,0 +1,125 @@
+"""Every way lrface makes a face low-resolution, in one place.
+
+* ``EvalDegradation``: deterministic. The aligned 150x150 chip is downsampled to ``s x s`` with a
+  named anti-aliased kernel (default PIL ``area`` = box filter over the source pixels). The
+  encoder then brings the ``s x s`` image up to its own input size with its own named kernel
+  (the teacher: bicubic to 150x150).
+* ``TrainDegradation``: random. Size drawn from a range, random down/up kernels, optional
+  Gaussian blur before downsampling, Gaussian noise and JPEG compression at the low resolution.
+
+Geometry: in lrface's chip (dlib ``get_face_chip``, 150 px, padding 0.25) the eye centres are
+``EYE_DISTANCE_AT_150`` px apart (measured with dlib's 5-point model, see
+``docs/results.md``), so an ``s``-px chip has an inter-eye distance of ``s * 49.5 / 150``
+(8 px -> 2.6, 16 px -> 5.3, 32 px -> 10.6).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+EYE_DISTANCE_AT_150 = 49.5
+CHIP_SIZE = 150
+
+KERNELS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "area": Image.Resampling.BOX,
+}
+
+
+def inter_eye_distance(size: int, chip_size: int = CHIP_SIZE) -> float:
+    """Inter-eye distance in pixels of a chip downsampled to ``size``."""
+    return size * EYE_DISTANCE_AT_150 / chip_size
+
+
+def _kernel(name: str) -> Image.Resampling:
+    if name not in KERNELS:
+        raise ValueError(f"unknown resize kernel {name!r}; choose one of {sorted(KERNELS)}")
+    return KERNELS[name]
+
+
+def resize_chip(chip: np.ndarray, size: int, kernel: str) -> np.ndarray:
+    """Resize one ``H x W x 3`` uint8 chip to ``size x size`` (PIL, anti-aliased when shrinking)."""
+    if chip.shape[0] == size and chip.shape[1] == size:
+        return chip
+    return np.asarray(Image.fromarray(chip).resize((size, size), _kernel(kernel)))
+
+
+def resize_chips(chips: np.ndarray, size: int, kernel: str) -> np.ndarray:
+    """Resize a ``N x H x W x 3`` batch; returned as is when already ``size``."""
+    if chips.ndim != 4 or chips.shape[-1] != 3:
+        raise ValueError(f"expected chips of shape N x H x W x 3, got {chips.shape}")
+    if chips.shape[1] == size and chips.shape[2] == size:
+        return chips
+    out = np.empty((len(chips), size, size, 3), np.uint8)
+    for i, chip in enumerate(chips):
+        out[i] = resize_chip(chip, size, kernel)
+    return out
+
+
+@dataclass(frozen=True)
+class EvalDegradation:
+    """Deterministic downsampling of aligned chips to ``size x size`` (None = full resolution)."""
+
+    size: int | None = None
+    kernel: str = "area"
+
+    @property
+    def key(self) -> str:
+        return "hr" if self.size is None else f"s{self.size}-{self.kernel}"
+
+    def __call__(self, chips: np.ndarray) -> np.ndarray:
+        if self.size is None:
+            return chips
+        return resize_chips(chips, self.size, self.kernel)
+
+
+@dataclass
+class TrainDegradation:
+    """Random degradation for training: returns an ``s x s`` chip with ``s`` drawn per call.
+
+    Blur (sigma in HR pixels) is applied before downsampling, noise (std in grey levels) and
+    JPEG (quality) after, each with its probability.
+    """
+
+    min_size: int = 8
+    max_size: int = 32
+    kernels: list[str] = field(default_factory=lambda: ["area", "bilinear", "bicubic", "lanczos"])
+    blur_prob: float = 0.3
+    blur_sigma: tuple[float, float] = (0.5, 2.0)
+    noise_prob: float = 0.3
+    noise_std: tuple[float, float] = (1.0, 8.0)
+    jpeg_prob: float = 0.3
+    jpeg_quality: tuple[int, int] = (30, 95)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def sample_size(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.min_size, self.max_size + 1))
+
+    def __call__(
+        self, chip: np.ndarray, rng: np.random.Generator, size: int | None = None
+    ) -> np.ndarray:
+        size = self.sample_size(rng) if size is None else size
+        img = Image.fromarray(chip)
+        if rng.random() < self.blur_prob:
+            img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*self.blur_sigma))))
+        kernel = self.kernels[int(rng.integers(len(self.kernels)))]
+        img = img.resize((size, size), _kernel(kernel))
+        out = np.asarray(img)
+        if rng.random() < self.noise_prob:
+            noise = rng.normal(0.0, rng.uniform(*self.noise_std), out.shape)
+            out = np.clip(out + noise, 0, 255).astype(np.uint8)
+        if rng.random() < self.jpeg_prob:
+            buffer = io.BytesIO()
+            quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+            Image.fromarray(out).save(buffer, format="JPEG", quality=quality)
+            out = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        return out

@@ -1,0 +1,64 @@
+"""Safe image loading: every failure names the file and what is wrong with it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_PIXELS = 64_000_000
+"""Images above this many pixels are refused (decompression-bomb guard)."""
+
+
+class BadImageError(ValueError):
+    """An input image that cannot be used; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to an HxWx3 uint8 RGB array.
+
+    Grayscale, palette, CMYK, RGBA (alpha dropped over black) and 16-bit images are converted.
+    Missing, empty, truncated, non-image and oversized files raise BadImageError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadImageError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise BadImageError(path, "empty file")
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise BadImageError(
+                    path, f"image too large ({img.width}x{img.height} > {MAX_PIXELS} pixels)"
+                )
+            img.load()
+            return _to_rgb(img)
+    except BadImageError:
+        raise
+    except UnidentifiedImageError:
+        raise BadImageError(path, "not an image file (format not recognised)") from None
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(path, f"image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(path, f"corrupt or truncated image ({exc})") from None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = arr.max() if arr.size and arr.max() > 0 else 1.0
+        scale = 65535.0 if peak > 255 else 255.0
+        gray = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))

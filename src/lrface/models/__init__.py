@@ -1,0 +1,1 @@
+"""Face encoders (teacher and students), the discriminator, and the registry that names them."""

@@ -1,0 +1,58 @@
+"""Where lrface finds data and keeps its caches.
+
+LFW: ``--lfw PATH``, else ``$LRFACE_LFW``, else ``../shared/data/lfw`` relative to the working
+directory or to the repository checkout. Caches: ``$LRFACE_CACHE``, else ``~/.cache/lrface``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LFW_HELP = (
+    "LFW was not found. Download the deep-funneled LFW (lfw-deepfunneled) and its pairs.txt, "
+    "pairsDevTrain.txt and pairsDevTest.txt from http://vis-www.cs.umass.edu/lfw/ (or the "
+    "Kaggle/TFDS mirrors), unpack it so that <root>/<Name>/<Name>_0001.jpg and <root>/pairs.txt "
+    "exist, and pass --lfw <root> or set LRFACE_LFW=<root>."
+)
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Raised when a dataset root cannot be located; the message says where to get it."""
+
+
+def default_lfw_candidates() -> list[Path]:
+    """The places searched for LFW when none is given, in order."""
+    found = []
+    if os.environ.get("LRFACE_LFW"):
+        found.append(Path(os.environ["LRFACE_LFW"]))
+    found.append(Path.cwd().parent / "shared" / "data" / "lfw")
+    found.append(_REPO_ROOT.parent / "shared" / "data" / "lfw")
+    return found
+
+
+def resolve_lfw(path: str | os.PathLike | None = None) -> Path:
+    """Return the LFW root, or raise DatasetNotFoundError with instructions."""
+    candidates = [Path(path)] if path is not None else default_lfw_candidates()
+    for candidate in candidates:
+        if (candidate / "pairs.txt").is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise DatasetNotFoundError(f"{LFW_HELP} (looked in: {tried})")
+
+
+def find_lfw() -> Path | None:
+    """The default LFW root if present, else None (for tests that skip without data)."""
+    try:
+        return resolve_lfw()
+    except DatasetNotFoundError:
+        return None
+
+
+def cache_dir() -> Path:
+    """Root of all on-disk caches (chips, embeddings, downloaded weights)."""
+    root = Path(os.environ.get("LRFACE_CACHE", Path.home() / ".cache" / "lrface"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
