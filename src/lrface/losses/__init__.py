@@ -1,0 +1,1 @@
+"""Transfer losses: small modules, each with a weight, composed by a method config."""
