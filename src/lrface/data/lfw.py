@@ -52,16 +52,17 @@ def parse_pairs(path: str | os.PathLike) -> list[Pair]:
     if not lines:
         raise PairsFormatError(f"{path}: empty pairs file")
     header = lines[0].split()
+    bad_header = f"{path}:1: header must be 'folds per_fold' or 'N', got {lines[0]!r}"
     try:
         numbers = [int(x) for x in header]
     except ValueError:
-        raise PairsFormatError(f"{path}:1: header must be 'folds per_fold' or 'N', got {lines[0]!r}")
+        raise PairsFormatError(bad_header) from None
     if len(numbers) == 2:
         n_folds, per_fold = numbers
     elif len(numbers) == 1:
         n_folds, per_fold = 1, numbers[0]
     else:
-        raise PairsFormatError(f"{path}:1: header must be 'folds per_fold' or 'N', got {lines[0]!r}")
+        raise PairsFormatError(bad_header)
     body = [(i + 2, line) for i, line in enumerate(lines[1:]) if line.strip()]
     expected = n_folds * 2 * per_fold
     if len(body) != expected:

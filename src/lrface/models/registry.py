@@ -46,5 +46,5 @@ def create_encoder(name: str, **kwargs) -> FaceEncoder:
 
 def _load_builtin() -> None:
     """Import the modules whose decorators register the built-in encoders."""
-    import lrface.models.dlib_teacher  # noqa: F401
     import lrface.models.dlib_resnet  # noqa: F401
+    import lrface.models.dlib_teacher  # noqa: F401

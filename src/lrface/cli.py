@@ -1,0 +1,153 @@
+"""The ``lrface`` command line: benchmark, train, detect, verify, gallery."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrface import __version__
+
+app = typer.Typer(
+    help="Low-resolution face recognition by transfer from a high-resolution teacher.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+DEFAULT_TEACHER = "dlib-resnet-torch"
+
+
+def parse_sizes(text: str) -> list[int | None]:
+    """``"8,12,full"`` -> ``[8, 12, None]``."""
+    sizes: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part in ("full", "hr"):
+            sizes.append(None)
+        elif part.isdigit() and int(part) >= 4:
+            sizes.append(int(part))
+        else:
+            raise typer.BadParameter(f"size {part!r} is not an integer >= 4 or 'full'")
+    return sizes
+
+
+def machine_description() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {torch.get_num_threads()} torch threads{gpu}, torch {torch.__version__}"
+
+
+@app.command()
+def benchmark(
+    encoder: Annotated[
+        str, typer.Option(help="Registered encoder name or a trained student checkpoint dir.")
+    ] = DEFAULT_TEACHER,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="Gallery encoder for a student (default: the student's own teacher)."),
+    ] = None,
+    lfw: Annotated[
+        Path | None, typer.Option(help="LFW root (else $LRFACE_LFW, ../shared/data/lfw).")
+    ] = None,
+    view: Annotated[
+        str, typer.Option(help="view2 (10 folds), view1 (dev test) or view1-train.")
+    ] = "view2",
+    sizes: Annotated[
+        str, typer.Option(help="Comma-separated chip sizes; 'full' = no degradation.")
+    ] = "8,12,16,20,24,32,full",
+    kernel: Annotated[
+        str, typer.Option(help="Downsampling kernel: area, bicubic, bilinear, lanczos, nearest.")
+    ] = "area",
+    flip: Annotated[bool, typer.Option(help="Average embeddings with the mirrored face.")] = False,
+    pairs_per_fold: Annotated[
+        int | None, typer.Option(help="Quick run: first N same + N different pairs per fold.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/benchmark"),
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Faces per forward pass.")] = 64,
+    workers: Annotated[int, typer.Option(help="Processes for face alignment.")] = 2,
+) -> None:
+    """Verification accuracy on LFW across resolutions: HR-HR, HR gallery vs LR probe, LR-LR."""
+    from lrface.data.lfw import LFW
+    from lrface.eval.benchmark import (
+        BenchmarkConfig,
+        evaluate,
+        limit_pairs,
+        load_pair_data,
+        markdown_table,
+        write_outputs,
+    )
+    from lrface.models.registry import create_encoder
+
+    started = time.perf_counter()
+    dataset = LFW(lfw)
+    config = BenchmarkConfig(
+        view=view, sizes=parse_sizes(sizes), kernel=kernel, flip=flip, pairs_per_fold=pairs_per_fold
+    )
+    pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
+    typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
+    data = load_pair_data(dataset, pairs, workers=workers)
+    probe_encoder = create_encoder(encoder, batch_size=batch_size, device=device)
+    gallery_name = teacher or getattr(probe_encoder, "teacher", None)
+    gallery_encoder = (
+        create_encoder(gallery_name, batch_size=batch_size, device=device)
+        if gallery_name
+        else probe_encoder
+    )
+    rows = evaluate(data, gallery_encoder, probe_encoder, config)
+    elapsed = time.perf_counter() - started
+    meta = {
+        "lrface_version": __version__,
+        "machine": machine_description(),
+        "wall_time_s": round(elapsed, 1),
+    }
+    paths = write_outputs(out, rows, config, data, meta)
+    typer.echo(markdown_table(rows))
+    _report_bad_input(data)
+    typer.echo(f"wall time {elapsed:.1f} s on {meta['machine']}")
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _report_bad_input(data) -> None:
+    if data.fallbacks:
+        typer.echo(f"alignment: no face detected in {data.fallbacks} images; used the centre box")
+    if data.failures:
+        typer.echo(
+            f"skipped {len(data.failures)} unusable images and {data.skipped_pairs} pairs "
+            "that use them:",
+            err=True,
+        )
+        for reason in sorted(data.failures.values())[:20]:
+            typer.echo(f"  {reason}", err=True)
+        if len(data.failures) > 20:
+            typer.echo(f"  ... and {len(data.failures) - 20} more (see results.json)", err=True)
+
+
+@app.command()
+def encoders() -> None:
+    """List the registered encoders."""
+    from lrface.models.registry import list_encoders
+
+    typer.echo(json.dumps(list_encoders()))
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()

@@ -1,0 +1,208 @@
+"""The LFW cross-resolution benchmark: encoders through every protocol at every resolution.
+
+For each resolution s (``None`` = full), every image of the chosen pairs is aligned once
+(cached), degraded by ``EvalDegradation(s)``, embedded (cached), and scored under the
+protocols of ``lrface.eval.protocol``. The gallery side is always the gallery encoder at full
+resolution; the probe side is the probe encoder at s (for the teacher baseline both are the
+teacher; for a student, the gallery is its teacher and the probe the student).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lrface.data.chips import ChipSet, aligned_chips
+from lrface.data.degrade import EvalDegradation, inter_eye_distance
+from lrface.data.lfw import LFW, Pair
+from lrface.eval.embeddings import embed_chipset
+from lrface.eval.protocol import PROTOCOLS, protocol_trials, verification_report
+from lrface.models.encoder import FaceEncoder
+
+DEFAULT_SIZES: tuple[int | None, ...] = (8, 12, 16, 20, 24, 32, None)
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to run; serialized next to the results."""
+
+    view: str = "view2"
+    sizes: list[int | None] = field(default_factory=lambda: list(DEFAULT_SIZES))
+    protocols: list[str] = field(default_factory=lambda: ["hr-hr", "hr-lr", "lr-lr"])
+    kernel: str = "area"
+    flip: bool = False
+    pairs_per_fold: int | None = None
+
+
+@dataclass
+class PairData:
+    """The pairs that can be evaluated, their chips, and what had to be skipped."""
+
+    pairs: list[Pair]
+    chipset: ChipSet
+    skipped_pairs: int
+    failures: dict[str, str]
+    fallbacks: int
+
+
+def limit_pairs(pairs: list[Pair], per_fold: int | None) -> list[Pair]:
+    """The first ``per_fold`` same and ``per_fold`` different pairs of each fold (all if None)."""
+    if per_fold is None:
+        return pairs
+    counts: Counter = Counter()
+    kept = []
+    for pair in pairs:
+        if counts[(pair.fold, pair.same)] < per_fold:
+            counts[(pair.fold, pair.same)] += 1
+            kept.append(pair)
+    return kept
+
+
+def load_pair_data(
+    lfw: LFW, pairs: list[Pair], progress: bool = True, workers: int = 1
+) -> PairData:
+    """Align every image of the pairs; drop pairs with an image that could not be used."""
+    relpaths = list(dict.fromkeys(p for pair in pairs for p in (pair.first, pair.second)))
+    chipset = aligned_chips(lfw.root, relpaths, progress=progress, workers=workers)
+    usable = [p for p in pairs if p.first in chipset.index and p.second in chipset.index]
+    return PairData(
+        usable, chipset, len(pairs) - len(usable), dict(chipset.failures), len(chipset.fallbacks)
+    )
+
+
+def _pair_embeddings(
+    encoder: FaceEncoder, data: PairData, degradation: EvalDegradation, flip: bool, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    embeddings = embed_chipset(encoder, data.chipset, degradation, flip=flip, progress=progress)
+    first = data.chipset.rows([p.first for p in data.pairs])
+    second = data.chipset.rows([p.second for p in data.pairs])
+    return embeddings[first], embeddings[second]
+
+
+def evaluate(
+    data: PairData,
+    gallery_encoder: FaceEncoder,
+    probe_encoder: FaceEncoder,
+    config: BenchmarkConfig,
+    progress: bool = True,
+) -> list[dict]:
+    """One row per (protocol, size): the metrics of ``verification_report`` plus geometry."""
+    same = np.array([p.same for p in data.pairs])
+    folds = np.array([p.fold for p in data.pairs])
+    hr = EvalDegradation(None)
+    gallery = _pair_embeddings(gallery_encoder, data, hr, config.flip, progress)
+    probe_is_gallery = probe_encoder.cache_key == gallery_encoder.cache_key
+    rows = []
+    for size in config.sizes:
+        probe = _pair_embeddings(
+            probe_encoder, data, EvalDegradation(size, config.kernel), config.flip, progress
+        )
+        for protocol in config.protocols:
+            if (protocol == "hr-hr") != (size is None):
+                continue
+            if size is None and protocol != "hr-hr" and probe_is_gallery:
+                continue  # identical to hr-hr
+            scores, truth, trial_folds = protocol_trials(protocol, gallery, probe, same, folds)
+            report = verification_report(scores, truth, trial_folds)
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "size": size,
+                    "inter_eye_px": None if size is None else round(inter_eye_distance(size), 1),
+                    "gallery_encoder": gallery_encoder.cache_key,
+                    "probe_encoder": probe_encoder.cache_key,
+                    **report.to_dict(),
+                }
+            )
+    return rows
+
+
+def _size_label(size: int | None) -> str:
+    return "full" if size is None else f"{size}x{size}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Resolution by protocol: accuracy % mean +- std (TAR @ FAR 1e-3 %)."""
+    present = {r["protocol"] for r in rows}
+    protocols = [p for p in PROTOCOLS if p in present]
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    header = "| face size (inter-eye px) | " + " | ".join(protocols) + " |"
+    lines = [header, "|" + "---|" * (len(protocols) + 1)]
+    by_key = {(r["protocol"], r["size"]): r for r in rows}
+    for size in sizes:
+        eye = "" if size is None else f" ({inter_eye_distance(size):.1f})"
+        cells = []
+        for protocol in protocols:
+            row = by_key.get((protocol, size))
+            cells.append(
+                "—"
+                if row is None
+                else f"{100 * row['accuracy']:.2f} ± {100 * row['accuracy_std']:.2f} "
+                f"({100 * row['tar_far_1e_3']:.1f})"
+            )
+        lines.append(f"| {_size_label(size)}{eye} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(rows: list[dict], path: Path, title: str) -> None:
+    """Accuracy against resolution, a line per protocol (full resolution drawn at 150 px)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for protocol in dict.fromkeys(r["protocol"] for r in rows):
+        points = sorted(
+            (150 if r["size"] is None else r["size"], 100 * r["accuracy"], 100 * r["accuracy_std"])
+            for r in rows
+            if r["protocol"] == protocol
+        )
+        xs, ys, es = zip(*points, strict=True)
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=protocol)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("face chip size (px; 150 = full resolution)")
+    ax.set_ylabel("verification accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(
+    out_dir: Path, rows: list[dict], config: BenchmarkConfig, data: PairData, meta: dict
+) -> dict[str, Path]:
+    """results.json, results.md, accuracy.png and calibration.json in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "config": asdict(config),
+        "pairs_evaluated": len(data.pairs),
+        "pairs_skipped": data.skipped_pairs,
+        "images_failed": data.failures,
+        "alignment_fallbacks": data.fallbacks,
+        **meta,
+        "rows": rows,
+    }
+    paths = {
+        "json": out_dir / "results.json",
+        "markdown": out_dir / "results.md",
+        "plot": out_dir / "accuracy.png",
+        "calibration": out_dir / "calibration.json",
+    }
+    paths["json"].write_text(json.dumps(summary, indent=2))
+    paths["markdown"].write_text(markdown_table(rows) + "\n")
+    plot_accuracy(rows, paths["plot"], f"LFW {config.view}: {rows[0]['probe_encoder']}")
+    calibration = {
+        "gallery_encoder": rows[0]["gallery_encoder"],
+        "probe_encoder": rows[0]["probe_encoder"],
+        "view": config.view,
+        "thresholds": {f"{r['protocol']}@{_size_label(r['size'])}": r["threshold"] for r in rows},
+    }
+    paths["calibration"].write_text(json.dumps(calibration, indent=2))
+    return paths

@@ -1,0 +1,74 @@
+"""Embeddings of a ChipSet under a degradation, cached per encoder and degradation.
+
+Cache file: ``<cache>/embeddings/<encoder key>/<degradation key>[-flip].safetensors`` with two
+tensors, ``keys`` (``N x 20`` uint8, the sha1 of each source image) and ``embeddings``
+(``N x D`` float32). New chips are embedded and merged in; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
+
+from lrface.data.chips import ChipSet
+from lrface.data.degrade import EvalDegradation
+from lrface.models.encoder import FaceEncoder
+from lrface.paths import cache_dir
+
+CHUNK = 512
+
+
+def _cache_file(encoder: FaceEncoder, degradation: EvalDegradation, flip: bool):
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", encoder.cache_key)
+    name = degradation.key + ("-flip" if flip else "")
+    return cache_dir() / "embeddings" / safe / f"{name}.safetensors"
+
+
+def _load(path) -> dict[bytes, np.ndarray]:
+    if not path.is_file():
+        return {}
+    tensors = load_file(str(path))
+    return {k.tobytes(): v for k, v in zip(tensors["keys"], tensors["embeddings"], strict=True)}
+
+
+def _save(path, known: dict[bytes, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = np.frombuffer(b"".join(known), dtype=np.uint8).reshape(len(known), 20)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file({"keys": keys, "embeddings": np.stack(list(known.values()))}, str(tmp))
+    os.replace(tmp, path)
+
+
+def embed_chipset(
+    encoder: FaceEncoder,
+    chipset: ChipSet,
+    degradation: EvalDegradation,
+    flip: bool = False,
+    cache: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
+    """``len(chipset) x D`` embeddings of the degraded chips, in chipset order."""
+    path = _cache_file(encoder, degradation, flip)
+    known = _load(path) if cache else {}
+    raw_keys = [bytes.fromhex(k) for k in chipset.keys]
+    missing = [row for row, key in enumerate(raw_keys) if key not in known]
+    if missing:
+        desc = f"embed {encoder.name} {degradation.key}{' flip' if flip else ''}"
+        with tqdm(
+            total=len(missing), desc=desc, unit="face", disable=not progress, leave=False
+        ) as bar:
+            for start in range(0, len(missing), CHUNK):
+                rows = missing[start : start + CHUNK]
+                vectors = encoder.embed(degradation(chipset.chips[rows]), flip=flip)
+                for row, vector in zip(rows, vectors, strict=True):
+                    known[raw_keys[row]] = vector
+                bar.update(len(rows))
+                if cache:
+                    _save(path, known)
+    if not len(chipset):
+        return np.zeros((0, encoder.dim), np.float32)
+    return np.stack([known[key] for key in raw_keys]).astype(np.float32)
