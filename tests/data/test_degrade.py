@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from lrface.data.degrade import EvalDegradation, TrainDegradation, inter_eye_distance, resize_chips
+
+
+@pytest.fixture
+def chips() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("size", [8, 12, 16, 20, 24, 32])
+def test_eval_degradation_sizes_and_determinism(chips, size):
+    degrade = EvalDegradation(size)
+    out = degrade(chips)
+    assert out.shape == (3, size, size, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, degrade(chips))
+    assert degrade.key == f"s{size}-area"
+
+
+def test_full_resolution_is_identity(chips):
+    assert EvalDegradation(None)(chips) is chips
+
+
+def test_area_kernel_averages_blocks():
+    chip = np.zeros((1, 150, 150, 3), np.uint8)
+    chip[:, :75] = 200
+    out = EvalDegradation(10, "area")(chip)
+    assert np.all(out[0, :5] == 200) and np.all(out[0, 5:] == 0)
+
+
+def test_resize_back_to_encoder_size(chips):
+    low = EvalDegradation(16)(chips)
+    assert resize_chips(low, 150, "bicubic").shape == (3, 150, 150, 3)
+    with pytest.raises(ValueError, match="unknown resize kernel"):
+        resize_chips(low, 150, "sinc")
+
+
+def test_train_degradation_is_seeded_and_in_range(chips):
+    degrade = TrainDegradation(min_size=8, max_size=16, blur_prob=1, noise_prob=1, jpeg_prob=1)
+    a = [degrade(c, np.random.default_rng(5)) for c in chips]
+    b = [degrade(c, np.random.default_rng(5)) for c in chips]
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x, y)
+        assert 8 <= x.shape[0] <= 16 and x.shape[0] == x.shape[1] and x.shape[2] == 3
+    assert degrade(chips[0], np.random.default_rng(1), size=12).shape == (12, 12, 3)
+
+
+def test_inter_eye_distance_scales_with_size():
+    assert inter_eye_distance(150) == pytest.approx(49.5)
+    assert inter_eye_distance(16) == pytest.approx(5.28)

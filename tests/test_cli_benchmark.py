@@ -1,0 +1,55 @@
+"""End-to-end: ``lrface benchmark`` on a tiny LFW-shaped subset with a corrupt image in it."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from lrface.cli import app, parse_sizes
+from lrface.data.lfw import LFW
+
+from .conftest import needs_lfw
+
+
+def test_parse_sizes():
+    assert parse_sizes("8, 16,full") == [8, 16, None]
+    with pytest.raises(Exception, match="not an integer"):
+        parse_sizes("8,x")
+
+
+@needs_lfw
+def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
+    # Two folds of one same + one different pair, from real images; one image replaced by junk.
+    pairs = LFW(lfw_root).view2()
+    chosen = [p for p in pairs if p.fold == 0][:1] + [p for p in pairs if p.fold == 0][300:301]
+    chosen += [p for p in pairs if p.fold == 1][:1] + [p for p in pairs if p.fold == 1][300:301]
+    chosen += [p for p in pairs if p.fold == 2][:1] + [p for p in pairs if p.fold == 2][300:301]
+    root = tmp_path / "lfw"
+    for pair in chosen:
+        for rel in (pair.first, pair.second):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(lfw_root / rel, root / rel)
+    broken = chosen[-1].second
+    (root / broken).write_bytes(b"\xff\xd8\xff garbage")
+    lines = ["3 1"]
+    for pair in chosen:
+        a, b = pair.first.split("/"), pair.second.split("/")
+        ia, ib = int(a[1][-8:-4]), int(b[1][-8:-4])
+        lines.append(f"{a[0]} {ia} {ib}" if pair.same else f"{a[0]} {ia} {b[0]} {ib}")
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+
+    out = tmp_path / "out"
+    args = ["benchmark", "--lfw", str(root), "--encoder", "dlib", "--sizes", "16,full"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 unusable images and 1 pairs" in result.output
+    assert broken in result.output
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["pairs_evaluated"] == 5 and summary["pairs_skipped"] == 1
+    protocols = {(r["protocol"], r["size"]) for r in summary["rows"]}
+    assert protocols == {("hr-hr", None), ("hr-lr", 16), ("lr-lr", 16)}
+    hr = next(r for r in summary["rows"] if r["protocol"] == "hr-hr")
+    assert hr["accuracy"] >= 0.8  # the teacher gets clean LFW pairs right
+    assert (out / "accuracy.png").stat().st_size > 0
+    assert "hr-lr@16x16" in json.loads((out / "calibration.json").read_text())["thresholds"]
