@@ -1,1 +1,26 @@
 """Transfer losses: small modules, each with a weight, composed by a method config."""
+
+from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import (
+    LOSSES,
+    METHODS,
+    build_losses,
+    discriminator_steps,
+    loss_parameters,
+    parse_method,
+    required_fields,
+    total_loss,
+)
+
+__all__ = [
+    "LOSSES",
+    "METHODS",
+    "TransferLoss",
+    "TransferOutputs",
+    "build_losses",
+    "discriminator_steps",
+    "loss_parameters",
+    "parse_method",
+    "required_fields",
+    "total_loss",
+]
