@@ -1,0 +1,181 @@
+"""Student networks trained to put LR faces into the teacher's embedding space.
+
+Every student is an ``nn.Module`` taking float RGB ``N x 3 x H x W`` in [0, 255] (the encoder
+convention) and returning raw ``N x dim`` embeddings; with ``return_features=True`` it returns
+``(embedding, [stage outputs])``, which only students that share the teacher's architecture
+support (``supports_features``), so NST can match stage to stage. Each declares ``input_size``:
+the data pipeline and ``FaceEncoder.embed`` bring LR chips to that size with bicubic, and
+``forward`` resizes anything else the same way so a module is usable on its own.
+
+* ``teacher-init``: dlib's ResNet started from the teacher's weights, fed LR faces upsampled
+  to 150 px. Its frozen-BN "affine" layers become trainable scale/shift by default.
+* ``compact``: a small ResNet-style CNN (BN + PReLU, ~1.6M parameters, ~20M multiply-adds)
+  that reads the face natively at 32x32, trained from scratch by transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_STUDENTS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_student(name: str):
+    """Decorator: make a student factory available to ``create_student(name, **kwargs)``."""
+
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _STUDENTS:
+            raise ValueError(f"student {name!r} is already registered")
+        _STUDENTS[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_students() -> list[str]:
+    return sorted(_STUDENTS)
+
+
+def create_student(name: str, **kwargs) -> nn.Module:
+    """Build a registered student; it carries ``input_size``, ``dim``, ``supports_features``."""
+    if name not in _STUDENTS:
+        raise KeyError(f"unknown student {name!r}; registered: {list_students()}")
+    return _STUDENTS[name](**kwargs)
+
+
+def resize_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bicubic resize of ``N x 3 x H x W`` in [0, 255] to ``size`` (no-op when already there)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    shrinking = x.shape[-1] > size
+    x = F.interpolate(
+        x, size=(size, size), mode="bicubic", align_corners=False, antialias=shrinking
+    )
+    return x.clamp(0.0, 255.0)
+
+
+class ConvBNPReLU(nn.Sequential):
+    """3x3 (or ``kernel``) convolution, batch norm, per-channel PReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, kernel: int = 3):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.PReLU(out_ch),
+        )
+
+
+class BasicBlock(nn.Module):
+    """Residual block: conv-BN-PReLU-conv-BN plus (projected) shortcut, then PReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = ConvBNPReLU(in_ch, out_ch, stride)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+        self.act = nn.PReLU(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn2(self.conv2(self.conv1(x))) + self.shortcut(x))
+
+
+class CompactStudent(nn.Module):
+    """Small CNN for LR faces at ``input_size`` (32) px.
+
+    Stem: stride-2 3x3 conv (32 -> 16 px; 27 inputs to 32 channels loses nothing). Stages: the
+    first keeps 16 px, each later one halves (8, 4, 2 px). Head as in ArcFace's "E" output:
+    BN, dropout, fully connected on the flattened map, BN. Input [0, 255] is scaled to about
+    [-1, 1] inside, so the module follows the encoder convention.
+    """
+
+    supports_features = False
+
+    def __init__(
+        self,
+        dim: int = 128,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        depths: Sequence[int] = (1, 1, 2, 1),
+        input_size: int = 32,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if len(widths) != len(depths):
+            raise ValueError("widths and depths need one entry per stage")
+        if input_size % 2 ** len(widths):
+            raise ValueError(f"input_size must be divisible by {2 ** len(widths)}")
+        self.dim = dim
+        self.input_size = input_size
+        self.stem = ConvBNPReLU(3, widths[0], stride=2)
+        stages, channels = [], widths[0]
+        for i, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+            blocks = [BasicBlock(channels, width, stride=1 if i == 0 else 2)]
+            blocks += [BasicBlock(width, width) for _ in range(depth - 1)]
+            stages.append(nn.Sequential(*blocks))
+            channels = width
+        self.stages = nn.Sequential(*stages)
+        final = input_size // 2 ** len(widths)
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(channels),
+            nn.Dropout(dropout),
+            nn.Flatten(),
+            nn.Linear(channels * final * final, dim),
+            nn.BatchNorm1d(dim),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        if return_features:
+            raise ValueError("the compact student has no stage features matching the teacher")
+        x = (resize_input(x, self.input_size) - 127.5) / 128.0
+        return self.head(self.stages(self.stem(x)))
+
+
+@register_student("compact")
+def compact(**kwargs) -> CompactStudent:
+    return CompactStudent(**kwargs)
+
+
+class TeacherInitStudent(nn.Module):
+    """dlib's ResNet as a student: LR faces upsampled (bicubic) to 150 px, same layers.
+
+    ``pretrained`` starts from the teacher's weights (the usual choice; ``False`` gives a
+    randomly initialized net of the same shape, e.g. to load a checkpoint into).
+    ``freeze_affine`` keeps dlib's "affine" layers (its inference-time batch norm, a fixed
+    per-channel scale and shift) at the teacher's values; by default they train like any
+    scale/shift, which lets the student re-normalize activations of upsampled LR inputs.
+    Its stage features have the teacher's shapes, so it supports NST.
+    """
+
+    supports_features = True
+
+    def __init__(
+        self, pretrained: bool = True, freeze_affine: bool = False, weights: str | None = None
+    ):
+        super().__init__()
+        from lrface.models.dlib_resnet import INPUT_SIZE, Affine, DlibResNet, load_dlib_resnet
+
+        self.net = load_dlib_resnet(weights) if pretrained else DlibResNet()
+        self.input_size = INPUT_SIZE
+        self.dim = self.net.fc.out_features
+        for module in self.net.modules():
+            if isinstance(module, Affine):
+                module.requires_grad_(not freeze_affine)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        return self.net(resize_input(x, self.input_size), return_features=return_features)
+
+
+@register_student("teacher-init")
+def teacher_init(**kwargs) -> TeacherInitStudent:
+    return TeacherInitStudent(**kwargs)
