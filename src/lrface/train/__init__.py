@@ -1,0 +1,1 @@
+"""Training students by transfer from the teacher: config, data streams, engine, checkpoints."""

@@ -1,0 +1,115 @@
+"""``lrface train``: train a student on an LFW split (View 1, one View 2 fold, or all ten).
+
+Settings come from the defaults, then ``--config`` (YAML/JSON), then the flags given. Under
+``torchrun --nproc-per-node N -m lrface.cli train ...`` each process trains its share.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from lrface.train.config import TrainConfig
+
+Opt = typer.Option
+
+
+def build_config(config: Path | None = None, **flags) -> TrainConfig:
+    """Defaults, overridden by the config file, overridden by the flags that are not None."""
+    base = TrainConfig.load(config) if config is not None else TrainConfig()
+    return base.replace(**flags)
+
+
+def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
+    """Train on the config's LFW split with periodic evaluation on its held-out pairs."""
+    from lrface.train.engine import train
+    from lrface.train.lfw import make_evaluate_fn, split_data
+
+    data = split_data(config.view, config.fold, config.lfw, flip=config.hr_flip, progress=progress)
+    evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
+    return train(
+        config,
+        data.hr_chips,
+        data.teacher_emb,
+        data.labels,
+        evaluate_fn=evaluate_fn,
+        resume=resume,
+        stop_after=stop_after,
+        progress=progress,
+    )
+
+
+def train_command(
+    method: Annotated[str | None, Opt(help="Method: a name (adda+l2, ...) or l2=5,nst=50.")] = None,
+    student: Annotated[str | None, Opt(help="Student: compact or teacher-init.")] = None,
+    view: Annotated[str | None, Opt(help="view1 (dev split) or view2 (with --fold).")] = None,
+    fold: Annotated[int | None, Opt(help="View 2 fold (0-9) to hold out.")] = None,
+    folds: Annotated[str | None, Opt(help="'all': the ten View 2 folds, mean +- std.")] = None,
+    steps: Annotated[int | None, Opt(help="Training steps.")] = None,
+    batch_size: Annotated[int | None, Opt(help="Batch size per process.")] = None,
+    lr: Annotated[float | None, Opt(help="Base learning rate.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    eval_every: Annotated[int | None, Opt(help="Evaluate every N steps (0: at the end).")] = None,
+    config: Annotated[Path | None, Opt(help="YAML or JSON TrainConfig.")] = None,
+    out: Annotated[Path | None, Opt(help="Run directory.")] = None,
+    resume: Annotated[bool, Opt(help="Continue from the run's last checkpoint.")] = False,
+    stop_after: Annotated[int | None, Opt(help="Stop (and checkpoint) after this step.")] = None,
+    device: Annotated[str | None, Opt(help="cpu or cuda.")] = None,
+    lfw: Annotated[Path | None, Opt(help="LFW root (default: $LRFACE_LFW, ../shared).")] = None,
+    progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
+) -> None:
+    """Train a student to put LR faces into the teacher's embedding space."""
+    if folds is not None and folds != "all":
+        raise typer.BadParameter("--folds takes 'all'")
+    if fold is not None and view is None:
+        view = "view2"
+    cfg = build_config(
+        config,
+        method=method,
+        student=student,
+        view="view2" if folds else view,
+        fold=0 if folds else fold,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        eval_every=eval_every,
+        out=str(out) if out is not None else None,
+        device=device,
+        lfw=str(lfw) if lfw is not None else None,
+    )
+    if folds is None:
+        result = run_split(cfg, resume, stop_after, progress)
+        typer.echo(
+            json.dumps(
+                {
+                    "run_dir": str(result.run_dir),
+                    "step": result.step,
+                    "best_metric": result.best_metric,
+                    "best_step": result.best_step,
+                    "metrics": result.metrics,
+                },
+                indent=2,
+            )
+        )
+        return
+    finals = []
+    for k in range(10):
+        fold_cfg = cfg.replace(fold=k, out=str(Path(cfg.out) / f"fold-{k}"))
+        result = run_split(fold_cfg, resume, stop_after, progress)
+        finals.append(result.metrics.get(cfg.select_metric, float("nan")))
+        typer.echo(f"fold {k}: {cfg.select_metric} = {finals[-1]:.4f}")
+    summary = {
+        "metric": cfg.select_metric,
+        "folds": finals,
+        "mean": float(np.mean(finals)),
+        "std": float(np.std(finals)),
+        "note": "final-step metric on each held-out fold (no selection on the test fold)",
+    }
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out) / "folds.json").write_text(json.dumps(summary, indent=2) + "\n")
+    typer.echo(f"{cfg.select_metric}: {summary['mean']:.4f} +- {summary['std']:.4f} (10 folds)")

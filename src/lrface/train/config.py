@@ -1,0 +1,122 @@
+"""One training run's settings as a plain dataclass that round-trips through YAML and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lrface.data.degrade import TrainDegradation
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run (with the data, it fixes the result bit for bit).
+
+    method: a ``losses.registry.METHODS`` name, ``"a+b"`` or ``"a=w1,b=w2"``.
+    method_kwargs: extra constructor kwargs per loss name, merged into the parsed spec.
+    pairing: ``paired`` (the student's LR face and the teacher's HR face are the same image,
+        for distillation) or ``unpaired`` (independent shuffles of the HR source and the LR
+        target stream, as in ADDA; pairwise losses then see unrelated rows).
+    hr_flip: random horizontal flip of both sides of a pair. The teacher targets are then the
+        teacher's flip-averaged embeddings, which are mirror-symmetric, so one target serves
+        both orientations (``lrface.train.lfw`` computes them that way).
+    schedule: ``cosine`` (to ``min_lr_ratio``), ``step`` (x ``gamma`` at each milestone) or
+        ``constant``; all after a linear warm-up of ``warmup_steps``.
+    select_metric: evaluation metric that picks the best checkpoint (higher is better).
+    divergence_factor: stop when the loss exceeds this multiple of its running median.
+    view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
+    """
+
+    method: str = "l2"
+    method_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    student: str = "compact"
+    student_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.01
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    grad_clip: float | None = 10.0
+    batch_size: int = 128
+    steps: int = 20000
+    pairing: str = "paired"
+    hr_flip: bool = True
+    degradation: TrainDegradation = field(default_factory=TrainDegradation)
+    num_workers: int = 1
+    log_every: int = 20
+    eval_every: int = 1000
+    eval_sizes: list[int] = field(default_factory=lambda: [8, 12, 16])
+    select_metric: str = "hr-lr/mean/accuracy"
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    divergence_factor: float = 1e3
+    tensorboard: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/default"
+    view: str = "view1"
+    fold: int | None = None
+    lfw: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.degradation, dict):
+            deg = dict(self.degradation)
+            for key in ("blur_sigma", "noise_std", "jpeg_quality"):
+                if key in deg:
+                    deg[key] = tuple(deg[key])
+            self.degradation = TrainDegradation(**deg)
+        choices = {
+            "optimizer": ("adamw", "sgd"),
+            "schedule": ("cosine", "step", "constant"),
+            "pairing": ("paired", "unpaired"),
+            "view": ("view1", "view2"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.view == "view2" and self.fold is None:
+            raise ValueError("view2 needs a fold (0-9)")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-safe dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {unknown}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied; ``None`` values are ignored (unset CLI flags)."""
+        data = self.to_dict()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return TrainConfig.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        """Write YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        text = path.read_text()
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        return cls.from_dict(data or {})

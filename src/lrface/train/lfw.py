@@ -1,0 +1,131 @@
+"""LFW training data for one split, and the evaluation run periodically during training.
+
+Splits (person-disjoint from their test pairs):
+
+* ``view1``: train on everyone not named in ``pairsDevTest.txt``, evaluate on its 1,000 pairs
+  (the development protocol, for choosing methods and settings);
+* ``view2`` fold k: train on everyone not in fold k's pairs, evaluate on fold k's 600 pairs.
+
+Training arrays: aligned HR chips (``aligned_chips``, cached), the teacher's embeddings of them
+(``embed_chipset`` with the torch port of dlib's ResNet, cached; flip-averaged when training
+with random flips, see ``train.data``) and identity labels 0..C-1 in name order.
+
+Periodic evaluation: probe embeddings by the student at each size are computed in memory (a
+training student changes every time, so nothing is cached for it); gallery embeddings by the
+teacher come from the cache. The eval pairs form a single fold, so the accuracy threshold is
+cross-validated over ten interleaved pseudo-folds of the pairs (people may recur across them;
+good for monitoring and model selection, while reported View 2 numbers are final-step ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrface.data.chips import aligned_chips
+from lrface.data.degrade import EvalDegradation
+from lrface.data.lfw import LFW, fold_people
+from lrface.eval.benchmark import PairData, load_pair_data
+from lrface.eval.embeddings import embed_chipset
+from lrface.eval.protocol import protocol_trials, verification_report
+from lrface.models.encoder import FaceEncoder
+from lrface.models.registry import create_encoder
+from lrface.train.engine import EvaluateFn
+
+PSEUDO_FOLDS = 10
+
+
+@dataclass
+class SplitData:
+    """Training arrays of one split and the pairs it is evaluated on."""
+
+    hr_chips: np.ndarray
+    teacher_emb: np.ndarray
+    labels: np.ndarray
+    identities: list[str]
+    relpaths: list[str]
+    eval_pairs: PairData
+    teacher: FaceEncoder
+
+
+def held_out_pairs(lfw: LFW, view: str, fold: int | None):
+    """``(test pairs, their people)`` of View 1 (dev test list) or a View 2 fold."""
+    if view == "view1":
+        pairs = lfw.view1_test()
+        return pairs, {person for pair in pairs for person in pair.people}
+    if view == "view2":
+        if fold is None or not 0 <= fold < 10:
+            raise ValueError(f"view2 needs a fold in 0..9, got {fold}")
+        pairs = lfw.view2()
+        return [p for p in pairs if p.fold == fold], fold_people(pairs)[fold]
+    raise ValueError(f"unknown view {view!r}; use view1 or view2")
+
+
+def split_data(
+    view: str = "view1",
+    fold: int | None = None,
+    lfw_root: str | None = None,
+    flip: bool = True,
+    device: str = "cpu",
+    progress: bool = True,
+    workers: int = 1,
+) -> SplitData:
+    """Align, embed and label the training images of a split; load its evaluation pairs."""
+    lfw = LFW(lfw_root)
+    test_pairs, held_out = held_out_pairs(lfw, view, fold)
+    images = lfw.training_images(held_out)
+    chipset = aligned_chips(
+        lfw.root, [im.relpath for im in images], progress=progress, workers=workers
+    )
+    kept = [im for im in images if im.relpath in chipset.index]
+    identities = sorted({im.identity for im in kept})
+    label_of = {name: i for i, name in enumerate(identities)}
+    lfw_chips = chipset.subset([im.relpath for im in kept])
+    teacher = create_encoder("dlib-resnet-torch", device=device)
+    emb = embed_chipset(teacher, lfw_chips, EvalDegradation(None), flip=flip, progress=progress)
+    return SplitData(
+        hr_chips=lfw_chips.chips,
+        teacher_emb=emb,
+        labels=np.array([label_of[im.identity] for im in kept], np.int64),
+        identities=identities,
+        relpaths=[im.relpath for im in kept],
+        eval_pairs=load_pair_data(lfw, test_pairs, progress=progress, workers=workers),
+        teacher=teacher,
+    )
+
+
+def make_evaluate_fn(
+    data: PairData,
+    gallery_encoder: FaceEncoder,
+    sizes: list[int],
+    protocols: tuple[str, ...] = ("hr-lr",),
+    kernel: str = "area",
+) -> EvaluateFn:
+    """``student encoder -> metrics`` on these pairs: ``{protocol}/s{size}/{accuracy,
+    tar_far_1e-3,auc}`` and ``{protocol}/mean/accuracy`` over the sizes."""
+    same = np.array([p.same for p in data.pairs])
+    folds = np.arange(len(data.pairs)) % PSEUDO_FOLDS
+    first = data.chipset.rows([p.first for p in data.pairs])
+    second = data.chipset.rows([p.second for p in data.pairs])
+    hr = embed_chipset(gallery_encoder, data.chipset, EvalDegradation(None), progress=False)
+    gallery = (hr[first], hr[second])
+
+    def evaluate_fn(encoder: FaceEncoder) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for size in sizes:
+            probe = encoder.embed(EvalDegradation(size, kernel)(data.chipset.chips))
+            for protocol in protocols:
+                trials = protocol_trials(
+                    protocol, gallery, (probe[first], probe[second]), same, folds
+                )
+                report = verification_report(*trials)
+                metrics[f"{protocol}/s{size}/accuracy"] = report.accuracy
+                metrics[f"{protocol}/s{size}/tar_far_1e-3"] = report.tar_far_1e_3
+                metrics[f"{protocol}/s{size}/auc"] = report.auc
+        for protocol in protocols:
+            values = [metrics[f"{protocol}/s{size}/accuracy"] for size in sizes]
+            metrics[f"{protocol}/mean/accuracy"] = float(np.mean(values))
+        return metrics
+
+    return evaluate_fn

@@ -1,0 +1,67 @@
+"""Checkpoint pieces: optimizer state through safetensors + JSON, students back as encoders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lrface.models.registry import create_encoder
+from lrface.models.students import create_student
+from lrface.train.checkpoint import (
+    join_state_dict,
+    load_student_encoder,
+    resolve_student_dir,
+    save_checkpoint,
+    split_state_dict,
+)
+from tests.train.synthetic import TINY_STUDENT
+
+
+@pytest.mark.parametrize("kind", ["adamw", "sgd"])
+def test_optimizer_state_round_trips_without_pickle(kind):
+    model = torch.nn.Linear(4, 3)
+    if kind == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.5, 0.9))
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    tensors, meta = split_state_dict("optim", opt.state_dict())
+    meta = json.loads(json.dumps(meta))  # must be plain JSON
+    state = join_state_dict("optim", tensors, meta)
+    original = opt.state_dict()
+    assert state["param_groups"] == original["param_groups"]
+    for index, entries in original["state"].items():
+        for key, value in entries.items():
+            assert torch.equal(state["state"][index][key], value)
+    fresh = type(opt)(model.parameters(), lr=1.0)
+    fresh.load_state_dict(state)
+    assert fresh.state_dict()["param_groups"][0]["lr"] == 0.1
+
+
+def test_student_checkpoint_loads_as_encoder(tmp_path):
+    torch.manual_seed(0)
+    student = create_student("compact", **TINY_STUDENT).eval()
+    info = {"name": "compact", "kwargs": TINY_STUDENT, "input_size": 32, "dim": 128}
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "step-0000010", student, info, {}, {"step": 10})
+    assert resolve_student_dir(run).name == "step-0000010"
+    encoder = create_encoder(str(run))
+    assert (encoder.name, encoder.input_size, encoder.dim) == ("compact", 32, 128)
+    chips = np.random.default_rng(0).integers(0, 256, (3, 12, 12, 3), dtype=np.uint8)
+    emb = encoder.embed(chips)
+    assert emb.shape == (3, 128)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+    with torch.no_grad():
+        student.head[-1].bias += 1.0
+    save_checkpoint(run / "best", student, info, {}, {"step": 12})
+    best = load_student_encoder(run)
+    assert resolve_student_dir(run).name == "best"
+    assert best.cache_key != encoder.cache_key and best.cache_key.startswith("student-compact-")
+    assert not np.allclose(best.embed(chips), emb)
+    with pytest.raises(FileNotFoundError):
+        load_student_encoder(tmp_path / "empty")

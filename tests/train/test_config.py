@@ -1,0 +1,64 @@
+"""TrainConfig: YAML/JSON round trips, validation, flag overrides, the shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lrface.data.degrade import TrainDegradation
+from lrface.losses.registry import parse_method
+from lrface.models.students import list_students
+from lrface.train.cli import build_config
+from lrface.train.config import TrainConfig
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_round_trip(tmp_path, suffix):
+    config = TrainConfig(
+        method="l2=5,darkrank=16",
+        student_kwargs={"widths": [8, 16, 16, 32]},
+        degradation=TrainDegradation(min_size=10, blur_sigma=(0.3, 1.5), jpeg_quality=(20, 90)),
+        milestones=[100, 200],
+        view="view2",
+        fold=3,
+    )
+    path = tmp_path / f"cfg{suffix}"
+    config.save(path)
+    loaded = TrainConfig.load(path)
+    assert loaded == config
+    assert loaded.degradation.blur_sigma == (0.3, 1.5)
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({"lr": 1.0, "learning_rate": 2.0})
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="fold"):
+        TrainConfig(view="view2")
+
+
+def test_flags_override_file_and_none_keeps(tmp_path):
+    path = tmp_path / "c.yaml"
+    TrainConfig(method="adda+l2", lr=0.01, steps=50).save(path)
+    config = build_config(path, lr=None, steps=7, student="teacher-init")
+    assert (config.method, config.lr, config.steps, config.student) == (
+        "adda+l2",
+        0.01,
+        7,
+        "teacher-init",
+    )
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load_and_name_real_things(path):
+    config = TrainConfig.load(path)
+    parse_method(config.method)
+    assert config.student in list_students()
+
+
+def test_configs_exist():
+    assert len(CONFIGS) >= 4

@@ -1,0 +1,152 @@
+"""The training loop end to end on synthetic chips: methods, resume, divergence, schedules."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lrface.data.degrade import EvalDegradation
+from lrface.losses import registry
+from lrface.losses.base import TransferLoss
+from lrface.train.checkpoint import latest_checkpoint, load_student_encoder
+from lrface.train.engine import TrainingDiverged, lr_factor, train
+from tests.train.synthetic import TINY_STUDENT, tiny_config
+
+
+def read_csv(path) -> list[dict[str, float]]:
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def cosine_eval(synthetic):
+    """Fake evaluation: mean cosine between the student on 12 px faces and the teacher."""
+    chips, emb, _ = synthetic
+    low = EvalDegradation(12)(chips[:32])
+
+    def evaluate_fn(encoder):
+        return {"hr-lr/mean/accuracy": float(np.mean(np.sum(encoder.embed(low) * emb[:32], 1)))}
+
+    return evaluate_fn
+
+
+@pytest.mark.parametrize("method", ["l2", "adda+l2", "dann+l2"])
+def test_methods_learn_and_log(tmp_path, synthetic, method):
+    config = tiny_config(tmp_path, method=method, steps=30, eval_every=15, checkpoint_every=15)
+    result = train(config, *synthetic, evaluate_fn=cosine_eval(synthetic), progress=False)
+    rows = read_csv(tmp_path / "run" / "log.csv")
+    assert [r["step"] for r in rows] == list(range(2, 31, 2))
+    first, last = rows[0]["l2"], np.mean([r["l2"] for r in rows[-3:]])
+    assert last < 0.8 * first, (first, last)
+    if method == "adda+l2":
+        accuracy = [r["adda_disc_accuracy"] for r in rows]
+        assert all(0.0 <= a <= 1.0 for a in accuracy)
+        assert "adda_disc_loss" in rows[0]
+    if method == "dann+l2":
+        assert all(math.isfinite(r["dann"]) for r in rows)
+    evals = read_csv(tmp_path / "run" / "eval.csv")
+    assert [e["step"] for e in evals] == [15, 30]
+    assert result.best_step in (15, 30)
+    assert result.best_metric == max(e["hr-lr/mean/accuracy"] for e in evals)
+    best = load_student_encoder(tmp_path / "run")  # the run dir resolves to best/
+    assert best.embed(synthetic[0][:2]).shape == (2, 128)
+
+
+def test_resume_continues_bit_for_bit(tmp_path, synthetic):
+    kwargs = dict(method="adda+l2", steps=8, checkpoint_every=4, seed=5)
+    student = {**TINY_STUDENT, "dropout": 0.3}  # dropout: the RNG state must come back too
+    straight = tiny_config(tmp_path / "a", student_kwargs=student, **kwargs)
+    train(straight, *synthetic, progress=False)
+    split = tiny_config(tmp_path / "b", student_kwargs=student, **kwargs)
+    first = train(split, *synthetic, stop_after=4, progress=False)
+    assert first.step == 4 and latest_checkpoint(split.out).name == "step-0000004"
+    resumed = tiny_config(tmp_path / "b", student_kwargs=student, num_workers=1, **kwargs)
+    assert train(resumed, *synthetic, resume=True, progress=False).step == 8
+    for name in ("student.safetensors", "train.safetensors"):
+        a = load_file(f"{straight.out}/checkpoints/step-0000008/{name}")
+        b = load_file(f"{split.out}/checkpoints/step-0000008/{name}")
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    assert any(k.startswith("losses.adda.adda.discriminator") for k in a)  # train.safetensors
+    assert any(k.startswith("optim.adda0.state") for k in a)
+    rows_a = read_csv(f"{straight.out}/log.csv")
+    rows_b = read_csv(f"{split.out}/log.csv")
+    assert [r["total"] for r in rows_a] == [r["total"] for r in rows_b]
+
+
+def test_refuses_to_overwrite_or_resume_a_different_run(tmp_path, synthetic):
+    config = tiny_config(tmp_path, steps=4, checkpoint_every=2)
+    train(config, *synthetic, stop_after=2, progress=False)
+    with pytest.raises(FileExistsError):
+        train(config, *synthetic, progress=False)
+    with pytest.raises(ValueError, match="different method"):
+        train(config.replace(method="dann+l2"), *synthetic, resume=True, progress=False)
+
+
+class _Sabotage(TransferLoss):
+    """Zero until ``progress`` reaches ``at``, then NaN (or a huge value)."""
+
+    name = "sabotage"
+
+    def __init__(self, weight: float = 1.0, at: float = 0.5, value: float = float("nan")):
+        super().__init__(weight)
+        self.at, self.value = at, value
+
+    def forward(self, outputs):
+        bad = self.value if outputs.progress >= self.at else 0.0
+        return 0.0 * outputs.student.sum() + bad
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic, monkeypatch):
+    monkeypatch.setitem(registry.LOSSES, "sabotage", _Sabotage)
+    config = tiny_config(tmp_path, method="l2+sabotage", steps=8, checkpoint_every=2)
+    with pytest.raises(TrainingDiverged, match=r"step 4: loss is nan.*step-0000004"):
+        train(config, *synthetic, progress=False)
+    last = latest_checkpoint(config.out)
+    assert last.name == "step-0000004"
+    weights = load_file(str(last / "student.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert load_student_encoder(last).embed(synthetic[0][:2]).shape == (2, 128)
+
+
+def test_exploding_loss_stops(tmp_path, synthetic, monkeypatch):
+    monkeypatch.setitem(registry.LOSSES, "sabotage", _Sabotage)
+    config = tiny_config(
+        tmp_path,
+        method="l2+sabotage",
+        method_kwargs={"sabotage": {"at": 0.8, "value": 1e9}},
+        steps=30,
+        checkpoint_every=10,
+    )
+    with pytest.raises(TrainingDiverged, match=r"step 24: loss .* exceeds 1000 x"):
+        train(config, *synthetic, progress=False)
+    assert latest_checkpoint(config.out).name == "step-0000020"
+
+
+def test_feature_methods_need_a_matching_student(tmp_path, synthetic):
+    with pytest.raises(ValueError, match="stage features"):
+        train(tiny_config(tmp_path, method="nst+l2"), *synthetic, progress=False)
+
+
+def test_guided_trains_an_hr_branch(tmp_path, synthetic):
+    config = tiny_config(tmp_path, method="guided", steps=2, checkpoint_every=2)
+    result = train(config, *synthetic, progress=False)
+    assert math.isfinite(result.last_parts["guided"])
+    state = load_file(f"{config.out}/checkpoints/step-0000002/train.safetensors")
+    assert any(k.startswith("hr_branch.") for k in state)
+    assert "losses.guided.classes" in state
+
+
+def test_schedules(tmp_path):
+    cosine = tiny_config(tmp_path, steps=100, warmup_steps=10, min_lr_ratio=0.01)
+    assert lr_factor(cosine, 0) == pytest.approx(0.1)
+    assert lr_factor(cosine, 10) == pytest.approx(1.0)
+    assert lr_factor(cosine, 55) == pytest.approx(0.505)
+    assert lr_factor(cosine, 100) == pytest.approx(0.01)
+    step = cosine.replace(schedule="step", milestones=[50, 80], gamma=0.1)
+    assert [lr_factor(step, s) for s in (20, 50, 90)] == pytest.approx([1.0, 0.1, 0.01])
