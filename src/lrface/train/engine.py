@@ -510,7 +510,7 @@ class Trainer:
         self._monitor = _Monitor(config.divergence_factor)
         if resume and (latest := latest_checkpoint(self.run_dir)) is not None:
             self.load(latest)
-        elif self.rank == 0 and self.run_dir.exists() and checkpoints(self.run_dir):
+        elif checkpoints(self.run_dir):  # every rank checks, so none waits on a failed one
             raise FileExistsError(f"{self.run_dir} holds checkpoints; pass resume or a new out")
         stop = min(config.steps, stop_after if stop_after is not None else config.steps)
         logs = None
