@@ -1,0 +1,132 @@
+"""Detection rate and speed of MTCNN and dlib's HOG detector on LFW, at full size and with the
+whole image scaled down so the face is about 32, 24, 16 and 12 px wide.
+
+LFW faces are about ``FACE_PX`` = 110 px wide in the 250x250 images and centred, so for a target
+width ``t`` the image is area-resized to ``round(250 * t / 110)`` px. An image counts as detected
+when some box has its centre within ``0.25 t`` of the image centre and a width between
+``0.4 t`` and ``1.6 t`` (the subject, not a background face). Speed: images per second of
+``detect`` time (one subject face each), single images, not batched.
+
+    python benchmarks/detection_rate.py --limit 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+FACE_PX = 110
+LFW_SIDE = 250
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def is_hit(faces, side: int, target: float) -> bool:
+    import numpy as np
+
+    centre = side / 2
+    for face in faces:
+        c = (face.box[:2] + face.box[2:]) / 2
+        if (
+            np.all(np.abs(c - centre) <= 0.25 * target)
+            and 0.4 * target <= face.width <= 1.6 * target
+        ):
+            return True
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lfw", default=None, help="LFW root (default: lrface.paths lookup)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="images, evenly spread (default: all 13,233)"
+    )
+    parser.add_argument(
+        "--sizes", default="full,32,24,16,12", help="face widths in px; 'full' = as is"
+    )
+    parser.add_argument("--detectors", default="mtcnn,dlib", help="comma-separated: mtcnn, dlib")
+    parser.add_argument("--min-face", type=float, default=12, help="MTCNN smallest face (px)")
+    parser.add_argument(
+        "--dlib-upsample", type=int, default=1, help="dlib: image doublings before the scan"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from lrface.data.images import load_rgb
+    from lrface.paths import resolve_lfw
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    paths = sorted(resolve_lfw(args.lfw).glob("*/*.jpg"))
+    if args.limit is not None and args.limit < len(paths):
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.limit).round().astype(int)]
+    sizes = [None if s.strip() == "full" else int(s) for s in args.sizes.split(",")]
+    detectors = {}
+    for name in args.detectors.split(","):
+        if name == "mtcnn":
+            from lrface.detect.mtcnn import MTCNN
+
+            detectors[name] = MTCNN(min_face=args.min_face)
+        elif name == "dlib":
+            from lrface.detect.dlib_detector import DlibDetector
+
+            detectors[name] = DlibDetector(upsample=args.dlib_upsample)
+        else:
+            parser.error(f"unknown detector {name!r}")
+
+    images = [load_rgb(p) for p in paths]
+    rows = []
+    for size in sizes:
+        target = FACE_PX if size is None else size
+        side = LFW_SIDE if size is None else round(LFW_SIDE * size / FACE_PX)
+        scaled = [
+            img if size is None else cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+            for img in images
+        ]
+        for name, det in detectors.items():
+            hits, spent = 0, 0.0
+            for img in scaled:
+                start = time.perf_counter()
+                faces = det.detect(img)
+                spent += time.perf_counter() - start
+                hits += is_hit(faces, side, target)
+            rows.append((name, "full (~110)" if size is None else str(size), side, hits, spent))
+            print(f"  {name} {side}px: {hits}/{len(scaled)} in {spent:.1f} s", flush=True)
+
+    print(
+        f"\nLFW detection rate, {len(paths)} images (evenly spread over the sorted list); "
+        f"MTCNN min face {args.min_face:g} px, thresholds 0.6/0.7/0.7, factor 0.709; "
+        f"dlib HOG upsample {args.dlib_upsample}.\n\nMachine: {machine()}\n"
+    )
+    print("| detector | face px | image px | detected | rate | faces/s |")
+    print("|---|---|---|---|---|---|")
+    for name, label, side, hits, spent in rows:
+        print(
+            f"| {name} | {label} | {side} | {hits}/{len(paths)} | {100 * hits / len(paths):.1f}% | "
+            f"{len(paths) / spent:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
