@@ -136,6 +136,26 @@ def _report_bad_input(data) -> None:
             typer.echo(f"  ... and {len(data.failures) - 20} more (see results.json)", err=True)
 
 
+def _register_subcommands() -> None:
+    """Commands implemented next to their subsystems."""
+    from lrface.pipeline_cli import (
+        detect_command,
+        fetch_weights_command,
+        gallery_app,
+        verify_command,
+    )
+    from lrface.train.cli import train_command
+
+    app.command("train")(train_command)
+    app.command("detect")(detect_command)
+    app.command("verify")(verify_command)
+    app.command("fetch-weights")(fetch_weights_command)
+    app.add_typer(gallery_app, name="gallery")
+
+
+_register_subcommands()
+
+
 @app.command()
 def encoders() -> None:
     """List the registered encoders."""
@@ -151,3 +171,7 @@ def main(
     if version:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+if __name__ == "__main__":
+    app()
