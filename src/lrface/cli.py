@@ -71,7 +71,9 @@ def benchmark(
     kernel: Annotated[
         str, typer.Option(help="Downsampling kernel: area, bicubic, bilinear, lanczos, nearest.")
     ] = "area",
-    flip: Annotated[bool, typer.Option(help="Average embeddings with the mirrored face.")] = False,
+    flip: Annotated[
+        bool, typer.Option(help="Average each embedding with the mirrored face's.")
+    ] = True,
     pairs_per_fold: Annotated[
         int | None, typer.Option(help="Quick run: first N same + N different pairs per fold.")
     ] = None,

@@ -34,7 +34,7 @@ class BenchmarkConfig:
     sizes: list[int | None] = field(default_factory=lambda: list(DEFAULT_SIZES))
     protocols: list[str] = field(default_factory=lambda: ["hr-hr", "hr-lr", "lr-lr"])
     kernel: str = "area"
-    flip: bool = False
+    flip: bool = True
     pairs_per_fold: int | None = None
 
 
