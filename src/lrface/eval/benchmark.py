@@ -20,7 +20,7 @@ from lrface.data.chips import ChipSet, aligned_chips
 from lrface.data.degrade import EvalDegradation, inter_eye_distance
 from lrface.data.lfw import LFW, Pair
 from lrface.eval.embeddings import embed_chipset
-from lrface.eval.protocol import PROTOCOLS, protocol_trials, verification_report
+from lrface.eval.protocol import PROTOCOLS, protocol_trials, trial_folds, verification_report
 from lrface.models.encoder import FaceEncoder
 
 DEFAULT_SIZES: tuple[int | None, ...] = (8, 12, 16, 20, 24, 32, None)
@@ -92,7 +92,7 @@ def evaluate(
 ) -> list[dict]:
     """One row per (protocol, size): the metrics of ``verification_report`` plus geometry."""
     same = np.array([p.same for p in data.pairs])
-    folds = np.array([p.fold for p in data.pairs])
+    folds = trial_folds(np.array([p.fold for p in data.pairs]))
     hr = EvalDegradation(None)
     gallery = _pair_embeddings(gallery_encoder, data, hr, config.flip, progress)
     probe_is_gallery = probe_encoder.cache_key == gallery_encoder.cache_key
@@ -106,8 +106,8 @@ def evaluate(
                 continue
             if size is None and protocol != "hr-hr" and probe_is_gallery:
                 continue  # identical to hr-hr
-            scores, truth, trial_folds = protocol_trials(protocol, gallery, probe, same, folds)
-            report = verification_report(scores, truth, trial_folds)
+            scores, truth, folds_of_trials = protocol_trials(protocol, gallery, probe, same, folds)
+            report = verification_report(scores, truth, folds_of_trials)
             rows.append(
                 {
                     "protocol": protocol,

@@ -28,12 +28,10 @@ from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW, fold_people
 from lrface.eval.benchmark import PairData, load_pair_data
 from lrface.eval.embeddings import embed_chipset
-from lrface.eval.protocol import protocol_trials, verification_report
+from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
 from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
 from lrface.train.engine import EvaluateFn
-
-PSEUDO_FOLDS = 10
 
 
 @dataclass
@@ -105,7 +103,7 @@ def make_evaluate_fn(
     """``student encoder -> metrics`` on these pairs: ``{protocol}/s{size}/{accuracy,
     tar_far_1e-3,auc}`` and ``{protocol}/mean/accuracy`` over the sizes."""
     same = np.array([p.same for p in data.pairs])
-    folds = np.arange(len(data.pairs)) % PSEUDO_FOLDS
+    folds = trial_folds(np.array([p.fold for p in data.pairs]))
     first = data.chipset.rows([p.first for p in data.pairs])
     second = data.chipset.rows([p.second for p in data.pairs])
     hr = embed_chipset(gallery_encoder, data.chipset, EvalDegradation(None), progress=False)
