@@ -13,27 +13,12 @@ when some box has its centre within ``0.25 t`` of the image centre and a width b
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
+
+from lrface.machine import describe_machine
 
 FACE_PX = 110
 LFW_SIDE = 250
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch thread(s), "
-        f"torch {torch.__version__}, Python {platform.python_version()}"
-    )
 
 
 def is_hit(faces, side: int, target: float) -> bool:
@@ -117,7 +102,7 @@ def main() -> None:
     print(
         f"\nLFW detection rate, {len(paths)} images (evenly spread over the sorted list); "
         f"MTCNN min face {args.min_face:g} px, thresholds 0.6/0.7/0.7, factor 0.709; "
-        f"dlib HOG upsample {args.dlib_upsample}.\n\nMachine: {machine()}\n"
+        f"dlib HOG upsample {args.dlib_upsample}.\n\nMachine: {describe_machine()}\n"
     )
     print("| detector | face px | image px | detected | rate | faces/s |")
     print("|---|---|---|---|---|---|")

@@ -46,7 +46,7 @@ import cv2
 import faiss
 import numpy as np
 import torch
-from detection_rate import FACE_PX, is_hit, machine
+from detection_rate import FACE_PX, is_hit
 from PIL import Image
 from tqdm import tqdm
 
@@ -56,6 +56,7 @@ from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.embeddings import embed_chipset
+from lrface.machine import describe_machine
 from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
 from lrface.paths import cache_dir
@@ -341,7 +342,7 @@ def main() -> None:
         "sizes": results,
         "threads": args.threads,
         "wall_s": round(time.perf_counter() - started, 1),
-        "machine": machine(),
+        "machine": describe_machine(),
     }
     print(markdown(report))
     if args.out:

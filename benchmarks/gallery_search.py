@@ -12,6 +12,8 @@ import os
 import platform
 import time
 
+from lrface.machine import cpu_model
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -76,12 +78,7 @@ def main() -> None:
         for n, ans in answers.items()
     }
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     print(
         f"Gallery of {args.size:,} random {args.dim}-d unit vectors, {args.queries} single probes, "
         f"top-{args.k}, {args.threads} thread(s); building the Gallery took {build_s:.1f} s.\n"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,23 +29,12 @@ import numpy as np
 import torch
 from teacher_parity import lfw_chips
 
+from lrface.machine import cpu_model
 from lrface.models.dlib_resnet import fuse_for_inference, load_dlib_resnet
 from lrface.models.dlib_teacher import RECOGNITION_MODEL, model_file
 from lrface.models.export import export_onnx
 
 BATCH_SIZES = (1, 64)
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo, else platform's guess)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def dlib_runner() -> Callable[[np.ndarray], np.ndarray]:

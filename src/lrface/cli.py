@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lrface import __version__
+from lrface.machine import describe_machine
 
 app = typer.Typer(
     help="Low-resolution face recognition by transfer from a high-resolution teacher.",
@@ -33,21 +33,6 @@ def parse_sizes(text: str) -> list[int | None]:
         else:
             raise typer.BadParameter(f"size {part!r} is not an integer >= 4 or 'full'")
     return sizes
-
-
-def machine_description() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {torch.get_num_threads()} torch threads{gpu}, torch {torch.__version__}"
 
 
 @app.command()
@@ -113,7 +98,7 @@ def benchmark(
     elapsed = time.perf_counter() - started
     meta = {
         "lrface_version": __version__,
-        "machine": machine_description(),
+        "machine": describe_machine(),
         "wall_time_s": round(elapsed, 1),
     }
     paths = write_outputs(out, rows, config, data, meta)
@@ -166,13 +151,22 @@ def encoders() -> None:
     typer.echo(json.dumps(list_encoders()))
 
 
-@app.callback()
-def main(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Low-resolution face recognition by transfer from a high-resolution teacher."""
 
 
 if __name__ == "__main__":
