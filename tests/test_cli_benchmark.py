@@ -52,4 +52,4 @@ def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
     hr = next(r for r in summary["rows"] if r["protocol"] == "hr-hr")
     assert hr["accuracy"] >= 0.8  # the teacher gets clean LFW pairs right
     assert (out / "accuracy.png").stat().st_size > 0
-    assert "hr-lr@16x16" in json.loads((out / "calibration.json").read_text())["thresholds"]
+    assert "hr-lr@16" in json.loads((out / "calibration.json").read_text())["thresholds"]

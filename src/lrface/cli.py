@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -102,6 +103,10 @@ def benchmark(
         "wall_time_s": round(elapsed, 1),
     }
     paths = write_outputs(out, rows, config, data, meta)
+    if Path(encoder).is_dir() and not flip:
+        # Stored with the model, for `lrface verify --student` (which embeds without flip).
+        shutil.copy(paths["calibration"], Path(encoder) / "calibration.json")
+        typer.echo(f"calibration stored with the model: {Path(encoder) / 'calibration.json'}")
     typer.echo(markdown_table(rows))
     _report_bad_input(data)
     typer.echo(f"wall time {elapsed:.1f} s on {meta['machine']}")

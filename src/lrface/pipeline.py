@@ -211,6 +211,19 @@ class FacePipeline:
         return VerifyResult(score, threshold, same, best_a, best_b, source)
 
 
+TEACHER_CALIBRATION = Path(__file__).parent / "models" / "calibration" / "dlib-resnet-torch.json"
+"""Thresholds of the teacher from ``lrface benchmark --no-flip`` on full LFW View 2."""
+
+
+def default_calibration(encoder: str, student: str | None) -> Path | None:
+    """The calibration stored with the model: ``<student checkpoint>/calibration.json`` (written
+    by ``lrface benchmark --encoder <checkpoint>``), else the teacher's packaged one."""
+    if student is not None:
+        stored = Path(student) / "calibration.json"
+        return stored if stored.is_file() else None
+    return TEACHER_CALIBRATION if encoder == "dlib-resnet-torch" else None
+
+
 @dataclass
 class Calibration:
     """Decision thresholds for cosine scores, from a JSON file.

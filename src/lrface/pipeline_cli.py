@@ -189,9 +189,11 @@ def verify_command(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Are A and B the same person? Prints the score, the decision and the encoder per face."""
-    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration
+    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, default_calibration
 
     _check_policy(multi_face, MULTI_FACE_POLICIES)
+    if calibration is None and threshold is None:
+        calibration = default_calibration(encoder, student)
     try:
         calib = Calibration.load(calibration) if calibration and threshold is None else None
     except ValueError as exc:

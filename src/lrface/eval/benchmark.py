@@ -202,7 +202,11 @@ def write_outputs(
         "gallery_encoder": rows[0]["gallery_encoder"],
         "probe_encoder": rows[0]["probe_encoder"],
         "view": config.view,
-        "thresholds": {f"{r['protocol']}@{_size_label(r['size'])}": r["threshold"] for r in rows},
+        "flip": config.flip,
+        "thresholds": {
+            f"{r['protocol']}@{'full' if r['size'] is None else r['size']}": r["threshold"]
+            for r in rows
+        },
     }
     paths["calibration"].write_text(json.dumps(calibration, indent=2))
     return paths
