@@ -63,6 +63,9 @@ def benchmark(
     pairs_per_fold: Annotated[
         int | None, typer.Option(help="Quick run: first N same + N different pairs per fold.")
     ] = None,
+    folds: Annotated[
+        str | None, typer.Option(help="Only these View 2 folds, e.g. '0,1,2' (default: all).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/benchmark"),
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Faces per forward pass.")] = 64,
@@ -86,14 +89,30 @@ def benchmark(
         view=view, sizes=parse_sizes(sizes), kernel=kernel, flip=flip, pairs_per_fold=pairs_per_fold
     )
     pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
+    if folds is not None:
+        chosen = {int(k) for k in folds.split(",")}
+        pairs = [p for p in pairs if p.fold in chosen]
+    fold_runs = per_fold_runs(Path(encoder))
+    if fold_runs:
+        if view != "view2":
+            raise typer.BadParameter("per-fold students (fold-K/ runs) are tested on view2")
+        pairs = [p for p in pairs if p.fold in fold_runs]
+        typer.echo(f"per-fold students: folds {sorted(fold_runs)}, each its final checkpoint")
     typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
     data = load_pair_data(dataset, pairs, workers=workers)
-    probe_encoder = create_encoder(encoder, batch_size=batch_size, device=device)
-    gallery_name = teacher or getattr(probe_encoder, "teacher", None)
+    if fold_runs:
+        probe_encoder = {
+            k: create_encoder(str(path), batch_size=batch_size, device=device)
+            for k, path in fold_runs.items()
+        }
+        first_probe = next(iter(probe_encoder.values()))
+    else:
+        probe_encoder = first_probe = create_encoder(encoder, batch_size=batch_size, device=device)
+    gallery_name = teacher or first_probe.teacher
     gallery_encoder = (
         create_encoder(gallery_name, batch_size=batch_size, device=device)
         if gallery_name
-        else probe_encoder
+        else first_probe
     )
     rows = evaluate(data, gallery_encoder, probe_encoder, config)
     elapsed = time.perf_counter() - started
@@ -103,7 +122,7 @@ def benchmark(
         "wall_time_s": round(elapsed, 1),
     }
     paths = write_outputs(out, rows, config, data, meta)
-    if Path(encoder).is_dir() and not flip:
+    if Path(encoder).is_dir() and not flip and not fold_runs:
         # Stored with the model, for `lrface verify --student` (which embeds without flip).
         shutil.copy(paths["calibration"], Path(encoder) / "calibration.json")
         typer.echo(f"calibration stored with the model: {Path(encoder) / 'calibration.json'}")
@@ -111,6 +130,21 @@ def benchmark(
     _report_bad_input(data)
     typer.echo(f"wall time {elapsed:.1f} s on {meta['machine']}")
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def per_fold_runs(path: Path) -> dict[int, Path]:
+    """``{k: final checkpoint}`` for a ``lrface train --folds`` directory of ``fold-K/`` runs.
+
+    The final checkpoint, not ``best/``: best is selected on the held-out fold itself.
+    """
+    from lrface.train.checkpoint import latest_checkpoint
+
+    runs = {}
+    for run in sorted(path.glob("fold-*")) if path.is_dir() else []:
+        final = latest_checkpoint(run)
+        if run.name[5:].isdigit() and final is not None:
+            runs[int(run.name[5:])] = final
+    return runs
 
 
 def _report_bad_input(data) -> None:

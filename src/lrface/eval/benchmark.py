@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,22 +84,60 @@ def _pair_embeddings(
     return embeddings[first], embeddings[second]
 
 
+def fold_subset(data: PairData, fold: int) -> tuple[np.ndarray, PairData]:
+    """Indices of one fold's pairs in ``data`` and a PairData of just those pairs."""
+    index = np.array([i for i, p in enumerate(data.pairs) if p.fold == fold], dtype=np.int64)
+    pairs = [data.pairs[i] for i in index]
+    images = list(dict.fromkeys(p for pair in pairs for p in (pair.first, pair.second)))
+    return index, PairData(pairs, data.chipset.subset(images), 0, {}, 0)
+
+
+def _probe_embeddings(
+    probe: FaceEncoder | Mapping[int, FaceEncoder],
+    data: PairData,
+    degradation: EvalDegradation,
+    flip: bool,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One encoder for every pair, or (per-fold students) each fold's pairs by its own."""
+    if isinstance(probe, FaceEncoder):
+        return _pair_embeddings(probe, data, degradation, flip, progress)
+    dim = next(iter(probe.values())).dim
+    first = np.zeros((len(data.pairs), dim), np.float32)
+    second = np.zeros_like(first)
+    for fold, encoder in probe.items():
+        index, subset = fold_subset(data, fold)
+        first[index], second[index] = _pair_embeddings(encoder, subset, degradation, flip, progress)
+    return first, second
+
+
 def evaluate(
     data: PairData,
     gallery_encoder: FaceEncoder,
-    probe_encoder: FaceEncoder,
+    probe_encoder: FaceEncoder | Mapping[int, FaceEncoder],
     config: BenchmarkConfig,
     progress: bool = True,
 ) -> list[dict]:
-    """One row per (protocol, size): the metrics of ``verification_report`` plus geometry."""
+    """One row per (protocol, size): the metrics of ``verification_report`` plus geometry.
+
+    ``probe_encoder`` may map each fold to the student trained without that fold's people
+    (``data`` must then hold only those folds): every trial is scored by a model that never
+    saw its people, and each fold's threshold still comes from the other folds' trials.
+    """
     same = np.array([p.same for p in data.pairs])
     folds = trial_folds(np.array([p.fold for p in data.pairs]))
     hr = EvalDegradation(None)
     gallery = _pair_embeddings(gallery_encoder, data, hr, config.flip, progress)
-    probe_is_gallery = probe_encoder.cache_key == gallery_encoder.cache_key
+    if isinstance(probe_encoder, FaceEncoder):
+        probe_key = probe_encoder.cache_key
+    else:
+        probe_key = "per-fold:" + ",".join(
+            f"{k}={e.cache_key}" for k, e in sorted(probe_encoder.items())
+        )
+    probe_is_gallery = probe_key == gallery_encoder.cache_key
     rows = []
     for size in config.sizes:
-        probe = _pair_embeddings(
+        probe = _probe_embeddings(
             probe_encoder, data, EvalDegradation(size, config.kernel), config.flip, progress
         )
         for protocol in config.protocols:
@@ -114,7 +153,7 @@ def evaluate(
                     "size": size,
                     "inter_eye_px": None if size is None else round(inter_eye_distance(size), 1),
                     "gallery_encoder": gallery_encoder.cache_key,
-                    "probe_encoder": probe_encoder.cache_key,
+                    "probe_encoder": probe_key,
                     **report.to_dict(),
                 }
             )

@@ -29,6 +29,8 @@ class FaceEncoder(ABC):
     input_size: int = 150
     dim: int = 128
     upsample: str = "bicubic"
+    teacher: str | None = None
+    """For a student: the encoder whose HR embeddings it was trained to match (its gallery)."""
 
     def __init__(self, batch_size: int = 64, device: str = "cpu"):
         self.batch_size = batch_size

@@ -36,6 +36,9 @@ STUDENT_INFO = "student.json"
 TRAIN_TENSORS = "train.safetensors"
 TRAIN_INFO = "train.json"
 
+TEACHER_ENCODER = "dlib-resnet-torch"
+"""The registered encoder every student is distilled from (its gallery side)."""
+
 
 def _encode(value: Any) -> Any:
     """JSON-safe form of optimizer/scheduler state (tuples tagged, tensors refused)."""
@@ -181,7 +184,7 @@ def _file_sha1(path: Path) -> str:
 def load_student_encoder(path: str | Path, batch_size: int = 64, device: str = "cpu"):
     """A trained student as a ``FaceEncoder``; its cache key hashes the weights file."""
     student, info = load_student(path, device)
-    return TorchEncoder(
+    encoder = TorchEncoder(
         student,
         name=info["name"],
         input_size=student.input_size,
@@ -190,3 +193,5 @@ def load_student_encoder(path: str | Path, batch_size: int = 64, device: str = "
         device=device,
         key=f"student-{info['name']}-{info['weights_sha1'][:16]}",
     )
+    encoder.teacher = TEACHER_ENCODER
+    return encoder

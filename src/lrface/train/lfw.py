@@ -31,6 +31,7 @@ from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
 from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
+from lrface.train.checkpoint import TEACHER_ENCODER
 from lrface.train.engine import EvaluateFn
 
 
@@ -80,7 +81,7 @@ def split_data(
     identities = sorted({im.identity for im in kept})
     label_of = {name: i for i, name in enumerate(identities)}
     lfw_chips = chipset.subset([im.relpath for im in kept])
-    teacher = create_encoder("dlib-resnet-torch", device=device)
+    teacher = create_encoder(TEACHER_ENCODER, device=device)
     emb = embed_chipset(teacher, lfw_chips, EvalDegradation(None), flip=flip, progress=progress)
     return SplitData(
         hr_chips=lfw_chips.chips,
