@@ -53,7 +53,7 @@ from tqdm import tqdm
 from lrface.data.chips import aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.images import load_rgb
-from lrface.data.lfw import LFW
+from lrface.data.lfw import LFW, fold_people
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.embeddings import embed_chipset
 from lrface.machine import describe_machine
@@ -275,9 +275,12 @@ def markdown(report: dict) -> str:
                 f"| {size} | dlib chip -> {ref['chip_px']} px, no detection | {label} | "
                 f"{100 * r['rank1']:.1f}% | {100 * r['rank5']:.1f}% | {ref['unaligned']} | - |"
             )
+    fold = report["probe_fold"]
+    which = "" if fold is None else f", people of View 2 fold {fold}"
     head = (
-        f"LFW 1:N identification, {report['people']} people: gallery = first photo (MTCNN + "
-        f"{report['teacher']}), probe = second photo; {len(report['left_out'])} left out (no "
+        f"LFW 1:N identification, {report['people']} people in the gallery (first photo, MTCNN + "
+        f"{report['teacher']}), {report['probes']} probes (second photo"
+        f"{which}); {len(report['left_out'])} left out (no "
         f"MTCNN face in the gallery photo). Student: {report['student'] or 'none'} (size "
         f"cutoff {report['size_cutoff']:g} px).\n"
         f"Wall time {report['wall_s']:.0f} s. Machine: {report['machine']}\n"
@@ -296,6 +299,13 @@ def main() -> None:
         "--size-cutoff", type=float, default=48, help="faces narrower (px) go to the student"
     )
     parser.add_argument("--limit", type=int, default=None, help="first N people (default: all)")
+    parser.add_argument(
+        "--probe-fold",
+        type=int,
+        default=None,
+        help="search only with people of this View 2 fold (the ones a student trained with "
+        "--fold K never saw); the gallery keeps everyone",
+    )
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch, faiss and OpenCV threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -314,6 +324,10 @@ def main() -> None:
     student = create_encoder(args.student) if args.student else None
     gallery, left_out = enroll(lfw, people, teacher, progress)
     people = [p for p in people if p.name not in left_out]
+    probes = people
+    if args.probe_fold is not None:
+        held_out = fold_people(lfw.view2())[args.probe_fold]
+        probes = [p for p in people if p.name in held_out]
 
     detector = MTCNN(min_face=PROBE_MIN_FACE)
     pipes = {"teacher": FacePipeline(detector, teacher)}
@@ -323,14 +337,16 @@ def main() -> None:
         encoders["teacher+student"] = student
     results = {
         str(s): {
-            "detected": run_detected(lfw, people, s, pipes, gallery, progress),
-            "reference": run_reference(lfw, people, s, encoders, gallery, progress),
+            "detected": run_detected(lfw, probes, s, pipes, gallery, progress),
+            "reference": run_reference(lfw, probes, s, encoders, gallery, progress),
         }
         for s in sizes
     }
     report = {
         "lfw": str(lfw.root),
         "people": len(people),
+        "probes": len(probes),
+        "probe_fold": args.probe_fold,
         "left_out": left_out,
         "teacher": teacher.cache_key,
         "student": student.cache_key if student else None,
