@@ -53,3 +53,22 @@ def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
     assert hr["accuracy"] >= 0.8  # the teacher gets clean LFW pairs right
     assert (out / "accuracy.png").stat().st_size > 0
     assert "hr-lr@16" in json.loads((out / "calibration.json").read_text())["thresholds"]
+
+
+def test_per_fold_runs_take_only_finished_final_checkpoints(tmp_path):
+    from lrface.cli import per_fold_runs
+    from lrface.train.config import TrainConfig
+
+    for fold, last in [(0, 1000), (1, 750), (3, 1000)]:
+        run = tmp_path / f"fold-{fold}"
+        run.mkdir()
+        TrainConfig(steps=1000, view="view2", fold=fold).save(run / "config.yaml")
+        for step in (500, last):
+            checkpoint = run / "checkpoints" / f"step-{step:07d}"
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            (checkpoint / "train.json").write_text("{}")
+    (tmp_path / "notes").mkdir()
+    found = per_fold_runs(tmp_path)
+    assert sorted(found) == [0, 3]
+    assert found[0].name == "step-0001000"
+    assert per_fold_runs(tmp_path / "missing") == {}

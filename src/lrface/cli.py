@@ -133,17 +133,23 @@ def benchmark(
 
 
 def per_fold_runs(path: Path) -> dict[int, Path]:
-    """``{k: final checkpoint}`` for a ``lrface train --folds`` directory of ``fold-K/`` runs.
+    """``{k: final checkpoint}`` for a directory of finished ``fold-K/`` training runs.
 
-    The final checkpoint, not ``best/``: best is selected on the held-out fold itself.
+    The final checkpoint, not ``best/`` (best is selected on the held-out fold itself); a run
+    whose last checkpoint is not at its configured step count is unfinished and left out.
     """
     from lrface.train.checkpoint import latest_checkpoint
+    from lrface.train.config import TrainConfig
 
     runs = {}
     for run in sorted(path.glob("fold-*")) if path.is_dir() else []:
         final = latest_checkpoint(run)
-        if run.name[5:].isdigit() and final is not None:
+        if not run.name[5:].isdigit() or final is None or not (run / "config.yaml").is_file():
+            continue
+        if int(final.name[5:]) == TrainConfig.load(run / "config.yaml").steps:
             runs[int(run.name[5:])] = final
+        else:
+            typer.echo(f"{run}: unfinished ({final.name}), left out", err=True)
     return runs
 
 
