@@ -6,6 +6,7 @@ directory or to the repository checkout. Caches: ``$LRFACE_CACHE``, else ``~/.ca
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -56,3 +57,12 @@ def cache_dir() -> Path:
     root = Path(os.environ.get("LRFACE_CACHE", Path.home() / ".cache" / "lrface"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (weights files are large)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ which is all later loads read, so nothing is ever unpickled after the first fetc
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from lrface.paths import cache_dir
+from lrface.paths import cache_dir, file_digest
 
 WHEEL_REQUIREMENT = "facenet-pytorch==2.6.0"
 WHEEL_FILENAME = "facenet_pytorch-2.6.0-py3-none-any.whl"
@@ -43,14 +42,6 @@ class WeightsUnavailableError(RuntimeError):
 def weights_dir() -> Path:
     """Where the MTCNN weights live: ``cache_dir()/mtcnn``."""
     return cache_dir() / "mtcnn"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _have_all(directory: Path) -> bool:
@@ -104,7 +95,7 @@ def install_from_wheel(wheel: Path) -> Path:
     wheel = Path(wheel)
     if not wheel.is_file():
         raise WeightsUnavailableError(_help(f"{wheel}: no such file"))
-    actual = _sha256(wheel)
+    actual = file_digest(wheel)
     if actual != WHEEL_SHA256:
         raise WeightsUnavailableError(
             _help(f"{wheel}: SHA-256 {actual} does not match the expected {WHEEL_SHA256}")
@@ -115,7 +106,7 @@ def install_from_wheel(wheel: Path) -> Path:
         for net in NETS:
             pt = out / f"{net}.pt"
             pt.write_bytes(archive.read(f"facenet_pytorch/data/{net}.pt"))
-            if _sha256(pt) != PT_SHA256[net]:
+            if file_digest(pt) != PT_SHA256[net]:
                 raise WeightsUnavailableError(_help(f"{pt}: unexpected SHA-256"))
             state = torch.load(pt, map_location="cpu", weights_only=True)
             _atomic_save(dict(state), out / f"{net}.safetensors")

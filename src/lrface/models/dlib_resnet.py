@@ -20,7 +20,6 @@ run time). The network, input side first, exactly as dlib defines and runs it:
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -34,6 +33,7 @@ from lrface.models.dlib_format import DlibFormatError, DlibLayer, read_dlib_net
 from lrface.models.dlib_teacher import RECOGNITION_MODEL, model_file
 from lrface.models.encoder import TorchEncoder
 from lrface.models.registry import register_encoder
+from lrface.paths import file_digest
 
 INPUT_SIZE = 150
 EMBEDDING_DIM = 128
@@ -250,7 +250,7 @@ def load_dlib_resnet(path: str | os.PathLike | None = None) -> DlibResNet:
 def weights_digest(path: str | os.PathLike | None = None) -> str:
     """Short sha256 of the .dat, for cache keys of embeddings made with these weights."""
     path = Path(path) if path is not None else model_file(RECOGNITION_MODEL)
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return file_digest(path)[:12]
 
 
 @register_encoder("dlib-resnet-torch")

@@ -18,7 +18,6 @@ never leaves a half checkpoint behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lrface.models.encoder import TorchEncoder
+from lrface.paths import file_digest
 
 STUDENT_WEIGHTS = "student.safetensors"
 STUDENT_INFO = "student.json"
@@ -169,16 +169,8 @@ def load_student(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict
         kwargs["pretrained"] = False  # the checkpoint holds every weight
     student = create_student(info["name"], **kwargs)
     student.load_state_dict(load_file(str(directory / STUDENT_WEIGHTS), device=device))
-    info["weights_sha1"] = _file_sha1(directory / STUDENT_WEIGHTS)
+    info["weights_sha1"] = file_digest(directory / STUDENT_WEIGHTS, "sha1")
     return student.to(device).eval(), info
-
-
-def _file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_student_encoder(path: str | Path, batch_size: int = 64, device: str = "cpu"):
