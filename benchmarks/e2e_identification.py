@@ -277,6 +277,8 @@ def markdown(report: dict) -> str:
             )
     fold = report["probe_fold"]
     which = "" if fold is None else f", people of View 2 fold {fold}"
+    if report["probe_view1"]:
+        which = ", people of View 1's pairsDevTest"
     head = (
         f"LFW 1:N identification, {report['people']} people in the gallery (first photo, MTCNN + "
         f"{report['teacher']}), {report['probes']} probes (second photo"
@@ -306,10 +308,18 @@ def main() -> None:
         help="search only with people of this View 2 fold (the ones a student trained with "
         "--fold K never saw); the gallery keeps everyone",
     )
+    parser.add_argument(
+        "--probe-view1",
+        action="store_true",
+        help="search only with the people of View 1's pairsDevTest.txt (the ones a View 1 "
+        "student never saw); the gallery keeps everyone",
+    )
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch, faiss and OpenCV threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args()
+    if args.probe_view1 and args.probe_fold is not None:
+        parser.error("--probe-fold and --probe-view1 exclude each other")
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
@@ -327,6 +337,9 @@ def main() -> None:
     probes = people
     if args.probe_fold is not None:
         held_out = fold_people(lfw.view2())[args.probe_fold]
+        probes = [p for p in people if p.name in held_out]
+    elif args.probe_view1:
+        held_out = {name for pair in lfw.view1_test() for name in pair.people}
         probes = [p for p in people if p.name in held_out]
 
     detector = MTCNN(min_face=PROBE_MIN_FACE)
@@ -347,6 +360,7 @@ def main() -> None:
         "people": len(people),
         "probes": len(probes),
         "probe_fold": args.probe_fold,
+        "probe_view1": args.probe_view1,
         "left_out": left_out,
         "teacher": teacher.cache_key,
         "student": student.cache_key if student else None,

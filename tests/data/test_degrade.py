@@ -49,3 +49,28 @@ def test_train_degradation_is_seeded_and_in_range(chips):
 def test_inter_eye_distance_scales_with_size():
     assert inter_eye_distance(150) == pytest.approx(49.5)
     assert inter_eye_distance(16) == pytest.approx(5.28)
+
+
+def _bright_centre(chip: np.ndarray) -> tuple[float, float, float]:
+    """Centroid (x, y) of the bright pixels and their distance from the chip centre."""
+    ys, xs = np.nonzero(chip[..., 0] > 128)
+    x, y = xs.mean(), ys.mean()
+    return x, y, float(np.hypot(x - 74.5, y - 74.5))
+
+
+def test_jitter_moves_within_its_bounds_and_is_off_by_default():
+    chip = np.zeros((150, 150, 3), np.uint8)
+    chip[70:80, 100:110] = 255  # a square 30 px right of the centre
+    plain = dict(blur_prob=0, noise_prob=0, jpeg_prob=0, kernels=["area"])
+    untouched = TrainDegradation(**plain)(chip, np.random.default_rng(0), size=150)
+    assert np.array_equal(untouched, chip)
+    shifted = TrainDegradation(jitter_shift=0.05, **plain)
+    rotated = TrainDegradation(jitter_degrees=30, **plain)
+    moves = []
+    for seed in range(20):
+        x, y, _ = _bright_centre(shifted(chip, np.random.default_rng(seed), size=150))
+        assert abs(x - 104.5) <= 7.6 and abs(y - 74.5) <= 7.6  # 5% of 150 px
+        moves.append(abs(x - 104.5) + abs(y - 74.5))
+        _, _, radius = _bright_centre(rotated(chip, np.random.default_rng(seed), size=150))
+        assert radius == pytest.approx(30.0, abs=1.0)  # rotation about the centre
+    assert max(moves) > 2.0

@@ -33,6 +33,7 @@ def batch(n: int = 6, dim: int = 8, classes: int = 3) -> TransferOutputs:
 def test_names():
     assert set(LOSSES) == {
         "l2", "nst", "mmd", "darkrank", "contrastive", "dann", "adda", "guided", "arcface",
+        "prototype",
     }
     assert METHODS["l2"] == {"l2": {"weight": 5.0}}
     assert METHODS["adda"] == {"adda": {"weight": 1.0}}
@@ -107,7 +108,7 @@ def test_discriminator_steps_update_adda_and_report():
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_builds_and_backpropagates(method):
     outputs = batch()
-    losses = build_losses(parse_method(method), num_classes=3, dim=8)
+    losses = build_losses(parse_method(method), num_classes=3, dim=8, prototypes=torch.eye(3, 8))
     discriminator_steps(losses, outputs)
     total, parts = total_loss(losses, outputs)
     total.backward()

@@ -56,6 +56,20 @@ def test_methods_learn_and_log(tmp_path, synthetic, method):
     assert best.embed(synthetic[0][:2]).shape == (2, 128)
 
 
+def test_bf16_prototype_run_learns(tmp_path, synthetic):
+    """bf16 autocast on the student's forward, fp32 losses; the identity term falls too."""
+    config = tiny_config(
+        tmp_path, method="prototype+l2", precision="bf16", steps=30, checkpoint_every=30
+    )
+    train(config, *synthetic, progress=False)
+    rows = read_csv(tmp_path / "run" / "log.csv")
+    for name in ("l2", "prototype"):
+        first, last = rows[0][name], np.mean([r[name] for r in rows[-3:]])
+        assert last < 0.9 * first, (name, first, last)
+    saved = load_file(str(latest_checkpoint(tmp_path / "run") / "student.safetensors"))
+    assert all(t.dtype == torch.float32 for t in saved.values() if t.is_floating_point())
+
+
 def test_resume_continues_bit_for_bit(tmp_path, synthetic):
     kwargs = dict(method="adda+l2", steps=8, checkpoint_every=4, seed=5)
     student = {**TINY_STUDENT, "dropout": 0.3}  # dropout: the RNG state must come back too

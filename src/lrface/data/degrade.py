@@ -85,7 +85,10 @@ class TrainDegradation:
     """Random degradation for training: returns an ``s x s`` chip with ``s`` drawn per call.
 
     Blur (sigma in HR pixels) is applied before downsampling, noise (std in grey levels) and
-    JPEG (quality) after, each with its probability.
+    JPEG (quality) after, each with its probability. Jitter (off by default) first moves the
+    HR chip by a random similarity transform: shift up to ``jitter_shift`` of the chip side,
+    scale within ``1 +- jitter_scale``, rotation up to ``jitter_degrees``; it teaches the
+    student the alignment noise of a detector's landmarks (e.g. MTCNN on a tiny face).
     """
 
     min_size: int = 8
@@ -97,6 +100,9 @@ class TrainDegradation:
     noise_std: tuple[float, float] = (1.0, 8.0)
     jpeg_prob: float = 0.3
     jpeg_quality: tuple[int, int] = (30, 95)
+    jitter_shift: float = 0.0
+    jitter_scale: float = 0.0
+    jitter_degrees: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +115,8 @@ class TrainDegradation:
     ) -> np.ndarray:
         size = self.sample_size(rng) if size is None else size
         img = Image.fromarray(chip)
+        if self.jitter_shift or self.jitter_scale or self.jitter_degrees:
+            img = self._jitter(img, rng)
         if rng.random() < self.blur_prob:
             img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*self.blur_sigma))))
         kernel = self.kernels[int(rng.integers(len(self.kernels)))]
@@ -123,3 +131,16 @@ class TrainDegradation:
             Image.fromarray(out).save(buffer, format="JPEG", quality=quality)
             out = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
         return out
+
+    def _jitter(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """A random similarity transform about the chip centre (edges filled black)."""
+        side = img.size[0]
+        shift_x, shift_y = rng.uniform(-self.jitter_shift, self.jitter_shift, 2) * side
+        scale = 1.0 + rng.uniform(-self.jitter_scale, self.jitter_scale)
+        angle = np.deg2rad(rng.uniform(-self.jitter_degrees, self.jitter_degrees))
+        # PIL maps each output pixel to its source: src = R(-angle) (out - c - t) / scale + c.
+        cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+        centre = (side - 1) / 2
+        ox, oy = centre + shift_x, centre + shift_y
+        coeffs = (cos, sin, centre - cos * ox - sin * oy, -sin, cos, centre + sin * ox - cos * oy)
+        return img.transform(img.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC)

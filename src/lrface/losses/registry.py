@@ -22,6 +22,7 @@ from lrface.losses.feature import FeatureL2
 from lrface.losses.guided import GuidedLoss
 from lrface.losses.margin import ArcFaceLoss
 from lrface.losses.mmd import DomainMMD, NSTLoss
+from lrface.losses.prototype import PrototypeLoss
 
 Spec = dict[str, dict[str, Any]]
 
@@ -35,6 +36,7 @@ LOSSES: dict[str, type[TransferLoss]] = {
     "adda": ADDALoss,
     "guided": GuidedLoss,
     "arcface": ArcFaceLoss,
+    "prototype": PrototypeLoss,
 }
 
 METHODS: dict[str, Spec] = {
@@ -49,6 +51,7 @@ METHODS: dict[str, Spec] = {
     "contrastive+l2": {"contrastive": {"weight": 1.0}, "l2": {"weight": 5.0}},
     "guided": {"guided": {"weight": 1.0}},
     "l2+arcface": {"l2": {"weight": 5.0}, "arcface": {"weight": 1.0}},
+    "prototype+l2": {"prototype": {"weight": 1.0}, "l2": {"weight": 5.0}},
 }
 
 

@@ -59,6 +59,7 @@ def train_command(
     resume: Annotated[bool, Opt(help="Continue from the run's last checkpoint.")] = False,
     stop_after: Annotated[int | None, Opt(help="Stop (and checkpoint) after this step.")] = None,
     device: Annotated[str | None, Opt(help="cpu or cuda.")] = None,
+    precision: Annotated[str | None, Opt(help="fp32, or bf16 autocast (faster).")] = None,
     lfw: Annotated[Path | None, Opt(help="LFW root (default: $LRFACE_LFW, ../shared).")] = None,
     progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
 ) -> None:
@@ -80,6 +81,7 @@ def train_command(
         eval_every=eval_every,
         out=str(out) if out is not None else None,
         device=device,
+        precision=precision,
         lfw=str(lfw) if lfw is not None else None,
     )
     if folds is None:

@@ -38,6 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lrface.losses.base import TransferOutputs
+from lrface.losses.prototype import teacher_prototypes
 from lrface.losses.registry import (
     adda_modules,
     build_losses,
@@ -119,9 +120,11 @@ class Objective(nn.Module):
         hr_branch: nn.Module | None = None,
         teacher: nn.Module | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        precision: str = "fp32",
     ):
         super().__init__()
         self.student = student
+        self.precision = precision
         self.losses = losses
         self.hr_branch = hr_branch
         self.needs = required_fields(losses)
@@ -138,10 +141,13 @@ class Objective(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         features = bool({"student_features", "teacher_features"} & self.needs)
         student_features: list[torch.Tensor] = []
-        if features:
-            embedding, student_features = self.student(lr, return_features=True)
-        else:
-            embedding = self.student(lr)
+        with torch.autocast(lr.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            if features:
+                embedding, student_features = self.student(lr, return_features=True)
+            else:
+                embedding = self.student(lr)
+        embedding = embedding.float()
+        student_features = [f.float() for f in student_features]
         teacher_features: list[torch.Tensor] = []
         if "teacher_features" in self.needs:
             with torch.no_grad():
@@ -302,7 +308,15 @@ class Trainer:
         spec = parse_method(config.method)
         for name, kwargs in config.method_kwargs.items():
             spec.setdefault(name, {}).update(kwargs)
-        self.losses = build_losses(spec, num_classes=int(np.max(labels)) + 1, dim=self.student.dim)
+        self.losses = build_losses(
+            spec,
+            num_classes=int(np.max(labels)) + 1,
+            dim=self.student.dim,
+            prototypes=teacher_prototypes(
+                torch.as_tensor(teacher_emb, dtype=torch.float32),
+                torch.as_tensor(labels, dtype=torch.long),
+            ),
+        )
         needs = required_fields(self.losses)
         if {"student_features", "teacher_features"} & needs and not self.student.supports_features:
             raise ValueError(
@@ -319,7 +333,9 @@ class Trainer:
         if teacher is not None:
             teacher = teacher.to(self.device).eval().requires_grad_(False)
         gather = _all_gather if self.world > 1 else None
-        self.objective = Objective(self.student, self.losses, self.hr_branch, teacher, gather)
+        self.objective = Objective(
+            self.student, self.losses, self.hr_branch, teacher, gather, config.precision
+        )
         self.objective.to(self.device)
         self.adda = adda_modules(self.losses)
 

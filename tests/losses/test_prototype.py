@@ -1,0 +1,62 @@
+"""Teacher-prototype identification loss: centres, hand-computed values, gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lrface.losses.base import TransferOutputs
+from lrface.losses.prototype import PrototypeLoss, teacher_prototypes
+
+
+def test_prototypes_are_unit_means_per_identity():
+    emb = torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.0, -1.0]])
+    labels = torch.tensor([0, 0, 2])
+    centres = teacher_prototypes(emb, labels)
+    s = 1 / math.sqrt(2)
+    torch.testing.assert_close(centres, torch.tensor([[s, s], [0.0, 0.0], [0.0, -1.0]]))
+
+
+def test_prototypes_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="N x D"):
+        teacher_prototypes(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+
+
+def test_equidistant_centres_give_log_num_classes():
+    centres = torch.eye(4)
+    student = torch.ones(5, 4)  # the same cosine to every centre
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    loss = PrototypeLoss(centres, scale=30.0)(TransferOutputs(student, student, labels=labels))
+    torch.testing.assert_close(loss, torch.tensor(math.log(4)))
+
+
+def test_value_matches_softmax_by_hand_and_prefers_the_right_centre():
+    centres = torch.eye(3)
+    student = torch.tensor([[3.0, 4.0, 0.0]])  # cosines 0.6, 0.8, 0
+    loss_fn = PrototypeLoss(centres, scale=2.0)
+    logits = torch.tensor([1.2, 1.6, 0.0])
+    expected = torch.logsumexp(logits, 0) - logits[1]
+    outputs = TransferOutputs(student, student, labels=torch.tensor([1]))
+    torch.testing.assert_close(loss_fn(outputs), expected)
+    wrong = TransferOutputs(student, student, labels=torch.tensor([2]))
+    assert loss_fn(wrong) > loss_fn(outputs)
+
+
+def test_gradient_and_no_stored_state():
+    centres = torch.randn(6, 8, dtype=torch.float64)
+    loss_fn = PrototypeLoss(centres).double()
+    labels = torch.tensor([0, 3, 5])
+    student = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(3, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda s: loss_fn(TransferOutputs(s, teacher, labels=labels)), (student,)
+    )
+    assert loss_fn.state_dict() == {}  # centres come from the data, not checkpoints
+
+
+def test_needs_labels():
+    loss_fn = PrototypeLoss(torch.eye(2))
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(TransferOutputs(torch.ones(1, 2), torch.ones(1, 2)))
