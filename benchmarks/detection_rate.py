@@ -52,11 +52,13 @@ def main() -> None:
         "--dlib-upsample", type=int, default=1, help="dlib: image doublings before the scan"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args()
 
     import cv2
     import numpy as np
     import torch
+    from tqdm import tqdm
 
     from lrface.data.images import load_rgb
     from lrface.paths import resolve_lfw
@@ -91,7 +93,8 @@ def main() -> None:
         ]
         for name, det in detectors.items():
             hits, spent = 0, 0.0
-            for img in scaled:
+            label = f"{name} {side}px"
+            for img in tqdm(scaled, desc=label, unit="img", disable=args.no_progress):
                 start = time.perf_counter()
                 faces = det.detect(img)
                 spent += time.perf_counter() - start

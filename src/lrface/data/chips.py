@@ -69,10 +69,9 @@ def _chip_path(root: Path, key: str) -> Path:
     return root / key[:2] / f"{key}.png"
 
 
-def _align_one(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome:
-    """Align one file, reading and writing the cache (runs in worker processes)."""
-    global _ALIGNER
-    root, relpath, settings, store = args
+def _from_cache(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome | None:
+    """The cached chip of one file (or its read error); ``None`` when it must be aligned."""
+    root, relpath, _, store = args
     path = root / relpath
     try:
         data = path.read_bytes()
@@ -80,15 +79,27 @@ def _align_one(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome:
         return _Outcome(relpath, None, None, False, f"{path}: cannot read ({exc.strerror})")
     key = hashlib.sha1(data).hexdigest()
     cached = _chip_path(store, key)
-    if cached.is_file():
-        with Image.open(cached) as img:
-            return _Outcome(
-                relpath,
-                key,
-                np.asarray(img.convert("RGB")),
-                img.info.get("lrface-fallback") == "1",
-                None,
-            )
+    if not cached.is_file():
+        return None
+    with Image.open(cached) as img:
+        return _Outcome(
+            relpath,
+            key,
+            np.asarray(img.convert("RGB")),
+            img.info.get("lrface-fallback") == "1",
+            None,
+        )
+
+
+def _align_one(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome:
+    """Align one file, reading and writing the cache (runs in worker processes)."""
+    global _ALIGNER
+    root, relpath, settings, store = args
+    path = root / relpath
+    if (hit := _from_cache(args)) is not None:
+        return hit
+    key = hashlib.sha1(path.read_bytes()).hexdigest()
+    cached = _chip_path(store, key)
     try:
         image = load_rgb(path)
     except BadImageError as exc:
@@ -120,17 +131,26 @@ def aligned_chips(
     store = cache_dir() / "chips" / settings.key
     jobs = [(root, relpath, settings, store) for relpath in dict.fromkeys(relpaths)]
     bar = tqdm(total=len(jobs), desc="align", unit="img", disable=not progress, leave=False)
-    outcomes: list[_Outcome] = []
-    if workers > 1 and len(jobs) > 64:
+    done: dict[str, _Outcome] = {}
+    pending = []
+    for job in jobs:  # cache hits first, in this process: no pool when nothing is new
+        hit = _from_cache(job)
+        if hit is None:
+            pending.append(job)
+        else:
+            done[job[1]] = hit
+            bar.update()
+    if workers > 1 and len(pending) > 64:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for outcome in pool.map(_align_one, jobs, chunksize=32):
-                outcomes.append(outcome)
+            for outcome in pool.map(_align_one, pending, chunksize=32):
+                done[outcome.relpath] = outcome
                 bar.update()
     else:
-        for job in jobs:
-            outcomes.append(_align_one(job))
+        for job in pending:
+            done[job[1]] = _align_one(job)
             bar.update()
     bar.close()
+    outcomes = [done[job[1]] for job in jobs]
     good = [o for o in outcomes if o.error is None]
     chips = (
         np.stack([o.chip for o in good])
