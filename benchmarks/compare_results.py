@@ -1,10 +1,12 @@
-"""Side-by-side Markdown table of two ``lrface benchmark`` results (e.g. teacher vs student).
+"""Markdown table of ``lrface benchmark`` results side by side: a baseline and candidates.
 
-    python benchmarks/compare_results.py out/baseline-v2-folds/results.json \
-        out/v2-ti-l2/results.json
+    python benchmarks/compare_results.py out/baseline-v2-folds-noflip/results.json \
+        out/v2-ti-l2/results.json out/v2-ti-prototype/results.json --names teacher,l2,prototype+l2
 
-Cells: accuracy % mean +- std over folds (TAR % at FAR 1e-3); the gain column is the
-difference of mean accuracies in points.
+One table per protocol (hr-lr, lr-lr). Cells: accuracy % mean +- std over folds (TAR % at
+FAR 1e-3). Each candidate's gain column is the mean of its per-fold accuracy differences from
+the baseline on the same folds, +- their std, and how many folds it won: a paired comparison,
+which is what "outside the fold std" should mean when both sides see the same pairs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 
 def by_key(path: Path) -> dict[tuple[str, int | None], dict]:
@@ -27,31 +31,45 @@ def cell(row: dict | None) -> str:
     )
 
 
+def paired_gain(base: dict | None, cand: dict | None) -> str:
+    """Mean +- std of the per-fold accuracy differences (points) and folds won."""
+    if base is None or cand is None:
+        return "—"
+    diff = 100 * (np.asarray(cand["fold_accuracies"]) - np.asarray(base["fold_accuracies"]))
+    return f"{diff.mean():+.2f} ± {diff.std():.2f} ({int((diff > 0).sum())}/{len(diff)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("baseline", type=Path, help="results.json of the reference (teacher)")
-    parser.add_argument("candidate", type=Path, help="results.json of the candidate (student)")
-    parser.add_argument("--names", default="teacher,student", help="column names")
+    parser.add_argument("candidates", type=Path, nargs="+", help="results.json of candidates")
+    parser.add_argument("--names", default=None, help="comma-separated names, baseline first")
     args = parser.parse_args()
-    base, cand = by_key(args.baseline), by_key(args.candidate)
-    first, second = args.names.split(",")
-    sizes = sorted({s for _, s in cand if s is not None})
-    print(
-        f"| face size | hr-lr {first} | hr-lr {second} | gain | lr-lr {first} | "
-        f"lr-lr {second} | gain |"
+    names = (
+        args.names.split(",")
+        if args.names
+        else ["baseline"] + [p.parent.name for p in args.candidates]
     )
-    print("|---|---|---|---|---|---|---|")
-    for size in sizes:
-        cells = []
-        for protocol in ("hr-lr", "lr-lr"):
-            b, c = base.get((protocol, size)), cand.get((protocol, size))
-            gain = (
-                "—" if b is None or c is None else f"{100 * (c['accuracy'] - b['accuracy']):+.2f}"
-            )
-            cells += [cell(b), cell(c), gain]
-        print(f"| {size}x{size} | " + " | ".join(cells) + " |")
+    if len(names) != 1 + len(args.candidates):
+        parser.error("--names needs one name per results file")
+    base = by_key(args.baseline)
+    cands = [by_key(p) for p in args.candidates]
+    sizes = sorted({s for cand in cands for _, s in cand if s is not None})
+    for protocol in ("hr-lr", "lr-lr"):
+        head = [f"{protocol} {names[0]}"]
+        for name in names[1:]:
+            head += [name, f"gain ({name})"]
+        print(f"\n| face size | {' | '.join(head)} |")
+        print("|---" * (len(head) + 1) + "|")
+        for size in sizes:
+            b = base.get((protocol, size))
+            cells = [cell(b)]
+            for cand in cands:
+                c = cand.get((protocol, size))
+                cells += [cell(c), paired_gain(b, c)]
+            print(f"| {size}x{size} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
