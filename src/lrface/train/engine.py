@@ -141,7 +141,8 @@ class Objective(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         features = bool({"student_features", "teacher_features"} & self.needs)
         student_features: list[torch.Tensor] = []
-        with torch.autocast(lr.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+        autocast = torch.autocast(lr.device.type, torch.bfloat16, enabled=self.precision == "bf16")
+        with autocast:
             if features:
                 embedding, student_features = self.student(lr, return_features=True)
             else:
@@ -150,8 +151,9 @@ class Objective(nn.Module):
         student_features = [f.float() for f in student_features]
         teacher_features: list[torch.Tensor] = []
         if "teacher_features" in self.needs:
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 _, teacher_features = self._teacher[0](hr, return_features=True)
+            teacher_features = [f.float() for f in teacher_features]
         hr_student = None
         if "hr_student" in self.needs:
             hr_student = self.hr_branch(resize_input(hr, self.hr_branch.input_size))
