@@ -60,7 +60,13 @@ from lrface.machine import describe_machine
 from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
 from lrface.paths import cache_dir
-from lrface.pipeline import EmbeddedFace, FacePipeline, NoFaceError, select_faces
+from lrface.pipeline import (
+    DEFAULT_SIZE_CUTOFF,
+    EmbeddedFace,
+    FacePipeline,
+    NoFaceError,
+    select_faces,
+)
 from lrface.search.gallery import Gallery
 
 CHIP_PX_PER_FACE_PX = 124 / FACE_PX
@@ -298,7 +304,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="16,24", help="probe face widths in px")
     parser.add_argument("--student", default=None, help="student checkpoint dir (or name)")
     parser.add_argument(
-        "--size-cutoff", type=float, default=48, help="faces narrower (px) go to the student"
+        "--size-cutoff",
+        type=float,
+        default=DEFAULT_SIZE_CUTOFF,
+        help="faces narrower (px) go to the student",
     )
     parser.add_argument("--limit", type=int, default=None, help="first N people (default: all)")
     parser.add_argument(

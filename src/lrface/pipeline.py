@@ -1,6 +1,6 @@
 """From photos to answers: detect, align, embed (teacher or low-resolution student), verify.
 
-``FacePipeline(detector, teacher, student=None, size_cutoff=48)``: a face whose detected box is
+``FacePipeline(detector, teacher, student=None, size_cutoff=20)``: a face whose detected box is
 narrower than ``size_cutoff`` px is embedded by the student from a chip at its native resolution
 (``lrface.detect.align.native_chip_size``), every other face by the teacher from a 150 px chip.
 Students are trained into the teacher's embedding space, so either kind of embedding compares
@@ -25,6 +25,11 @@ from lrface.detect.align import align_face, native_chip_size
 from lrface.models.encoder import FaceEncoder
 
 MULTI_FACE_POLICIES = ("largest", "all", "error")
+
+# Faces narrower than this go to the student. On LFW View 2 the per-fold students beat the
+# teacher up to 20 px chips and lose from 24 px up (docs/results.md, section 3a), and in 1:N
+# search they lose at 24 px (section 6), so bigger faces are better left to the teacher.
+DEFAULT_SIZE_CUTOFF = 20.0
 
 
 class FaceInputError(ValueError):
@@ -115,7 +120,7 @@ class FacePipeline:
         detector: FaceDetector,
         teacher: FaceEncoder,
         student: FaceEncoder | None = None,
-        size_cutoff: float = 48,
+        size_cutoff: float = DEFAULT_SIZE_CUTOFF,
         multi_face: str = "largest",
     ):
         if student is not None and student.dim != teacher.dim:

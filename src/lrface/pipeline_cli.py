@@ -30,7 +30,11 @@ StudentOpt = Annotated[
     typer.Option(help="Student checkpoint dir (or name) for faces narrower than --size-cutoff."),
 ]
 CutoffOpt = Annotated[
-    float, typer.Option(help="Faces narrower than this (px) go to the student, if one is given.")
+    float | None,
+    typer.Option(
+        help="Faces narrower than this (px) go to the student, if one is given "
+        "[default: lrface.pipeline.DEFAULT_SIZE_CUTOFF, 20]."
+    ),
 ]
 MultiOpt = Annotated[str, typer.Option(help="Several faces in an image: largest, all, or error.")]
 
@@ -153,17 +157,17 @@ def _pipeline(
     student: str | None,
     detector: str,
     min_face: float,
-    size_cutoff: float,
+    size_cutoff: float | None,
     multi_face: str,
     device: str,
 ):
-    from lrface.pipeline import FacePipeline
+    from lrface.pipeline import DEFAULT_SIZE_CUTOFF, FacePipeline
 
     return FacePipeline(
         make_detector(detector, min_face, device),
         _encoder(encoder, device),
         _encoder(student, device) if student else None,
-        size_cutoff=size_cutoff,
+        size_cutoff=DEFAULT_SIZE_CUTOFF if size_cutoff is None else size_cutoff,
         multi_face=multi_face,
     )
 
@@ -183,7 +187,7 @@ def verify_command(
     ] = None,
     detector: DetectorOpt = "mtcnn",
     min_face: MinFaceOpt = 20,
-    size_cutoff: CutoffOpt = 48,
+    size_cutoff: CutoffOpt = None,
     multi_face: MultiOpt = "largest",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = "cpu",
@@ -314,7 +318,7 @@ def search_command(
     student: StudentOpt = None,
     detector: DetectorOpt = "mtcnn",
     min_face: MinFaceOpt = 20,
-    size_cutoff: CutoffOpt = 48,
+    size_cutoff: CutoffOpt = None,
     multi_face: MultiOpt = "largest",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = "cpu",
