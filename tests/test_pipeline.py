@@ -222,12 +222,12 @@ def test_enroll_skips_bad_files_and_keeps_the_gallery(cli, tmp_path):
 def test_verify_command_reports_encoders(cli, tmp_path):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     _photo(a, ("red", 20, 20, 120))
-    _photo(b, ("red", 5, 5, 30))
+    _photo(b, ("red", 5, 5, 16))
     result = cli("verify", a, b, "--encoder", "teacher", "--student", "other", "--threshold", "0.9")
     assert result.exit_code == 0, result.output
     assert "decision: same person" in result.output
     assert "-> teacher teacher (150 px chip)" in result.output
-    assert "-> student other (30 px chip)" in result.output
+    assert "-> student other (16 px chip)" in result.output
     missing = cli("verify", a, tmp_path / "nope.jpg", "--encoder", "teacher")
     assert missing.exit_code == 1 and "nope.jpg: no such file" in missing.output
 
