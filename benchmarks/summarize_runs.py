@@ -28,6 +28,15 @@ def final_eval(run: Path) -> dict[str, float] | None:
     return {k: float(v) for k, v in rows[-1].items()} if rows else None
 
 
+def setup(config: dict) -> str:
+    """What else differs between runs: precision and alignment jitter, where set."""
+    notes = [config.get("precision", "fp32")]
+    degradation = config.get("degradation", {})
+    if any(degradation.get(k) for k in ("jitter_shift", "jitter_scale", "jitter_degrees")):
+        notes.append("jitter")
+    return ", ".join(notes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -40,8 +49,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
 
     cells = " | ".join(f"{s}x{s} acc (TAR@1e-3)" for s in sizes)
-    print(f"| method | student | steps | {cells} | mean acc |")
-    print("|---|---|---|" + "---|" * (len(sizes) + 1))
+    print(f"| method | student | setup | steps | {cells} | mean acc |")
+    print("|---|---|---|---|" + "---|" * (len(sizes) + 1))
     if args.baseline:
         rows = json.loads(args.baseline.read_text())["rows"]
         by_size = {r["size"]: r for r in rows if r["protocol"] == args.protocol}
@@ -50,7 +59,7 @@ def main() -> None:
             f"{a:.2f} ({100 * by_size[s]['tar_far_1e_3']:.1f})"
             for a, s in zip(accs, sizes, strict=True)
         )
-        print(f"| teacher (no transfer) | — | — | {parts} | {sum(accs) / len(accs):.2f} |")
+        print(f"| teacher (no transfer) | — | — | — | {parts} | {sum(accs) / len(accs):.2f} |")
     for run in args.runs:
         metrics = final_eval(run)
         if metrics is None:
@@ -63,7 +72,7 @@ def main() -> None:
         )
         steps = int(metrics["step"])
         print(
-            f"| {config['method']} | {config['student']} | {steps} | {parts} | "
+            f"| {config['method']} | {config['student']} | {setup(config)} | {steps} | {parts} | "
             f"{sum(accs) / len(accs):.2f} |"
         )
 
