@@ -356,7 +356,7 @@ def main() -> None:
     encoders: dict[str, FaceEncoder] = {"teacher": teacher}
     if student is not None:
         pipes["teacher+student"] = FacePipeline(detector, teacher, student, args.size_cutoff)
-        encoders["teacher+student"] = student
+        encoders["student"] = student  # no routing here: what the student does at this size
     results = {
         str(s): {
             "detected": run_detected(lfw, probes, s, pipes, gallery, progress),
