@@ -52,9 +52,10 @@ class ColourEncoder(FaceEncoder):
 
     dim = 4
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, input_size: int = 150):
         super().__init__()
         self.name = name
+        self.input_size = input_size
         self.seen: list[int] = []
 
     def embed(self, chips, flip=False):
@@ -77,20 +78,26 @@ def scene(*squares: tuple[str, int, int, int], size: int = 200) -> np.ndarray:
 @pytest.fixture
 def pipe() -> FacePipeline:
     return FacePipeline(
-        SquareDetector(), ColourEncoder("teacher"), ColourEncoder("student"), size_cutoff=48
+        SquareDetector(),
+        ColourEncoder("teacher"),
+        ColourEncoder("student", input_size=32),
+        size_cutoff=48,
     )
 
 
-def test_small_faces_go_to_the_student_at_native_size(pipe):
-    image = scene(("red", 10, 10, 100), ("green", 150, 150, 30))
+def test_small_faces_go_to_the_student_warped_once_to_its_input(pipe):
+    image = scene(("red", 10, 10, 100), ("green", 150, 150, 30), ("blue", 10, 150, 12))
     faces = pipe.detect(image, policy="all")
     embedded = pipe.embed_faces(image, faces)
     roles = {tuple(e.face.box[:2].astype(int)): (e.role, e.encoder, e.chip_size) for e in embedded}
+    # chip_size is the face's own resolution (one chip px per image px), for calibration
     assert roles[(10, 10)] == ("teacher", "teacher", 150)
-    assert roles[(150, 150)] == ("student", "student", 30)  # one chip px per image px
-    assert pipe.teacher.seen == [150] and pipe.student.seen == [30]
+    assert roles[(150, 150)] == ("student", "student", 30)
+    assert roles[(10, 150)] == ("student", "student", 12)
+    # the warp goes straight to the student's 32 px input, never to 12 then resampled
+    assert pipe.teacher.seen == [150] and sorted(pipe.student.seen) == [32, 32]
     alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"))
-    assert [e.role for e in alone.embed_faces(image, faces)] == ["teacher", "teacher"]
+    assert [e.role for e in alone.embed_faces(image, faces)] == ["teacher"] * 3
 
 
 def test_multi_face_policies_and_no_face(pipe, tmp_path):
