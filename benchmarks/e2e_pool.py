@@ -27,7 +27,7 @@ def main() -> None:
     folds = sorted(r["probe_fold"] for r in reports)
     if None in folds or len(set(folds)) != len(folds):
         parser.error("each report must come from a different --probe-fold")
-    hits: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    hits: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     misses: dict[tuple[str, str], int] = defaultdict(int)
     for report in reports:
         for size, result in report["sizes"].items():
@@ -39,6 +39,7 @@ def main() -> None:
                     cell[0] += r["rank1_hits"]
                     cell[1] += r["rank5_hits"]
                     cell[2] += r["probes"]
+                    cell[3] += r.get("student_served", 0)
     gallery = {r["people"] for r in reports}
     wall = sum(r["wall_s"] for r in reports)
     print(
@@ -47,13 +48,14 @@ def main() -> None:
         f"student; size cutoff {sorted({r['size_cutoff'] for r in reports})} px; "
         f"total wall time {wall:.0f} s.\n"
     )
-    print("| face px | probe | pipeline | probes | rank-1 | rank-5 | no face |")
-    print("|---|---|---|---|---|---|---|")
-    for (size, kind, label), (r1, r5, n) in hits.items():
+    print("| face px | probe | pipeline | probes | to student | rank-1 | rank-5 | no face |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (size, kind, label), (r1, r5, n, served) in hits.items():
         probe = "raw image, MTCNN" if kind == "detected" else "dlib chip, no detection"
+        routed = served if kind == "detected" else (n if label == "student" else 0)
         print(
-            f"| {size} | {probe} | {label} | {n} | {100 * r1 / n:.1f}% | {100 * r5 / n:.1f}% | "
-            f"{misses[size, kind]} |"
+            f"| {size} | {probe} | {label} | {n} | {routed} | {100 * r1 / n:.1f}% | "
+            f"{100 * r5 / n:.1f}% | {misses[size, kind]} |"
         )
 
 
