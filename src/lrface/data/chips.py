@@ -69,8 +69,8 @@ def _chip_path(root: Path, key: str) -> Path:
     return root / key[:2] / f"{key}.png"
 
 
-def _from_cache(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome | None:
-    """The cached chip of one file (or its read error); ``None`` when it must be aligned."""
+def _from_cache(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome | str:
+    """The cached chip of one file (or its read error), else the file's key: it must be aligned."""
     root, relpath, _, store = args
     path = root / relpath
     try:
@@ -80,7 +80,7 @@ def _from_cache(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome | None:
     key = hashlib.sha1(data).hexdigest()
     cached = _chip_path(store, key)
     if not cached.is_file():
-        return None
+        return key
     with Image.open(cached) as img:
         return _Outcome(
             relpath,
@@ -91,14 +91,11 @@ def _from_cache(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome | None:
         )
 
 
-def _align_one(args: tuple[Path, str, AlignSettings, Path]) -> _Outcome:
-    """Align one file, reading and writing the cache (runs in worker processes)."""
+def _align_one(args: tuple[Path, str, AlignSettings, Path, str]) -> _Outcome:
+    """Align one file whose key ``_from_cache`` found missing; write the cache (in workers)."""
     global _ALIGNER
-    root, relpath, settings, store = args
+    root, relpath, settings, store, key = args
     path = root / relpath
-    if (hit := _from_cache(args)) is not None:
-        return hit
-    key = hashlib.sha1(path.read_bytes()).hexdigest()
     cached = _chip_path(store, key)
     try:
         image = load_rgb(path)
@@ -134,11 +131,11 @@ def aligned_chips(
     done: dict[str, _Outcome] = {}
     pending = []
     for job in jobs:  # cache hits first, in this process: no pool when nothing is new
-        hit = _from_cache(job)
-        if hit is None:
-            pending.append(job)
+        found = _from_cache(job)
+        if isinstance(found, str):
+            pending.append((*job, found))
         else:
-            done[job[1]] = hit
+            done[job[1]] = found
             bar.update()
     if workers > 1 and len(pending) > 64:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:

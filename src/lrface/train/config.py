@@ -27,8 +27,9 @@ class TrainConfig:
         both orientations (``lrface.train.lfw`` computes them that way).
     schedule: ``cosine`` (to ``min_lr_ratio``), ``step`` (x ``gamma`` at each milestone) or
         ``constant``; all after a linear warm-up of ``warmup_steps``.
-    precision: ``fp32``, or ``bf16`` to run the student's forward pass under bfloat16 autocast
-        (losses stay fp32); ~1.6x faster on CPUs with AVX512-BF16 and on recent GPUs.
+    precision: ``fp32``, or ``bf16`` to run the student's (and a feature-matching teacher's)
+        forward pass under bfloat16 autocast; losses and weights stay fp32 (1.38x faster
+        steps measured on this AVX512-BF16 CPU, ``benchmarks/train_step_speed.py``).
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
     divergence_factor: stop when the loss exceeds this multiple of its running median.
     view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
