@@ -45,7 +45,11 @@ def test_listnet_hand_value_is_teacher_entropy_at_student_equals_teacher():
 def test_reference_defaults():
     loss = DarkRank()
     assert (loss.weight, loss.variant, loss.scale, loss.power, loss.list_length) == (
-        16.0, "listnet", 3.5, 2.0, 4,
+        16.0,
+        "listnet",
+        3.5,
+        2.0,
+        4,
     )
 
 

@@ -46,7 +46,10 @@ def test_loss_is_cross_entropy_of_margin_logits_and_defaults():
     assert math.isclose(loss(outputs).item(), expected, rel_tol=1e-9)
     default = ArcFaceLoss(num_classes=5)
     assert (default.s, default.m, default.easy_margin, default.needs) == (
-        30.0, 0.5, False, ("labels",),
+        30.0,
+        0.5,
+        False,
+        ("labels",),
     )
     with pytest.raises(ValueError):
         default(TransferOutputs(student=torch.randn(2, 128), teacher=torch.randn(2, 128)))

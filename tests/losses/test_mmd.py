@@ -71,9 +71,7 @@ def test_nst_gradcheck(kernel):
     student = torch.rand(2, 3, 2, 3, dtype=torch.double, requires_grad=True)
     teacher = torch.rand(2, 4, 2, 3, dtype=torch.double)
     loss_fn = NSTLoss(kernel=kernel, sigma2=0.5)
-    assert torch.autograd.gradcheck(
-        lambda s: loss_fn(nst_outputs([s], [teacher])), (student,)
-    )
+    assert torch.autograd.gradcheck(lambda s: loss_fn(nst_outputs([s], [teacher])), (student,))
 
 
 def test_domain_mmd_hand_values():

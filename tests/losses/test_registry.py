@@ -32,7 +32,15 @@ def batch(n: int = 6, dim: int = 8, classes: int = 3) -> TransferOutputs:
 
 def test_names():
     assert set(LOSSES) == {
-        "l2", "nst", "mmd", "darkrank", "contrastive", "dann", "adda", "guided", "arcface",
+        "l2",
+        "nst",
+        "mmd",
+        "darkrank",
+        "contrastive",
+        "dann",
+        "adda",
+        "guided",
+        "arcface",
         "prototype",
     }
     assert METHODS["l2"] == {"l2": {"weight": 5.0}}
@@ -81,7 +89,8 @@ def test_total_loss_is_the_weighted_sum():
 def test_required_fields_union():
     assert required_fields(build_losses(parse_method("adda+l2"))) == set()
     assert required_fields(build_losses(parse_method("nst+l2"))) == {
-        "student_features", "teacher_features",
+        "student_features",
+        "teacher_features",
     }
     spec = {"guided": {}, "arcface": {}}
     assert required_fields(build_losses(spec, num_classes=3)) == {"labels", "hr_student"}

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 from lrface.data.degrade import EvalDegradation
 from lrface.losses import registry
 from lrface.losses.base import TransferLoss
+from lrface.losses.prototype import teacher_prototypes
 from lrface.train.checkpoint import latest_checkpoint, load_student_encoder
-from lrface.train.engine import TrainingDiverged, lr_factor, train
+from lrface.train.engine import Trainer, TrainingDiverged, lr_factor, train
 from tests.train.synthetic import TINY_STUDENT, tiny_config
 
 
@@ -68,6 +69,27 @@ def test_bf16_prototype_run_learns(tmp_path, synthetic):
         assert last < 0.9 * first, (name, first, last)
     saved = load_file(str(latest_checkpoint(tmp_path / "run") / "student.safetensors"))
     assert all(t.dtype == torch.float32 for t in saved.values() if t.is_floating_point())
+
+
+def test_prototypes_come_from_the_original_rows_only(tmp_path, synthetic):
+    """Augmented views appended after the originals must not move the identity centres."""
+    chips, emb, labels = synthetic
+    views_emb = -emb  # deliberately far from the originals
+    config = tiny_config(tmp_path, method="prototype+l2")
+    trainer = Trainer(
+        config,
+        np.concatenate([chips, chips]),
+        np.concatenate([emb, views_emb]),
+        np.concatenate([labels, labels]),
+        progress=False,
+        prototype_rows=slice(0, len(chips)),
+    )
+    expected = teacher_prototypes(torch.from_numpy(emb), torch.from_numpy(labels))
+    assert torch.allclose(trainer.losses["prototype"].prototypes, expected, atol=1e-6)
+    assert (
+        "prototype"
+        not in Trainer(tiny_config(tmp_path / "l2"), chips, emb, labels, progress=False).losses
+    )
 
 
 def test_resume_continues_bit_for_bit(tmp_path, synthetic):

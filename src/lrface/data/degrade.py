@@ -116,7 +116,9 @@ class TrainDegradation:
         size = self.sample_size(rng) if size is None else size
         img = Image.fromarray(chip)
         if self.jitter_shift or self.jitter_scale or self.jitter_degrees:
-            img = self._jitter(img, rng)
+            img = similarity_jitter(
+                img, rng, self.jitter_shift, self.jitter_scale, self.jitter_degrees
+            )
         if rng.random() < self.blur_prob:
             img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*self.blur_sigma))))
         kernel = self.kernels[int(rng.integers(len(self.kernels)))]
@@ -132,15 +134,19 @@ class TrainDegradation:
             out = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
         return out
 
-    def _jitter(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        """A random similarity transform about the chip centre (edges filled black)."""
-        side = img.size[0]
-        shift_x, shift_y = rng.uniform(-self.jitter_shift, self.jitter_shift, 2) * side
-        scale = 1.0 + rng.uniform(-self.jitter_scale, self.jitter_scale)
-        angle = np.deg2rad(rng.uniform(-self.jitter_degrees, self.jitter_degrees))
-        # PIL maps each output pixel to its source: src = R(-angle) (out - c - t) / scale + c.
-        cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
-        centre = (side - 1) / 2
-        ox, oy = centre + shift_x, centre + shift_y
-        coeffs = (cos, sin, centre - cos * ox - sin * oy, -sin, cos, centre + sin * ox - cos * oy)
-        return img.transform(img.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC)
+
+def similarity_jitter(
+    img: Image.Image, rng: np.random.Generator, shift: float, scale: float, degrees: float
+) -> Image.Image:
+    """A random similarity transform about the chip centre (edges filled black): shift up to
+    ``shift`` of the side, scale within ``1 +- scale``, rotation up to ``degrees``."""
+    side = img.size[0]
+    shift_x, shift_y = rng.uniform(-shift, shift, 2) * side
+    factor = 1.0 + rng.uniform(-scale, scale)
+    angle = np.deg2rad(rng.uniform(-degrees, degrees))
+    # PIL maps each output pixel to its source: src = R(-angle) (out - c - t) / factor + c.
+    cos, sin = np.cos(angle) / factor, np.sin(angle) / factor
+    centre = (side - 1) / 2
+    ox, oy = centre + shift_x, centre + shift_y
+    coeffs = (cos, sin, centre - cos * ox - sin * oy, -sin, cos, centre + sin * ox - cos * oy)
+    return img.transform(img.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC)
