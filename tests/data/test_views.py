@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from lrface.data.chips import ChipSet
 from lrface.data.views import TeacherViews, make_view, make_views, teacher_views
 from lrface.models.encoder import FaceEncoder
 
@@ -69,12 +70,15 @@ def test_bad_specs_are_rejected():
 def test_teacher_embeddings_of_views_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("LRFACE_CACHE", str(tmp_path))
     chips, spec = _chips(), TeacherViews(count=2)
-    keys = [f"{i:040x}" for i in range(len(chips))]
+    chipset = ChipSet(chips, [f"{i}.jpg" for i in range(4)], [f"{i:040x}" for i in range(4)])
     encoder = MeanColourEncoder()
-    views, emb = teacher_views(encoder, chips, keys, spec, flip=False, progress=False)
+    views, emb = teacher_views(encoder, chipset, spec, flip=False, progress=False)
     assert emb.shape == (8, 3) and encoder.calls > 0
     assert np.allclose(emb, encoder.embed(views))
     calls = encoder.calls
-    again, cached = teacher_views(encoder, chips, keys, spec, flip=False, progress=False)
+    again, cached = teacher_views(encoder, chipset, spec, flip=False, progress=False)
     assert encoder.calls == calls
     assert np.array_equal(again, views) and np.array_equal(cached, emb)
+    chipset.align_key = "other-alignment"  # same files, other chips: a different entry
+    teacher_views(encoder, chipset, spec, flip=False, progress=False)
+    assert encoder.calls > calls

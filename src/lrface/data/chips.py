@@ -25,13 +25,19 @@ from lrface.paths import cache_dir
 
 @dataclass
 class ChipSet:
-    """Chips of the files that aligned; failures keep the reason for every file that did not."""
+    """Chips of the files that aligned; failures keep the reason for every file that did not.
+
+    keys: sha1 of each source file. align_key: the ``AlignSettings`` key the chips were cut
+    with; caches of anything computed from the chips (embeddings, teacher views) include it,
+    so a change of alignment can never serve results computed from other chips.
+    """
 
     chips: np.ndarray
     relpaths: list[str]
     keys: list[str]
     failures: dict[str, str] = field(default_factory=dict)
     fallbacks: set[str] = field(default_factory=set)
+    align_key: str = ""
 
     def __post_init__(self) -> None:
         self.index = {relpath: row for row, relpath in enumerate(self.relpaths)}
@@ -50,6 +56,7 @@ class ChipSet:
             [self.keys[r] for r in rows],
             {},
             {p for p in relpaths if p in self.fallbacks},
+            self.align_key,
         )
 
 
@@ -160,4 +167,5 @@ def aligned_chips(
         keys=[o.key for o in good],
         failures={o.relpath: o.error for o in outcomes if o.error is not None},
         fallbacks={o.relpath for o in good if o.fallback},
+        align_key=settings.key,
     )

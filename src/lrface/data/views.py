@@ -25,6 +25,7 @@ from PIL import Image, ImageEnhance
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
+from lrface.data.chips import ChipSet
 from lrface.data.degrade import similarity_jitter
 from lrface.models.encoder import FaceEncoder
 from lrface.paths import cache_dir
@@ -100,30 +101,30 @@ def make_views(chips: np.ndarray, spec: TeacherViews) -> np.ndarray:
     return out
 
 
-def _cache_file(teacher: FaceEncoder, chip_keys: list[str], spec: TeacherViews, flip: bool):
+def _cache_file(teacher: FaceEncoder, chipset: ChipSet, spec: TeacherViews, flip: bool):
     digest = hashlib.sha1()
     digest.update(json.dumps([teacher.cache_key, spec.to_dict(), flip]).encode())
-    digest.update("".join(chip_keys).encode())
+    digest.update(chipset.align_key.encode())
+    digest.update("".join(chipset.keys).encode())
     return cache_dir() / "views" / f"{digest.hexdigest()}.safetensors"
 
 
 def teacher_views(
     teacher: FaceEncoder,
-    chips: np.ndarray,
-    chip_keys: list[str],
+    chipset: ChipSet,
     spec: TeacherViews,
     flip: bool = True,
     cache: bool = True,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(views, teacher embeddings of them)``; the embeddings are cached per spec and chips.
+    """``(views, teacher embeddings of them)`` of a chipset's chips; the embeddings are cached
+    per teacher, spec and chipset (its source files and alignment).
 
-    chip_keys: one stable key per source chip (``ChipSet.keys``), naming the cache entry.
     flip: flip-average the teacher's embeddings (as for the original chips when training
         with random flips).
     """
-    views = make_views(chips, spec)
-    path = _cache_file(teacher, chip_keys, spec, flip)
+    views = make_views(chipset.chips, spec)
+    path = _cache_file(teacher, chipset, spec, flip)
     if cache and path.is_file():
         emb = load_file(str(path))["embeddings"]
         if len(emb) == len(views):

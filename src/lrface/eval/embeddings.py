@@ -1,6 +1,7 @@
 """Embeddings of a ChipSet under a degradation, cached per encoder and degradation.
 
-Cache file: ``<cache>/embeddings/<encoder key>/<degradation key>[-flip].safetensors`` with two
+Cache file: ``<cache>/embeddings/<encoder key>/<align key>/<degradation key>[-flip].safetensors``
+(the align key names the chips' ``AlignSettings``; chips built by hand have none) with two
 tensors, ``keys`` (``N x 20`` uint8, the sha1 of each source image) and ``embeddings``
 (``N x D`` float32). New chips are embedded and merged in; nothing is recomputed.
 """
@@ -22,10 +23,10 @@ from lrface.paths import cache_dir
 CHUNK = 512
 
 
-def _cache_file(encoder: FaceEncoder, degradation: EvalDegradation, flip: bool):
+def _cache_file(encoder: FaceEncoder, degradation: EvalDegradation, flip: bool, align_key: str):
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", encoder.cache_key)
     name = degradation.key + ("-flip" if flip else "")
-    return cache_dir() / "embeddings" / safe / f"{name}.safetensors"
+    return cache_dir() / "embeddings" / safe / (align_key or "unaligned") / f"{name}.safetensors"
 
 
 def _load(path) -> dict[bytes, np.ndarray]:
@@ -52,7 +53,7 @@ def embed_chipset(
     progress: bool = True,
 ) -> np.ndarray:
     """``len(chipset) x D`` embeddings of the degraded chips, in chipset order."""
-    path = _cache_file(encoder, degradation, flip)
+    path = _cache_file(encoder, degradation, flip, chipset.align_key)
     known = _load(path) if cache else {}
     raw_keys = [bytes.fromhex(k) for k in chipset.keys]
     missing = [row for row, key in enumerate(raw_keys) if key not in known]

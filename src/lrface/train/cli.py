@@ -7,12 +7,14 @@ Settings come from the defaults, then ``--config`` (YAML/JSON), then the flags g
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 
+from lrface.machine import describe_machine
 from lrface.train.config import TrainConfig
 
 Opt = typer.Option
@@ -93,6 +95,7 @@ def train_command(
         lfw=str(lfw) if lfw is not None else None,
     )
     if folds is None:
+        started = time.perf_counter()
         result = run_split(cfg, resume, stop_after, progress)
         typer.echo(
             json.dumps(
@@ -102,6 +105,8 @@ def train_command(
                     "best_metric": result.best_metric,
                     "best_step": result.best_step,
                     "metrics": result.metrics,
+                    "wall_s": round(time.perf_counter() - started, 1),
+                    "machine": describe_machine(),
                 },
                 indent=2,
             )

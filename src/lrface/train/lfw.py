@@ -99,9 +99,7 @@ def split_data(
     labels = np.array([label_of[im.identity] for im in kept], np.int64)
     originals = len(chips)
     if views is not None and views.count:
-        extra, extra_emb = teacher_views(
-            teacher, chips, lfw_chips.keys, views, flip=flip, progress=progress
-        )
+        extra, extra_emb = teacher_views(teacher, lfw_chips, views, flip=flip, progress=progress)
         chips = np.concatenate([chips, extra])
         emb = np.concatenate([emb, extra_emb])
         labels = np.tile(labels, 1 + views.count)
