@@ -28,7 +28,7 @@ class ChipSet:
     """Chips of the files that aligned; failures keep the reason for every file that did not.
 
     keys: sha1 of each source file. align_key: the ``AlignSettings`` key the chips were cut
-    with; caches of anything computed from the chips (embeddings, teacher views) include it,
+    with; caches of anything computed from the chips (embeddings) include it,
     so a change of alignment can never serve results computed from other chips.
     """
 

@@ -31,14 +31,7 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
     from lrface.train.engine import train
     from lrface.train.lfw import make_evaluate_fn, split_data
 
-    data = split_data(
-        config.view,
-        config.fold,
-        config.lfw,
-        flip=config.hr_flip,
-        progress=progress,
-        views=config.teacher_views,
-    )
+    data = split_data(config.view, config.fold, config.lfw, flip=config.hr_flip, progress=progress)
     evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
     return train(
         config,
@@ -49,7 +42,6 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
         resume=resume,
         stop_after=stop_after,
         progress=progress,
-        prototype_rows=data.prototype_rows,
     )
 
 

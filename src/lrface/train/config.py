@@ -11,7 +11,6 @@ from typing import Any
 import yaml
 
 from lrface.data.degrade import TrainDegradation
-from lrface.data.views import TeacherViews
 
 
 @dataclass
@@ -31,8 +30,6 @@ class TrainConfig:
     precision: ``fp32``, or ``bf16`` to run the student's (and a feature-matching teacher's)
         forward pass under bfloat16 autocast; losses and weights stay fp32 (1.38x faster
         steps measured on this AVX512-BF16 CPU, ``benchmarks/train_step_speed.py``).
-    teacher_views: augmented HR copies of every training chip, each with the teacher's own
-        embedding as its target (``lrface.data.views``; ``count: 0`` = none).
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
     divergence_factor: stop when the loss exceeds this multiple of its running median.
     view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
@@ -57,7 +54,6 @@ class TrainConfig:
     pairing: str = "paired"
     hr_flip: bool = True
     degradation: TrainDegradation = field(default_factory=TrainDegradation)
-    teacher_views: TeacherViews = field(default_factory=TeacherViews)
     num_workers: int = 1
     log_every: int = 20
     eval_every: int = 1000
@@ -82,8 +78,6 @@ class TrainConfig:
                 if key in deg:
                     deg[key] = tuple(deg[key])
             self.degradation = TrainDegradation(**deg)
-        if isinstance(self.teacher_views, dict):
-            self.teacher_views = TeacherViews(**self.teacher_views)
         choices = {
             "optimizer": ("adamw", "sgd"),
             "schedule": ("cosine", "step", "constant"),

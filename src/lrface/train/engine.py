@@ -287,8 +287,6 @@ class Trainer:
     teacher: the frozen teacher module, needed only by losses that read teacher features;
         loaded from dlib's weights when such a loss is configured and none is given.
     evaluate_fn: ``encoder -> {metric: value}``, called every ``eval_every`` steps on rank 0.
-    prototype_rows: the rows whose teacher embeddings define the identity centres of the
-        ``prototype`` loss (default all; the original chips when augmented views follow them).
     """
 
     def __init__(
@@ -300,7 +298,6 @@ class Trainer:
         evaluate_fn: EvaluateFn | None = None,
         teacher: nn.Module | None = None,
         progress: bool = True,
-        prototype_rows: slice | None = None,
     ):
         self.config = config
         self.rank, self.world, self.device = _init_distributed(config.device)
@@ -315,10 +312,9 @@ class Trainer:
             spec.setdefault(name, {}).update(kwargs)
         shared: dict = {"num_classes": int(np.max(labels)) + 1, "dim": self.student.dim}
         if "prototype" in spec:
-            rows = slice(None) if prototype_rows is None else prototype_rows
             shared["prototypes"] = teacher_prototypes(
-                torch.as_tensor(teacher_emb[rows], dtype=torch.float32),
-                torch.as_tensor(labels[rows], dtype=torch.long),
+                torch.as_tensor(teacher_emb, dtype=torch.float32),
+                torch.as_tensor(labels, dtype=torch.long),
             )
         self.losses = build_losses(spec, **shared)
         needs = required_fields(self.losses)
@@ -623,10 +619,7 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
-    prototype_rows: slice | None = None,
 ) -> TrainResult:
     """Build a ``Trainer`` and run it (see ``Trainer`` and ``Trainer.fit``)."""
-    trainer = Trainer(
-        config, hr_chips, teacher_emb, labels, evaluate_fn, teacher, progress, prototype_rows
-    )
+    trainer = Trainer(config, hr_chips, teacher_emb, labels, evaluate_fn, teacher, progress)
     return trainer.fit(resume=resume, stop_after=stop_after)

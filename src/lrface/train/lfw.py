@@ -8,8 +8,7 @@ Splits (person-disjoint from their test pairs):
 
 Training arrays: aligned HR chips (``aligned_chips``, cached), the teacher's embeddings of them
 (``embed_chipset`` with the torch port of dlib's ResNet, cached; flip-averaged when training
-with random flips, see ``train.data``) and identity labels 0..C-1 in name order. With teacher
-views (``lrface.data.views``) their augmented copies follow the originals in all three arrays.
+with random flips, see ``train.data``) and identity labels 0..C-1 in name order.
 
 Periodic evaluation: probe embeddings by the student at each size are computed in memory (a
 training student changes every time, so nothing is cached for it); gallery embeddings by the
@@ -27,7 +26,6 @@ import numpy as np
 from lrface.data.chips import aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW, fold_people
-from lrface.data.views import TeacherViews, teacher_views
 from lrface.eval.benchmark import PairData, load_pair_data
 from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
@@ -48,12 +46,6 @@ class SplitData:
     relpaths: list[str]
     eval_pairs: PairData
     teacher: FaceEncoder
-    originals: int
-
-    @property
-    def prototype_rows(self) -> slice:
-        """Rows of the original chips (the teacher's identity centres come from these)."""
-        return slice(0, self.originals)
 
 
 def held_out_pairs(lfw: LFW, view: str, fold: int | None):
@@ -77,12 +69,8 @@ def split_data(
     device: str = "cpu",
     progress: bool = True,
     workers: int = 1,
-    views: TeacherViews | None = None,
 ) -> SplitData:
-    """Align, embed and label the training images of a split; load its evaluation pairs.
-
-    views: add this many augmented copies of every chip with the teacher's embeddings of them.
-    """
+    """Align, embed and label the training images of a split; load its evaluation pairs."""
     lfw = LFW(lfw_root)
     test_pairs, held_out = held_out_pairs(lfw, view, fold)
     images = lfw.training_images(held_out)
@@ -95,23 +83,14 @@ def split_data(
     lfw_chips = chipset.subset([im.relpath for im in kept])
     teacher = create_encoder(TEACHER_ENCODER, device=device)
     emb = embed_chipset(teacher, lfw_chips, EvalDegradation(None), flip=flip, progress=progress)
-    chips = lfw_chips.chips
-    labels = np.array([label_of[im.identity] for im in kept], np.int64)
-    originals = len(chips)
-    if views is not None and views.count:
-        extra, extra_emb = teacher_views(teacher, lfw_chips, views, flip=flip, progress=progress)
-        chips = np.concatenate([chips, extra])
-        emb = np.concatenate([emb, extra_emb])
-        labels = np.tile(labels, 1 + views.count)
     return SplitData(
-        hr_chips=chips,
+        hr_chips=lfw_chips.chips,
         teacher_emb=emb,
-        labels=labels,
+        labels=np.array([label_of[im.identity] for im in kept], np.int64),
         identities=identities,
         relpaths=[im.relpath for im in kept],
         eval_pairs=load_pair_data(lfw, test_pairs, progress=progress, workers=workers),
         teacher=teacher,
-        originals=originals,
     )
 
 
