@@ -62,3 +62,29 @@ def test_shipped_configs_load_and_name_real_things(path):
 
 def test_configs_exist():
     assert len(CONFIGS) >= 4
+
+
+def test_set_overrides_nested_fields_and_rejects_bad_ones(tmp_path):
+    path = tmp_path / "c.yaml"
+    TrainConfig(method="prototype+l2", steps=50).save(path)
+    config = build_config(
+        path,
+        [
+            "weight_decay=0.05",
+            "degradation.max_size=24",
+            "degradation.blur_sigma=[0.4, 1.0]",
+            "student_kwargs.widths=[48, 96, 192, 384]",
+        ],
+        steps=9,  # a named flag still wins over the file and the overrides
+    )
+    assert config.weight_decay == 0.05 and config.steps == 9
+    assert config.degradation.max_size == 24 and config.degradation.blur_sigma == (0.4, 1.0)
+    assert config.student_kwargs == {"widths": [48, 96, 192, 384]}
+    for bad, match in [
+        ("weight_decay", "key.path=value"),
+        ("lr.value=1", "not a nested setting"),
+        ("degradation.size=3", "bad override"),
+        ("learning_rate=1", "unknown TrainConfig keys"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            build_config(path, [bad])

@@ -20,10 +20,13 @@ from lrface.train.config import TrainConfig
 Opt = typer.Option
 
 
-def build_config(config: Path | None = None, **flags) -> TrainConfig:
-    """Defaults, overridden by the config file, overridden by the flags that are not None."""
+def build_config(
+    config: Path | None = None, overrides: list[str] | None = None, **flags
+) -> TrainConfig:
+    """Defaults, overridden by the config file, then by ``key.path=value`` overrides, then by
+    the flags that are not None."""
     base = TrainConfig.load(config) if config is not None else TrainConfig()
-    return base.replace(**flags)
+    return base.override(overrides or []).replace(**flags)
 
 
 def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
@@ -57,6 +60,14 @@ def train_command(
     seed: Annotated[int | None, Opt(help="Random seed.")] = None,
     eval_every: Annotated[int | None, Opt(help="Evaluate every N steps (0: at the end).")] = None,
     config: Annotated[Path | None, Opt(help="YAML or JSON TrainConfig.")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        Opt(
+            "--set",
+            help="Override any config field: key=value or nested.key=value (YAML value), "
+            "e.g. --set weight_decay=0.05 --set degradation.max_size=24. Repeatable.",
+        ),
+    ] = None,
     out: Annotated[Path | None, Opt(help="Run directory.")] = None,
     resume: Annotated[bool, Opt(help="Continue from the run's last checkpoint.")] = False,
     stop_after: Annotated[int | None, Opt(help="Stop (and checkpoint) after this step.")] = None,
@@ -70,22 +81,26 @@ def train_command(
         raise typer.BadParameter("--folds takes 'all'")
     if fold is not None and view is None:
         view = "view2"
-    cfg = build_config(
-        config,
-        method=method,
-        student=student,
-        view="view2" if folds else view,
-        fold=0 if folds else fold,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        eval_every=eval_every,
-        out=str(out) if out is not None else None,
-        device=device,
-        precision=precision,
-        lfw=str(lfw) if lfw is not None else None,
-    )
+    try:
+        cfg = build_config(
+            config,
+            overrides,
+            method=method,
+            student=student,
+            view="view2" if folds else view,
+            fold=0 if folds else fold,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            eval_every=eval_every,
+            out=str(out) if out is not None else None,
+            device=device,
+            precision=precision,
+            lfw=str(lfw) if lfw is not None else None,
+        )
+    except ValueError as exc:  # a bad --set or a value the config rejects
+        raise typer.BadParameter(str(exc)) from None
     if folds is None:
         started = time.perf_counter()
         result = run_split(cfg, resume, stop_after, progress)

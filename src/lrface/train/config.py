@@ -111,6 +111,32 @@ class TrainConfig:
         data.update({k: v for k, v in changes.items() if v is not None})
         return TrainConfig.from_dict(data)
 
+    def override(self, assignments: list[str]) -> TrainConfig:
+        """A copy with ``key.path=value`` assignments applied (values parsed as YAML).
+
+        ``weight_decay=0.05``, ``degradation.max_size=24``, ``student_kwargs.dropout=0.2``,
+        ``student_kwargs.widths=[48,96,192,384]``: any field, nested ones by dotted path.
+        """
+        data = self.to_dict()
+        for assignment in assignments:
+            path, sep, text = assignment.partition("=")
+            keys = path.strip().split(".")
+            if not sep or not all(keys):
+                raise ValueError(f"expected key.path=value, got {assignment!r}")
+            node = data
+            for key in keys[:-1]:
+                child = node.get(key)
+                if child is None and key.endswith("_kwargs"):
+                    child = node[key] = {}
+                if not isinstance(child, dict):
+                    raise ValueError(f"{assignment!r}: {key!r} is not a nested setting")
+                node = child
+            node[keys[-1]] = yaml.safe_load(text)
+        try:
+            return TrainConfig.from_dict(data)
+        except TypeError as exc:  # an unknown nested field, e.g. degradation.size
+            raise ValueError(f"bad override in {assignments}: {exc}") from None
+
     def save(self, path: str | Path) -> None:
         """Write YAML (``.yaml``/``.yml``) or JSON (anything else)."""
         path = Path(path)
