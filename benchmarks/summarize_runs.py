@@ -29,11 +29,22 @@ def final_eval(run: Path) -> dict[str, float] | None:
 
 
 def setup(config: dict) -> str:
-    """What else differs between runs: precision and alignment jitter, where set."""
+    """What else differs between runs: precision, jitter, a degradation range other than 8-32,
+    weight decay and head dropout above the defaults, student widths where set."""
     notes = [config.get("precision", "fp32")]
     degradation = config.get("degradation", {})
     if any(degradation.get(k) for k in ("jitter_shift", "jitter_scale", "jitter_degrees")):
         notes.append("jitter")
+    low, high = degradation.get("min_size", 8), degradation.get("max_size", 32)
+    if (low, high) != (8, 32):
+        notes.append(f"sizes {low}-{high}")
+    if config.get("weight_decay", 5e-4) > 5e-4:
+        notes.append(f"wd {config['weight_decay']:g}")
+    kwargs = config.get("student_kwargs") or {}
+    if kwargs.get("dropout"):
+        notes.append(f"dropout {kwargs['dropout']:g}")
+    if "widths" in kwargs:
+        notes.append("widths " + "/".join(str(w) for w in kwargs["widths"]))
     return ", ".join(notes)
 
 
