@@ -70,9 +70,17 @@ def benchmark(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Faces per forward pass.")] = 64,
     workers: Annotated[int, typer.Option(help="Processes for face alignment.")] = 2,
+    cnn_fallback: Annotated[
+        bool,
+        typer.Option(
+            help="Where dlib's frontal detector finds no face, try its CNN detector before "
+            "the centre box (slower; a new chip cache)."
+        ),
+    ] = False,
 ) -> None:
     """Verification accuracy on LFW across resolutions: HR-HR, HR gallery vs LR probe, LR-LR."""
     from lrface.data.lfw import LFW
+    from lrface.detect.dlib_align import AlignSettings
     from lrface.eval.benchmark import (
         BenchmarkConfig,
         evaluate,
@@ -86,7 +94,12 @@ def benchmark(
     started = time.perf_counter()
     dataset = LFW(lfw)
     config = BenchmarkConfig(
-        view=view, sizes=parse_sizes(sizes), kernel=kernel, flip=flip, pairs_per_fold=pairs_per_fold
+        view=view,
+        sizes=parse_sizes(sizes),
+        kernel=kernel,
+        flip=flip,
+        pairs_per_fold=pairs_per_fold,
+        cnn_fallback=cnn_fallback,
     )
     pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
     if folds is not None:
@@ -99,7 +112,8 @@ def benchmark(
         pairs = [p for p in pairs if p.fold in fold_runs]
         typer.echo(f"per-fold students: folds {sorted(fold_runs)}, each its final checkpoint")
     typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
-    data = load_pair_data(dataset, pairs, workers=workers)
+    align = AlignSettings(cnn_fallback=cnn_fallback)
+    data = load_pair_data(dataset, pairs, workers=workers, settings=align)
     if fold_runs:
         probe_encoder = {
             k: create_encoder(str(path), batch_size=batch_size, device=device)

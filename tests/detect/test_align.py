@@ -73,3 +73,21 @@ def test_dlib_detector_chip_is_the_benchmark_chip(lfw_root):
     faces = DlibDetector().detect(image)
     assert len(faces) == 1 and faces[0].kind == "dlib5"
     np.testing.assert_array_equal(align_face(image, faces[0]), DlibAligner().align(image).chip)
+
+
+def test_default_align_settings_keep_their_cache_key():
+    """Every cached chip and embedding is filed under this key; a new option must not move it."""
+    from lrface.detect.dlib_align import AlignSettings
+
+    assert AlignSettings().key == "1af92687499b"
+    assert AlignSettings(cnn_fallback=True).key != AlignSettings().key
+
+
+def test_cnn_fallback_finds_a_face_the_frontal_detector_misses(lfw_root):
+    from lrface.detect.dlib_align import AlignSettings, DlibAligner
+
+    image = load_rgb(lfw_root / "Abdoulaye_Wade/Abdoulaye_Wade_0003.jpg")
+    assert DlibAligner().align(image).fallback  # HOG: nothing, the centre box is used
+    rescued = DlibAligner(AlignSettings(cnn_fallback=True)).align(image)
+    assert not rescued.fallback and rescued.faces_found >= 1
+    assert rescued.chip.shape == (150, 150, 3)

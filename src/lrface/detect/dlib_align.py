@@ -2,9 +2,12 @@
 
 The chip is ``dlib.get_face_chip(image, landmarks, size=150, padding=0.25)``, the geometry
 dlib's recognizer was trained on. Where several faces are found, the one nearest the image
-centre is taken (LFW's subject is centred). Where none is found and ``centre_fallback`` is on,
-the landmarks are fitted inside ``LFW_CENTRE_BOX`` (the median dlib box over every 40th LFW
-image, as fractions of width and height); such chips are counted as fallbacks.
+centre is taken (LFW's subject is centred). Where the frontal (HOG) detector finds none and
+``cnn_fallback`` is on, dlib's CNN detector (MMOD, ``mmod_human_face_detector.dat`` from the
+same package; slower, better on profile and occluded faces) looks again. Where still none is
+found and ``centre_fallback`` is on, the landmarks are fitted inside ``LFW_CENTRE_BOX`` (the
+median dlib box over every 40th LFW image, as fractions of width and height); such chips are
+counted as fallbacks.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 
 from lrface.models.dlib_teacher import LANDMARK_MODEL, model_file
 
+CNN_DETECTOR_MODEL = "mmod_human_face_detector.dat"
+
 LFW_CENTRE_BOX = (67 / 250, 80 / 250, 175 / 250, 187 / 250)
 
 
@@ -30,10 +35,16 @@ class AlignSettings:
     upsample: int = 1
     centre_fallback: bool = True
     version: int = 1
+    cnn_fallback: bool = False
 
     @property
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
+        """Cache key. ``cnn_fallback`` came later: it enters the key only when on, so the
+        chips (and embeddings) cached under the original settings keep their key."""
+        settings = asdict(self)
+        if not self.cnn_fallback:
+            del settings["cnn_fallback"]
+        text = json.dumps(settings, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -65,6 +76,10 @@ class DlibAligner:
         return self._dlib.get_frontal_face_detector()
 
     @cached_property
+    def _cnn_detector(self):
+        return self._dlib.cnn_face_detection_model_v1(str(model_file(CNN_DETECTOR_MODEL)))
+
+    @cached_property
     def _predictor(self):
         return self._dlib.shape_predictor(str(model_file(LANDMARK_MODEL)))
 
@@ -72,8 +87,10 @@ class DlibAligner:
         """Aligned chip of the most central face of an ``H x W x 3`` uint8 RGB image."""
         dlib = self._dlib
         height, width = image.shape[:2]
-        faces = self._detector(image, self.settings.upsample)
-        if len(faces):
+        faces = list(self._detector(image, self.settings.upsample))
+        if not faces and self.settings.cnn_fallback:
+            faces = [found.rect for found in self._cnn_detector(image, self.settings.upsample)]
+        if faces:
             cx, cy = width / 2, height / 2
             box = min(faces, key=lambda r: (r.center().x - cx) ** 2 + (r.center().y - cy) ** 2)
             fallback = False

@@ -20,6 +20,7 @@ import numpy as np
 from lrface.data.chips import ChipSet, aligned_chips
 from lrface.data.degrade import EvalDegradation, inter_eye_distance
 from lrface.data.lfw import LFW, Pair
+from lrface.detect.dlib_align import AlignSettings
 from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import PROTOCOLS, protocol_trials, trial_folds, verification_report
 from lrface.models.encoder import FaceEncoder
@@ -37,6 +38,7 @@ class BenchmarkConfig:
     kernel: str = "area"
     flip: bool = True
     pairs_per_fold: int | None = None
+    cnn_fallback: bool = False
 
 
 @dataclass
@@ -64,11 +66,15 @@ def limit_pairs(pairs: list[Pair], per_fold: int | None) -> list[Pair]:
 
 
 def load_pair_data(
-    lfw: LFW, pairs: list[Pair], progress: bool = True, workers: int = 1
+    lfw: LFW,
+    pairs: list[Pair],
+    progress: bool = True,
+    workers: int = 1,
+    settings: AlignSettings | None = None,
 ) -> PairData:
     """Align every image of the pairs; drop pairs with an image that could not be used."""
     relpaths = list(dict.fromkeys(p for pair in pairs for p in (pair.first, pair.second)))
-    chipset = aligned_chips(lfw.root, relpaths, progress=progress, workers=workers)
+    chipset = aligned_chips(lfw.root, relpaths, settings, progress=progress, workers=workers)
     usable = [p for p in pairs if p.first in chipset.index and p.second in chipset.index]
     return PairData(
         usable, chipset, len(pairs) - len(usable), dict(chipset.failures), len(chipset.fallbacks)
