@@ -39,6 +39,8 @@ def test_validation():
         TrainConfig(schedule="linear")
     with pytest.raises(ValueError, match="fold"):
         TrainConfig(view="view2")
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
 
 
 def test_flags_override_file_and_none_keeps(tmp_path):

@@ -81,8 +81,9 @@ def test_prototypes_are_the_teacher_centres_and_built_only_when_used(tmp_path, s
     )
 
 
-def test_resume_continues_bit_for_bit(tmp_path, synthetic):
-    kwargs = dict(method="adda+l2", steps=8, checkpoint_every=4, seed=5)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_bit_for_bit(tmp_path, synthetic, ema_decay):
+    kwargs = dict(method="adda+l2", steps=8, checkpoint_every=4, seed=5, ema_decay=ema_decay)
     student = {**TINY_STUDENT, "dropout": 0.3}  # dropout: the RNG state must come back too
     straight = tiny_config(tmp_path / "a", student_kwargs=student, **kwargs)
     train(straight, *synthetic, progress=False)
@@ -102,6 +103,26 @@ def test_resume_continues_bit_for_bit(tmp_path, synthetic):
     rows_a = read_csv(f"{straight.out}/log.csv")
     rows_b = read_csv(f"{split.out}/log.csv")
     assert [r["total"] for r in rows_a] == [r["total"] for r in rows_b]
+
+
+def test_ema_student_is_what_the_checkpoint_exports(tmp_path, synthetic):
+    """With ema_decay the exported weights are the running average, checked by hand."""
+    decay = 0.8
+    config = tiny_config(tmp_path, steps=3, checkpoint_every=1, ema_decay=decay)
+    train(config, *synthetic, progress=False)
+    steps = [
+        load_file(f"{config.out}/checkpoints/step-000000{k}/train.safetensors") for k in (2, 3)
+    ]
+    exported = [
+        load_file(f"{config.out}/checkpoints/step-000000{k}/student.safetensors") for k in (2, 3)
+    ]
+    name = "stem.0.weight"
+    raw = steps[1][f"student_raw.{name}"]
+    expected = decay * exported[0][name] + (1 - decay) * raw
+    assert torch.allclose(exported[1][name], expected, atol=1e-6)
+    assert not torch.allclose(exported[1][name], raw)
+    assert int(steps[1]["ema.n_averaged"]) == 3
+    assert load_student_encoder(config.out).embed(synthetic[0][:2]).shape == (2, 128)
 
 
 def test_refuses_to_overwrite_or_resume_a_different_run(tmp_path, synthetic):

@@ -30,6 +30,9 @@ class TrainConfig:
     precision: ``fp32``, or ``bf16`` to run the student's (and a feature-matching teacher's)
         forward pass under bfloat16 autocast; losses and weights stay fp32 (1.38x faster
         steps measured on this AVX512-BF16 CPU, ``benchmarks/train_step_speed.py``).
+    ema_decay: keep an exponential moving average of the student's weights (and BN
+        statistics) with this decay per step, e.g. 0.999; evaluation, ``best/`` and the exported
+        ``student.safetensors`` then use the average (0: off).
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
     divergence_factor: stop when the loss exceeds this multiple of its running median.
     view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
@@ -66,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     precision: str = "fp32"
+    ema_decay: float = 0.0
     out: str = "runs/default"
     view: str = "view1"
     fold: int | None = None
@@ -90,6 +94,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.view == "view2" and self.fold is None:
             raise ValueError("view2 needs a fold (0-9)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from lrface.losses.base import TransferOutputs
@@ -74,6 +75,7 @@ _RESUME_KEYS = (
     "pairing",
     "hr_flip",
     "optimizer",
+    "ema_decay",
 )
 
 
@@ -338,6 +340,13 @@ class Trainer:
         )
         self.objective.to(self.device)
         self.adda = adda_modules(self.losses)
+        self.ema: AveragedModel | None = None
+        if config.ema_decay:
+            self.ema = AveragedModel(
+                self.student,
+                multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                use_buffers=True,
+            )
 
         params = [p for p in self.student.parameters() if p.requires_grad]
         if self.hr_branch is not None:
@@ -412,6 +421,9 @@ class Trainer:
         else:
             rng = rng.view(1, -1)
         tensors["rng"] = rng
+        if self.ema is not None:  # the average is the exported student; keep the raw weights
+            tensors.update({f"student_raw.{k}": v for k, v in self.student.state_dict().items()})
+            tensors["ema.n_averaged"] = self.ema.n_averaged
         info = {
             "step": self.step,
             "world_size": self.world,
@@ -441,7 +453,7 @@ class Trainer:
         """Checkpoint (collective under DDP: every rank contributes its RNG state)."""
         tensors, info = self._state()
         if self.rank == 0:
-            save_checkpoint(directory, self.student, self._student_info(), tensors, info)
+            save_checkpoint(directory, self.deployed, self._student_info(), tensors, info)
 
     def load(self, directory: Path) -> None:
         """Restore a checkpoint written by ``save`` (same world size)."""
@@ -456,10 +468,17 @@ class Trainer:
             raise ValueError(
                 f"{directory}: saved by {info['world_size']} processes, resuming with {self.world}"
             )
-        self.student.load_state_dict(load_file(str(directory / "student.safetensors")))
 
         def group(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        exported = load_file(str(directory / "student.safetensors"))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(exported)
+            self.ema.n_averaged.copy_(tensors["ema.n_averaged"])
+            self.student.load_state_dict(group("student_raw."))
+        else:
+            self.student.load_state_dict(exported)
 
         self.losses.load_state_dict(group("losses."))
         if self.hr_branch is not None:
@@ -477,10 +496,15 @@ class Trainer:
         self.objective.to(self.device)
 
     # ---------------------------------------------------------------- loop
+    @property
+    def deployed(self) -> nn.Module:
+        """The weights a checkpoint exports and evaluation sees: the EMA when on."""
+        return self.ema.module if self.ema is not None else self.student
+
     def encoder(self) -> TorchEncoder:
         """The student as it is now, as a FaceEncoder (for evaluation)."""
         return TorchEncoder(
-            self.student,
+            self.deployed,
             name=self.config.student,
             input_size=self.student.input_size,
             dim=self.student.dim,
@@ -572,6 +596,8 @@ class Trainer:
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
                 self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.student)
                 self.scheduler.step()
                 self.step += 1
                 faces += len(batch["lr"]) * self.world
