@@ -8,12 +8,17 @@ when some box has its centre within ``0.25 t`` of the image centre and a width b
 ``detect`` time (one subject face each), single images, not batched.
 
     python benchmarks/detection_rate.py --limit 500
+
+With ``--out rows.json`` every finished (detector, size) row is written at once, and a re-run
+with the same settings skips the rows already there: an interrupted hour-long run resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from lrface.machine import describe_machine
 
@@ -53,6 +58,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--out", type=Path, help="rows JSON, written as rows finish (resumes)")
     args = parser.parse_args()
 
     import cv2
@@ -82,8 +88,21 @@ def main() -> None:
         else:
             parser.error(f"unknown detector {name!r}")
 
-    images = [load_rgb(p) for p in paths]
+    settings = {
+        "images": len(paths),
+        "limit": args.limit,
+        "min_face": args.min_face,
+        "dlib_upsample": args.dlib_upsample,
+    }
     rows = []
+    if args.out is not None and args.out.is_file():
+        saved = json.loads(args.out.read_text())
+        if saved["settings"] != settings:
+            parser.error(f"{args.out} holds rows of other settings: {saved['settings']}")
+        rows = [tuple(row) for row in saved["rows"]]
+        print(f"resuming: {len(rows)} rows from {args.out}", flush=True)
+    done = {(row[0], row[1]) for row in rows}
+    images = [load_rgb(p) for p in paths]
     for size in sizes:
         target = FACE_PX if size is None else size
         side = LFW_SIDE if size is None else round(LFW_SIDE * size / FACE_PX)
@@ -92,6 +111,8 @@ def main() -> None:
             for img in images
         ]
         for name, det in detectors.items():
+            if (name, "full (~110)" if size is None else str(size)) in done:
+                continue
             hits, spent = 0, 0.0
             label = f"{name} {side}px"
             for img in tqdm(scaled, desc=label, unit="img", disable=args.no_progress):
@@ -101,6 +122,9 @@ def main() -> None:
                 hits += is_hit(faces, side, target)
             rows.append((name, "full (~110)" if size is None else str(size), side, hits, spent))
             print(f"  {name} {side}px: {hits}/{len(scaled)} in {spent:.1f} s", flush=True)
+            if args.out is not None:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
 
     print(
         f"\nLFW detection rate, {len(paths)} images (evenly spread over the sorted list); "
