@@ -30,7 +30,7 @@ def final_eval(run: Path) -> dict[str, float] | None:
 
 def setup(config: dict) -> str:
     """What else differs between runs: precision, jitter, a degradation range other than 8-32,
-    weight decay and head dropout above the defaults, student widths where set."""
+    weight decay and head dropout above the defaults, student widths and EMA where set."""
     notes = [config.get("precision", "fp32")]
     degradation = config.get("degradation", {})
     if any(degradation.get(k) for k in ("jitter_shift", "jitter_scale", "jitter_degrees")):
@@ -45,6 +45,8 @@ def setup(config: dict) -> str:
         notes.append(f"dropout {kwargs['dropout']:g}")
     if "widths" in kwargs:
         notes.append("widths " + "/".join(str(w) for w in kwargs["widths"]))
+    if config.get("ema_decay"):
+        notes.append(f"EMA {config['ema_decay']:g}")
     return ", ".join(notes)
 
 
