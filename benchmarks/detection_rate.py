@@ -110,8 +110,9 @@ def main() -> None:
             img if size is None else cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
             for img in images
         ]
+        size_label = "full (~110)" if size is None else str(size)
         for name, det in detectors.items():
-            if (name, "full (~110)" if size is None else str(size)) in done:
+            if (name, size_label) in done:
                 continue
             hits, spent = 0, 0.0
             label = f"{name} {side}px"
@@ -120,7 +121,7 @@ def main() -> None:
                 faces = det.detect(img)
                 spent += time.perf_counter() - start
                 hits += is_hit(faces, side, target)
-            rows.append((name, "full (~110)" if size is None else str(size), side, hits, spent))
+            rows.append((name, size_label, side, hits, spent))
             print(f"  {name} {side}px: {hits}/{len(scaled)} in {spent:.1f} s", flush=True)
             if args.out is not None:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
