@@ -8,6 +8,7 @@ from lrface.losses import (
     build_losses,
     discriminator_steps,
     loss_parameters,
+    map_stages,
     parse_method,
     required_fields,
     total_loss,
@@ -24,6 +25,7 @@ def batch(n: int = 6, dim: int = 8, classes: int = 3) -> TransferOutputs:
         teacher=torch.randn(n, dim),
         student_features=[torch.rand(n, 4, 4, 4)],
         teacher_features=[torch.rand(n, 6, 2, 2)],
+        teacher_maps={0: torch.randn(n, 6, 2, 2)},
         labels=torch.arange(n) % classes,
         hr_student=torch.randn(n, dim, requires_grad=True),
         progress=0.5,
@@ -42,6 +44,7 @@ def test_names():
         "guided",
         "arcface",
         "prototype",
+        "hint",
     }
     assert METHODS["l2"] == {"l2": {"weight": 5.0}}
     assert METHODS["adda"] == {"adda": {"weight": 1.0}}
@@ -94,6 +97,9 @@ def test_required_fields_union():
     }
     spec = {"guided": {}, "arcface": {}}
     assert required_fields(build_losses(spec, num_classes=3)) == {"labels", "hr_student"}
+    hint = build_losses(parse_method("hint+l2"))
+    assert required_fields(hint) == {"student_features", "teacher_maps"}
+    assert map_stages(hint) == (1, 2, 3) and map_stages(build_losses({"l2": {}})) == ()
 
 
 def test_loss_parameters_leave_adda_to_its_own_optimizer():
@@ -117,7 +123,10 @@ def test_discriminator_steps_update_adda_and_report():
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_builds_and_backpropagates(method):
     outputs = batch()
-    losses = build_losses(parse_method(method), num_classes=3, dim=8, prototypes=torch.eye(3, 8))
+    spec = parse_method(method)
+    if "hint" in spec:  # one stage, shaped like batch()'s features
+        spec["hint"].update(stages=[0], student_channels=[4], teacher_channels=[6])
+    losses = build_losses(spec, num_classes=3, dim=8, prototypes=torch.eye(3, 8))
     discriminator_steps(losses, outputs)
     total, parts = total_loss(losses, outputs)
     total.backward()

@@ -24,10 +24,10 @@ def test_compact_any_input_size_gives_embeddings(size):
     model = create_student("compact").eval()
     out = model(torch.rand(3, 3, size, size) * 255)
     assert out.shape == (3, 128) and torch.isfinite(out).all()
-    assert model.input_size == 32 and not model.supports_features
+    assert model.input_size == 32 and model.supports_features
 
 
-def test_compact_is_small_trainable_and_has_no_stage_features():
+def test_compact_is_small_and_trainable():
     torch.manual_seed(0)
     model = create_student("compact")
     params = sum(p.numel() for p in model.parameters())
@@ -35,8 +35,21 @@ def test_compact_is_small_trainable_and_has_no_stage_features():
     out = model(torch.rand(4, 3, 32, 32) * 255)
     out.pow(2).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
-    with pytest.raises(ValueError, match="no stage features"):
-        model(torch.rand(2, 3, 32, 32), return_features=True)
+
+
+def test_compact_stage_features_have_the_teacher_widths_at_the_hint_grids():
+    from lrface.train.teacher_maps import HINT_GRIDS
+
+    torch.manual_seed(0)
+    model = create_student("compact").eval()
+    x = torch.rand(2, 3, 16, 16) * 255
+    emb, features = model(x, return_features=True)
+    assert torch.equal(emb, model(x))
+    assert [f.shape[1:] for f in features] == [
+        (c, g, g) for c, g in zip(model.feature_channels, HINT_GRIDS, strict=True)
+    ]
+    teacher_init = create_student("teacher-init", pretrained=False)
+    assert model.feature_channels == teacher_init.feature_channels
 
 
 def test_teacher_init_shapes_and_affine_option():

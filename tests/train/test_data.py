@@ -76,3 +76,22 @@ def test_flip_applies_to_both_sides_of_a_pair(synthetic):
     )
     no_flip = stream(synthetic, with_hr=True, flip=False, batch_size=32).batch(0)["hr"]
     assert torch.equal(no_flip, torch.from_numpy(chips).permute(0, 3, 1, 2).float())
+
+
+def test_teacher_maps_follow_each_source_row_and_its_flip(synthetic):
+    n = len(synthetic[0])
+    # map value encodes (row, view): 10 * row + view
+    maps = (10 * np.arange(n)[:, None] + np.arange(2)[None, :]).astype(np.float16)
+    maps = np.broadcast_to(maps[:, :, None, None, None], (n, 2, 3, 2, 2)).copy()
+    for pairing in ("paired", "unpaired"):
+        s = stream(synthetic, with_hr=True, teacher_maps={2: maps}, batch_size=32, pairing=pairing)
+        batch = s.batch(5)
+        _, _, source = s.rows(5)
+        chips = synthetic[0][source]
+        hr = batch["hr"].permute(0, 2, 3, 1).byte().numpy()
+        flipped = np.array([not np.array_equal(h, c) for h, c in zip(hr, chips, strict=True)])
+        assert 0 < flipped.sum() < 32
+        got = batch["teacher_map2"]
+        assert got.shape == (32, 3, 2, 2) and got.dtype == torch.float32
+        expected = torch.from_numpy(10.0 * source + flipped).float()
+        assert torch.equal(got[:, 0, 0, 0], expected)

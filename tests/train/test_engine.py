@@ -8,12 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lrface.data.degrade import EvalDegradation
 from lrface.losses import registry
 from lrface.losses.base import TransferLoss
 from lrface.losses.prototype import teacher_prototypes
+from lrface.models import students
 from lrface.train.checkpoint import latest_checkpoint, load_student_encoder
 from lrface.train.engine import Trainer, TrainingDiverged, lr_factor, train
 from tests.train.synthetic import TINY_STUDENT, tiny_config
@@ -174,9 +176,25 @@ def test_exploding_loss_stops(tmp_path, synthetic, monkeypatch):
     assert latest_checkpoint(config.out).name == "step-0000020"
 
 
-def test_feature_methods_need_a_matching_student(tmp_path, synthetic):
-    with pytest.raises(ValueError, match="stage features"):
-        train(tiny_config(tmp_path, method="nst+l2"), *synthetic, progress=False)
+class _NoFeatures(torch.nn.Module):
+    """A student without stage features."""
+
+    supports_features, input_size, dim = False, 32, 128
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 128)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+
+
+def test_feature_methods_need_a_student_with_stage_features(tmp_path, synthetic, monkeypatch):
+    monkeypatch.setitem(students._STUDENTS, "no-features", _NoFeatures)
+    for method in ("nst+l2", "hint+l2"):
+        config = tiny_config(tmp_path, method=method, student="no-features", student_kwargs={})
+        with pytest.raises(ValueError, match="stage features"):
+            Trainer(config, *synthetic, progress=False, teacher_maps=chip_maps(synthetic[0]))
 
 
 def test_guided_trains_an_hr_branch(tmp_path, synthetic):
@@ -196,3 +214,48 @@ def test_schedules(tmp_path):
     assert lr_factor(cosine, 100) == pytest.approx(0.01)
     step = cosine.replace(schedule="step", milestones=[50, 80], gamma=0.1)
     assert [lr_factor(step, s) for s in (20, 50, 90)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def chip_maps(chips: np.ndarray):
+    """A teacher-map provider: each stage's map is a fixed random 1x1 projection of the pooled
+    chip (and of its mirror image), so a student can learn to predict it."""
+
+    def provider(stages):
+        x = torch.from_numpy(chips).permute(0, 3, 1, 2).float() / 255.0
+        generator = torch.Generator().manual_seed(0)
+        out = []
+        for stage in stages:
+            channels, grid = (32, 64, 128, 256)[stage], (16, 8, 4, 2)[stage]
+            proj = torch.randn(channels, 3, generator=generator)
+            views = [
+                torch.einsum("ck,nkhw->nchw", proj, F.adaptive_avg_pool2d(v, grid))
+                for v in (x, x.flip(-1))
+            ]
+            out.append(torch.stack(views, 1).numpy().astype(np.float16))
+        return out
+
+    return provider
+
+
+def test_hint_method_learns_the_maps_and_resumes_bit_for_bit(tmp_path, synthetic):
+    kwargs = dict(method="hint+prototype+l2", steps=24, checkpoint_every=12, seed=1)
+    maps = chip_maps(synthetic[0])
+    straight = tiny_config(tmp_path / "a", **kwargs)
+    train(straight, *synthetic, progress=False, teacher_maps=maps)
+    rows = read_csv(f"{straight.out}/log.csv")
+    first, last = rows[0]["hint"], np.mean([r["hint"] for r in rows[-3:]])
+    assert last < 0.7 * first, (first, last)
+    split = tiny_config(tmp_path / "b", **kwargs)
+    train(split, *synthetic, stop_after=12, progress=False, teacher_maps=maps)
+    train(split, *synthetic, resume=True, progress=False, teacher_maps=maps)
+    a = load_file(f"{straight.out}/checkpoints/step-0000024/train.safetensors")
+    b = load_file(f"{split.out}/checkpoints/step-0000024/train.safetensors")
+    assert any(k.startswith("losses.hint.regressors") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    exported = load_file(f"{straight.out}/checkpoints/step-0000024/student.safetensors")
+    assert not any("regressors" in k for k in exported)
+
+
+def test_hint_method_without_maps_is_refused(tmp_path, synthetic):
+    with pytest.raises(ValueError, match="stage maps"):
+        Trainer(tiny_config(tmp_path, method="hint+l2"), *synthetic, progress=False)

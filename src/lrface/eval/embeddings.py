@@ -29,18 +29,23 @@ def _cache_file(encoder: FaceEncoder, degradation: EvalDegradation, flip: bool, 
     return cache_dir() / "embeddings" / safe / (align_key or "unaligned") / f"{name}.safetensors"
 
 
-def _load(path) -> dict[bytes, np.ndarray]:
+def load_keyed(path, name: str = "embeddings") -> dict[bytes, np.ndarray]:
+    """``{sha1 bytes: row}`` from a cache file of ``keys`` and ``name`` rows (empty if absent)."""
     if not path.is_file():
         return {}
     tensors = load_file(str(path))
-    return {k.tobytes(): v for k, v in zip(tensors["keys"], tensors["embeddings"], strict=True)}
+    return {k.tobytes(): v for k, v in zip(tensors["keys"], tensors[name], strict=True)}
 
 
-def _save(path, known: dict[bytes, np.ndarray]) -> None:
+def save_keyed(path, known: dict[bytes, np.ndarray], name: str = "embeddings") -> None:
+    """Write ``known`` atomically (temporary file, then rename) as ``keys`` and ``name``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = np.frombuffer(b"".join(known), dtype=np.uint8).reshape(len(known), 20)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({"keys": keys, "embeddings": np.stack(list(known.values()))}, str(tmp))
+    # C order explicitly: safetensors writes an array's memory as it lies, so a row taken from
+    # a channels-last tensor would come back scrambled.
+    values = np.ascontiguousarray(np.stack(list(known.values())))
+    save_file({"keys": keys, name: values}, str(tmp))
     os.replace(tmp, path)
 
 
@@ -54,7 +59,7 @@ def embed_chipset(
 ) -> np.ndarray:
     """``len(chipset) x D`` embeddings of the degraded chips, in chipset order."""
     path = _cache_file(encoder, degradation, flip, chipset.align_key)
-    known = _load(path) if cache else {}
+    known = load_keyed(path) if cache else {}
     raw_keys = [bytes.fromhex(k) for k in chipset.keys]
     missing = [row for row, key in enumerate(raw_keys) if key not in known]
     if missing:
@@ -69,7 +74,7 @@ def embed_chipset(
                     known[raw_keys[row]] = vector
                 bar.update(len(rows))
                 if cache:
-                    _save(path, known)
+                    save_keyed(path, known)
     if not len(chipset):
         return np.zeros((0, encoder.dim), np.float32)
     return np.stack([known[key] for key in raw_keys]).astype(np.float32)

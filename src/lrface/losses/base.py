@@ -20,8 +20,10 @@ class TransferOutputs:
     student: student embeddings of the LR faces, ``N x D``.
     teacher: teacher embeddings of the HR faces, ``N x D`` (row i pairs with student row i
         when the batch is paired; for unpaired adversarial losses the rows are unrelated).
-    student_features / teacher_features: matching intermediate activations ``N x C x H x W``,
-        same length and order, when the student shares the teacher's architecture.
+    student_features / teacher_features: stage outputs ``N x C x H x W`` of the student and
+        of the teacher run on the HR faces, stage by stage.
+    teacher_maps: ``{stage: N x C x g x g}``, the teacher's cached, pooled, standardized maps
+        of the HR faces (``train.teacher_maps``), for hint losses.
     labels: identity labels ``N`` (long), where the data has them.
     hr_student: embeddings of the HR faces by a trainable HR branch (guided CNN), ``N x D``.
     progress: training progress in [0, 1], for scheduled coefficients (gradient reversal).
@@ -31,6 +33,7 @@ class TransferOutputs:
     teacher: torch.Tensor
     student_features: list[torch.Tensor] = field(default_factory=list)
     teacher_features: list[torch.Tensor] = field(default_factory=list)
+    teacher_maps: dict[int, torch.Tensor] = field(default_factory=dict)
     labels: torch.Tensor | None = None
     hr_student: torch.Tensor | None = None
     progress: float = 0.0
@@ -45,6 +48,8 @@ class TransferLoss(nn.Module):
 
     name: str = "loss"
     needs: tuple[str, ...] = ()
+    stages: tuple[int, ...] = ()
+    """For losses that need ``teacher_maps``: which stages' maps."""
 
     def __init__(self, weight: float = 1.0):
         super().__init__()

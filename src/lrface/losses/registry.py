@@ -20,6 +20,7 @@ from lrface.losses.contrastive import InfoNCE
 from lrface.losses.darkrank import DarkRank
 from lrface.losses.feature import FeatureL2
 from lrface.losses.guided import GuidedLoss
+from lrface.losses.hint import HintLoss
 from lrface.losses.margin import ArcFaceLoss
 from lrface.losses.mmd import DomainMMD, NSTLoss
 from lrface.losses.prototype import PrototypeLoss
@@ -37,6 +38,7 @@ LOSSES: dict[str, type[TransferLoss]] = {
     "guided": GuidedLoss,
     "arcface": ArcFaceLoss,
     "prototype": PrototypeLoss,
+    "hint": HintLoss,
 }
 
 METHODS: dict[str, Spec] = {
@@ -52,6 +54,11 @@ METHODS: dict[str, Spec] = {
     "guided": {"guided": {"weight": 1.0}},
     "l2+arcface": {"l2": {"weight": 5.0}, "arcface": {"weight": 1.0}},
     "prototype+l2": {"prototype": {"weight": 1.0}, "l2": {"weight": 5.0}},
+    "hint+prototype+l2": {
+        "hint": {"weight": 1.0},
+        "prototype": {"weight": 1.0},
+        "l2": {"weight": 5.0},
+    },
 }
 
 
@@ -95,6 +102,11 @@ def build_losses(spec: Spec, **shared: Any) -> nn.ModuleDict:
 def required_fields(losses: nn.ModuleDict) -> set[str]:
     """Union of the losses' ``needs``: which optional ``TransferOutputs`` fields to compute."""
     return {field for loss in losses.values() for field in loss.needs}
+
+
+def map_stages(losses: nn.ModuleDict) -> tuple[int, ...]:
+    """Sorted union of the teacher-map stages the losses read (empty when none does)."""
+    return tuple(sorted({s for loss in losses.values() for s in loss.stages}))
 
 
 def total_loss(

@@ -2,8 +2,8 @@
 
 Every student is an ``nn.Module`` taking float RGB ``N x 3 x H x W`` in [0, 255] (the encoder
 convention) and returning raw ``N x dim`` embeddings; with ``return_features=True`` it returns
-``(embedding, [stage outputs])``, which only students that share the teacher's architecture
-support (``supports_features``), so NST can match stage to stage. Each declares ``input_size``:
+``(embedding, [stage outputs])`` (``supports_features``; ``feature_channels`` gives each stage's
+width), for NST and hint losses that match the teacher's stages. Each declares ``input_size``:
 the data pipeline and ``FaceEncoder.embed`` bring LR chips to that size with bicubic, and
 ``forward`` resizes anything else the same way so a module is usable on its own.
 
@@ -94,10 +94,12 @@ class CompactStudent(nn.Module):
     Stem: stride-2 3x3 conv (32 -> 16 px; 27 inputs to 32 channels loses nothing). Stages: the
     first keeps 16 px, each later one halves (8, 4, 2 px). Head as in ArcFace's "E" output:
     BN, dropout, fully connected on the flattened map, BN. Input [0, 255] is scaled to about
-    [-1, 1] inside, so the module follows the encoder convention.
+    [-1, 1] inside, so the module follows the encoder convention. With the default widths the
+    stage outputs have the teacher's widths (32/64/128/256) at 16/8/4/2 px, the sizes the
+    cached teacher maps of ``train.teacher_maps`` are pooled to.
     """
 
-    supports_features = False
+    supports_features = True
 
     def __init__(
         self,
@@ -114,6 +116,7 @@ class CompactStudent(nn.Module):
             raise ValueError(f"input_size must be divisible by {2 ** len(widths)}")
         self.dim = dim
         self.input_size = input_size
+        self.feature_channels = tuple(widths)
         self.stem = ConvBNPReLU(3, widths[0], stride=2)
         stages, channels = [], widths[0]
         for i, (width, depth) in enumerate(zip(widths, depths, strict=True)):
@@ -135,10 +138,13 @@ class CompactStudent(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
-        if return_features:
-            raise ValueError("the compact student has no stage features matching the teacher")
-        x = (resize_input(x, self.input_size) - 127.5) / 128.0
-        return self.head(self.stages(self.stem(x)))
+        x = self.stem((resize_input(x, self.input_size) - 127.5) / 128.0)
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        embedding = self.head(x)
+        return (embedding, features) if return_features else embedding
 
 
 @register_student("compact")
@@ -163,10 +169,17 @@ class TeacherInitStudent(nn.Module):
         self, pretrained: bool = True, freeze_affine: bool = False, weights: str | None = None
     ):
         super().__init__()
-        from lrface.models.dlib_resnet import INPUT_SIZE, Affine, DlibResNet, load_dlib_resnet
+        from lrface.models.dlib_resnet import (
+            INPUT_SIZE,
+            STAGES,
+            Affine,
+            DlibResNet,
+            load_dlib_resnet,
+        )
 
         self.net = load_dlib_resnet(weights) if pretrained else DlibResNet()
         self.input_size = INPUT_SIZE
+        self.feature_channels = tuple(width for width, _ in STAGES)
         self.dim = self.net.fc.out_features
         for module in self.net.modules():
             if isinstance(module, Affine):

@@ -45,6 +45,7 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
         resume=resume,
         stop_after=stop_after,
         progress=progress,
+        teacher_maps=data.teacher_maps,
     )
 
 

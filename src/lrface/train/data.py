@@ -37,6 +37,9 @@ class TransferStream:
         ``unpaired`` (they come from an independent shuffle of the source).
     with_hr: also return the (flipped) HR chips, for losses that run the teacher or an HR
         branch on them.
+    teacher_maps: ``{stage: M x 2 x C x g x g}`` teacher maps of each chip (view 0) and its
+        mirror image (view 1); batches then carry ``teacher_map<stage>`` of the source rows in
+        the orientation each was drawn in.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class TransferStream:
         pairing: str = "paired",
         flip: bool = True,
         with_hr: bool = False,
+        teacher_maps: dict[int, np.ndarray] | None = None,
         upsample: str = "bicubic",
         rank: int = 0,
         world_size: int = 1,
@@ -69,6 +73,7 @@ class TransferStream:
         self.pairing = pairing
         self.flip = flip
         self.with_hr = with_hr
+        self.teacher_maps = teacher_maps or {}
         self.upsample = upsample
         self.rank = rank
         self.world_size = world_size
@@ -117,14 +122,20 @@ class TransferStream:
             "teacher": torch.from_numpy(self.teacher_emb[source]),
             "labels": torch.from_numpy(self.labels[source]),
         }
+        if not (self.with_hr or self.teacher_maps):
+            return out
+        source_flips = [self._flip(epoch, row)[0] for row in source]
         if self.with_hr:
             hr = np.stack(
                 [
-                    self.hr_chips[row][:, ::-1] if self._flip(epoch, row)[0] else self.hr_chips[row]
-                    for row in source
+                    self.hr_chips[row][:, ::-1] if flipped else self.hr_chips[row]
+                    for row, flipped in zip(source, source_flips, strict=True)
                 ]
             )
             out["hr"] = _to_tensor(hr)
+        for stage, maps in self.teacher_maps.items():
+            picked = maps[source, np.array(source_flips, np.int64)].astype(np.float32)
+            out[f"teacher_map{stage}"] = torch.from_numpy(picked)
         return out
 
     def loader(self, start: int, stop: int, num_workers: int = 0) -> DataLoader:

@@ -45,6 +45,7 @@ from lrface.losses.registry import (
     build_losses,
     discriminator_steps,
     loss_parameters,
+    map_stages,
     parse_method,
     required_fields,
     total_loss,
@@ -140,6 +141,7 @@ class Objective(nn.Module):
         labels: torch.Tensor,
         hr: torch.Tensor | None,
         progress: float,
+        teacher_maps: dict[int, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         features = bool({"student_features", "teacher_features"} & self.needs)
         student_features: list[torch.Tensor] = []
@@ -164,6 +166,7 @@ class Objective(nn.Module):
             teacher=teacher_emb,
             student_features=student_features,
             teacher_features=teacher_features,
+            teacher_maps=teacher_maps or {},
             labels=labels,
             hr_student=hr_student,
             progress=progress,
@@ -288,6 +291,9 @@ class Trainer:
     those chips; flip-averaged when ``config.hr_flip``), labels ``M`` identity ids.
     teacher: the frozen teacher module, needed only by losses that read teacher features;
         loaded from dlib's weights when such a loss is configured and none is given.
+    teacher_maps: ``stages -> [M x 2 x C x g x g per stage]``, the teacher's maps of the
+        chips and their mirror images (``train.teacher_maps``); called only when a loss reads
+        them (hint losses), with the stages it reads.
     evaluate_fn: ``encoder -> {metric: value}``, called every ``eval_every`` steps on rank 0.
     """
 
@@ -300,6 +306,7 @@ class Trainer:
         evaluate_fn: EvaluateFn | None = None,
         teacher: nn.Module | None = None,
         progress: bool = True,
+        teacher_maps: Callable[[tuple[int, ...]], list[np.ndarray]] | None = None,
     ):
         self.config = config
         self.rank, self.world, self.device = _init_distributed(config.device)
@@ -313,6 +320,8 @@ class Trainer:
         for name, kwargs in config.method_kwargs.items():
             spec.setdefault(name, {}).update(kwargs)
         shared: dict = {"num_classes": int(np.max(labels)) + 1, "dim": self.student.dim}
+        if getattr(self.student, "supports_features", False):
+            shared["student_channels"] = self.student.feature_channels
         if "prototype" in spec:
             shared["prototypes"] = teacher_prototypes(
                 torch.as_tensor(teacher_emb, dtype=torch.float32),
@@ -320,11 +329,23 @@ class Trainer:
             )
         self.losses = build_losses(spec, **shared)
         needs = required_fields(self.losses)
-        if {"student_features", "teacher_features"} & needs and not self.student.supports_features:
+        if "student_features" in needs and not self.student.supports_features:
             raise ValueError(
                 f"method {config.method!r} matches stage features, which student "
-                f"{config.student!r} does not have (use teacher-init)"
+                f"{config.student!r} does not have"
             )
+        maps: dict[int, np.ndarray] = {}
+        if "teacher_maps" in needs:
+            if teacher_maps is None:
+                raise ValueError(f"method {config.method!r} needs the teacher's stage maps")
+            stages = map_stages(self.losses)
+            maps = dict(zip(stages, teacher_maps(stages), strict=True))
+            for stage, array in maps.items():
+                if len(array) != len(hr_chips) or array.ndim != 5 or array.shape[1] != 2:
+                    raise ValueError(
+                        f"teacher maps of stage {stage}: expected {len(hr_chips)} x 2 x C x g x g, "
+                        f"got {array.shape}"
+                    )
         self.hr_branch = None
         if "hr_student" in needs:
             self.hr_branch = create_student(config.student, **config.student_kwargs)
@@ -381,6 +402,7 @@ class Trainer:
             pairing=config.pairing,
             flip=config.hr_flip,
             with_hr=bool({"teacher_features", "hr_student"} & needs),
+            teacher_maps=maps,
             rank=self.rank,
             world_size=self.world,
         )
@@ -580,6 +602,7 @@ class Trainer:
                     batch["labels"],
                     batch.get("hr"),
                     self.step / config.steps,
+                    {s: batch[f"teacher_map{s}"] for s in self.stream.teacher_maps},
                 )
                 value = total.detach().clone()
                 if self.world > 1:
@@ -645,7 +668,10 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    teacher_maps: Callable[[tuple[int, ...]], list[np.ndarray]] | None = None,
 ) -> TrainResult:
     """Build a ``Trainer`` and run it (see ``Trainer`` and ``Trainer.fit``)."""
-    trainer = Trainer(config, hr_chips, teacher_emb, labels, evaluate_fn, teacher, progress)
+    trainer = Trainer(
+        config, hr_chips, teacher_emb, labels, evaluate_fn, teacher, progress, teacher_maps
+    )
     return trainer.fit(resume=resume, stop_after=stop_after)

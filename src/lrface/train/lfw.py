@@ -8,7 +8,8 @@ Splits (person-disjoint from their test pairs):
 
 Training arrays: aligned HR chips (``aligned_chips``, cached), the teacher's embeddings of them
 (``embed_chipset`` with the torch port of dlib's ResNet, cached; flip-averaged when training
-with random flips, see ``train.data``) and identity labels 0..C-1 in name order.
+with random flips, see ``train.data``) and identity labels 0..C-1 in name order; on request
+(``SplitData.teacher_maps``) the teacher's pooled stage maps for hint losses.
 
 Periodic evaluation: probe embeddings by the student at each size are computed in memory (a
 training student changes every time, so nothing is cached for it); gallery embeddings by the
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrface.data.chips import aligned_chips
+from lrface.data.chips import ChipSet, aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW, fold_people
 from lrface.eval.benchmark import PairData, load_pair_data
@@ -33,19 +34,31 @@ from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
 from lrface.train.checkpoint import TEACHER_ENCODER
 from lrface.train.engine import EvaluateFn
+from lrface.train.teacher_maps import standardize_channels, teacher_stage_maps
 
 
 @dataclass
 class SplitData:
     """Training arrays of one split and the pairs it is evaluated on."""
 
-    hr_chips: np.ndarray
+    chipset: ChipSet
     teacher_emb: np.ndarray
     labels: np.ndarray
     identities: list[str]
     relpaths: list[str]
     eval_pairs: PairData
     teacher: FaceEncoder
+    progress: bool = True
+
+    @property
+    def hr_chips(self) -> np.ndarray:
+        return self.chipset.chips
+
+    def teacher_maps(self, stages: tuple[int, ...]) -> list[np.ndarray]:
+        """Per stage: the teacher's maps of the training chips and their mirror images,
+        standardized per channel over this split (cached before standardizing)."""
+        maps = teacher_stage_maps(self.teacher, self.chipset, stages, progress=self.progress)
+        return [standardize_channels(m) for m in maps]
 
 
 def held_out_pairs(lfw: LFW, view: str, fold: int | None):
@@ -84,13 +97,14 @@ def split_data(
     teacher = create_encoder(TEACHER_ENCODER, device=device)
     emb = embed_chipset(teacher, lfw_chips, EvalDegradation(None), flip=flip, progress=progress)
     return SplitData(
-        hr_chips=lfw_chips.chips,
+        chipset=lfw_chips,
         teacher_emb=emb,
         labels=np.array([label_of[im.identity] for im in kept], np.int64),
         identities=identities,
         relpaths=[im.relpath for im in kept],
         eval_pairs=load_pair_data(lfw, test_pairs, progress=progress, workers=workers),
         teacher=teacher,
+        progress=progress,
     )
 
 
