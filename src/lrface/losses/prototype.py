@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.base import UNLABELLED, TransferLoss, TransferOutputs
 
 
 def teacher_prototypes(teacher_emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -34,11 +34,13 @@ class PrototypeLoss(TransferLoss):
     ``prototypes`` (``C x D``, from ``teacher_prototypes`` of the training set) are a
     non-persistent buffer: recomputed from the data, never stored in checkpoints. ``scale``
     is large because the dlib teacher's cosines are compressed (same person ~0.93, different
-    people ~0.8), so a small scale would leave every identity almost equally likely.
+    people ~0.8), so a small scale would leave every identity almost equally likely. Rows
+    labelled ``UNLABELLED`` (blended faces) are skipped.
     """
 
     name = "prototype"
     needs = ("labels",)
+    accepts_unlabelled = True
 
     def __init__(self, prototypes: torch.Tensor, weight: float = 1.0, scale: float = 64.0):
         super().__init__(weight)
@@ -48,5 +50,8 @@ class PrototypeLoss(TransferLoss):
     def forward(self, outputs: TransferOutputs) -> torch.Tensor:
         if outputs.labels is None:
             raise ValueError("PrototypeLoss needs identity labels")
-        cos = F.normalize(outputs.student, dim=1) @ self.prototypes.T
-        return F.cross_entropy(self.scale * cos, outputs.labels)
+        labelled = outputs.labels != UNLABELLED
+        if not bool(labelled.any()):
+            return outputs.student.new_zeros(())
+        cos = F.normalize(outputs.student[labelled], dim=1) @ self.prototypes.T
+        return F.cross_entropy(self.scale * cos, outputs.labels[labelled])
