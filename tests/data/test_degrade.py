@@ -74,3 +74,20 @@ def test_jitter_moves_within_its_bounds_and_is_off_by_default():
         _, _, radius = _bright_centre(rotated(chip, np.random.default_rng(seed), size=150))
         assert radius == pytest.approx(30.0, abs=1.0)  # rotation about the centre
     assert max(moves) > 2.0
+
+
+def test_erasing_fills_one_rectangle_of_the_asked_area_and_is_off_by_default():
+    chip = np.full((150, 150, 3), 128, np.uint8)
+    plain = dict(blur_prob=0, noise_prob=0, jpeg_prob=0, kernels=["area"])
+    assert np.array_equal(
+        TrainDegradation(**plain)(chip, np.random.default_rng(0), size=32),
+        np.full((32, 32, 3), 128, np.uint8),
+    )
+    erasing = TrainDegradation(erase_prob=1.0, erase_area=(0.1, 0.2), **plain)
+    for seed in range(20):
+        out = erasing(chip, np.random.default_rng(seed), size=32)
+        changed = np.any(out != 128, axis=2)
+        rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+        box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+        assert changed.sum() <= box <= 0.2 * 32 * 32 + 32  # one rectangle, rounding allowed
+        assert box >= 0.1 * 32 * 32 - 32

@@ -5,7 +5,8 @@
   encoder then brings the ``s x s`` image up to its own input size with its own named kernel
   (the teacher: bicubic to 150x150).
 * ``TrainDegradation``: random. Size drawn from a range, random down/up kernels, optional
-  Gaussian blur before downsampling, Gaussian noise and JPEG compression at the low resolution.
+  Gaussian blur before downsampling, Gaussian noise and JPEG compression at the low resolution,
+  and optionally a random occluding rectangle (random erasing).
 
 Geometry: in lrface's chip (dlib ``get_face_chip``, 150 px, padding 0.25) the eye centres are
 ``EYE_DISTANCE_AT_150`` px apart (measured with dlib's 5-point model, see
@@ -89,6 +90,9 @@ class TrainDegradation:
     HR chip by a random similarity transform: shift up to ``jitter_shift`` of the chip side,
     scale within ``1 +- jitter_scale``, rotation up to ``jitter_degrees``; it teaches the
     student the alignment noise of a detector's landmarks (e.g. MTCNN on a tiny face).
+    Erasing (off by default; Zhong et al., AAAI 2020) fills a random rectangle of the LR face,
+    ``erase_area`` of its area with aspect ratio in 0.3-3.3, with random grey levels: the
+    student must embed the whole face from part of it (occlusion, and less memorization).
     """
 
     min_size: int = 8
@@ -103,6 +107,8 @@ class TrainDegradation:
     jitter_shift: float = 0.0
     jitter_scale: float = 0.0
     jitter_degrees: float = 0.0
+    erase_prob: float = 0.0
+    erase_area: tuple[float, float] = (0.02, 0.2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,7 +138,25 @@ class TrainDegradation:
             quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
             Image.fromarray(out).save(buffer, format="JPEG", quality=quality)
             out = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        if self.erase_prob and rng.random() < self.erase_prob:
+            out = random_erase(out, rng, self.erase_area)
         return out
+
+
+def random_erase(
+    image: np.ndarray, rng: np.random.Generator, area: tuple[float, float]
+) -> np.ndarray:
+    """A copy of ``image`` with one random rectangle (``area`` of the image, aspect ratio
+    0.3-3.3, clipped to the image) filled with uniform random grey levels."""
+    height, width = image.shape[:2]
+    target = rng.uniform(*area) * height * width
+    aspect = np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3)))
+    h = int(np.clip(round(np.sqrt(target * aspect)), 1, height))
+    w = int(np.clip(round(np.sqrt(target / aspect)), 1, width))
+    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    out = image.copy()
+    out[top : top + h, left : left + w] = rng.integers(0, 256, (h, w, image.shape[2]))
+    return out
 
 
 def similarity_jitter(

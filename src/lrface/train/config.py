@@ -85,7 +85,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.degradation, dict):
             deg = dict(self.degradation)
-            for key in ("blur_sigma", "noise_std", "jpeg_quality"):
+            for key in ("blur_sigma", "noise_std", "jpeg_quality", "erase_area"):
                 if key in deg:
                     deg[key] = tuple(deg[key])
             self.degradation = TrainDegradation(**deg)
