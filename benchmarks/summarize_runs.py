@@ -30,8 +30,8 @@ def final_eval(run: Path) -> dict[str, float] | None:
 
 def setup(config: dict) -> str:
     """What else differs between runs: precision, jitter, a degradation range other than 8-32,
-    weight decay and head dropout above the defaults, student widths, EMA and blends where
-    set."""
+    weight decay and head dropout above the defaults, student widths and EMA where set, the
+    clean degradation (no blur, noise or JPEG), centred prototypes and erasing."""
     notes = [config.get("precision", "fp32")]
     degradation = config.get("degradation", {})
     if any(degradation.get(k) for k in ("jitter_shift", "jitter_scale", "jitter_degrees")):
@@ -48,12 +48,12 @@ def setup(config: dict) -> str:
         notes.append("widths " + "/".join(str(w) for w in kwargs["widths"]))
     if config.get("ema_decay"):
         notes.append(f"EMA {config['ema_decay']:g}")
-    if config.get("mix_fraction"):
-        low, high = config.get("mix_alpha", [0.3, 0.7])
-        notes.append(
-            f"blends {config['mix_fraction']:g} of each batch "
-            f"({config.get('mix_count', 16384)}, alpha {low:g}-{high:g})"
-        )
+    if all(degradation.get(k) == 0 for k in ("blur_prob", "noise_prob", "jpeg_prob")):
+        notes.append("no blur/noise/JPEG")
+    if config.get("method_kwargs", {}).get("prototype", {}).get("center"):
+        notes.append("centred prototypes")
+    if degradation.get("erase_prob"):
+        notes.append(f"erasing {degradation['erase_prob']:g}")
     return ", ".join(notes)
 
 

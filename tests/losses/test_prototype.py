@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrface.losses.base import UNLABELLED, TransferOutputs
+from lrface.losses.base import TransferOutputs
 from lrface.losses.prototype import PrototypeLoss, teacher_prototypes
 
 
@@ -61,18 +61,6 @@ def test_needs_labels():
     loss_fn = PrototypeLoss(torch.eye(2))
     with pytest.raises(ValueError, match="labels"):
         loss_fn(TransferOutputs(torch.ones(1, 2), torch.ones(1, 2)))
-
-
-def test_unlabelled_rows_are_skipped():
-    centres = torch.eye(3)
-    student = torch.tensor([[3.0, 4.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    loss_fn = PrototypeLoss(centres, scale=2.0)
-    labels = torch.tensor([1, UNLABELLED, 0])
-    mixed = loss_fn(TransferOutputs(student, student, labels=labels))
-    kept = loss_fn(TransferOutputs(student[[0, 2]], student[[0, 2]], labels=labels[[0, 2]]))
-    torch.testing.assert_close(mixed, kept)
-    nobody = torch.full((3,), UNLABELLED)
-    assert loss_fn(TransferOutputs(student, student, labels=nobody)) == 0.0
 
 
 def test_centred_scores_only_the_part_off_the_common_direction():

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from lrface.data.degrade import TrainDegradation, resize_chips
-from lrface.losses.base import UNLABELLED
 from lrface.train.data import TransferStream
-from lrface.train.mixbank import MixBank
 
 
 def stream(synthetic, **kw) -> TransferStream:
@@ -98,32 +95,3 @@ def test_teacher_maps_follow_each_source_row_and_its_flip(synthetic):
         assert got.shape == (32, 3, 2, 2) and got.dtype == torch.float32
         expected = torch.from_numpy(10.0 * source + flipped).float()
         assert torch.equal(got[:, 0, 0, 0], expected)
-
-
-def test_blends_replace_a_seeded_share_of_rows(synthetic):
-    chips, emb, _ = synthetic
-    bank = MixBank(
-        np.arange(6),
-        np.arange(6) + 10,
-        np.full(6, 0.5, np.float32),
-        np.eye(6, 128, dtype=np.float32),
-    )
-    mixed = stream(synthetic, batch_size=32, mix_bank=bank, mix_fraction=0.5)
-    batch, plain = mixed.batch(3), stream(synthetic, batch_size=32).batch(3)
-    blended = (batch["labels"] == UNLABELLED).numpy()
-    assert 4 <= blended.sum() <= 28
-    assert torch.equal(batch["lr"][~blended], plain["lr"][~blended])
-    assert torch.equal(batch["teacher"][~blended], plain["teacher"][~blended])
-    targets = batch["teacher"][blended].numpy()
-    assert all(any(np.array_equal(t, row) for row in bank.teacher_emb) for t in targets)
-    assert not torch.equal(batch["lr"][blended], plain["lr"][blended])
-    again = stream(synthetic, batch_size=32, mix_bank=bank, mix_fraction=0.5).batch(3)
-    assert all(torch.equal(batch[k], again[k]) for k in ("lr", "teacher", "labels"))
-
-
-def test_blends_need_paired_plain_batches(synthetic):
-    bank = MixBank(np.zeros(1, int), np.ones(1, int), np.ones(1, np.float32), np.zeros((1, 128)))
-    for bad in ({"pairing": "unpaired"}, {"with_hr": True}, {"mix_bank": None}):
-        options = {"mix_bank": bank, "mix_fraction": 0.3, **bad}
-        with pytest.raises(ValueError, match="blended"):
-            stream(synthetic, **options)

@@ -18,8 +18,7 @@ from lrface.losses.prototype import teacher_prototypes
 from lrface.models import students
 from lrface.train.checkpoint import latest_checkpoint, load_student_encoder
 from lrface.train.engine import Trainer, TrainingDiverged, lr_factor, train
-from lrface.train.mixbank import MixBank, blend, draw_blends
-from tests.train.synthetic import TINY_STUDENT, FakeTeacher, tiny_config
+from tests.train.synthetic import TINY_STUDENT, tiny_config
 
 
 def read_csv(path) -> list[dict[str, float]]:
@@ -260,44 +259,3 @@ def test_hint_method_learns_the_maps_and_resumes_bit_for_bit(tmp_path, synthetic
 def test_hint_method_without_maps_is_refused(tmp_path, synthetic):
     with pytest.raises(ValueError, match="stage maps"):
         Trainer(tiny_config(tmp_path, method="hint+l2"), *synthetic, progress=False)
-
-
-def bank_of(synthetic):
-    """A mix-bank builder over the synthetic chips with the fake teacher's targets."""
-    chips = synthetic[0]
-
-    def build(count, seed, alpha_range):
-        first, second, alpha = draw_blends(len(chips), count, seed, alpha_range)
-        blends = np.stack(
-            [blend(chips[a], chips[b], w) for a, b, w in zip(first, second, alpha, strict=True)]
-        )
-        x = torch.from_numpy(blends).permute(0, 3, 1, 2).float()
-        with torch.no_grad():
-            teacher = FakeTeacher()
-            emb = F.normalize(teacher(x) + teacher(x.flip(-1)), dim=1).numpy()
-        return MixBank(first, second, alpha, emb)
-
-    return build
-
-
-def test_blended_faces_train_and_resume_bit_for_bit(tmp_path, synthetic):
-    kwargs = dict(method="prototype+l2", steps=40, checkpoint_every=20, seed=2)
-    kwargs.update(mix_fraction=0.5, mix_count=40)
-    straight = tiny_config(tmp_path / "a", **kwargs)
-    train(straight, *synthetic, progress=False, mix_bank=bank_of(synthetic))
-    rows = read_csv(f"{straight.out}/log.csv")
-    first, last = rows[0]["l2"], np.mean([r["l2"] for r in rows[-3:]])
-    assert last < 0.9 * first, (first, last)
-    split = tiny_config(tmp_path / "b", **kwargs)
-    train(split, *synthetic, stop_after=20, progress=False, mix_bank=bank_of(synthetic))
-    train(split, *synthetic, resume=True, progress=False, mix_bank=bank_of(synthetic))
-    a = load_file(f"{straight.out}/checkpoints/step-0000040/train.safetensors")
-    b = load_file(f"{split.out}/checkpoints/step-0000040/train.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.mark.parametrize("method", ["l2+arcface", "guided"])
-def test_blends_are_refused_where_a_loss_needs_every_identity(tmp_path, synthetic, method):
-    config = tiny_config(tmp_path, method=method, mix_fraction=0.5)
-    with pytest.raises(ValueError, match="blended faces"):
-        Trainer(config, *synthetic, progress=False, mix_bank=bank_of(synthetic))

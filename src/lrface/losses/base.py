@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-UNLABELLED = -1
-"""Label of a training row that has no identity (a blended face, ``train.mixbank``)."""
-
 
 @dataclass
 class TransferOutputs:
@@ -27,8 +24,7 @@ class TransferOutputs:
         of the teacher run on the HR faces, stage by stage.
     teacher_maps: ``{stage: N x C x g x g}``, the teacher's cached, pooled, standardized maps
         of the HR faces (``train.teacher_maps``), for hint losses.
-    labels: identity labels ``N`` (long), where the data has them; ``UNLABELLED`` marks rows
-        without an identity.
+    labels: identity labels ``N`` (long), where the data has them.
     hr_student: embeddings of the HR faces by a trainable HR branch (guided CNN), ``N x D``.
     progress: training progress in [0, 1], for scheduled coefficients (gradient reversal).
     """
@@ -52,8 +48,6 @@ class TransferLoss(nn.Module):
 
     name: str = "loss"
     needs: tuple[str, ...] = ()
-    accepts_unlabelled: bool = False
-    """For losses that need ``labels``: whether they skip ``UNLABELLED`` rows correctly."""
     stages: tuple[int, ...] = ()
     """For losses that need ``teacher_maps``: which stages' maps."""
 

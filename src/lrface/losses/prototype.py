@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lrface.losses.base import UNLABELLED, TransferLoss, TransferOutputs
+from lrface.losses.base import TransferLoss, TransferOutputs
 
 
 def teacher_prototypes(teacher_emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -34,8 +34,7 @@ class PrototypeLoss(TransferLoss):
     ``prototypes`` (``C x D``, from ``teacher_prototypes`` of the training set) are a
     non-persistent buffer: recomputed from the data, never stored in checkpoints. ``scale``
     is large because the dlib teacher's cosines are compressed (same person ~0.93, different
-    people ~0.8), so a small scale would leave every identity almost equally likely. Rows
-    labelled ``UNLABELLED`` (blended faces) are skipped.
+    people ~0.8), so a small scale would leave every identity almost equally likely.
 
     ``center``: score in the centred space instead, ``cos(s - m, c - m)`` with ``m`` the mean
     of the centres (unit student embedding ``s``). Raw cosines let the loss sharpen its logits
@@ -48,7 +47,6 @@ class PrototypeLoss(TransferLoss):
 
     name = "prototype"
     needs = ("labels",)
-    accepts_unlabelled = True
 
     def __init__(
         self,
@@ -71,11 +69,8 @@ class PrototypeLoss(TransferLoss):
     def forward(self, outputs: TransferOutputs) -> torch.Tensor:
         if outputs.labels is None:
             raise ValueError("PrototypeLoss needs identity labels")
-        labelled = outputs.labels != UNLABELLED
-        if not bool(labelled.any()):
-            return outputs.student.new_zeros(())
-        student = F.normalize(outputs.student[labelled], dim=1)
+        student = F.normalize(outputs.student, dim=1)
         if self.center:
             student = F.normalize(student - self.mean, dim=1)
         cos = student @ self.prototypes.T
-        return F.cross_entropy(self.scale * cos, outputs.labels[labelled])
+        return F.cross_entropy(self.scale * cos, outputs.labels)

@@ -46,7 +46,6 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
         stop_after=stop_after,
         progress=progress,
         teacher_maps=data.teacher_maps,
-        mix_bank=data.mix_bank,
     )
 
 

@@ -33,10 +33,6 @@ class TrainConfig:
     ema_decay: keep an exponential moving average of the student's weights (and BN
         statistics) with this decay per step, e.g. 0.999; evaluation, ``best/`` and the exported
         ``student.safetensors`` then use the average (0: off).
-    mix_fraction: share of each batch replaced by blends of two training faces, with the
-        teacher's embedding of each blend as target (``train.mixbank``; 0: off).
-    mix_count / mix_alpha: how many blends the bank holds (each costs two teacher passes,
-        once, then cached) and the range the weight of a blend's first face is drawn from.
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
     divergence_factor: stop when the loss exceeds this multiple of its running median.
     view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
@@ -74,9 +70,6 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"
     ema_decay: float = 0.0
-    mix_fraction: float = 0.0
-    mix_count: int = 16384
-    mix_alpha: list[float] = field(default_factory=lambda: [0.3, 0.7])
     out: str = "runs/default"
     view: str = "view1"
     fold: int | None = None
@@ -103,13 +96,6 @@ class TrainConfig:
             raise ValueError("view2 needs a fold (0-9)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.mix_fraction < 1.0:
-            raise ValueError(f"mix_fraction must be in [0, 1), got {self.mix_fraction}")
-        alpha = list(self.mix_alpha)
-        if len(alpha) != 2 or not 0.0 <= alpha[0] <= alpha[1] <= 1.0:
-            raise ValueError(f"mix_alpha must be [low, high] within [0, 1], got {self.mix_alpha}")
-        if self.mix_fraction and self.mix_count < 1:
-            raise ValueError("mix_count must be positive when mix_fraction is set")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
 

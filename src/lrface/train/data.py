@@ -12,11 +12,6 @@ the DistributedSampler split, without its state. The last partial global batch i
 Flip: with ``flip`` the HR chip and its LR version are mirrored together at random. The
 teacher targets must then be mirror-symmetric (the teacher's flip-averaged embeddings), since
 the same target row serves both orientations; otherwise pass ``flip=False``.
-
-Blends (``mix_bank``, ``train.mixbank``): in each batch a ``mix_fraction`` share of the rows,
-drawn from an RNG seeded by ``(seed, step, rank)``, is replaced by blended faces from the bank,
-made and degraded like any chip, with the teacher's embedding of the blend as target and
-label ``UNLABELLED`` (a blend is nobody).
 """
 
 from __future__ import annotations
@@ -26,13 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lrface.data.degrade import TrainDegradation, resize_chip
-from lrface.losses.base import UNLABELLED
-from lrface.train.mixbank import MixBank
 
 _SHUFFLE_TARGET = 0x7A
 _SHUFFLE_SOURCE = 0x5C
 _SAMPLE = 0x3D
-_MIX = 0x4B
 
 
 class TransferStream:
@@ -48,8 +40,6 @@ class TransferStream:
     teacher_maps: ``{stage: M x 2 x C x g x g}`` teacher maps of each chip (view 0) and its
         mirror image (view 1); batches then carry ``teacher_map<stage>`` of the source rows in
         the orientation each was drawn in.
-    mix_bank / mix_fraction: blended faces and the share of each batch they replace
-        (paired batches only, without ``hr`` or teacher maps, which blends do not have).
     """
 
     def __init__(
@@ -68,22 +58,11 @@ class TransferStream:
         upsample: str = "bicubic",
         rank: int = 0,
         world_size: int = 1,
-        mix_bank: MixBank | None = None,
-        mix_fraction: float = 0.0,
     ):
         if not len(hr_chips) == len(teacher_emb) == len(labels):
             raise ValueError("hr_chips, teacher_emb and labels need the same length")
         if pairing not in ("paired", "unpaired"):
             raise ValueError(f"pairing must be 'paired' or 'unpaired', got {pairing!r}")
-        if not 0.0 <= mix_fraction < 1.0:
-            raise ValueError(f"mix_fraction must be in [0, 1), got {mix_fraction}")
-        if mix_fraction and (
-            mix_bank is None or not len(mix_bank) or pairing != "paired" or with_hr or teacher_maps
-        ):
-            raise ValueError(
-                "blended faces need a non-empty mix_bank and paired batches without HR chips "
-                "or teacher maps"
-            )
         self.hr_chips = hr_chips
         self.teacher_emb = np.asarray(teacher_emb, np.float32)
         self.labels = np.asarray(labels, np.int64)
@@ -98,8 +77,6 @@ class TransferStream:
         self.upsample = upsample
         self.rank = rank
         self.world_size = world_size
-        self.mix_bank = mix_bank
-        self.mix_fraction = mix_fraction
         self.steps_per_epoch = len(hr_chips) // (batch_size * world_size)
         if self.steps_per_epoch == 0:
             raise ValueError(
@@ -145,8 +122,6 @@ class TransferStream:
             "teacher": torch.from_numpy(self.teacher_emb[source]),
             "labels": torch.from_numpy(self.labels[source]),
         }
-        if self.mix_fraction:
-            self._mix_in(step, out)
         if not (self.with_hr or self.teacher_maps):
             return out
         source_flips = [self._flip(epoch, row)[0] for row in source]
@@ -162,23 +137,6 @@ class TransferStream:
             picked = maps[source, np.array(source_flips, np.int64)].astype(np.float32)
             out[f"teacher_map{stage}"] = torch.from_numpy(picked)
         return out
-
-    def _mix_in(self, step: int, out: dict[str, torch.Tensor]) -> None:
-        """Replace this step's drawn share of rows by degraded blends from the bank, in place."""
-        bank = self.mix_bank
-        rng = np.random.default_rng((self.seed, step, _MIX, self.rank))
-        rows = np.flatnonzero(rng.random(len(out["lr"])) < self.mix_fraction)
-        picks = rng.integers(0, len(bank), len(rows))
-        for i, k in zip(rows, picks, strict=True):
-            sample_rng = np.random.default_rng((self.seed, step, _MIX, self.rank, int(i)))
-            chip = bank.chip(self.hr_chips, int(k))
-            if self.flip and sample_rng.random() < 0.5:
-                chip = chip[:, ::-1]
-            small = self.degradation(np.ascontiguousarray(chip), sample_rng)
-            lr = resize_chip(small, self.input_size, self.upsample)
-            out["lr"][i] = torch.from_numpy(np.array(lr)).permute(2, 0, 1).float()
-            out["teacher"][i] = torch.from_numpy(bank.teacher_emb[k])
-            out["labels"][i] = UNLABELLED
 
     def loader(self, start: int, stop: int, num_workers: int = 0) -> DataLoader:
         """Batches of steps ``start .. stop - 1`` in order, prepared by ``num_workers`` workers."""

@@ -62,10 +62,6 @@ from lrface.train.checkpoint import (
 )
 from lrface.train.config import TrainConfig
 from lrface.train.data import TransferStream
-from lrface.train.mixbank import MixBank
-
-MixBankFn = Callable[[int, int, tuple[float, float]], MixBank]
-"""``(count, seed, alpha range) -> MixBank`` of the training chips (``train.mixbank``)."""
 
 EvaluateFn = Callable[[FaceEncoder], dict[str, float]]
 
@@ -81,9 +77,6 @@ _RESUME_KEYS = (
     "hr_flip",
     "optimizer",
     "ema_decay",
-    "mix_fraction",
-    "mix_count",
-    "mix_alpha",
 )
 
 
@@ -301,7 +294,6 @@ class Trainer:
     teacher_maps: ``stages -> [M x 2 x C x g x g per stage]``, the teacher's maps of the
         chips and their mirror images (``train.teacher_maps``); called only when a loss reads
         them (hint losses), with the stages it reads.
-    mix_bank: builds the bank of blended faces; called only when ``config.mix_fraction``.
     evaluate_fn: ``encoder -> {metric: value}``, called every ``eval_every`` steps on rank 0.
     """
 
@@ -315,7 +307,6 @@ class Trainer:
         teacher: nn.Module | None = None,
         progress: bool = True,
         teacher_maps: Callable[[tuple[int, ...]], list[np.ndarray]] | None = None,
-        mix_bank: MixBankFn | None = None,
     ):
         self.config = config
         self.rank, self.world, self.device = _init_distributed(config.device)
@@ -355,7 +346,6 @@ class Trainer:
                         f"teacher maps of stage {stage}: expected {len(hr_chips)} x 2 x C x g x g, "
                         f"got {array.shape}"
                     )
-        bank = self._mix_bank(mix_bank) if config.mix_fraction else None
         self.hr_branch = None
         if "hr_student" in needs:
             self.hr_branch = create_student(config.student, **config.student_kwargs)
@@ -415,33 +405,11 @@ class Trainer:
             teacher_maps=maps,
             rank=self.rank,
             world_size=self.world,
-            mix_bank=bank,
-            mix_fraction=config.mix_fraction,
         )
         self.step = 0
         self.best_metric: float | None = None
         self.best_step: int | None = None
         self.metrics: dict[str, float] = {}
-
-    def _mix_bank(self, build: MixBankFn | None) -> MixBank:
-        """The bank of blended faces, after checking every loss can train on blends."""
-        unfit = [
-            name
-            for name, loss in self.losses.items()
-            if {"teacher_maps", "teacher_features", "hr_student"} & set(loss.needs)
-            or ("labels" in loss.needs and not loss.accepts_unlabelled)
-        ]
-        if unfit:
-            raise ValueError(
-                f"mix_fraction: losses {unfit} need HR chips, teacher maps or an identity for "
-                "every row, which blended faces do not have"
-            )
-        if self.config.pairing != "paired":
-            raise ValueError("mix_fraction needs paired batches")
-        if build is None:
-            raise ValueError("mix_fraction is set but no mix bank builder was given")
-        low, high = self.config.mix_alpha
-        return build(self.config.mix_count, self.config.seed, (low, high))
 
     # ---------------------------------------------------------------- state
     def _rng_state(self) -> torch.Tensor:
@@ -701,18 +669,9 @@ def train(
     stop_after: int | None = None,
     progress: bool = True,
     teacher_maps: Callable[[tuple[int, ...]], list[np.ndarray]] | None = None,
-    mix_bank: MixBankFn | None = None,
 ) -> TrainResult:
     """Build a ``Trainer`` and run it (see ``Trainer`` and ``Trainer.fit``)."""
     trainer = Trainer(
-        config,
-        hr_chips,
-        teacher_emb,
-        labels,
-        evaluate_fn,
-        teacher,
-        progress,
-        teacher_maps,
-        mix_bank,
+        config, hr_chips, teacher_emb, labels, evaluate_fn, teacher, progress, teacher_maps
     )
     return trainer.fit(resume=resume, stop_after=stop_after)

@@ -9,8 +9,7 @@ Splits (person-disjoint from their test pairs):
 Training arrays: aligned HR chips (``aligned_chips``, cached), the teacher's embeddings of them
 (``embed_chipset`` with the torch port of dlib's ResNet, cached; flip-averaged when training
 with random flips, see ``train.data``) and identity labels 0..C-1 in name order; on request
-(``SplitData.teacher_maps``) the teacher's pooled stage maps for hint losses, and
-(``SplitData.mix_bank``) blended faces with the teacher's embeddings of them.
+(``SplitData.teacher_maps``) the teacher's pooled stage maps for hint losses.
 
 Periodic evaluation: probe embeddings by the student at each size are computed in memory (a
 training student changes every time, so nothing is cached for it); gallery embeddings by the
@@ -35,7 +34,6 @@ from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
 from lrface.train.checkpoint import TEACHER_ENCODER
 from lrface.train.engine import EvaluateFn
-from lrface.train.mixbank import MixBank, build_mix_bank
 from lrface.train.teacher_maps import standardize_channels, teacher_stage_maps
 
 
@@ -61,12 +59,6 @@ class SplitData:
         standardized per channel over this split (cached before standardizing)."""
         maps = teacher_stage_maps(self.teacher, self.chipset, stages, progress=self.progress)
         return [standardize_channels(m) for m in maps]
-
-    def mix_bank(self, count: int, seed: int, alpha_range: tuple[float, float]) -> MixBank:
-        """Blends of the training chips with the teacher's embeddings of them (cached)."""
-        return build_mix_bank(
-            self.teacher, self.chipset, count, seed, alpha_range, progress=self.progress
-        )
 
 
 def held_out_pairs(lfw: LFW, view: str, fold: int | None):
