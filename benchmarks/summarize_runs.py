@@ -31,7 +31,7 @@ def final_eval(run: Path) -> dict[str, float] | None:
 def setup(config: dict) -> str:
     """What else differs between runs: precision, jitter, a degradation range other than 8-32,
     weight decay and head dropout above the defaults, student widths and EMA where set, the
-    clean degradation (no blur, noise or JPEG), centred prototypes and erasing."""
+    clean degradation (no blur, noise or JPEG), erasing and any loss constructor kwargs."""
     notes = [config.get("precision", "fp32")]
     degradation = config.get("degradation", {})
     if any(degradation.get(k) for k in ("jitter_shift", "jitter_scale", "jitter_degrees")):
@@ -50,8 +50,8 @@ def setup(config: dict) -> str:
         notes.append(f"EMA {config['ema_decay']:g}")
     if all(degradation.get(k) == 0 for k in ("blur_prob", "noise_prob", "jpeg_prob")):
         notes.append("no blur/noise/JPEG")
-    if config.get("method_kwargs", {}).get("prototype", {}).get("center"):
-        notes.append("centred prototypes")
+    for loss, kwargs in (config.get("method_kwargs") or {}).items():
+        notes += [f"{loss} {key}={value}" for key, value in kwargs.items()]
     if degradation.get("erase_prob"):
         notes.append(f"erasing {degradation['erase_prob']:g}")
     return ", ".join(notes)

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lrface.losses.base import TransferOutputs
 from lrface.losses.prototype import PrototypeLoss, teacher_prototypes
@@ -61,20 +60,3 @@ def test_needs_labels():
     loss_fn = PrototypeLoss(torch.eye(2))
     with pytest.raises(ValueError, match="labels"):
         loss_fn(TransferOutputs(torch.ones(1, 2), torch.ones(1, 2)))
-
-
-def test_centred_scores_only_the_part_off_the_common_direction():
-    centres = F.normalize(torch.tensor([[1.0, 0.2], [1.0, -0.2]]), dim=1)
-    loss_fn = PrototypeLoss(centres, scale=1.0, center=True)
-    torch.testing.assert_close(loss_fn.mean, centres.mean(0))
-    torch.testing.assert_close(loss_fn.prototypes, torch.tensor([[0.0, 1.0], [0.0, -1.0]]))
-    student = torch.tensor([[1.0, 0.1]])
-    offset = F.normalize(student, dim=1) - centres.mean(0)
-    cos = F.normalize(offset, dim=1)[0, 1]  # against (0, 1) and (0, -1)
-    expected = torch.log1p(torch.exp(-2 * cos))
-    loss = loss_fn(TransferOutputs(student, student, labels=torch.tensor([0])))
-    torch.testing.assert_close(loss, expected)
-    raw = PrototypeLoss(centres, scale=1.0)(
-        TransferOutputs(student, student, labels=torch.tensor([0]))
-    )
-    assert loss < raw  # the raw cosines of the two centres differ by little

@@ -35,42 +35,18 @@ class PrototypeLoss(TransferLoss):
     non-persistent buffer: recomputed from the data, never stored in checkpoints. ``scale``
     is large because the dlib teacher's cosines are compressed (same person ~0.93, different
     people ~0.8), so a small scale would leave every identity almost equally likely.
-
-    ``center``: score in the centred space instead, ``cos(s - m, c - m)`` with ``m`` the mean
-    of the centres (unit student embedding ``s``). Raw cosines let the loss sharpen its logits
-    by pulling the student off the teacher's common direction ``m`` (the compact student's
-    projection on it fell to 0.82 against the teacher's 0.91, View 1), which fights the L2
-    term and adds probe-dependent offsets to every raw cosine score; centred, the loss sees
-    only the identity-bearing part and leaves the common part to L2. Centred, the teacher's
-    same-person pairs score ~0.7 and others ~0 (View 1), so ``scale`` ~16 is used with it.
     """
 
     name = "prototype"
     needs = ("labels",)
 
-    def __init__(
-        self,
-        prototypes: torch.Tensor,
-        weight: float = 1.0,
-        scale: float = 64.0,
-        center: bool = False,
-    ):
+    def __init__(self, prototypes: torch.Tensor, weight: float = 1.0, scale: float = 64.0):
         super().__init__(weight)
         self.scale = scale
-        self.center = center
-        centres = F.normalize(prototypes.float(), dim=1)
-        used = centres.norm(dim=1) > 0
-        mean = centres[used].mean(0) if center and bool(used.any()) else centres.new_zeros(0)
-        if center:
-            centres = torch.where(used[:, None], F.normalize(centres - mean, dim=1), centres)
-        self.register_buffer("prototypes", centres, persistent=False)
-        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("prototypes", F.normalize(prototypes.float(), dim=1), persistent=False)
 
     def forward(self, outputs: TransferOutputs) -> torch.Tensor:
         if outputs.labels is None:
             raise ValueError("PrototypeLoss needs identity labels")
-        student = F.normalize(outputs.student, dim=1)
-        if self.center:
-            student = F.normalize(student - self.mean, dim=1)
-        cos = student @ self.prototypes.T
+        cos = F.normalize(outputs.student, dim=1) @ self.prototypes.T
         return F.cross_entropy(self.scale * cos, outputs.labels)
