@@ -35,6 +35,11 @@ def paired_gain(base: dict | None, cand: dict | None) -> str:
     """Mean +- std of the per-fold accuracy differences (points) and folds won."""
     if base is None or cand is None:
         return "—"
+    if len(cand["fold_accuracies"]) != len(base["fold_accuracies"]):
+        raise SystemExit(
+            f"the baseline has {len(base['fold_accuracies'])} folds and a candidate "
+            f"{len(cand['fold_accuracies'])}: benchmark both on the same --folds"
+        )
     diff = 100 * (np.asarray(cand["fold_accuracies"]) - np.asarray(base["fold_accuracies"]))
     return f"{diff.mean():+.2f} ± {diff.std():.2f} ({int((diff > 0).sum())}/{len(diff)})"
 
