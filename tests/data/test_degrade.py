@@ -91,3 +91,11 @@ def test_erasing_fills_one_rectangle_of_the_asked_area_and_is_off_by_default():
         box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
         assert changed.sum() <= box <= 0.2 * 32 * 32 + 32  # one rectangle, rounding allowed
         assert box >= 0.1 * 32 * 32 - 32
+
+
+@pytest.mark.parametrize(
+    "bad", [{"erase_prob": 1.5}, {"erase_area": (0.0, 0.2)}, {"erase_area": (0.3, 0.2)}]
+)
+def test_erasing_settings_are_checked(bad):
+    with pytest.raises(ValueError, match="erase"):
+        TrainDegradation(**bad)

@@ -110,6 +110,14 @@ class TrainDegradation:
     erase_prob: float = 0.0
     erase_area: tuple[float, float] = (0.02, 0.2)
 
+    def __post_init__(self) -> None:
+        low, high = self.erase_area
+        if not 0.0 <= self.erase_prob <= 1.0 or not 0.0 < low <= high <= 1.0:
+            raise ValueError(
+                f"erase_prob must be in [0, 1] and erase_area a range within (0, 1], got "
+                f"{self.erase_prob} and {self.erase_area}"
+            )
+
     def to_dict(self) -> dict:
         return asdict(self)
 
