@@ -31,7 +31,8 @@ def final_eval(run: Path) -> dict[str, float] | None:
 def setup(config: dict) -> str:
     """What else differs between runs: precision, jitter, a degradation range other than 8-32,
     weight decay and head dropout above the defaults, student widths and EMA where set, the
-    clean degradation (no blur, noise or JPEG), erasing and any loss constructor kwargs."""
+    clean degradation (no blur, noise or JPEG), erasing, colour jitter, a pinned common
+    component and any loss constructor kwargs."""
     notes = [config.get("precision", "fp32")]
     degradation = config.get("degradation", {})
     if any(degradation.get(k) for k in ("jitter_shift", "jitter_scale", "jitter_degrees")):
@@ -46,6 +47,8 @@ def setup(config: dict) -> str:
         notes.append(f"dropout {kwargs['dropout']:g}")
     if "widths" in kwargs:
         notes.append("widths " + "/".join(str(w) for w in kwargs["widths"]))
+    if kwargs.get("fix_common"):
+        notes.append("fixed common component")
     if config.get("ema_decay"):
         notes.append(f"EMA {config['ema_decay']:g}")
     if all(degradation.get(k) == 0 for k in ("blur_prob", "noise_prob", "jpeg_prob")):
@@ -54,6 +57,8 @@ def setup(config: dict) -> str:
         notes += [f"{loss} {key}={value}" for key, value in kwargs.items()]
     if degradation.get("erase_prob"):
         notes.append(f"erasing {degradation['erase_prob']:g}")
+    if degradation.get("color_prob"):
+        notes.append(f"colour jitter {degradation['color_prob']:g}")
     return ", ".join(notes)
 
 

@@ -99,3 +99,26 @@ def test_erasing_fills_one_rectangle_of_the_asked_area_and_is_off_by_default():
 def test_erasing_settings_are_checked(bad):
     with pytest.raises(ValueError, match="erase"):
         TrainDegradation(**bad)
+
+
+def test_color_jitter_moves_brightness_within_its_strength_and_keeps_the_stream_when_off():
+    rng = np.random.default_rng(0)
+    chip = rng.integers(60, 200, (150, 150, 3), dtype=np.uint8)
+    plain = dict(blur_prob=0, noise_prob=0, jpeg_prob=0, kernels=["area"])
+    base = TrainDegradation(**plain)
+    off = TrainDegradation(color_prob=0.0, **plain)  # off: same RNG draws, same output
+    assert np.array_equal(base(chip, np.random.default_rng(3)), off(chip, np.random.default_rng(3)))
+    jitter = TrainDegradation(color_prob=1.0, color_strength=0.3, **plain)
+    reference = base(chip, np.random.default_rng(0), size=32).astype(float)
+    ratios = []
+    for seed in range(20):
+        out = jitter(chip, np.random.default_rng(seed), size=32).astype(float)
+        assert out.shape == reference.shape
+        ratios.append(out.mean() / reference.mean())
+    assert min(ratios) > 0.6 and max(ratios) < 1.4 and np.std(ratios) > 0.03
+
+
+@pytest.mark.parametrize("bad", [{"color_prob": -0.1}, {"color_strength": 1.0}])
+def test_color_settings_are_checked(bad):
+    with pytest.raises(ValueError, match="color"):
+        TrainDegradation(**bad)

@@ -80,3 +80,35 @@ def test_teacher_init_starts_as_the_teacher():
         small = torch.rand(2, 3, 16, 16) * 255
         up = torch.nn.functional.interpolate(small, size=150, mode="bicubic").clamp(0, 255)
         assert torch.allclose(student(small), teacher(up))
+
+
+def test_common_component_pins_the_projection_and_keeps_the_rest():
+    from lrface.models.students import CommonComponent
+
+    torch.manual_seed(0)
+    teacher = torch.nn.functional.normalize(torch.randn(50, 8) + 3.0, dim=1)
+    common = CommonComponent(8)
+    x = torch.randn(5, 8)
+    assert torch.equal(common(x), x)  # no direction yet: pass-through
+    common.set_direction(teacher)
+    m, a = common.direction, common.projection
+    assert torch.isclose(m.norm(), torch.tensor(1.0)) and 0.5 < a < 1.0
+    out = common(x)
+    assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
+    assert torch.allclose(out @ m, a.expand(5), atol=1e-5)
+    across = x - (x @ m)[:, None] * m  # the part off the direction keeps its orientation
+    assert torch.allclose(
+        torch.nn.functional.cosine_similarity(out - a * m, across), torch.ones(5), atol=1e-5
+    )
+
+
+def test_compact_with_fixed_common_saves_the_direction():
+    torch.manual_seed(0)
+    model = create_student("compact", fix_common=True)
+    model.common.set_direction(torch.randn(20, 128) + 2.0)
+    state = model.state_dict()
+    assert {"common.direction", "common.projection"} <= set(state)
+    clone = create_student("compact", fix_common=True)
+    clone.load_state_dict(state)
+    x = torch.rand(3, 3, 16, 16) * 255
+    assert torch.allclose(model.eval()(x), clone.eval()(x))

@@ -83,6 +83,19 @@ def test_prototypes_are_the_teacher_centres_and_built_only_when_used(tmp_path, s
     )
 
 
+def test_fixed_common_component_takes_the_teacher_direction_and_is_exported(tmp_path, synthetic):
+    _, emb, _ = synthetic
+    student = {**TINY_STUDENT, "fix_common": True}
+    config = tiny_config(tmp_path, student_kwargs=student, steps=4, checkpoint_every=4)
+    train(config, *synthetic, progress=False)
+    unit = F.normalize(torch.from_numpy(emb), dim=1)
+    direction = F.normalize(unit.mean(0), dim=0)
+    encoder = load_student_encoder(tmp_path / "run")
+    probe = encoder.embed(EvalDegradation(12)(synthetic[0][:6]))
+    expected = float((unit @ direction).mean())
+    assert np.allclose(probe @ direction.numpy(), expected, atol=1e-4)
+
+
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_resume_continues_bit_for_bit(tmp_path, synthetic, ema_decay):
     kwargs = dict(method="adda+l2", steps=8, checkpoint_every=4, seed=5, ema_decay=ema_decay)

@@ -6,7 +6,7 @@
   (the teacher: bicubic to 150x150).
 * ``TrainDegradation``: random. Size drawn from a range, random down/up kernels, optional
   Gaussian blur before downsampling, Gaussian noise and JPEG compression at the low resolution,
-  and optionally a random occluding rectangle (random erasing).
+  and optionally colour jitter and a random occluding rectangle (random erasing).
 
 Geometry: in lrface's chip (dlib ``get_face_chip``, 150 px, padding 0.25) the eye centres are
 ``EYE_DISTANCE_AT_150`` px apart (measured with dlib's 5-point model, see
@@ -20,7 +20,7 @@ import io
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 
 EYE_DISTANCE_AT_150 = 49.5
 CHIP_SIZE = 150
@@ -93,6 +93,9 @@ class TrainDegradation:
     Erasing (off by default; Zhong et al., AAAI 2020) fills a random rectangle of the LR face,
     ``erase_area`` of its area with aspect ratio in 0.3-3.3, with random grey levels: the
     student must embed the whole face from part of it (occlusion, and less memorization).
+    Colour jitter (off by default) scales brightness, contrast and saturation of the LR face
+    by factors drawn from ``1 +- color_strength`` each: another photo's lighting and camera,
+    under which the teacher's embedding (the target) barely moves.
     """
 
     min_size: int = 8
@@ -109,6 +112,8 @@ class TrainDegradation:
     jitter_degrees: float = 0.0
     erase_prob: float = 0.0
     erase_area: tuple[float, float] = (0.02, 0.2)
+    color_prob: float = 0.0
+    color_strength: float = 0.3
 
     def __post_init__(self) -> None:
         low, high = self.erase_area
@@ -116,6 +121,11 @@ class TrainDegradation:
             raise ValueError(
                 f"erase_prob must be in [0, 1] and erase_area a range within (0, 1], got "
                 f"{self.erase_prob} and {self.erase_area}"
+            )
+        if not 0.0 <= self.color_prob <= 1.0 or not 0.0 <= self.color_strength < 1.0:
+            raise ValueError(
+                f"color_prob must be in [0, 1] and color_strength in [0, 1), got "
+                f"{self.color_prob} and {self.color_strength}"
             )
 
     def to_dict(self) -> dict:
@@ -137,6 +147,8 @@ class TrainDegradation:
             img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(*self.blur_sigma))))
         kernel = self.kernels[int(rng.integers(len(self.kernels)))]
         img = img.resize((size, size), _kernel(kernel))
+        if self.color_prob and rng.random() < self.color_prob:
+            img = color_jitter(img, rng, self.color_strength)
         out = np.asarray(img)
         if rng.random() < self.noise_prob:
             noise = rng.normal(0.0, rng.uniform(*self.noise_std), out.shape)
@@ -149,6 +161,13 @@ class TrainDegradation:
         if self.erase_prob and rng.random() < self.erase_prob:
             out = random_erase(out, rng, self.erase_area)
         return out
+
+
+def color_jitter(img: Image.Image, rng: np.random.Generator, strength: float) -> Image.Image:
+    """Brightness, contrast and saturation, each scaled by a factor in ``1 +- strength``."""
+    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        img = enhancer(img).enhance(float(rng.uniform(1 - strength, 1 + strength)))
+    return img
 
 
 def random_erase(

@@ -88,6 +88,39 @@ class BasicBlock(nn.Module):
         return self.act(self.bn2(self.conv2(self.conv1(x))) + self.shortcut(x))
 
 
+class CommonComponent(nn.Module):
+    """Pins an embedding's projection on the teacher's common direction to the teacher's value.
+
+    dlib's space is compressed around one direction ``m`` (every HR face projects ~0.91 on
+    it), so identity lives in the part orthogonal to ``m``. A student whose LR embeddings
+    spread along ``m`` shifts every raw-cosine score by an amount unrelated to identity
+    (docs/results.md, 3d). The output is ``a m + sqrt(1 - a^2) u``: ``u`` the unit part of the
+    input orthogonal to ``m``, ``a`` the teacher's mean projection. Both are buffers saved with
+    the student; until ``set_direction`` fills them (zeros) the module passes its input through.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("direction", torch.zeros(dim))
+        self.register_buffer("projection", torch.zeros(()))
+
+    @torch.no_grad()
+    def set_direction(self, teacher_emb: torch.Tensor) -> None:
+        """Direction and projection from the teacher's embeddings of the training faces."""
+        unit = F.normalize(teacher_emb.float(), dim=1)
+        direction = F.normalize(unit.mean(0), dim=0)
+        self.direction.copy_(direction)
+        self.projection.copy_((unit @ direction).mean())
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        if not self.projection:
+            return embedding
+        unit = F.normalize(embedding.float(), dim=1)
+        across = F.normalize(unit - (unit @ self.direction)[:, None] * self.direction, dim=1)
+        a = self.projection
+        return a * self.direction + torch.sqrt(1 - a * a) * across
+
+
 class CompactStudent(nn.Module):
     """Small CNN for LR faces at ``input_size`` (32) px.
 
@@ -96,7 +129,8 @@ class CompactStudent(nn.Module):
     BN, dropout, fully connected on the flattened map, BN. Input [0, 255] is scaled to about
     [-1, 1] inside, so the module follows the encoder convention. With the default widths the
     stage outputs have the teacher's widths (32/64/128/256) at 16/8/4/2 px, the sizes the
-    cached teacher maps of ``train.teacher_maps`` are pooled to.
+    cached teacher maps of ``train.teacher_maps`` are pooled to. ``fix_common`` ends the head
+    with a ``CommonComponent`` (the trainer sets its direction from the teacher's embeddings).
     """
 
     supports_features = True
@@ -108,6 +142,7 @@ class CompactStudent(nn.Module):
         depths: Sequence[int] = (1, 1, 2, 1),
         input_size: int = 32,
         dropout: float = 0.0,
+        fix_common: bool = False,
     ):
         super().__init__()
         if len(widths) != len(depths):
@@ -133,6 +168,7 @@ class CompactStudent(nn.Module):
             nn.Linear(channels * final * final, dim),
             nn.BatchNorm1d(dim),
         )
+        self.common = CommonComponent(dim) if fix_common else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -144,6 +180,8 @@ class CompactStudent(nn.Module):
             x = stage(x)
             features.append(x)
         embedding = self.head(x)
+        if self.common is not None:
+            embedding = self.common(embedding)
         return (embedding, features) if return_features else embedding
 
 

@@ -315,7 +315,7 @@ class Trainer:
         self.progress = progress
 
         torch.manual_seed(config.seed)
-        self.student = create_student(config.student, **config.student_kwargs)
+        self.student = self._new_student(teacher_emb)
         spec = parse_method(config.method)
         for name, kwargs in config.method_kwargs.items():
             spec.setdefault(name, {}).update(kwargs)
@@ -348,7 +348,7 @@ class Trainer:
                     )
         self.hr_branch = None
         if "hr_student" in needs:
-            self.hr_branch = create_student(config.student, **config.student_kwargs)
+            self.hr_branch = self._new_student(teacher_emb)
         if "teacher_features" in needs and teacher is None:
             from lrface.models.dlib_resnet import load_dlib_resnet
 
@@ -410,6 +410,13 @@ class Trainer:
         self.best_metric: float | None = None
         self.best_step: int | None = None
         self.metrics: dict[str, float] = {}
+
+    def _new_student(self, teacher_emb: np.ndarray) -> nn.Module:
+        """The configured student; a pinned common component takes the teacher's direction."""
+        student = create_student(self.config.student, **self.config.student_kwargs)
+        if getattr(student, "common", None) is not None:
+            student.common.set_direction(torch.as_tensor(teacher_emb))
+        return student
 
     # ---------------------------------------------------------------- state
     def _rng_state(self) -> torch.Tensor:
