@@ -76,12 +76,14 @@ def test_set_overrides_nested_fields_and_rejects_bad_ones(tmp_path):
             "degradation.max_size=24",
             "degradation.blur_sigma=[0.4, 1.0]",
             "student_kwargs.widths=[48, 96, 192, 384]",
+            "method_kwargs.prototype.scale=128",
         ],
         steps=9,  # a named flag still wins over the file and the overrides
     )
     assert config.weight_decay == 0.05 and config.steps == 9
     assert config.degradation.max_size == 24 and config.degradation.blur_sigma == (0.4, 1.0)
     assert config.student_kwargs == {"widths": [48, 96, 192, 384]}
+    assert config.method_kwargs == {"prototype": {"scale": 128}}
     for bad, match in [
         ("weight_decay", "key.path=value"),
         ("lr.value=1", "not a nested setting"),

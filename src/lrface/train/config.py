@@ -121,7 +121,8 @@ class TrainConfig:
         """A copy with ``key.path=value`` assignments applied (values parsed as YAML).
 
         ``weight_decay=0.05``, ``degradation.max_size=24``, ``student_kwargs.dropout=0.2``,
-        ``student_kwargs.widths=[48,96,192,384]``: any field, nested ones by dotted path.
+        ``student_kwargs.widths=[48,96,192,384]``, ``method_kwargs.prototype.scale=128``: any
+        field, nested ones by dotted path.
         """
         data = self.to_dict()
         for assignment in assignments:
@@ -129,10 +130,11 @@ class TrainConfig:
             keys = path.strip().split(".")
             if not sep or not all(keys):
                 raise ValueError(f"expected key.path=value, got {assignment!r}")
-            node = data
+            node, free_form = data, False
             for key in keys[:-1]:
                 child = node.get(key)
-                if child is None and key.endswith("_kwargs"):
+                free_form = free_form or key.endswith("_kwargs")
+                if child is None and free_form:  # e.g. method_kwargs.prototype.scale
                     child = node[key] = {}
                 if not isinstance(child, dict):
                     raise ValueError(f"{assignment!r}: {key!r} is not a nested setting")
