@@ -20,24 +20,15 @@ import json
 import time
 from pathlib import Path
 
+from lrface.data.detected import FACE_PX, is_subject
 from lrface.machine import describe_machine
 
-FACE_PX = 110
 LFW_SIDE = 250
 
 
 def is_hit(faces, side: int, target: float) -> bool:
-    import numpy as np
-
-    centre = side / 2
-    for face in faces:
-        c = (face.box[:2] + face.box[2:]) / 2
-        if (
-            np.all(np.abs(c - centre) <= 0.25 * target)
-            and 0.4 * target <= face.width <= 1.6 * target
-        ):
-            return True
-    return False
+    """Some face is the subject (``lrface.data.detected.is_subject``), not a background one."""
+    return any(is_subject(face, (side, side), target) for face in faces)
 
 
 def main() -> None:

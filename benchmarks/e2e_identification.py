@@ -47,11 +47,11 @@ import faiss
 import numpy as np
 import torch
 from detection_rate import FACE_PX, is_hit
-from PIL import Image
 from tqdm import tqdm
 
 from lrface.data.chips import aligned_chips
 from lrface.data.degrade import EvalDegradation
+from lrface.data.detected import shrink_image
 from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW, fold_people
 from lrface.detect.mtcnn import MTCNN
@@ -110,13 +110,6 @@ def benchmark_people(lfw: LFW, limit: int | None) -> list[Person]:
         by_name.setdefault(image.identity, []).append(image.relpath)
     people = [Person(n, rels[0], rels[1]) for n, rels in sorted(by_name.items()) if len(rels) > 1]
     return people[:limit] if limit is not None else people
-
-
-def degrade_image(image: np.ndarray, face_px: int) -> np.ndarray:
-    """Area-resize the whole image by ``face_px / FACE_PX`` so the face is about ``face_px``."""
-    height, width = image.shape[:2]
-    size = (round(width * face_px / FACE_PX), round(height * face_px / FACE_PX))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
 def file_sha1(path: Path) -> str:
@@ -205,7 +198,7 @@ def run_detected(
     bar = tqdm(total=len(people), desc=f"probes {face_px}px", unit="img", disable=not progress)
     for start in range(0, len(people), DETECT_CHUNK):
         chunk = people[start : start + DETECT_CHUNK]
-        images = [degrade_image(load_rgb(lfw.path(p.probe)), face_px) for p in chunk]
+        images = [shrink_image(load_rgb(lfw.path(p.probe)), face_px) for p in chunk]
         side = images[0].shape[1]
         for person, image, faces in zip(chunk, images, detector.detect_batch(images), strict=True):
             try:

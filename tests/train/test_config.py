@@ -89,6 +89,8 @@ def test_set_overrides_nested_fields_and_rejects_bad_ones(tmp_path):
         ("lr.value=1", "not a nested setting"),
         ("degradation.size=3", "bad override"),
         ("learning_rate=1", "unknown TrainConfig keys"),
+        ("detected_prob=1.5", "detected_prob must be in"),
+        ("detected_sizes=[16, 0]", "detected_sizes positive"),
     ]:
         with pytest.raises(ValueError, match=match):
             build_config(path, [bad])

@@ -96,6 +96,34 @@ def test_fixed_common_component_takes_the_teacher_direction_and_is_exported(tmp_
     assert np.allclose(probe @ direction.numpy(), expected, atol=1e-4)
 
 
+def test_detected_faces_feed_the_stream_and_are_required_when_asked_for(tmp_path, synthetic):
+    from lrface.data.detected import DetectedFaces
+    from lrface.detect.align import MTCNN_TEMPLATE_150
+
+    n = len(synthetic[0])
+    landmarks = np.broadcast_to((MTCNN_TEMPLATE_150 - 75) * 0.12 + 18, (1, n, 5, 2))
+    detected = DetectedFaces(
+        sizes=(16,),
+        images=[np.random.default_rng(0).integers(0, 256, (n, 36, 36, 3), dtype=np.uint8)],
+        boxes=np.tile(np.array([10.0, 10.0, 26.0, 26.0], np.float32), (1, n, 1)),
+        scores=np.ones((1, n), np.float32),
+        landmarks=landmarks.astype(np.float32),
+        found=np.ones((1, n), bool),
+    )
+    config = tiny_config(tmp_path, steps=2, checkpoint_every=2, detected_prob=0.5)
+    with pytest.raises(ValueError, match="detected faces"):
+        Trainer(config, *synthetic, progress=False)
+    trainer = Trainer(config, *synthetic, progress=False, detected=detected)
+    batch = trainer.stream.batch(0)
+    _, target, _ = trainer.stream.rows(0)
+    chips = {bytes(detected.chip(0, int(r), 32)) for r in target}
+    chips |= {bytes(detected.chip(0, int(r), 32)[:, ::-1].copy()) for r in target}
+    lr = batch["lr"].permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    taken = sum(bytes(np.ascontiguousarray(x)) in chips for x in lr)
+    assert 0 < taken < len(lr)  # about half of the batch, from the detected versions
+    trainer.fit()
+
+
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_resume_continues_bit_for_bit(tmp_path, synthetic, ema_decay):
     kwargs = dict(method="adda+l2", steps=8, checkpoint_every=4, seed=5, ema_decay=ema_decay)

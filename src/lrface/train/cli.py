@@ -18,6 +18,7 @@ from lrface.machine import describe_machine
 from lrface.train.config import TrainConfig
 
 Opt = typer.Option
+DETECTED_MIN_FACE = 12  # MTCNN's smallest face for detected training faces, as for LR probes
 
 
 def build_config(
@@ -36,6 +37,34 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
 
     data = split_data(config.view, config.fold, config.lfw, flip=config.hr_flip, progress=progress)
     evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
+    detected = None
+    if config.detected_prob:
+        from lrface.data.detected import detect_faces
+        from lrface.data.lfw import LFW
+        from lrface.detect.mtcnn import MTCNN
+
+        detector = MTCNN(min_face=DETECTED_MIN_FACE)
+        settings = {
+            "name": "mtcnn",
+            "min_face": DETECTED_MIN_FACE,
+            "factor": detector.factor,
+            "thresholds": list(detector.thresholds),
+        }
+        detected = detect_faces(
+            LFW(config.lfw).root,
+            data.relpaths,
+            tuple(config.detected_sizes),
+            detector,
+            settings,
+            progress=progress,
+        )
+        share = detected.found.mean(1)
+        print(
+            "detected training faces: "
+            + ", ".join(
+                f"{s} px {100 * f:.1f}%" for s, f in zip(detected.sizes, share, strict=True)
+            )
+        )
     return train(
         config,
         data.hr_chips,
@@ -46,6 +75,7 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
         stop_after=stop_after,
         progress=progress,
         teacher_maps=data.teacher_maps,
+        detected=detected,
     )
 
 

@@ -33,6 +33,10 @@ class TrainConfig:
     ema_decay: keep an exponential moving average of the student's weights (and BN
         statistics) with this decay per step, e.g. 0.999; evaluation, ``best/`` and the exported
         ``student.safetensors`` then use the average (0: off).
+    detected_prob: the share of LR inputs taken, instead of the random degradation, from the
+        training images as the pipeline sees them (whole image shrunk so the face is one of
+        ``detected_sizes`` px wide, MTCNN, one warp to the student's input;
+        ``data.detected``); rows without a detected face fall back to the degradation.
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
     divergence_factor: stop when the loss exceeds this multiple of its running median.
     view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
@@ -70,6 +74,8 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"
     ema_decay: float = 0.0
+    detected_prob: float = 0.0
+    detected_sizes: list[int] = field(default_factory=lambda: [12, 16, 20, 24])
     out: str = "runs/default"
     view: str = "view1"
     fold: int | None = None
@@ -96,6 +102,11 @@ class TrainConfig:
             raise ValueError("view2 needs a fold (0-9)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.detected_prob <= 1.0 or not all(s > 0 for s in self.detected_sizes):
+            raise ValueError(
+                f"detected_prob must be in [0, 1] and detected_sizes positive, got "
+                f"{self.detected_prob} and {self.detected_sizes}"
+            )
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
 

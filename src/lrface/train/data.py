@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lrface.data.degrade import TrainDegradation, resize_chip
+from lrface.data.detected import DetectedFaces
 
 _SHUFFLE_TARGET = 0x7A
 _SHUFFLE_SOURCE = 0x5C
@@ -40,6 +41,9 @@ class TransferStream:
     teacher_maps: ``{stage: M x 2 x C x g x g}`` teacher maps of each chip (view 0) and its
         mirror image (view 1); batches then carry ``teacher_map<stage>`` of the source rows in
         the orientation each was drawn in.
+    detected / detected_prob: with this probability a target row's LR input is its detected
+        version (``DetectedFaces.chip``, at one of the widths where it was found, mirrored
+        with the row) instead of a degradation of its HR chip.
     """
 
     def __init__(
@@ -58,6 +62,8 @@ class TransferStream:
         upsample: str = "bicubic",
         rank: int = 0,
         world_size: int = 1,
+        detected: DetectedFaces | None = None,
+        detected_prob: float = 0.0,
     ):
         if not len(hr_chips) == len(teacher_emb) == len(labels):
             raise ValueError("hr_chips, teacher_emb and labels need the same length")
@@ -77,6 +83,10 @@ class TransferStream:
         self.upsample = upsample
         self.rank = rank
         self.world_size = world_size
+        if detected_prob and (detected is None or len(detected) != len(hr_chips)):
+            raise ValueError("detected_prob needs detected faces, one row per HR chip")
+        self.detected = detected
+        self.detected_prob = detected_prob
         self.steps_per_epoch = len(hr_chips) // (batch_size * world_size)
         if self.steps_per_epoch == 0:
             raise ValueError(
@@ -108,12 +118,31 @@ class TransferStream:
         rng = np.random.default_rng((self.seed, epoch, _SAMPLE, int(row)))
         return bool(self.flip and rng.random() < 0.5), rng
 
+    def _detected_chip(
+        self, row: int, flipped: bool, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        """The row's detected version with probability ``detected_prob`` (None otherwise or
+        when it has none); draws from ``rng`` only when the option is on."""
+        if not self.detected_prob or rng.random() >= self.detected_prob:
+            return None
+        choices = self.detected.choices(int(row))
+        if not len(choices):
+            return None
+        chip = self.detected.chip(
+            int(choices[rng.integers(len(choices))]), int(row), self.input_size
+        )
+        return np.ascontiguousarray(chip[:, ::-1] if flipped else chip)
+
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """This rank's batch of global step ``step``: float tensors in [0, 255], NCHW."""
         epoch, target, source = self.rows(step)
         lr = np.empty((len(target), self.input_size, self.input_size, 3), np.uint8)
         for i, row in enumerate(target):
             flipped, rng = self._flip(epoch, row)
+            detected = self._detected_chip(row, flipped, rng)
+            if detected is not None:
+                lr[i] = resize_chip(detected, self.input_size, self.upsample)
+                continue
             chip = self.hr_chips[row][:, ::-1] if flipped else self.hr_chips[row]
             small = self.degradation(np.ascontiguousarray(chip), rng)
             lr[i] = resize_chip(small, self.input_size, self.upsample)

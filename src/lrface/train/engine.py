@@ -38,6 +38,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from lrface.data.detected import DetectedFaces
 from lrface.losses.base import TransferOutputs
 from lrface.losses.prototype import teacher_prototypes
 from lrface.losses.registry import (
@@ -307,6 +308,7 @@ class Trainer:
         teacher: nn.Module | None = None,
         progress: bool = True,
         teacher_maps: Callable[[tuple[int, ...]], list[np.ndarray]] | None = None,
+        detected: DetectedFaces | None = None,
     ):
         self.config = config
         self.rank, self.world, self.device = _init_distributed(config.device)
@@ -405,6 +407,8 @@ class Trainer:
             teacher_maps=maps,
             rank=self.rank,
             world_size=self.world,
+            detected=detected,
+            detected_prob=config.detected_prob,
         )
         self.step = 0
         self.best_metric: float | None = None
@@ -676,9 +680,18 @@ def train(
     stop_after: int | None = None,
     progress: bool = True,
     teacher_maps: Callable[[tuple[int, ...]], list[np.ndarray]] | None = None,
+    detected: DetectedFaces | None = None,
 ) -> TrainResult:
     """Build a ``Trainer`` and run it (see ``Trainer`` and ``Trainer.fit``)."""
     trainer = Trainer(
-        config, hr_chips, teacher_emb, labels, evaluate_fn, teacher, progress, teacher_maps
+        config,
+        hr_chips,
+        teacher_emb,
+        labels,
+        evaluate_fn,
+        teacher,
+        progress,
+        teacher_maps,
+        detected,
     )
     return trainer.fit(resume=resume, stop_after=stop_after)
