@@ -30,6 +30,29 @@ def build_config(
     return base.override(overrides or []).replace(**flags)
 
 
+def detected_faces(config: TrainConfig, data, progress: bool = True):
+    """MTCNN's view of the split's training images at ``config.detected_sizes`` (cached)."""
+    from lrface.data.detected import detect_faces
+    from lrface.data.lfw import LFW
+    from lrface.detect.mtcnn import MTCNN
+
+    detector = MTCNN(min_face=DETECTED_MIN_FACE)
+    settings = {
+        "name": "mtcnn",
+        "min_face": DETECTED_MIN_FACE,
+        "factor": detector.factor,
+        "thresholds": list(detector.thresholds),
+    }
+    root = LFW(config.lfw).root
+    sizes = tuple(config.detected_sizes)
+    faces = detect_faces(root, data.relpaths, sizes, detector, settings, progress=progress)
+    shares = ", ".join(
+        f"{s} px {100 * f:.1f}%" for s, f in zip(sizes, faces.found.mean(1), strict=True)
+    )
+    print(f"detected training faces (subject found): {shares}")
+    return faces
+
+
 def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
     """Train on the config's LFW split with periodic evaluation on its held-out pairs."""
     from lrface.train.engine import train
@@ -37,34 +60,7 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
 
     data = split_data(config.view, config.fold, config.lfw, flip=config.hr_flip, progress=progress)
     evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
-    detected = None
-    if config.detected_prob:
-        from lrface.data.detected import detect_faces
-        from lrface.data.lfw import LFW
-        from lrface.detect.mtcnn import MTCNN
-
-        detector = MTCNN(min_face=DETECTED_MIN_FACE)
-        settings = {
-            "name": "mtcnn",
-            "min_face": DETECTED_MIN_FACE,
-            "factor": detector.factor,
-            "thresholds": list(detector.thresholds),
-        }
-        detected = detect_faces(
-            LFW(config.lfw).root,
-            data.relpaths,
-            tuple(config.detected_sizes),
-            detector,
-            settings,
-            progress=progress,
-        )
-        share = detected.found.mean(1)
-        print(
-            "detected training faces: "
-            + ", ".join(
-                f"{s} px {100 * f:.1f}%" for s, f in zip(detected.sizes, share, strict=True)
-            )
-        )
+    detected = detected_faces(config, data, progress) if config.detected_prob else None
     return train(
         config,
         data.hr_chips,
