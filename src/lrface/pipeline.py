@@ -24,7 +24,7 @@ import numpy as np
 from lrface.data.degrade import CHIP_SIZE
 from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector
-from lrface.detect.align import align_face, native_chip_size
+from lrface.detect.align import align_face, native_chip_size, student_chip
 from lrface.models.encoder import FaceEncoder
 
 MULTI_FACE_POLICIES = ("largest", "all", "error")
@@ -177,11 +177,13 @@ class FacePipeline:
                 groups = list(by_size.items())
             else:
                 groups = [(CHIP_SIZE, rows)]
-            for size, idx in groups:
-                # one interpolation, straight to what the encoder takes (no native chip that
-                # the encoder would resample again); ``size`` stays the face's resolution
-                warp = max(size, encoder.input_size) if role == "student" else size
-                chips = np.stack([align_face(image, faces[i], warp) for i in idx])
+            for size, idx in groups:  # ``size`` stays the face's resolution
+                if role == "student":
+                    chips = np.stack(
+                        [student_chip(image, faces[i], encoder.input_size) for i in idx]
+                    )
+                else:
+                    chips = np.stack([align_face(image, faces[i], size) for i in idx])
                 for i, emb in zip(idx, encoder.embed(chips), strict=True):
                     out[i] = EmbeddedFace(faces[i], emb, encoder.cache_key, role, size)
         return [e for e in out if e is not None]

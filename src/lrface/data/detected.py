@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from lrface.data.images import BadImageError, load_rgb
 from lrface.detect import Face, FaceDetector
-from lrface.detect.align import align_face, native_chip_size
+from lrface.detect.align import student_chip
 from lrface.paths import cache_dir
 
 FACE_PX = 110  # face width in LFW's 250x250 images
@@ -83,10 +83,9 @@ class DetectedFaces:
         return Face(self.boxes[k, row], float(self.scores[k, row]), self.landmarks[k, row])
 
     def chip(self, k: int, row: int, input_size: int) -> np.ndarray:
-        """The student input for row ``row`` at width ``sizes[k]``, as ``FacePipeline`` warps
-        it: one warp from the shrunk image to ``max(native size, input_size)``."""
-        face = self.face(k, row)
-        return align_face(self.images[k][row], face, max(native_chip_size(face), input_size))
+        """The student input for row ``row`` at width ``sizes[k]``, as ``FacePipeline`` makes
+        it (``detect.align.student_chip``)."""
+        return student_chip(self.images[k][row], self.face(k, row), input_size)
 
 
 def detect_faces(

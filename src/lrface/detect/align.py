@@ -74,6 +74,13 @@ def align_face(image: np.ndarray, face: Face, size: int = CHIP_SIZE) -> np.ndarr
     return warp_to_template(image, face.landmarks, size)
 
 
+def student_chip(image: np.ndarray, face: Face, input_size: int) -> np.ndarray:
+    """A face as a low-resolution student takes it: one interpolation from the image straight
+    to ``max(native size, input_size)`` (no native-size chip that the encoder would resample
+    again, which costs accuracy on tiny faces; docs/results.md, 6b)."""
+    return align_face(image, face, max(native_chip_size(face), input_size))
+
+
 def warp_to_template(image: np.ndarray, landmarks: np.ndarray, size: int = CHIP_SIZE) -> np.ndarray:
     """Warp so the five MTCNN ``landmarks`` land on the template scaled to ``size``."""
     m = similarity_transform(landmarks, _template(size))
