@@ -118,3 +118,44 @@ def test_stream_takes_detected_versions_at_the_asked_rate(images):
             assert np.array_equal(lr[i], expected)
     with pytest.raises(ValueError, match="detected faces"):
         TransferStream(chips, emb, labels, degradation, detected_prob=0.5, **common)
+
+
+class FailingDetector(CentreDetector):
+    """Dies after ``limit`` images, like a killed job."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def detect_batch(self, images):
+        if self.calls + len(images) > self.limit:
+            raise KeyboardInterrupt
+        return super().detect_batch(images)
+
+
+def test_detection_checkpoints_and_resumes_to_the_same_result(tmp_path, monkeypatch):
+    import lrface.data.detected as detected
+
+    monkeypatch.setattr(detected, "CHUNK", 2)
+    monkeypatch.setattr(detected, "SAVE_EVERY", 4)
+    rng = np.random.default_rng(2)
+    relpaths = []
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 256, (250, 250, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+        relpaths.append(f"{i}.png")
+    whole = detect_faces(
+        tmp_path, relpaths, (16,), CentreDetector(), {"run": "whole"}, progress=False
+    )
+    dying = FailingDetector(limit=7)
+    with pytest.raises(KeyboardInterrupt):
+        detect_faces(tmp_path, relpaths, (16,), dying, {"run": "cut"}, progress=False)
+    assert list((detected.cache_dir() / "detected").glob("*.partial.npz"))
+    rerun = CentreDetector()
+    resumed = detect_faces(tmp_path, relpaths, (16,), rerun, {"run": "cut"}, progress=False)
+    assert rerun.calls == 11 - 4  # the 4 images checkpointed before the failure are not redone
+    assert np.array_equal(resumed.images[0], whole.images[0])
+    assert np.array_equal(resumed.landmarks, whole.landmarks)
+    assert np.array_equal(resumed.found, whole.found)
+    assert not list((detected.cache_dir() / "detected").glob("*.partial.npz"))
