@@ -159,3 +159,13 @@ def test_detection_checkpoints_and_resumes_to_the_same_result(tmp_path, monkeypa
     assert np.array_equal(resumed.landmarks, whole.landmarks)
     assert np.array_equal(resumed.found, whole.found)
     assert not list((detected.cache_dir() / "detected").glob("*.partial.npz"))
+
+
+def test_subset_keeps_the_chosen_rows_in_order(images):
+    root, relpaths = images
+    faces = detect_faces(root, relpaths, (16, 24), CentreDetector(), {"name": "c4"}, progress=False)
+    part = faces.subset(np.array([4, 0]))
+    assert len(part) == 2 and part.sizes == faces.sizes
+    assert np.array_equal(part.images[1][0], faces.images[1][4])
+    assert np.array_equal(part.landmarks[:, 1], faces.landmarks[:, 0])
+    assert np.array_equal(part.chip(0, 0, 32), faces.chip(0, 4, 32))

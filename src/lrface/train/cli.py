@@ -31,7 +31,8 @@ def build_config(
 
 
 def detected_faces(config: TrainConfig, data, progress: bool = True):
-    """MTCNN's view of the split's training images at ``config.detected_sizes`` (cached)."""
+    """MTCNN's view of the split's training images at ``config.detected_sizes``: one bank over
+    every LFW image (cached, so View 1 and all ten View 2 folds share it), cut to the split."""
     from lrface.data.detected import detect_faces
     from lrface.data.lfw import LFW
     from lrface.detect.mtcnn import MTCNN
@@ -43,9 +44,12 @@ def detected_faces(config: TrainConfig, data, progress: bool = True):
         "factor": detector.factor,
         "thresholds": list(detector.thresholds),
     }
-    root = LFW(config.lfw).root
+    lfw = LFW(config.lfw)
+    every = sorted(image.relpath for image in lfw.images())
+    row_of = {relpath: row for row, relpath in enumerate(every)}
     sizes = tuple(config.detected_sizes)
-    faces = detect_faces(root, data.relpaths, sizes, detector, settings, progress=progress)
+    bank = detect_faces(lfw.root, every, sizes, detector, settings, progress=progress)
+    faces = bank.subset(np.array([row_of[relpath] for relpath in data.relpaths]))
     shares = ", ".join(
         f"{s} px {100 * f:.1f}%" for s, f in zip(sizes, faces.found.mean(1), strict=True)
     )
