@@ -90,6 +90,7 @@ def test_set_overrides_nested_fields_and_rejects_bad_ones(tmp_path):
         ("degradation.size=3", "bad override"),
         ("learning_rate=1", "unknown TrainConfig keys"),
         ("detected_prob=1.5", "detected_prob must be in"),
+        ("adam_betas=[0.5]", "adam_betas"),
         ("detected_sizes=[16, 0]", "detected_sizes positive"),
     ]:
         with pytest.raises(ValueError, match=match):

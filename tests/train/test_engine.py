@@ -73,6 +73,12 @@ def test_bf16_prototype_run_learns(tmp_path, synthetic):
     assert all(t.dtype == torch.float32 for t in saved.values() if t.is_floating_point())
 
 
+def test_adam_betas_reach_the_student_optimizer(tmp_path, synthetic):
+    config = tiny_config(tmp_path, method="adda", adam_betas=[0.5, 0.9])
+    trainer = Trainer(config, *synthetic, progress=False)
+    assert all(group["betas"] == (0.5, 0.9) for group in trainer.optimizer.param_groups)
+
+
 def test_prototypes_are_the_teacher_centres_and_built_only_when_used(tmp_path, synthetic):
     _, emb, labels = synthetic
     trainer = Trainer(tiny_config(tmp_path, method="prototype+l2"), *synthetic, progress=False)

@@ -25,6 +25,8 @@ class TrainConfig:
     hr_flip: random horizontal flip of both sides of a pair. The teacher targets are then the
         teacher's flip-averaged embeddings, which are mirror-symmetric, so one target serves
         both orientations (``lrface.train.lfw`` computes them that way).
+    adam_betas: the student's AdamW betas (ADDA, Tzeng et al.: 0.5 / 0.9 for both networks;
+        the discriminator's own optimizer is set in the ADDA loss).
     schedule: ``cosine`` (to ``min_lr_ratio``), ``step`` (x ``gamma`` at each milestone) or
         ``constant``; all after a linear warm-up of ``warmup_steps``.
     precision: ``fp32``, or ``bf16`` to run the student's (and a feature-matching teacher's)
@@ -50,6 +52,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 5e-4
     momentum: float = 0.9
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     schedule: str = "cosine"
     warmup_steps: int = 500
     min_lr_ratio: float = 0.01
@@ -107,6 +110,8 @@ class TrainConfig:
                 f"detected_prob must be in [0, 1] and detected_sizes positive, got "
                 f"{self.detected_prob} and {self.detected_sizes}"
             )
+        if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
 

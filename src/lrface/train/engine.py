@@ -215,7 +215,7 @@ def _make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.op
     groups = _param_groups(params, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.adam_betas))
 
 
 class _Monitor:
