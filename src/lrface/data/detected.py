@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,7 +193,8 @@ def _store_image(state: dict, k: int, row: int, small: np.ndarray, root: Path) -
 def _save(path: Path, state: dict, sizes: tuple[int, ...]) -> None:
     """Atomic write of plain arrays (no pickles); unreadable rows keep zero images."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name.replace(".npz", ".tmp.npz"))
+    # per process: under torchrun every rank builds the bank and replaces the file atomically
+    temporary = path.with_name(path.name.replace(".npz", f".{os.getpid()}.tmp.npz"))
     arrays = {k: v for k, v in state.items() if k not in ("images", "bad")}
     arrays["bad"] = np.array(state["bad"], dtype=str)
     arrays["sizes"] = np.array(sizes)
