@@ -163,7 +163,14 @@ def detect_faces(
         raise ValueError(f"{root}: none of the training images could be read")
     _save(path, state, sizes)
     partial.unlink(missing_ok=True)
-    return _load(path)
+    return DetectedFaces(
+        tuple(sizes),
+        state["images"],
+        state["boxes"],
+        state["scores"],
+        state["landmarks"],
+        state["found"],
+    )
 
 
 def _empty_state(widths: int, n: int) -> dict:
