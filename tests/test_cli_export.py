@@ -28,3 +28,12 @@ def test_export_writes_a_checked_onnx_student_and_refuses_non_torch_encoders(tmp
     refused = CliRunner().invoke(app, ["export", "dlib", "--out", str(tmp_path / "x.onnx")])
     assert refused.exit_code != 0 and "not a PyTorch encoder" in refused.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_removes_a_model_that_fails_the_parity_check(tmp_path, monkeypatch):
+    train(tiny_config(tmp_path, steps=1), *synthetic_data(), progress=False)
+    monkeypatch.setattr("lrface.models.export.onnx_max_abs_diff", lambda *args: 0.5)
+    out = tmp_path / "student.onnx"
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(out)])
+    assert result.exit_code != 0 and "differs from PyTorch" in result.output
+    assert not out.exists() and not out.with_suffix(".json").exists()

@@ -258,8 +258,10 @@ def export(
         faces = np.random.default_rng(0).uniform(0, 255, (check, 3, side, side))
         info["max_abs_diff_vs_torch"] = diff = onnx_max_abs_diff(path, model.module, faces)
         if diff > 1e-3:
+            path.unlink()
             raise typer.BadParameter(
-                f"{path}: ONNX Runtime differs from PyTorch by up to {diff:.2e}; not usable",
+                f"{path}: ONNX Runtime differs from PyTorch by up to {diff:.2e}; not usable, "
+                "so the file was removed",
                 param_hint="ENCODER",
             )
     path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")

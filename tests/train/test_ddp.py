@@ -1,9 +1,11 @@
-"""Two-process DDP on CPU (gloo): ranks stay in sync, rank 0 alone writes, RNGs are saved."""
+"""Two-process DDP on CPU (gloo): ranks stay in sync, rank 0 alone writes, RNGs are saved;
+data preparation runs on rank 0 before the other ranks."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from lrface.train.engine import Trainer
+from lrface.train.engine import Trainer, rank_zero_first
 from tests.train.synthetic import synthetic_data, tiny_config
 
 
@@ -60,3 +62,28 @@ def test_two_process_gloo_training(tmp_path):
     saved = load_file(str(last / "student.safetensors"))
     assert all(torch.equal(saved[k], ranks[0][f"student.{k}"]) for k in saved)
     assert not list(tmp_path.glob("run/checkpoints/*.tmp"))
+
+
+def _prepare_worker(rank: int, world: int, port: int, root: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+    )
+    cache = Path(root) / "cache.txt"
+
+    def prepare() -> str:
+        if rank == 0:
+            time.sleep(1.0)  # a slow cold-cache build: rank 1 must not start before it ends
+            cache.write_text("built by rank 0")
+        return cache.read_text()
+
+    assert rank_zero_first(prepare) == "built by rank 0"
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_rank_zero_prepares_data_before_the_other_ranks(tmp_path):
+    mp.spawn(_prepare_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)

@@ -59,12 +59,18 @@ def detected_faces(config: TrainConfig, data, progress: bool = True):
 
 def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
     """Train on the config's LFW split with periodic evaluation on its held-out pairs."""
-    from lrface.train.engine import train
+    from lrface.train.engine import rank_zero_first, train
     from lrface.train.lfw import make_evaluate_fn, split_data
 
-    data = split_data(config.view, config.fold, config.lfw, flip=config.hr_flip, progress=progress)
+    def prepare():
+        data = split_data(
+            config.view, config.fold, config.lfw, flip=config.hr_flip, progress=progress
+        )
+        detected = detected_faces(config, data, progress) if config.detected_prob else None
+        return data, detected
+
+    data, detected = rank_zero_first(prepare, config.device)
     evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
-    detected = detected_faces(config, data, progress) if config.detected_prob else None
     return train(
         config,
         data.hr_chips,

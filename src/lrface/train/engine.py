@@ -29,7 +29,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -65,6 +67,9 @@ from lrface.train.config import TrainConfig
 from lrface.train.data import TransferStream
 
 EvaluateFn = Callable[[FaceEncoder], dict[str, float]]
+T = TypeVar("T")
+# How long ranks wait for each other; covers rank 0 aligning and detecting LFW on a cold cache.
+DATA_PREP_TIMEOUT = timedelta(hours=3)
 
 # Fields that must match for a resume to continue the same run.
 _RESUME_KEYS = (
@@ -190,12 +195,30 @@ def _init_distributed(device: str) -> tuple[int, int, str]:
     if world <= 1:
         return 0, 1, device
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        # long timeout: rank_zero_first holds the other ranks while rank 0 fills cold caches
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, timeout=DATA_PREP_TIMEOUT)
     if device.startswith("cuda"):
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def rank_zero_first(prepare: Callable[[], T], device: str = "cpu") -> T:
+    """``prepare()`` on rank 0, then on the other ranks, which find its caches filled.
+
+    Data preparation (alignment, teacher embeddings, the detection bank) caches its results;
+    under torchrun every rank would otherwise compute them at once on a cold cache. Outside
+    torchrun it simply calls ``prepare``.
+    """
+    rank, world, _ = _init_distributed(device)
+    if world > 1 and rank != 0:
+        dist.barrier()
+    result = prepare()
+    if world > 1 and rank == 0:
+        dist.barrier()
+    return result
 
 
 def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
