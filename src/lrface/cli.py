@@ -147,23 +147,26 @@ def benchmark(
 
 
 def per_fold_runs(path: Path) -> dict[int, Path]:
-    """``{k: final checkpoint}`` for a directory of finished ``fold-K/`` training runs.
+    """``{k: final checkpoint}`` for a directory of finished ``fold-K/`` training runs (or
+    ``fold-K/`` ensembles of ``member-J/`` runs).
 
     The final checkpoint, not ``best/`` (best is selected on the held-out fold itself); a run
     whose last checkpoint is not at its configured step count is unfinished and left out.
     """
-    from lrface.train.checkpoint import latest_checkpoint
-    from lrface.train.config import TrainConfig
+    from lrface.train.checkpoint import finished_checkpoint, latest_checkpoint, member_runs
 
     runs = {}
     for run in sorted(path.glob("fold-*")) if path.is_dir() else []:
-        final = latest_checkpoint(run)
-        if not run.name[5:].isdigit() or final is None or not (run / "config.yaml").is_file():
+        if not run.name[5:].isdigit() or not (run / "config.yaml").is_file():
             continue
-        if int(final.name[5:]) == TrainConfig.load(run / "config.yaml").steps:
+        if member_runs(run):  # an ensemble (lrface train --members); loading checks each member
+            runs[int(run.name[5:])] = run
+            continue
+        final = finished_checkpoint(run)
+        if final is not None:
             runs[int(run.name[5:])] = final
-        else:
-            typer.echo(f"{run}: unfinished ({final.name}), left out", err=True)
+        elif (last := latest_checkpoint(run)) is not None:
+            typer.echo(f"{run}: unfinished ({last.name}), left out", err=True)
     return runs
 
 

@@ -63,3 +63,13 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
     )
     base.update(changes)
     return TrainConfig(**base)
+
+
+def train_synthetic_member(config: TrainConfig, resume: bool, stop_after: int | None) -> None:
+    """An ensemble member trained on ``synthetic_data`` (module level, so members can spawn it);
+    a member whose seed is 13 fails, to test how a failed member is reported."""
+    from lrface.train.engine import train
+
+    if config.seed == 13:
+        raise RuntimeError("member with seed 13 fails on purpose")
+    train(config, *synthetic_data(), resume=resume, stop_after=stop_after, progress=False)

@@ -11,6 +11,8 @@ the data pipeline and ``FaceEncoder.embed`` bring LR chips to that size with bic
   to 150 px. Its frozen-BN "affine" layers become trainable scale/shift by default.
 * ``compact``: a small ResNet-style CNN (BN + PReLU, ~1.6M parameters, ~20M multiply-adds)
   that reads the face natively at 32x32, trained from scratch by transfer.
+
+``EnsembleStudent`` averages students trained apart (``lrface train --members K``).
 """
 
 from __future__ import annotations
@@ -188,6 +190,34 @@ class CompactStudent(nn.Module):
 @register_student("compact")
 def compact(**kwargs) -> CompactStudent:
     return CompactStudent(**kwargs)
+
+
+class EnsembleStudent(nn.Module):
+    """Students trained apart (different seeds), averaged: the unit mean of unit embeddings.
+
+    A small student trained on LFW memorizes its training identities, and runs with different
+    seeds memorize differently; averaging their embeddings cancels much of that (View 1:
+    docs/results.md, 3g). Built from finished runs by ``train.checkpoint.load_student``;
+    not trained as one module.
+    """
+
+    supports_features = False
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        sizes = {m.input_size for m in members}
+        dims = {m.dim for m in members}
+        if len(sizes) > 1 or len(dims) > 1:
+            raise ValueError(f"members disagree: input sizes {sizes}, dims {dims}")
+        self.members = nn.ModuleList(members)
+        self.input_size = sizes.pop()
+        self.dim = dims.pop()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = sum(F.normalize(member(x).float(), dim=1) for member in self.members)
+        return F.normalize(total, dim=1)
 
 
 class TeacherInitStudent(nn.Module):

@@ -18,6 +18,7 @@ never leaves a half checkpoint behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ STUDENT_WEIGHTS = "student.safetensors"
 STUDENT_INFO = "student.json"
 TRAIN_TENSORS = "train.safetensors"
 TRAIN_INFO = "train.json"
+MEMBER_PREFIX = "member-"
 
 TEACHER_ENCODER = "dlib-resnet-torch"
 """The registered encoder every student is distilled from (its gallery side)."""
@@ -145,6 +147,28 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def finished_checkpoint(run_dir: str | Path) -> Path | None:
+    """A run's last checkpoint if it is at the configured step count, else ``None``.
+
+    The final checkpoint, not ``best/``: in the LFW protocols ``best`` is selected on the
+    held-out pairs themselves, so per-fold and ensemble results use the final one.
+    """
+    from lrface.train.config import TrainConfig
+
+    final = latest_checkpoint(run_dir)
+    config = Path(run_dir) / "config.yaml"
+    if final is None or not config.is_file():
+        return None
+    return final if int(final.name[5:]) == TrainConfig.load(config).steps else None
+
+
+def member_runs(path: str | Path) -> list[Path]:
+    """The ``member-K/`` run directories of an ensemble (``lrface train --members``), by K."""
+    path = Path(path)
+    found = [p for p in path.glob(f"{MEMBER_PREFIX}*") if p.name[len(MEMBER_PREFIX) :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(MEMBER_PREFIX) :]))
+
+
 def resolve_student_dir(path: str | Path) -> Path:
     """A checkpoint directory as is; a run directory -> its ``best``, else its latest."""
     path = Path(path)
@@ -159,8 +183,31 @@ def resolve_student_dir(path: str | Path) -> Path:
 
 
 def load_student(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a student from its checkpoint (``student.json`` names it) and load its weights."""
-    from lrface.models.students import create_student
+    """Rebuild a student from its checkpoint (``student.json`` names it) and load its weights.
+
+    A directory of ``member-K/`` runs gives their ``EnsembleStudent``, each member at its
+    final checkpoint; an unfinished member is an error (the ensemble would be another model).
+    """
+    from lrface.models.students import EnsembleStudent, create_student
+
+    members = member_runs(path)
+    if members:
+        finals = [finished_checkpoint(run) for run in members]
+        for run, final in zip(members, finals, strict=True):
+            if final is None:
+                raise FileNotFoundError(
+                    f"{run}: ensemble member has not reached its configured steps; "
+                    "finish it with `lrface train ... --resume`"
+                )
+        loaded = [load_student(final, device) for final in finals]
+        names = sorted({info["name"] for _, info in loaded})
+        digests = "".join(info["weights_sha1"] for _, info in loaded)
+        info = {
+            "name": f"ensemble-{len(loaded)}x-{'+'.join(names)}",
+            "members": [str(final) for final in finals],
+            "weights_sha1": hashlib.sha1(digests.encode()).hexdigest(),
+        }
+        return EnsembleStudent([module for module, _ in loaded]).to(device).eval(), info
 
     directory = resolve_student_dir(path)
     info = json.loads((directory / STUDENT_INFO).read_text())

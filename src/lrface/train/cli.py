@@ -7,6 +7,7 @@ Settings come from the defaults, then ``--config`` (YAML/JSON), then the flags g
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -57,10 +58,11 @@ def detected_faces(config: TrainConfig, data, progress: bool = True):
     return faces
 
 
-def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
-    """Train on the config's LFW split with periodic evaluation on its held-out pairs."""
-    from lrface.train.engine import rank_zero_first, train
-    from lrface.train.lfw import make_evaluate_fn, split_data
+def prepare_split(config: TrainConfig, progress: bool):
+    """The split's training data and held-out pairs, and its detected faces if the config
+    uses them; rank 0 first under torchrun."""
+    from lrface.train.engine import rank_zero_first
+    from lrface.train.lfw import split_data
 
     def prepare():
         data = split_data(
@@ -69,7 +71,15 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
         detected = detected_faces(config, data, progress) if config.detected_prob else None
         return data, detected
 
-    data, detected = rank_zero_first(prepare, config.device)
+    return rank_zero_first(prepare, config.device)
+
+
+def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
+    """Train on the config's LFW split with periodic evaluation on its held-out pairs."""
+    from lrface.train.engine import train
+    from lrface.train.lfw import make_evaluate_fn
+
+    data, detected = prepare_split(config, progress)
     evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
     return train(
         config,
@@ -85,6 +95,45 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
     )
 
 
+def train_member_on_split(config: TrainConfig, resume: bool, stop_after: int | None) -> None:
+    """One ensemble member, in its own process (``train.members``)."""
+    run_split(config, resume, stop_after, progress=False)
+
+
+def run_members(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
+    """Train ``config.members`` students side by side, then score their average (and each
+    member alone, at its final step) on the split's held-out pairs; ``None`` if stopped early.
+    """
+    from lrface.train.checkpoint import finished_checkpoint, load_student_encoder, member_runs
+    from lrface.train.lfw import make_evaluate_fn
+    from lrface.train.members import train_members
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise typer.BadParameter("members start their own processes; run them without torchrun")
+    data, _ = prepare_split(config, progress)  # fills the caches the members read
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.yaml")
+    codes = train_members(config, train_member_on_split, resume, stop_after, progress)
+    failed = {k: code for k, code in codes.items() if code}
+    for k, code in failed.items():
+        typer.echo(f"member {k} failed (exit code {code}); see {out}/member-{k}/member.log")
+    if failed:
+        raise typer.Exit(1)
+    if stop_after is not None and stop_after < config.steps:
+        typer.echo(f"members stopped at step {stop_after}; continue with --resume")
+        return None
+    evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
+    metrics = evaluate_fn(load_student_encoder(out))
+    members = [
+        {"run": str(run), "metrics": evaluate_fn(load_student_encoder(finished_checkpoint(run)))}
+        for run in member_runs(out)
+    ]
+    summary = {"members": len(members), "metrics": metrics, "each_member": members}
+    (out / "ensemble.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def train_command(
     method: Annotated[str | None, Opt(help="Method: a name (adda+l2, ...) or l2=5,nst=50.")] = None,
     student: Annotated[str | None, Opt(help="Student: compact or teacher-init.")] = None,
@@ -95,6 +144,10 @@ def train_command(
     batch_size: Annotated[int | None, Opt(help="Batch size per process.")] = None,
     lr: Annotated[float | None, Opt(help="Base learning rate.")] = None,
     seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    members: Annotated[
+        int | None,
+        Opt(help="Train N students side by side (seeds seed, seed+1, ...); use their mean."),
+    ] = None,
     eval_every: Annotated[int | None, Opt(help="Evaluate every N steps (0: at the end).")] = None,
     config: Annotated[Path | None, Opt(help="YAML or JSON TrainConfig.")] = None,
     overrides: Annotated[
@@ -130,6 +183,7 @@ def train_command(
             batch_size=batch_size,
             lr=lr,
             seed=seed,
+            members=members,
             eval_every=eval_every,
             out=str(out) if out is not None else None,
             device=device,
@@ -138,6 +192,17 @@ def train_command(
         )
     except ValueError as exc:  # a bad --set or a value the config rejects
         raise typer.BadParameter(str(exc)) from None
+    if folds is None and cfg.members > 1:
+        started = time.perf_counter()
+        summary = run_members(cfg, resume, stop_after, progress)
+        if summary is not None:
+            summary.update(
+                run_dir=cfg.out,
+                wall_s=round(time.perf_counter() - started, 1),
+                machine=describe_machine(),
+            )
+            typer.echo(json.dumps(summary, indent=2))
+        return
     if folds is None:
         started = time.perf_counter()
         result = run_split(cfg, resume, stop_after, progress)
@@ -159,8 +224,12 @@ def train_command(
     finals = []
     for k in range(10):
         fold_cfg = cfg.replace(fold=k, out=str(Path(cfg.out) / f"fold-{k}"))
-        result = run_split(fold_cfg, resume, stop_after, progress)
-        finals.append(result.metrics.get(cfg.select_metric, float("nan")))
+        if cfg.members > 1:
+            summary = run_members(fold_cfg, resume, stop_after, progress)
+            metrics = summary["metrics"] if summary else {}
+        else:
+            metrics = run_split(fold_cfg, resume, stop_after, progress).metrics
+        finals.append(metrics.get(cfg.select_metric, float("nan")))
         typer.echo(f"fold {k}: {cfg.select_metric} = {finals[-1]:.4f}")
     summary = {
         "metric": cfg.select_metric,

@@ -39,6 +39,8 @@ class TrainConfig:
         training images as the pipeline sees them (whole image shrunk so the face is one of
         ``detected_sizes`` px wide, MTCNN, one warp to the student's input;
         ``data.detected``); rows without a detected face fall back to the degradation.
+    members: train this many students side by side, one process each, seeds ``seed``,
+        ``seed + 1``, ...; their average is the model (``train.members``, ``EnsembleStudent``).
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
     divergence_factor: stop when the loss exceeds this multiple of its running median.
     view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
@@ -79,6 +81,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     detected_prob: float = 0.0
     detected_sizes: list[int] = field(default_factory=lambda: [12, 16, 20, 24])
+    members: int = 1
     out: str = "runs/default"
     view: str = "view1"
     fold: int | None = None
@@ -112,8 +115,8 @@ class TrainConfig:
             )
         if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be positive")
+        if self.steps < 1 or self.batch_size < 1 or self.members < 1:
+            raise ValueError("steps, batch_size and members must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-safe dict (tuples become lists)."""
