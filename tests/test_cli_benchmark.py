@@ -55,7 +55,7 @@ def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
     assert "hr-lr@16" in json.loads((out / "calibration.json").read_text())["thresholds"]
 
 
-def test_per_fold_runs_take_only_finished_final_checkpoints(tmp_path):
+def test_per_fold_runs_take_finished_final_checkpoints_and_ensembles(tmp_path):
     from lrface.cli import per_fold_runs
     from lrface.train.config import TrainConfig
 
@@ -68,7 +68,8 @@ def test_per_fold_runs_take_only_finished_final_checkpoints(tmp_path):
             checkpoint.mkdir(parents=True, exist_ok=True)
             (checkpoint / "train.json").write_text("{}")
     (tmp_path / "notes").mkdir()
+    (tmp_path / "fold-4" / "member-0").mkdir(parents=True)  # an ensemble: loading checks it
     found = per_fold_runs(tmp_path)
-    assert sorted(found) == [0, 3]
-    assert found[0].name == "step-0001000"
+    assert sorted(found) == [0, 3, 4]
+    assert found[0].name == "step-0001000" and found[4] == tmp_path / "fold-4"
     assert per_fold_runs(tmp_path / "missing") == {}

@@ -157,10 +157,12 @@ def per_fold_runs(path: Path) -> dict[int, Path]:
 
     runs = {}
     for run in sorted(path.glob("fold-*")) if path.is_dir() else []:
-        if not run.name[5:].isdigit() or not (run / "config.yaml").is_file():
+        if not run.name[5:].isdigit():
             continue
-        if member_runs(run):  # an ensemble (lrface train --members); loading checks each member
+        if member_runs(run):  # an ensemble of member-J/ runs; loading checks each member
             runs[int(run.name[5:])] = run
+            continue
+        if not (run / "config.yaml").is_file():
             continue
         final = finished_checkpoint(run)
         if final is not None:

@@ -24,7 +24,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, root: str) -> None:
+def _torchrun_environment(rank: int, world: int, port: int) -> None:
+    """What torchrun would set for this process."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -32,6 +33,10 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
     )
+
+
+def _worker(rank: int, world: int, port: int, root: str) -> None:
+    _torchrun_environment(rank, world, port)
     torch.set_num_threads(1)
     config = tiny_config(Path(root), method="adda+l2", steps=4, batch_size=8, checkpoint_every=2)
     trainer = Trainer(config, *synthetic_data(), progress=False)
@@ -65,13 +70,7 @@ def test_two_process_gloo_training(tmp_path):
 
 
 def _prepare_worker(rank: int, world: int, port: int, root: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-    )
+    _torchrun_environment(rank, world, port)
     cache = Path(root) / "cache.txt"
 
     def prepare() -> str:
