@@ -68,3 +68,15 @@ def test_a_failed_member_is_reported_and_the_others_finish(tmp_path):
     assert "seed 13 fails on purpose" in log
     with pytest.raises(FileNotFoundError, match="member-1"):
         load_student(tmp_path / "run")
+
+
+def test_member_progress_reads_the_last_logged_step(tmp_path):
+    from lrface.train.members import _logged_step
+
+    assert _logged_step(tmp_path) == 0
+    (tmp_path / "log.csv").write_text("step,total\n")
+    assert _logged_step(tmp_path) == 0
+    (tmp_path / "log.csv").write_text("step,total\n20,1.5\n40,1.2\n")
+    assert _logged_step(tmp_path) == 40
+    (tmp_path / "log.csv").write_text("step,total\n20,1.5\n\n")
+    assert _logged_step(tmp_path) == 20

@@ -66,8 +66,11 @@ def _logged_step(run_dir: Path) -> int:
     if not path.is_file():
         return 0
     with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    return int(rows[-1][0]) if len(rows) > 1 and rows[-1] else 0
+        rows = [row for row in csv.reader(handle) if row]
+    try:
+        return int(rows[-1][0]) if len(rows) > 1 else 0
+    except ValueError:  # a row being written right now
+        return 0
 
 
 def train_members(
@@ -85,7 +88,8 @@ def train_members(
     """
     configs = member_configs(config)
     if threads is None:
-        threads = max(1, len(os.sched_getaffinity(0)) // len(configs))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (cores or 1) // len(configs))
     context = mp.get_context("spawn")
     processes = [
         context.Process(
