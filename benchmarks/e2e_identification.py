@@ -118,12 +118,7 @@ def file_sha1(path: Path) -> str:
 
 def gallery_cache_path(teacher: FaceEncoder, detector: MTCNN) -> Path:
     """Cached gallery file for this teacher (its weights) and these MTCNN settings."""
-    settings = {
-        "min_face": detector.min_face,
-        "thresholds": detector.thresholds,
-        "factor": detector.factor,
-    }
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps(detector.settings, sort_keys=True).encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", teacher.cache_key)
     return cache_dir() / "galleries" / f"lfw-e2e-{safe}-mtcnn-{key}.safetensors"
 

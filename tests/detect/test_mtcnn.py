@@ -53,6 +53,22 @@ def test_batched_nms_never_suppresses_across_images():
     assert sorted(keep.tolist()) == [0, 2]
 
 
+def test_batched_nms_keeps_what_each_image_alone_keeps():
+    # P-Net's windows lie on a grid: two windows two cells apart overlap by IoU exactly 0.5,
+    # the threshold, so rounding decides. Every image must get its own answer whatever its
+    # position in the batch (shifting boxes apart by image index changed the rounding).
+    scale = 0.5026809999999999  # a pyramid scale of a 55 px image with min_face 12
+    prob = np.ones((64, 9, 9))
+    groups, boxes, scores, _ = pnet_boxes(prob, np.zeros((64, 4, 9, 9)), scale, scale, 0.6)
+    scores = scores - 1e-3 * np.random.default_rng(0).random(len(scores))
+    keep = batched_nms(boxes, scores, groups, 0.5)
+    for g in range(64):
+        rows = np.nonzero(groups == g)[0]
+        alone = rows[nms(boxes[rows], scores[rows], 0.5)]
+        assert keep[groups[keep] == g].tolist() == alone.tolist(), f"image {g}"
+    assert np.all(np.diff(scores[keep]) <= 0)  # highest score first, as nms returns them
+
+
 def test_regress_and_square_boxes():
     box = np.array([[10.0, 20.0, 30.0, 60.0]])  # 20 wide, 40 high
     out = regress_boxes(box, np.array([[0.1, -0.1, 0.2, 0.05]]))

@@ -141,12 +141,22 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
 def batched_nms(
     boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, threshold: float, mode: str = "union"
 ) -> np.ndarray:
-    """NMS separately within each group (image): boxes are shifted apart so groups never meet."""
-    if len(boxes) == 0:
+    """NMS separately within each group (image); indices, highest score first.
+
+    Each group runs on its own boxes, so an image gets the answer it gets alone. (Shifting the
+    groups' boxes apart and running one NMS, the usual trick, is not equivalent: P-Net's
+    grid windows overlap at exactly the 0.5 threshold, and the shift changes the rounding.)
+    """
+    groups = np.asarray(groups)
+    scores = np.asarray(scores, dtype=np.float64)
+    kept = [
+        rows[nms(boxes[rows], scores[rows], threshold, mode)]
+        for rows in (np.nonzero(groups == g)[0] for g in np.unique(groups))
+    ]
+    if not kept:
         return np.zeros(0, np.int64)
-    span = float(np.abs(boxes).max()) * 2 + 1
-    shifted = boxes + (np.asarray(groups, np.float64) * span)[:, None]
-    return nms(shifted, scores, threshold, mode)
+    keep = np.concatenate(kept)
+    return keep[np.argsort(-scores[keep], kind="stable")]
 
 
 def regress_boxes(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -209,6 +219,21 @@ class MTCNN:
         for net, key in ((self.pnet, "pnet"), (self.rnet, "rnet"), (self.onet, "onet")):
             net.load_state_dict(load_mtcnn_state(key, download=download))
             net.to(device).eval()
+
+    @property
+    def settings(self) -> dict:
+        """What fixes this detector's output, for cache keys of stored detections.
+
+        ``nms`` marks per-image suppression: detections cached before it depended on the
+        batch an image was detected in (``batched_nms``).
+        """
+        return {
+            "name": self.name,
+            "min_face": self.min_face,
+            "thresholds": list(self.thresholds),
+            "factor": self.factor,
+            "nms": "per-image",
+        }
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detect_batch([image])[0]

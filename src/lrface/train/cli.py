@@ -39,17 +39,11 @@ def detected_faces(config: TrainConfig, data, progress: bool = True):
     from lrface.detect.mtcnn import MTCNN
 
     detector = MTCNN(min_face=DETECTED_MIN_FACE)
-    settings = {
-        "name": "mtcnn",
-        "min_face": DETECTED_MIN_FACE,
-        "factor": detector.factor,
-        "thresholds": list(detector.thresholds),
-    }
     lfw = LFW(config.lfw)
     every = sorted(image.relpath for image in lfw.images())
     row_of = {relpath: row for row, relpath in enumerate(every)}
     sizes = tuple(config.detected_sizes)
-    bank = detect_faces(lfw.root, every, sizes, detector, settings, progress=progress)
+    bank = detect_faces(lfw.root, every, sizes, detector, detector.settings, progress=progress)
     faces = bank.subset(np.array([row_of[relpath] for relpath in data.relpaths]))
     shares = ", ".join(
         f"{s} px {100 * f:.1f}%" for s, f in zip(sizes, faces.found.mean(1), strict=True)
