@@ -1,7 +1,9 @@
 """``lrface train``: train a student on an LFW split (View 1, one View 2 fold, or all ten).
 
 Settings come from the defaults, then ``--config`` (YAML/JSON), then the flags given. Under
-``torchrun --nproc-per-node N -m lrface.cli train ...`` each process trains its share.
+``torchrun --nproc-per-node N -m lrface.cli train ...`` each process trains its share. With
+``members`` > 1 (``--members N``) N students with consecutive seeds train side by side
+(``train.members``) and their average is scored.
 """
 
 from __future__ import annotations
