@@ -31,6 +31,7 @@ from torch import nn
 
 from lrface.models.encoder import TorchEncoder
 from lrface.paths import file_digest
+from lrface.train.config import TrainConfig
 
 STUDENT_WEIGHTS = "student.safetensors"
 STUDENT_INFO = "student.json"
@@ -132,6 +133,11 @@ def load_training_state(directory: str | Path) -> tuple[dict[str, torch.Tensor],
     return load_file(str(directory / TRAIN_TENSORS)), info
 
 
+def checkpoint_metrics(directory: str | Path) -> dict[str, float]:
+    """The evaluation a checkpoint was saved with (the run's final step is always evaluated)."""
+    return json.loads((Path(directory) / TRAIN_INFO).read_text())["metrics"]
+
+
 def checkpoints(run_dir: str | Path) -> list[Path]:
     """A run's periodic checkpoints, oldest first."""
     root = Path(run_dir) / "checkpoints"
@@ -153,8 +159,6 @@ def finished_checkpoint(run_dir: str | Path) -> Path | None:
     The final checkpoint, not ``best/``: in the LFW protocols ``best`` is selected on the
     held-out pairs themselves, so per-fold and ensemble results use the final one.
     """
-    from lrface.train.config import TrainConfig
-
     final = latest_checkpoint(run_dir)
     config = Path(run_dir) / "config.yaml"
     if final is None or not config.is_file():

@@ -97,10 +97,15 @@ def train_member_on_split(config: TrainConfig, resume: bool, stop_after: int | N
 
 
 def run_members(config: TrainConfig, resume: bool, stop_after: int | None, progress: bool):
-    """Train ``config.members`` students side by side, then score their average (and each
-    member alone, at its final step) on the split's held-out pairs; ``None`` if stopped early.
+    """Train ``config.members`` students side by side, then score their average on the split's
+    held-out pairs, beside each member's own final-step evaluation; ``None`` if stopped early.
     """
-    from lrface.train.checkpoint import finished_checkpoint, load_student_encoder, member_runs
+    from lrface.train.checkpoint import (
+        checkpoint_metrics,
+        finished_checkpoint,
+        load_student_encoder,
+        member_runs,
+    )
     from lrface.train.lfw import make_evaluate_fn
     from lrface.train.members import train_members
 
@@ -122,7 +127,7 @@ def run_members(config: TrainConfig, resume: bool, stop_after: int | None, progr
     evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
     metrics = evaluate_fn(load_student_encoder(out))
     members = [
-        {"run": str(run), "metrics": evaluate_fn(load_student_encoder(finished_checkpoint(run)))}
+        {"run": str(run), "metrics": checkpoint_metrics(finished_checkpoint(run))}
         for run in member_runs(out)
     ]
     summary = {"members": len(members), "metrics": metrics, "each_member": members}
