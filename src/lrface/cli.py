@@ -121,7 +121,12 @@ def benchmark(
         }
         first_probe = next(iter(probe_encoder.values()))
     else:
-        probe_encoder = first_probe = create_encoder(encoder, batch_size=batch_size, device=device)
+        try:
+            probe_encoder = first_probe = create_encoder(
+                encoder, batch_size=batch_size, device=device
+            )
+        except (KeyError, FileNotFoundError) as exc:
+            raise typer.BadParameter(str(exc).strip('"'), param_hint="--encoder") from None
     gallery_name = teacher or first_probe.teacher
     gallery_encoder = (
         create_encoder(gallery_name, batch_size=batch_size, device=device)
