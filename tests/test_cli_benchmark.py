@@ -40,7 +40,7 @@ def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
     (root / "pairs.txt").write_text("\n".join(lines) + "\n")
 
     out = tmp_path / "out"
-    args = ["benchmark", "--lfw", str(root), "--sizes", "16,full"]
+    args = ["benchmark", "--encoder", "dlib-resnet-torch", "--lfw", str(root), "--sizes", "16,full"]
     result = CliRunner().invoke(app, [*args, "--out", str(out), "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "skipped 1 unusable images and 1 pairs" in result.output

@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 
 DEFAULT_TEACHER = "dlib-resnet-torch"
+DEFAULT_STUDENT = "lrface-lr-v1"
+"""The shipped student (``lrface.models.pretrained``); kept here as text so that ``--help``
+needs no model import."""
 
 
 def parse_sizes(text: str) -> list[int | None]:
@@ -39,12 +42,23 @@ def parse_sizes(text: str) -> list[int | None]:
 @app.command()
 def benchmark(
     encoder: Annotated[
-        str, typer.Option(help="Registered encoder name or a trained student checkpoint dir.")
-    ] = DEFAULT_TEACHER,
+        str,
+        typer.Option(
+            help="Probe encoder: a registered name (the shipped student, the teacher) or a "
+            "trained student checkpoint / run dir."
+        ),
+    ] = DEFAULT_STUDENT,
     teacher: Annotated[
         str | None,
         typer.Option(help="Gallery encoder for a student (default: the student's own teacher)."),
     ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            help="Also score the gallery encoder on the probe side (same pairs) and report the "
+            "student's paired per-fold gain over it."
+        ),
+    ] = True,
     lfw: Annotated[
         Path | None, typer.Option(help="LFW root (else $LRFACE_LFW, ../shared/data/lfw).")
     ] = None,
@@ -54,12 +68,23 @@ def benchmark(
     sizes: Annotated[
         str, typer.Option(help="Comma-separated chip sizes; 'full' = no degradation.")
     ] = "8,12,16,20,24,32,full",
+    degradation: Annotated[
+        str,
+        typer.Option(
+            help="Probe condition: clean (area downsampling), cctv (blur, noise, JPEG, "
+            "gamma) or ir (grey-scale, one-sided light); see lrface.data.degrade.PRESETS."
+        ),
+    ] = "clean",
     kernel: Annotated[
         str, typer.Option(help="Downsampling kernel: area, bicubic, bilinear, lanczos, nearest.")
     ] = "area",
     flip: Annotated[
-        bool, typer.Option(help="Average each embedding with the mirrored face's.")
-    ] = True,
+        bool,
+        typer.Option(
+            help="Average each embedding with the mirrored face's (off by default: the "
+            "deployed commands embed one view)."
+        ),
+    ] = False,
     pairs_per_fold: Annotated[
         int | None, typer.Option(help="Quick run: first N same + N different pairs per fold.")
     ] = None,
@@ -78,11 +103,18 @@ def benchmark(
         ),
     ] = False,
 ) -> None:
-    """Verification accuracy on LFW across resolutions: HR-HR, HR gallery vs LR probe, LR-LR."""
+    """Verification accuracy on LFW across resolutions: HR-HR, HR gallery vs LR probe, LR-LR.
+
+    By default the shipped student against its teacher on View 2: the teacher's HR gallery,
+    probes at 8-32 px embedded by the student and, as the baseline, by the teacher itself.
+    """
+    from lrface.data.degrade import PRESETS
     from lrface.data.lfw import LFW
     from lrface.detect.dlib_align import AlignSettings
     from lrface.eval.benchmark import (
         BenchmarkConfig,
+        comparison_rows,
+        comparison_table,
         evaluate,
         limit_pairs,
         load_pair_data,
@@ -92,14 +124,20 @@ def benchmark(
     from lrface.models.registry import create_encoder
 
     started = time.perf_counter()
+    if degradation not in PRESETS:
+        raise typer.BadParameter(
+            f"{degradation!r}; choose one of {', '.join(PRESETS)}", param_hint="--degradation"
+        )
+    size_list = parse_sizes(sizes)
     dataset = LFW(lfw)
     config = BenchmarkConfig(
         view=view,
-        sizes=parse_sizes(sizes),
+        sizes=size_list,
         kernel=kernel,
         flip=flip,
         pairs_per_fold=pairs_per_fold,
         cnn_fallback=cnn_fallback,
+        degradation=degradation,
     )
     pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
     if folds is not None:
@@ -111,10 +149,6 @@ def benchmark(
             raise typer.BadParameter("per-fold students (fold-K/ runs) are tested on view2")
         pairs = [p for p in pairs if p.fold in fold_runs]
         typer.echo(f"per-fold students: folds {sorted(fold_runs)}, each its final checkpoint")
-    typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
-    align = AlignSettings(cnn_fallback=cnn_fallback)
-    data = load_pair_data(dataset, pairs, workers=workers, settings=align)
-    if fold_runs:
         probe_encoder = {
             k: create_encoder(str(path), batch_size=batch_size, device=device)
             for k, path in fold_runs.items()
@@ -133,19 +167,38 @@ def benchmark(
         if gallery_name
         else first_probe
     )
+    compare = baseline and gallery_encoder is not first_probe
+    typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
+    align = AlignSettings(cnn_fallback=cnn_fallback)
+    data = load_pair_data(dataset, pairs, workers=workers, settings=align)
+    baseline_rows = None
+    if compare:  # the student is routed to small faces: full size is the baseline's HR-HR row
+        typer.echo(f"baseline: {gallery_encoder.name} on the probe side too")
+        baseline_rows = evaluate(data, gallery_encoder, gallery_encoder, config)
+        config.sizes = [s for s in size_list if s is not None]
     rows = evaluate(data, gallery_encoder, probe_encoder, config)
+    config.sizes = size_list
     elapsed = time.perf_counter() - started
     meta = {
         "lrface_version": __version__,
         "machine": describe_machine(),
         "wall_time_s": round(elapsed, 1),
+        "encoder_name": encoder if fold_runs else first_probe.name,
+        "baseline_name": gallery_encoder.name,
     }
-    paths = write_outputs(out, rows, config, data, meta)
-    if Path(encoder).is_dir() and not flip and not fold_runs:
+    paths = write_outputs(out, rows, config, data, meta, baseline_rows)
+    if Path(encoder).is_dir() and not flip and not fold_runs and degradation == "clean":
         # Stored with the model, for `lrface verify --student` (which embeds without flip).
         shutil.copy(paths["calibration"], Path(encoder) / "calibration.json")
         typer.echo(f"calibration stored with the model: {Path(encoder) / 'calibration.json'}")
-    typer.echo(markdown_table(rows))
+    if baseline_rows:
+        compared = comparison_rows(baseline_rows, rows)
+        typer.echo(comparison_table(compared, meta["baseline_name"], meta["encoder_name"]))
+        typer.echo("")
+        typer.echo(f"{gallery_encoder.name} alone:")
+        typer.echo(markdown_table(baseline_rows))
+    else:
+        typer.echo(markdown_table(rows))
     _report_bad_input(data)
     typer.echo(f"wall time {elapsed:.1f} s on {meta['machine']}")
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -200,9 +253,10 @@ def _register_subcommands() -> None:
         gallery_app,
         verify_command,
     )
-    from lrface.train.cli import train_command
+    from lrface.train.cli import decontaminate_command, train_command
 
     app.command("train")(train_command)
+    app.command("decontaminate")(decontaminate_command)
     app.command("detect")(detect_command)
     app.command("verify")(verify_command)
     app.command("fetch-weights")(fetch_weights_command)

@@ -1,7 +1,8 @@
 """Where lrface finds data and keeps its caches.
 
 LFW: ``--lfw PATH``, else ``$LRFACE_LFW``, else ``../shared/data/lfw`` relative to the working
-directory or to the repository checkout. Caches: ``$LRFACE_CACHE``, else ``~/.cache/lrface``.
+directory or to the repository checkout. UTKFace the same way (``$LRFACE_UTKFACE``,
+``../shared/data/utkface``). Caches: ``$LRFACE_CACHE``, else ``~/.cache/lrface``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,40 @@ def resolve_lfw(path: str | os.PathLike | None = None) -> Path:
             return candidate
     tried = ", ".join(str(c) for c in candidates)
     raise DatasetNotFoundError(f"{LFW_HELP} (looked in: {tried})")
+
+
+UTKFACE_HELP = (
+    "UTKFace was not found. Get the 'Aligned&Cropped Faces' archive (UTKFace.tar.gz) from "
+    "https://susanqq.github.io/UTKFace/, unpack it so that <root>/<age>_<gender>_<race>_<time>"
+    ".jpg.chip.jpg exist, and pass --utkface <root> or set LRFACE_UTKFACE=<root>."
+)
+
+
+def resolve_utkface(path: str | os.PathLike | None = None) -> Path:
+    """Return the UTKFace root (a flat folder of face crops), or raise DatasetNotFoundError."""
+    if path is not None:
+        candidates = [Path(path)]
+    else:
+        candidates = (
+            [Path(os.environ["LRFACE_UTKFACE"])] if os.environ.get("LRFACE_UTKFACE") else []
+        )
+        candidates += [
+            Path.cwd().parent / "shared" / "data" / "utkface",
+            _REPO_ROOT.parent / "shared" / "data" / "utkface",
+        ]
+    for candidate in candidates:
+        if candidate.is_dir() and any(candidate.glob("*.jpg")):
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise DatasetNotFoundError(f"{UTKFACE_HELP} (looked in: {tried})")
+
+
+def find_utkface() -> Path | None:
+    """The default UTKFace root if present, else None (for tests that skip without data)."""
+    try:
+        return resolve_utkface()
+    except DatasetNotFoundError:
+        return None
 
 
 def find_lfw() -> Path | None:

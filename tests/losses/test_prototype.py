@@ -60,3 +60,22 @@ def test_needs_labels():
     loss_fn = PrototypeLoss(torch.eye(2))
     with pytest.raises(ValueError, match="labels"):
         loss_fn(TransferOutputs(torch.ones(1, 2), torch.ones(1, 2)))
+
+
+def test_label_free_images_are_their_own_centres_beside_labelled_identities():
+    """Mixed batch: two LFW-like identities (labels 0, 1) and two unlabelled images, which
+    ``label_free_labels`` makes identities 2 and 3 with their own HR embeddings as centres."""
+    from lrface.data.unlabelled import label_free_labels
+
+    labelled = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    unlabelled = torch.tensor([[0.0, 0.0, 2.0], [0.0, 3.0, 4.0]])
+    labels = torch.cat([torch.tensor([0, 0, 1]), torch.from_numpy(label_free_labels(2, first=2))])
+    centres = teacher_prototypes(torch.cat([labelled, unlabelled]), labels)
+    torch.testing.assert_close(centres[2:], torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.6, 0.8]]))
+    # an LR face of the second unlabelled image, embedded exactly where the teacher put it
+    student = torch.tensor([[0.0, 0.6, 0.8]])
+    loss = PrototypeLoss(centres, scale=1.0)(
+        TransferOutputs(student, student, labels=torch.tensor([3]))
+    )
+    logits = torch.tensor([0.0, 0.6, 0.8, 1.0])  # cosines to centres 0..3
+    torch.testing.assert_close(loss, torch.logsumexp(logits, 0) - 1.0)

@@ -6,8 +6,11 @@ centre is taken (LFW's subject is centred). Where the frontal (HOG) detector fin
 ``cnn_fallback`` is on, dlib's CNN detector (MMOD, ``mmod_human_face_detector.dat`` from the
 same package; slower, better on profile and occluded faces) looks again. Where still none is
 found and ``centre_fallback`` is on, the landmarks are fitted inside ``LFW_CENTRE_BOX`` (the
-median dlib box over every 40th LFW image, as fractions of width and height); such chips are
-counted as fallbacks.
+median dlib box over every 40th LFW image, as fractions of width and height): right for LFW's
+250x250 framing only. For tight face crops (UTKFace and most face folders) use
+``TIGHT_CROP_ALIGN``: no upsampling (the face fills the image, so the HOG scan finds it at its
+own scale) and, where it finds none, ``whole_image_fallback`` fits the landmarks inside the whole
+image, which is the face's box. Chips cut by either fallback are counted as fallbacks.
 """
 
 from __future__ import annotations
@@ -36,16 +39,27 @@ class AlignSettings:
     centre_fallback: bool = True
     version: int = 1
     cnn_fallback: bool = False
+    whole_image_fallback: bool = False
+
+    def __post_init__(self) -> None:
+        if self.centre_fallback and self.whole_image_fallback:
+            raise ValueError("choose one fallback: centre_fallback or whole_image_fallback")
 
     @property
     def key(self) -> str:
-        """Cache key. ``cnn_fallback`` came later: it enters the key only when on, so the
-        chips (and embeddings) cached under the original settings keep their key."""
+        """Cache key. ``cnn_fallback`` and ``whole_image_fallback`` came later: each enters the
+        key only when on, so the chips (and embeddings) cached under the original settings keep
+        their key."""
         settings = asdict(self)
-        if not self.cnn_fallback:
-            del settings["cnn_fallback"]
+        for later in ("cnn_fallback", "whole_image_fallback"):
+            if not settings[later]:
+                del settings[later]
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+TIGHT_CROP_ALIGN = AlignSettings(upsample=0, centre_fallback=False, whole_image_fallback=True)
+"""Settings for folders of tightly cropped faces (UTKFace): see the module docstring."""
 
 
 @dataclass
@@ -102,6 +116,9 @@ class DlibAligner:
                 round(right * width),
                 round(bottom * height),
             )
+            fallback = True
+        elif self.settings.whole_image_fallback:
+            box = dlib.rectangle(0, 0, width - 1, height - 1)
             fallback = True
         else:
             return AlignResult(None, False, 0)

@@ -1,7 +1,8 @@
 """The LFW cross-resolution benchmark: encoders through every protocol at every resolution.
 
 For each resolution s (``None`` = full), every image of the chosen pairs is aligned once
-(cached), degraded by ``EvalDegradation(s)``, embedded (cached), and scored under the
+(cached), degraded by ``EvalDegradation(s)`` (through a camera preset such as ``cctv`` or
+``ir`` when ``BenchmarkConfig.degradation`` names one), embedded (cached), and scored under the
 protocols of ``lrface.eval.protocol``. The gallery side is always the gallery encoder at full
 resolution; the probe side is the probe encoder at s (for the teacher baseline both are the
 teacher; for a student, the gallery is its teacher and the probe the student).
@@ -39,6 +40,7 @@ class BenchmarkConfig:
     flip: bool = True
     pairs_per_fold: int | None = None
     cnn_fallback: bool = False
+    degradation: str = "clean"
 
 
 @dataclass
@@ -144,7 +146,11 @@ def evaluate(
     rows = []
     for size in config.sizes:
         probe = _probe_embeddings(
-            probe_encoder, data, EvalDegradation(size, config.kernel), config.flip, progress
+            probe_encoder,
+            data,
+            EvalDegradation(size, config.kernel, config.degradation),
+            config.flip,
+            progress,
         )
         for protocol in config.protocols:
             if (protocol == "hr-hr") != (size is None):
@@ -221,10 +227,20 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> None:
 
 
 def write_outputs(
-    out_dir: Path, rows: list[dict], config: BenchmarkConfig, data: PairData, meta: dict
+    out_dir: Path,
+    rows: list[dict],
+    config: BenchmarkConfig,
+    data: PairData,
+    meta: dict,
+    baseline_rows: list[dict] | None = None,
 ) -> dict[str, Path]:
-    """results.json, results.md, accuracy.png and calibration.json in ``out_dir``."""
+    """results.json, results.md, accuracy.png and calibration.json in ``out_dir``.
+
+    With ``baseline_rows`` (the gallery encoder on the probe side too, same pairs) the
+    markdown and the plot compare the two, with paired per-fold gains.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    compared = comparison_rows(baseline_rows, rows) if baseline_rows else None
     summary = {
         "config": asdict(config),
         "pairs_evaluated": len(data.pairs),
@@ -234,6 +250,9 @@ def write_outputs(
         **meta,
         "rows": rows,
     }
+    if baseline_rows:
+        summary["baseline_rows"] = baseline_rows
+        summary["comparison"] = compared
     paths = {
         "json": out_dir / "results.json",
         "markdown": out_dir / "results.md",
@@ -241,13 +260,22 @@ def write_outputs(
         "calibration": out_dir / "calibration.json",
     }
     paths["json"].write_text(json.dumps(summary, indent=2))
-    paths["markdown"].write_text(markdown_table(rows) + "\n")
-    plot_accuracy(rows, paths["plot"], f"LFW {config.view}: {rows[0]['probe_encoder']}")
+    probe, gallery = rows[0]["probe_encoder"], rows[0]["gallery_encoder"]
+    title = f"LFW {config.view} ({config.degradation})"
+    if baseline_rows:
+        names = (meta.get("baseline_name", gallery), meta.get("encoder_name", probe))
+        text = comparison_table(compared, *names) + "\n\n" + markdown_table(baseline_rows)
+        paths["markdown"].write_text(text + "\n")
+        plot_comparison(baseline_rows, rows, paths["plot"], title, names)
+    else:
+        paths["markdown"].write_text(markdown_table(rows) + "\n")
+        plot_accuracy(rows, paths["plot"], f"{title}: {probe}")
     calibration = {
-        "gallery_encoder": rows[0]["gallery_encoder"],
-        "probe_encoder": rows[0]["probe_encoder"],
+        "gallery_encoder": gallery,
+        "probe_encoder": probe,
         "view": config.view,
         "flip": config.flip,
+        "degradation": config.degradation,
         "thresholds": {
             f"{r['protocol']}@{'full' if r['size'] is None else r['size']}": r["threshold"]
             for r in rows
@@ -255,3 +283,94 @@ def write_outputs(
     }
     paths["calibration"].write_text(json.dumps(calibration, indent=2))
     return paths
+
+
+def paired_gain(baseline: dict, candidate: dict) -> dict:
+    """Per-fold accuracy differences (candidate - baseline) on the same folds: mean, std,
+    folds won and their count (a paired comparison: both sides score the same trials)."""
+    base = np.asarray(baseline["fold_accuracies"])
+    cand = np.asarray(candidate["fold_accuracies"])
+    if base.shape != cand.shape:
+        raise ValueError(
+            f"the baseline has {len(base)} folds and the candidate {len(cand)}: "
+            "compare results on the same folds"
+        )
+    diff = cand - base
+    return {
+        "gain": float(diff.mean()),
+        "gain_std": float(diff.std()),
+        "folds_won": int((diff > 0).sum()),
+        "folds": int(len(diff)),
+    }
+
+
+def comparison_rows(baseline_rows: list[dict], rows: list[dict]) -> list[dict]:
+    """For every (protocol, size) both were scored on: both accuracies and the paired gain."""
+    base = {(r["protocol"], r["size"]): r for r in baseline_rows}
+    out = []
+    for row in rows:
+        key = (row["protocol"], row["size"])
+        if key not in base:
+            continue
+        out.append(
+            {
+                "protocol": row["protocol"],
+                "size": row["size"],
+                "baseline_accuracy": base[key]["accuracy"],
+                "accuracy": row["accuracy"],
+                "baseline_tar_far_1e_3": base[key]["tar_far_1e_3"],
+                "tar_far_1e_3": row["tar_far_1e_3"],
+                **paired_gain(base[key], row),
+            }
+        )
+    return out
+
+
+def comparison_table(compared: list[dict], baseline_name: str, name: str) -> str:
+    """Markdown: per size and protocol, baseline vs candidate accuracy (TAR@FAR=1e-3) and the
+    paired per-fold gain in points (mean +- std, folds won)."""
+    lines = [
+        f"| protocol | face size | {baseline_name} | {name} | gain (points, paired) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in compared:
+        lines.append(
+            f"| {row['protocol']} | {_size_label(row['size'])} "
+            f"| {100 * row['baseline_accuracy']:.2f} ({100 * row['baseline_tar_far_1e_3']:.1f}) "
+            f"| {100 * row['accuracy']:.2f} ({100 * row['tar_far_1e_3']:.1f}) "
+            f"| {100 * row['gain']:+.2f} ± {100 * row['gain_std']:.2f} "
+            f"({row['folds_won']}/{row['folds']}) |"
+        )
+    return "\n".join(lines)
+
+
+def plot_comparison(
+    baseline_rows: list[dict], rows: list[dict], path: Path, title: str, names: tuple[str, str]
+) -> None:
+    """Accuracy against probe size: the baseline dashed, the candidate solid, per protocol."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for rows_, style, name in ((baseline_rows, "--", names[0]), (rows, "-", names[1])):
+        for colour, protocol in zip(("C0", "C1"), ("hr-lr", "lr-lr"), strict=True):
+            points = sorted(
+                (r["size"], 100 * r["accuracy"])
+                for r in rows_
+                if r["protocol"] == protocol and r["size"] is not None
+            )
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, style, color=colour, marker="o", label=f"{name} {protocol}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([8, 12, 16, 20, 24, 32], ["8", "12", "16", "20", "24", "32"])
+    ax.set_xlabel("probe face size (px)")
+    ax.set_ylabel("verification accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -69,7 +69,8 @@ def embed_chipset(
         ) as bar:
             for start in range(0, len(missing), CHUNK):
                 rows = missing[start : start + CHUNK]
-                vectors = encoder.embed(degradation(chipset.chips[rows]), flip=flip)
+                keys = [chipset.keys[row] for row in rows]
+                vectors = encoder.embed(degradation(chipset.chips[rows], keys), flip=flip)
                 for row, vector in zip(rows, vectors, strict=True):
                     known[raw_keys[row]] = vector
                 bar.update(len(rows))

@@ -45,6 +45,11 @@ def create_encoder(name: str, **kwargs) -> FaceEncoder:
 
 
 def _load_builtin() -> None:
-    """Import the modules whose decorators register the built-in encoders."""
+    """Import the modules whose decorators register the built-in encoders, and the shipped
+    students (once)."""
     import lrface.models.dlib_resnet  # noqa: F401
     import lrface.models.dlib_teacher  # noqa: F401
+    from lrface.models.pretrained import MANIFEST, register_pretrained
+
+    if any(name not in _ENCODERS for name in MANIFEST):
+        register_pretrained()

@@ -62,7 +62,13 @@ def prepare_split(config: TrainConfig, progress: bool):
 
     def prepare():
         data = split_data(
-            config.view, config.fold, config.lfw, flip=config.hr_flip, progress=progress
+            config.view,
+            config.fold,
+            config.lfw,
+            flip=config.hr_flip,
+            progress=progress,
+            lfw_train=config.lfw_train,
+            unlabelled=config.unlabelled,
         )
         detected = detected_faces(config, data, progress) if config.detected_prob else None
         return data, detected
@@ -242,3 +248,46 @@ def train_command(
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     (Path(cfg.out) / "folds.json").write_text(json.dumps(summary, indent=2) + "\n")
     typer.echo(f"{cfg.select_metric}: {summary['mean']:.4f} +- {summary['std']:.4f} (10 folds)")
+
+
+def decontaminate_command(
+    folder: Annotated[str, typer.Argument(help="'utkface' or a folder of face images.")],
+    far: Annotated[
+        float, Opt(help="Per-comparison false accept rate on LFW's different-person pairs.")
+    ] = 1e-5,
+    lfw: Annotated[Path | None, Opt(help="LFW root (default: $LRFACE_LFW, ../shared).")] = None,
+    sheet: Annotated[
+        Path | None, Opt(help="Also write a contact sheet of matched pairs (PNG).")
+    ] = None,
+    workers: Annotated[int, Opt(help="Processes for face alignment.")] = 2,
+) -> None:
+    """List the images of a face folder that match any LFW image (they are never trained on).
+
+    Writes the list into the package (``lrface/data/decontamination/<name>.json``), which
+    training on that folder requires and applies.
+    """
+    from lrface.models.registry import create_encoder
+    from lrface.paths import DatasetNotFoundError
+    from lrface.train.sources import decontaminate, decontamination_path
+
+    try:
+        teacher = create_encoder("dlib-resnet-torch")
+        report = decontaminate(folder, teacher, str(lfw) if lfw else None, far, workers=workers)
+    except (DatasetNotFoundError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    path = decontamination_path(report["folder"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    typer.echo(
+        f"{report['folder']}: {report['images']} images, {report['aligned']} aligned "
+        f"({report['whole_image_fallbacks']} by the whole-image fallback), "
+        f"{len(report['unreadable'])} unreadable; threshold {report['threshold']:.4f} "
+        f"(FAR {far:g} per comparison; {100 * report['lfw_same_person_pairs_above_threshold']:.1f}"
+        f"% of LFW same-person pairs reach it); dropped {report['dropped_count']} -> {path}"
+    )
+    if sheet is not None:
+        from lrface.train.sources import contact_sheet
+
+        contact_sheet(report, lfw, sheet)
+        typer.echo(f"contact sheet: {sheet}")

@@ -12,6 +12,11 @@ import yaml
 
 from lrface.data.degrade import TrainDegradation
 
+TUPLE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(TrainDegradation) if str(f.type).startswith("tuple")
+)
+"""The degradation's range settings, which YAML and JSON hand back as lists."""
+
 
 @dataclass
 class TrainConfig:
@@ -43,7 +48,13 @@ class TrainConfig:
         ``seed + 1``, ...; their average is the model (``train.members``, ``EnsembleStudent``).
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
     divergence_factor: stop when the loss exceeds this multiple of its running median.
-    view / fold / lfw: View 1 (train on everyone outside pairsDevTest) or a View 2 fold.
+    view / fold / lfw: View 1 (train on everyone outside pairsDevTest), a View 2 fold, or
+        ``view2-all`` (train on the LFW people in no View 2 pair, evaluate on all ten folds: one
+        model for the whole of View 2, the cross-dataset protocol).
+    lfw_train: train on the split's LFW images (off: only the unlabelled folders).
+    unlabelled: face folders without identity labels trained on besides LFW (``utkface`` or a
+        path), each image its own identity, minus its packaged decontamination list
+        (``train.sources``).
     """
 
     method: str = "l2"
@@ -86,11 +97,13 @@ class TrainConfig:
     view: str = "view1"
     fold: int | None = None
     lfw: str | None = None
+    lfw_train: bool = True
+    unlabelled: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.degradation, dict):
             deg = dict(self.degradation)
-            for key in ("blur_sigma", "noise_std", "jpeg_quality", "erase_area"):
+            for key in TUPLE_FIELDS:
                 if key in deg:
                     deg[key] = tuple(deg[key])
             self.degradation = TrainDegradation(**deg)
@@ -98,7 +111,7 @@ class TrainConfig:
             "optimizer": ("adamw", "sgd"),
             "schedule": ("cosine", "step", "constant"),
             "pairing": ("paired", "unpaired"),
-            "view": ("view1", "view2"),
+            "view": ("view1", "view2", "view2-all"),
             "precision": ("fp32", "bf16"),
         }
         for name, allowed in choices.items():
@@ -106,6 +119,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.view == "view2" and self.fold is None:
             raise ValueError("view2 needs a fold (0-9)")
+        if self.detected_prob and self.unlabelled:
+            raise ValueError("detected_prob works on LFW images only; drop unlabelled folders")
+        if not self.lfw_train and not self.unlabelled:
+            raise ValueError("lfw_train: false needs unlabelled face folders to train on")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.detected_prob <= 1.0 or not all(s > 0 for s in self.detected_sizes):

@@ -27,6 +27,7 @@ import numpy as np
 from lrface.data.chips import ChipSet, aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW, fold_people
+from lrface.data.unlabelled import label_free_labels
 from lrface.eval.benchmark import PairData, load_pair_data
 from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
@@ -34,6 +35,7 @@ from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
 from lrface.train.checkpoint import TEACHER_ENCODER
 from lrface.train.engine import EvaluateFn
+from lrface.train.sources import unlabelled_training_set
 from lrface.train.teacher_maps import standardize_channels, teacher_stage_maps
 
 
@@ -62,7 +64,11 @@ class SplitData:
 
 
 def held_out_pairs(lfw: LFW, view: str, fold: int | None):
-    """``(test pairs, their people)`` of View 1 (dev test list) or a View 2 fold."""
+    """``(test pairs, their people)`` of View 1 (dev test list), a View 2 fold, or all of View 2
+    (``view2-all``)."""
+    if view == "view2-all":
+        pairs = lfw.view2()
+        return pairs, {person for pair in pairs for person in pair.people}
     if view == "view1":
         pairs = lfw.view1_test()
         return pairs, {person for pair in pairs for person in pair.people}
@@ -82,29 +88,60 @@ def split_data(
     device: str = "cpu",
     progress: bool = True,
     workers: int = 1,
+    lfw_train: bool = True,
+    unlabelled: tuple[str, ...] | list[str] = (),
 ) -> SplitData:
-    """Align, embed and label the training images of a split; load its evaluation pairs."""
+    """Align, embed and label the training images of a split (LFW people outside its test
+    pairs, then each unlabelled folder, every image its own identity); load its test pairs."""
     lfw = LFW(lfw_root)
     test_pairs, held_out = held_out_pairs(lfw, view, fold)
-    images = lfw.training_images(held_out)
-    chipset = aligned_chips(
-        lfw.root, [im.relpath for im in images], progress=progress, workers=workers
-    )
-    kept = [im for im in images if im.relpath in chipset.index]
-    identities = sorted({im.identity for im in kept})
-    label_of = {name: i for i, name in enumerate(identities)}
-    lfw_chips = chipset.subset([im.relpath for im in kept])
     teacher = create_encoder(TEACHER_ENCODER, device=device)
-    emb = embed_chipset(teacher, lfw_chips, EvalDegradation(None), flip=flip, progress=progress)
+    parts: list[tuple[ChipSet, np.ndarray, np.ndarray, list[str]]] = []
+    identities: list[str] = []
+    if lfw_train:
+        images = lfw.training_images(held_out)
+        chipset = aligned_chips(
+            lfw.root, [im.relpath for im in images], progress=progress, workers=workers
+        )
+        kept = [im for im in images if im.relpath in chipset.index]
+        identities = sorted({im.identity for im in kept})
+        label_of = {name: i for i, name in enumerate(identities)}
+        lfw_chips = chipset.subset([im.relpath for im in kept])
+        emb = embed_chipset(teacher, lfw_chips, EvalDegradation(None), flip=flip, progress=progress)
+        labels = np.array([label_of[im.identity] for im in kept], np.int64)
+        parts.append((lfw_chips, emb, labels, [im.relpath for im in kept]))
+    for spec in unlabelled:
+        folder = unlabelled_training_set(spec, teacher, flip, progress, workers)
+        labels = label_free_labels(len(folder.chipset), first=len(identities))
+        names = [f"{folder.name}:{relpath}" for relpath in folder.chipset.relpaths]
+        identities += names
+        parts.append((folder.chipset, folder.teacher_emb, labels, names))
+        print(
+            f"unlabelled {folder.name}: {len(folder.chipset)} faces "
+            f"({folder.excluded} dropped as LFW matches, {len(folder.chipset.fallbacks)} "
+            f"aligned by the whole-image fallback, {len(folder.chipset.failures)} unusable)"
+        )
+    chipset = parts[0][0] if len(parts) == 1 else concat_chipsets([p[0] for p in parts])
     return SplitData(
-        chipset=lfw_chips,
-        teacher_emb=emb,
-        labels=np.array([label_of[im.identity] for im in kept], np.int64),
+        chipset=chipset,
+        teacher_emb=np.concatenate([p[1] for p in parts]),
+        labels=np.concatenate([p[2] for p in parts]),
         identities=identities,
-        relpaths=[im.relpath for im in kept],
+        relpaths=[name for p in parts for name in p[3]],
         eval_pairs=load_pair_data(lfw, test_pairs, progress=progress, workers=workers),
         teacher=teacher,
         progress=progress,
+    )
+
+
+def concat_chipsets(chipsets: list[ChipSet]) -> ChipSet:
+    """One ChipSet of several sources (relpaths prefixed by source number to stay unique)."""
+    return ChipSet(
+        chips=np.concatenate([c.chips for c in chipsets]),
+        relpaths=[f"{i}:{p}" for i, c in enumerate(chipsets) for p in c.relpaths],
+        keys=[k for c in chipsets for k in c.keys],
+        fallbacks={f"{i}:{p}" for i, c in enumerate(chipsets) for p in c.fallbacks},
+        align_key="+".join(dict.fromkeys(c.align_key for c in chipsets)),
     )
 
 

@@ -1,0 +1,98 @@
+"""Students trained by this project and shipped inside the package, loaded by name.
+
+Each lives in ``models/pretrained/<name>/`` as ``student.safetensors`` (weights, stored in
+float16 to halve the package; loaded into float32), ``student.json`` (how to rebuild it) and
+``calibration.json`` (its decision thresholds per protocol and probe size, measured on LFW
+people it never saw). ``MANIFEST`` pins the sha256 of every file: a file that does not match
+is refused with a message naming it, so no edited or truncated weights are ever run.
+Nothing is downloaded: the files come with the package.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from lrface.paths import file_digest
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+DEFAULT_STUDENT = "lrface-lr-v1"
+"""The student every command uses for small faces unless told otherwise."""
+
+FILES = ("student.safetensors", "student.json", "calibration.json")
+
+MANIFEST: dict[str, dict[str, str]] = {}
+"""``{name: {file: sha256}}`` of every shipped student."""
+
+
+class PretrainedIntegrityError(RuntimeError):
+    """A shipped model file is missing or does not match its pinned hash."""
+
+
+def list_pretrained() -> list[str]:
+    return sorted(MANIFEST)
+
+
+def pretrained_dir(name: str) -> Path:
+    """The checked directory of shipped student ``name``."""
+    if name not in MANIFEST:
+        raise KeyError(f"no shipped student {name!r}; shipped: {list_pretrained()}")
+    directory = PRETRAINED_DIR / name
+    for file, expected in MANIFEST[name].items():
+        path = directory / file
+        if not path.is_file():
+            raise PretrainedIntegrityError(
+                f"{path}: shipped model file is missing; reinstall lrface"
+            )
+        actual = file_digest(path)
+        if actual != expected:
+            raise PretrainedIntegrityError(
+                f"{path}: sha256 {actual[:16]}... does not match the pinned {expected[:16]}... "
+                "(file changed or damaged); reinstall lrface"
+            )
+    return directory
+
+
+def load_pretrained(name: str, batch_size: int = 64, device: str = "cpu"):
+    """Shipped student ``name`` as a ``FaceEncoder`` (hash-checked; named ``name``)."""
+    from lrface.train.checkpoint import load_student_encoder
+
+    encoder = load_student_encoder(pretrained_dir(name), batch_size=batch_size, device=device)
+    encoder.name = name
+    return encoder
+
+
+def register_pretrained() -> None:
+    """Make every shipped student an encoder name (``create_encoder("lrface-lr-v1")``)."""
+    from lrface.models.registry import register_encoder
+
+    for name in MANIFEST:
+        register_encoder(name)(partial(load_pretrained, name))
+
+
+def package_student(checkpoint: str | Path, calibration: str | Path, out: str | Path) -> dict:
+    """Write a trained student checkpoint as a shippable directory ``out`` (float16 weights,
+    its ``student.json``, the calibration JSON) and return ``{file: sha256}`` for
+    ``MANIFEST``. The weights are rounded to float16 once, here: every figure of a shipped
+    student must be measured on the packaged files, not on the checkpoint."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = load_file(str(checkpoint / "student.safetensors"))
+    half = {
+        key: value.half().contiguous() if value.is_floating_point() else value.contiguous()
+        for key, value in tensors.items()
+    }
+    save_file(half, str(out / "student.safetensors"))
+    info = json.loads((checkpoint / "student.json").read_text())
+    (out / "student.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.copy(calibration, out / "calibration.json")
+    if not all(torch.isfinite(v.float()).all() for v in half.values() if v.is_floating_point()):
+        raise ValueError(f"{checkpoint}: weights overflow float16")
+    return {name: file_digest(out / name) for name in FILES}

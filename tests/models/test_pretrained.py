@@ -1,0 +1,58 @@
+"""Shipped students: packaging, hash-checked loading by name, clear errors when damaged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lrface.models import pretrained
+from lrface.models.students import create_student
+from lrface.train.checkpoint import load_student_encoder, save_checkpoint
+from tests.train.synthetic import TINY_STUDENT
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A tiny compact student packaged as shipped model ``tiny-v1`` in a temporary package."""
+    torch.manual_seed(0)
+    student = create_student("compact", **TINY_STUDENT).eval()
+    info = {"name": "compact", "kwargs": TINY_STUDENT, "input_size": 32, "dim": 128}
+    checkpoint = save_checkpoint(tmp_path / "run" / "final", student, info, {}, {"step": 1})
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"probe_encoder": "x", "thresholds": {"hr-lr@16": 0.8}}))
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "pretrained")
+    manifest = pretrained.package_student(
+        checkpoint, calibration, tmp_path / "pretrained" / "tiny-v1"
+    )
+    monkeypatch.setattr(pretrained, "MANIFEST", {"tiny-v1": manifest})
+    return checkpoint
+
+
+def test_packaged_student_loads_by_name_and_matches_its_checkpoint(shipped):
+    assert set(pretrained.MANIFEST["tiny-v1"]) == set(pretrained.FILES)
+    encoder = pretrained.load_pretrained("tiny-v1")
+    assert encoder.name == "tiny-v1" and encoder.input_size == 32
+    chips = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    original = load_student_encoder(shipped).embed(chips)
+    # float16 storage: the same embeddings up to rounding
+    assert np.abs(encoder.embed(chips) - original).max() < 5e-3
+
+
+def test_a_damaged_weights_file_is_refused_with_its_name(shipped):
+    weights = pretrained.PRETRAINED_DIR / "tiny-v1" / "student.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(pretrained.PretrainedIntegrityError, match="student.safetensors.*sha256"):
+        pretrained.load_pretrained("tiny-v1")
+
+
+def test_a_missing_file_and_an_unknown_name_are_clear(shipped):
+    (pretrained.PRETRAINED_DIR / "tiny-v1" / "calibration.json").unlink()
+    with pytest.raises(pretrained.PretrainedIntegrityError, match="calibration.json.*missing"):
+        pretrained.pretrained_dir("tiny-v1")
+    with pytest.raises(KeyError, match="no shipped student 'nope'"):
+        pretrained.pretrained_dir("nope")
