@@ -122,3 +122,49 @@ def test_color_jitter_moves_brightness_within_its_strength_and_keeps_the_stream_
 def test_color_settings_are_checked(bad):
     with pytest.raises(ValueError, match="color"):
         TrainDegradation(**bad)
+
+
+KEYS = ["a3" * 20, "b4" * 20, "c5" * 20]
+
+
+@pytest.mark.parametrize("preset", ["cctv", "ir"])
+def test_presets_are_seeded_per_image_not_per_position(chips, preset):
+    degrade = EvalDegradation(16, preset=preset)
+    out = degrade(chips, KEYS)
+    assert out.shape == (3, 16, 16, 3) and np.array_equal(out, degrade(chips, KEYS))
+    # the same image gives the same pixels alone or in another batch order
+    assert np.array_equal(degrade(chips[2:], KEYS[2:])[0], out[2])
+    assert np.array_equal(degrade(chips[::-1], KEYS[::-1])[0], out[2])
+    assert not np.array_equal(out, EvalDegradation(16)(chips))
+    assert not np.array_equal(out, EvalDegradation(16, preset=preset, seed=1)(chips, KEYS))
+    assert degrade.key == f"s16-area-{preset}-v1-seed0"
+
+
+def test_ir_is_grey_and_presets_need_keys(chips):
+    out = EvalDegradation(24, preset="ir")(chips, KEYS)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    with pytest.raises(ValueError, match="needs one image key per chip"):
+        EvalDegradation(24, preset="ir")(chips)
+    with pytest.raises(ValueError, match="unknown degradation 'fog'"):
+        EvalDegradation(24, preset="fog")
+    assert EvalDegradation(None, preset="cctv")(chips, KEYS) is chips
+
+
+def test_camera_effects_of_training_and_clean_share():
+    chip = np.random.default_rng(1).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    grey = TrainDegradation(gray_prob=1.0, blur_prob=0, noise_prob=0, jpeg_prob=0)
+    out = grey(chip, np.random.default_rng(0), size=20)
+    assert np.array_equal(out[..., 0], out[..., 2])
+    clean = TrainDegradation(clean_prob=1.0, gray_prob=1.0, noise_prob=1.0, jpeg_prob=1.0)
+    resized = clean(chip, np.random.default_rng(0), size=20)
+    assert not np.array_equal(resized[..., 0], resized[..., 2])  # colour kept: no effect ran
+    with pytest.raises(ValueError, match="light_prob"):
+        TrainDegradation(light_prob=1.5)
+
+
+def test_one_sided_light_darkens_one_side():
+    from lrface.data.degrade import one_sided_light
+
+    flat = np.full((10, 10, 3), 200, np.uint8)
+    lit_from_left = one_sided_light(flat, 0.8, 0.0)
+    assert lit_from_left[:, 0].mean() > 190 and lit_from_left[:, -1].mean() < 50

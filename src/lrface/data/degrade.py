@@ -122,9 +122,12 @@ def gamma_contrast(image: np.ndarray, gamma: float, contrast: float) -> np.ndarr
     return np.clip((out - mean) * contrast + mean, 0, 255).astype(np.uint8)
 
 
-def add_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian sensor noise of ``std`` grey levels."""
-    return np.clip(image + rng.normal(0.0, std, image.shape), 0, 255).astype(np.uint8)
+def add_noise(
+    image: np.ndarray, std: float, rng: np.random.Generator, grey: bool = False
+) -> np.ndarray:
+    """Gaussian sensor noise of ``std`` grey levels (``grey``: one value for all channels)."""
+    shape = (*image.shape[:2], 1) if grey else image.shape
+    return np.clip(image + rng.normal(0.0, std, shape), 0, 255).astype(np.uint8)
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -173,10 +176,10 @@ class CameraPreset:
         return gamma_contrast(out, rng.uniform(*self.gamma), rng.uniform(*self.contrast))
 
     def lr_effects(self, small: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        out = add_noise(small, rng.uniform(*self.noise_std), rng)
+        out = add_noise(small, rng.uniform(*self.noise_std), rng, grey=self.gray)
         if self.jpeg_quality is not None:
             out = jpeg(out, int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)))
-        return out
+        return to_gray(out) if self.gray else out  # a grey camera has no chroma artefacts
 
 
 PRESETS: dict[str, CameraPreset | None] = {
