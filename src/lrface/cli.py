@@ -253,10 +253,15 @@ def _register_subcommands() -> None:
         gallery_app,
         verify_command,
     )
-    from lrface.train.cli import decontaminate_command, train_command
+    from lrface.train.cli import (
+        decontaminate_command,
+        package_student_command,
+        train_command,
+    )
 
     app.command("train")(train_command)
     app.command("decontaminate")(decontaminate_command)
+    app.command("package-student")(package_student_command)
     app.command("detect")(detect_command)
     app.command("verify")(verify_command)
     app.command("fetch-weights")(fetch_weights_command)

@@ -21,13 +21,11 @@ def shipped(tmp_path, monkeypatch):
     student = create_student("compact", **TINY_STUDENT).eval()
     info = {"name": "compact", "kwargs": TINY_STUDENT, "input_size": 32, "dim": 128}
     checkpoint = save_checkpoint(tmp_path / "run" / "final", student, info, {}, {"step": 1})
-    calibration = tmp_path / "calibration.json"
-    calibration.write_text(json.dumps({"probe_encoder": "x", "thresholds": {"hr-lr@16": 0.8}}))
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "pretrained")
-    manifest = pretrained.package_student(
-        checkpoint, calibration, tmp_path / "pretrained" / "tiny-v1"
-    )
-    monkeypatch.setattr(pretrained, "MANIFEST", {"tiny-v1": manifest})
+    out = pretrained.package_student(checkpoint, tmp_path / "pretrained" / "tiny-v1")
+    calibration = {"probe_encoder": "x", "thresholds": {"hr-lr@16": 0.8}}
+    (out / "calibration.json").write_text(json.dumps(calibration))
+    monkeypatch.setattr(pretrained, "MANIFEST", {"tiny-v1": pretrained.manifest(out)})
     return checkpoint
 
 

@@ -71,28 +71,31 @@ def register_pretrained() -> None:
         register_encoder(name)(partial(load_pretrained, name))
 
 
-def package_student(checkpoint: str | Path, calibration: str | Path, out: str | Path) -> dict:
-    """Write a trained student checkpoint as a shippable directory ``out`` (float16 weights,
-    its ``student.json``, the calibration JSON) and return ``{file: sha256}`` for
-    ``MANIFEST``. The weights are rounded to float16 once, here: every figure of a shipped
-    student must be measured on the packaged files, not on the checkpoint."""
+def package_student(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a trained student checkpoint as a shippable directory ``out``: its weights rounded
+    to float16 once, here, and its ``student.json``. Every figure of a shipped student is then
+    measured on these files (``lrface benchmark --encoder OUT`` also stores its
+    ``calibration.json`` there); ``manifest`` pins them."""
     import json
-    import shutil
 
     import torch
     from safetensors.torch import load_file, save_file
 
     checkpoint, out = Path(checkpoint), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tensors = load_file(str(checkpoint / "student.safetensors"))
     half = {
         key: value.half().contiguous() if value.is_floating_point() else value.contiguous()
         for key, value in tensors.items()
     }
+    if not all(torch.isfinite(v.float()).all() for v in half.values() if v.is_floating_point()):
+        raise ValueError(f"{checkpoint}: weights overflow float16")
+    out.mkdir(parents=True, exist_ok=True)
     save_file(half, str(out / "student.safetensors"))
     info = json.loads((checkpoint / "student.json").read_text())
     (out / "student.json").write_text(json.dumps(info, indent=2) + "\n")
-    shutil.copy(calibration, out / "calibration.json")
-    if not all(torch.isfinite(v.float()).all() for v in half.values() if v.is_floating_point()):
-        raise ValueError(f"{checkpoint}: weights overflow float16")
-    return {name: file_digest(out / name) for name in FILES}
+    return out
+
+
+def manifest(directory: str | Path) -> dict[str, str]:
+    """``{file: sha256}`` of a packaged student's files, for ``MANIFEST``."""
+    return {name: file_digest(Path(directory) / name) for name in FILES}

@@ -82,7 +82,11 @@ def run_split(config: TrainConfig, resume: bool, stop_after: int | None, progres
     from lrface.train.lfw import make_evaluate_fn
 
     data, detected = prepare_split(config, progress)
-    evaluate_fn = make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
+    evaluate_fn = (  # no sizes: no evaluation (figures come from `lrface benchmark`)
+        make_evaluate_fn(data.eval_pairs, data.teacher, config.eval_sizes)
+        if config.eval_sizes
+        else None
+    )
     return train(
         config,
         data.hr_chips,
@@ -291,3 +295,21 @@ def decontaminate_command(
 
         contact_sheet(report, lfw, sheet)
         typer.echo(f"contact sheet: {sheet}")
+
+
+def package_student_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Trained student: checkpoint or run dir.")],
+    out: Annotated[Path, typer.Argument(help="Directory to write the packaged student to.")],
+) -> None:
+    """Package a trained student for shipping: float16 weights and its student.json.
+
+    Then measure it where it lies (``lrface benchmark --encoder OUT``, which also stores its
+    calibration there), copy OUT to ``src/lrface/models/pretrained/<name>/`` and pin the
+    printed hashes in ``lrface.models.pretrained.MANIFEST``.
+    """
+    from lrface.models.pretrained import package_student
+    from lrface.train.checkpoint import finished_checkpoint, resolve_student_dir
+
+    source = finished_checkpoint(checkpoint) or resolve_student_dir(checkpoint)
+    package_student(source, out)
+    typer.echo(f"packaged {source} -> {out}")
