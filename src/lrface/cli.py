@@ -158,7 +158,7 @@ def per_fold_runs(path: Path) -> dict[int, Path]:
     The final checkpoint, not ``best/`` (best is selected on the held-out fold itself); a run
     whose last checkpoint is not at its configured step count is unfinished and left out.
     """
-    from lrface.train.checkpoint import finished_checkpoint, latest_checkpoint, member_runs
+    from lrface.models.checkpoint import finished_checkpoint, latest_checkpoint, member_runs
 
     runs = {}
     for run in sorted(path.glob("fold-*")) if path.is_dir() else []:

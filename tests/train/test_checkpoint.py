@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from lrface.models.checkpoint import load_student_encoder, resolve_student_dir
 from lrface.models.registry import create_encoder
 from lrface.models.students import create_student
-from lrface.train.checkpoint import (
-    join_state_dict,
-    load_student_encoder,
-    resolve_student_dir,
-    save_checkpoint,
-    split_state_dict,
-)
+from lrface.train.checkpoint import join_state_dict, save_checkpoint, split_state_dict
 from tests.train.synthetic import TINY_STUDENT
 
 

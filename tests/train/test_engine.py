@@ -16,7 +16,7 @@ from lrface.losses import registry
 from lrface.losses.base import TransferLoss
 from lrface.losses.prototype import teacher_prototypes
 from lrface.models import students
-from lrface.train.checkpoint import latest_checkpoint, load_student_encoder
+from lrface.models.checkpoint import latest_checkpoint, load_student_encoder
 from lrface.train.engine import Trainer, TrainingDiverged, lr_factor, train
 from tests.train.synthetic import TINY_STUDENT, tiny_config
 

@@ -100,12 +100,8 @@ def run_members(config: TrainConfig, resume: bool, stop_after: int | None, progr
     """Train ``config.members`` students side by side, then score their average on the split's
     held-out pairs, beside each member's own final-step evaluation; ``None`` if stopped early.
     """
-    from lrface.train.checkpoint import (
-        checkpoint_metrics,
-        finished_checkpoint,
-        load_student_encoder,
-        member_runs,
-    )
+    from lrface.models.checkpoint import finished_checkpoint, load_student_encoder, member_runs
+    from lrface.train.checkpoint import checkpoint_metrics
     from lrface.train.lfw import make_evaluate_fn
     from lrface.train.members import train_members
 

@@ -53,12 +53,11 @@ from lrface.losses.registry import (
     required_fields,
     total_loss,
 )
+from lrface.models.checkpoint import checkpoints, latest_checkpoint
 from lrface.models.encoder import FaceEncoder, TorchEncoder
 from lrface.models.students import create_student, resize_input
 from lrface.train.checkpoint import (
-    checkpoints,
     join_state_dict,
-    latest_checkpoint,
     load_training_state,
     save_checkpoint,
     split_state_dict,

@@ -30,9 +30,9 @@ from lrface.data.lfw import LFW, fold_people
 from lrface.eval.benchmark import PairData, load_pair_data
 from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
+from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
-from lrface.train.checkpoint import TEACHER_ENCODER
 from lrface.train.engine import EvaluateFn
 from lrface.train.teacher_maps import standardize_channels, teacher_stage_maps
 
