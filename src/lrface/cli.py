@@ -39,7 +39,11 @@ def parse_sizes(text: str) -> list[int | None]:
 @app.command()
 def benchmark(
     encoder: Annotated[
-        str, typer.Option(help="Registered encoder name or a trained student checkpoint dir.")
+        str,
+        typer.Option(
+            help="Registered encoder name or a trained student checkpoint dir "
+            "(a run dir loads its final checkpoint; RUN/best the one selected on the eval pairs)."
+        ),
     ] = DEFAULT_TEACHER,
     teacher: Annotated[
         str | None,

@@ -55,7 +55,7 @@ def test_methods_learn_and_log(tmp_path, synthetic, method):
     assert [e["step"] for e in evals] == [15, 30]
     assert result.best_step in (15, 30)
     assert result.best_metric == max(e["hr-lr/mean/accuracy"] for e in evals)
-    best = load_student_encoder(tmp_path / "run")  # the run dir resolves to best/
+    best = load_student_encoder(tmp_path / "run" / "best")
     assert best.embed(synthetic[0][:2]).shape == (2, 128)
 
 

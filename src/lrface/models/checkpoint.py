@@ -3,8 +3,9 @@
 A checkpoint directory holds ``student.safetensors`` + ``student.json`` (registry name,
 constructor kwargs, input size): all that ``load_student`` needs. ``lrface train`` writes them
 beside the training state (``train.safetensors`` + ``train.json``, see ``train.checkpoint``)
-in a run directory's ``checkpoints/step-NNNNNNN`` and ``best``. An ensemble is a directory of
-``member-K/`` runs, each loaded at its final checkpoint.
+in a run directory's ``checkpoints/step-NNNNNNN`` and ``best``. A run directory loads its
+latest checkpoint (the final one of a finished run), ``RUN/best`` the one selected during
+training. An ensemble is a directory of ``member-K/`` runs, each loaded at its final checkpoint.
 
 Reading a student is a model concern, so it lives here and needs nothing from ``train/``.
 """
@@ -76,12 +77,14 @@ def member_runs(path: str | Path) -> list[Path]:
 
 
 def resolve_student_dir(path: str | Path) -> Path:
-    """A checkpoint directory as is; a run directory -> its ``best``, else its latest."""
+    """A checkpoint directory as is; a run directory -> its latest (final) checkpoint.
+
+    Never ``best/`` unless it is named (``RUN/best``): ``best`` is picked on the run's
+    evaluation pairs, which in the LFW protocols are the test pairs themselves.
+    """
     path = Path(path)
     if (path / STUDENT_WEIGHTS).is_file():
         return path
-    if (path / "best" / STUDENT_WEIGHTS).is_file():
-        return path / "best"
     latest = latest_checkpoint(path)
     if latest is None:
         raise FileNotFoundError(f"{path}: neither a checkpoint nor a run directory with one")
