@@ -17,7 +17,9 @@ from lrface.losses.base import TransferLoss
 from lrface.losses.prototype import teacher_prototypes
 from lrface.models import students
 from lrface.models.checkpoint import latest_checkpoint, load_student_encoder
-from lrface.train.engine import Trainer, TrainingDiverged, lr_factor, train
+from lrface.train.engine import Trainer, train
+from lrface.train.monitor import TrainingDiverged
+from lrface.train.optim import lr_factor
 from tests.train.synthetic import TINY_STUDENT, tiny_config
 
 

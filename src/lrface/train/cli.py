@@ -57,7 +57,7 @@ def detected_faces(config: TrainConfig, data, progress: bool = True):
 def prepare_split(config: TrainConfig, progress: bool):
     """The split's training data and held-out pairs, and its detected faces if the config
     uses them; rank 0 first under torchrun."""
-    from lrface.train.engine import rank_zero_first
+    from lrface.train.distributed import rank_zero_first
     from lrface.train.lfw import split_data
 
     def prepare():

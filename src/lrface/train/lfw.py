@@ -33,7 +33,7 @@ from lrface.eval.protocol import protocol_trials, trial_folds, verification_repo
 from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
-from lrface.train.engine import EvaluateFn
+from lrface.train.evaluation import EvaluateFn
 from lrface.train.teacher_maps import standardize_channels, teacher_stage_maps
 
 
