@@ -6,8 +6,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from lrface.cli import app
+from lrface.models.checkpoint import load_student
 from lrface.models.export import onnx_max_abs_diff
-from lrface.train.checkpoint import load_student
 from lrface.train.engine import train
 from tests.train.synthetic import TINY_STUDENT, synthetic_data, tiny_config
 

@@ -45,7 +45,8 @@ def benchmark(
         str,
         typer.Option(
             help="Probe encoder: a registered name (the shipped student, the teacher) or a "
-            "trained student checkpoint / run dir."
+            "trained student checkpoint dir (a run dir loads its final checkpoint; RUN/best the "
+            "one selected on the eval pairs)."
         ),
     ] = DEFAULT_STUDENT,
     teacher: Annotated[
@@ -211,7 +212,7 @@ def per_fold_runs(path: Path) -> dict[int, Path]:
     The final checkpoint, not ``best/`` (best is selected on the held-out fold itself); a run
     whose last checkpoint is not at its configured step count is unfinished and left out.
     """
-    from lrface.train.checkpoint import finished_checkpoint, latest_checkpoint, member_runs
+    from lrface.models.checkpoint import finished_checkpoint, latest_checkpoint, member_runs
 
     runs = {}
     for run in sorted(path.glob("fold-*")) if path.is_dir() else []:

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from lrface.models import pretrained
+from lrface.models.checkpoint import load_student_encoder
 from lrface.models.students import create_student
-from lrface.train.checkpoint import load_student_encoder, save_checkpoint
+from lrface.train.checkpoint import save_checkpoint
 from tests.train.synthetic import TINY_STUDENT
 
 

@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from lrface.models.checkpoint import load_student_encoder, resolve_student_dir
 from lrface.models.registry import create_encoder
 from lrface.models.students import create_student
-from lrface.train.checkpoint import (
-    join_state_dict,
-    load_student_encoder,
-    resolve_student_dir,
-    save_checkpoint,
-    split_state_dict,
-)
+from lrface.train.checkpoint import join_state_dict, save_checkpoint, split_state_dict
 from tests.train.synthetic import TINY_STUDENT
 
 
@@ -59,9 +54,27 @@ def test_student_checkpoint_loads_as_encoder(tmp_path):
     with torch.no_grad():
         student.head[-1].bias += 1.0
     save_checkpoint(run / "best", student, info, {}, {"step": 12})
-    best = load_student_encoder(run)
-    assert resolve_student_dir(run).name == "best"
+    best = load_student_encoder(run / "best")
     assert best.cache_key != encoder.cache_key and best.cache_key.startswith("student-compact-")
     assert not np.allclose(best.embed(chips), emb)
     with pytest.raises(FileNotFoundError):
         load_student_encoder(tmp_path / "empty")
+
+
+def test_run_directory_loads_its_final_checkpoint_not_best(tmp_path):
+    """``best/`` is picked on the evaluation pairs, so only ``RUN/best`` asks for it."""
+    torch.manual_seed(0)
+    info = {"name": "compact", "kwargs": TINY_STUDENT, "input_size": 32, "dim": 128}
+    run = tmp_path / "run"
+    for step in (5, 10):
+        student = create_student("compact", **TINY_STUDENT).eval()
+        save_checkpoint(run / "checkpoints" / f"step-{step:07d}", student, info, {}, {})
+        if step == 5:
+            save_checkpoint(run / "best", student, info, {}, {})
+    assert resolve_student_dir(run) == run / "checkpoints" / "step-0000010"
+    assert resolve_student_dir(run / "best") == run / "best"
+    final = create_encoder(str(run / "checkpoints" / "step-0000010")).cache_key
+    best = create_encoder(str(run / "best")).cache_key
+    assert final != best
+    assert create_encoder(str(run)).cache_key == final
+    assert load_student_encoder(run).cache_key == final

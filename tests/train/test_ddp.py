@@ -14,7 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from lrface.train.engine import Trainer, rank_zero_first
+from lrface.train.distributed import rank_zero_first
+from lrface.train.engine import Trainer
 from tests.train.synthetic import synthetic_data, tiny_config
 
 

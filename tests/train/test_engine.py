@@ -16,8 +16,10 @@ from lrface.losses import registry
 from lrface.losses.base import TransferLoss
 from lrface.losses.prototype import teacher_prototypes
 from lrface.models import students
-from lrface.train.checkpoint import latest_checkpoint, load_student_encoder
-from lrface.train.engine import Trainer, TrainingDiverged, lr_factor, train
+from lrface.models.checkpoint import latest_checkpoint, load_student_encoder
+from lrface.train.engine import Trainer, train
+from lrface.train.monitor import TrainingDiverged
+from lrface.train.optim import lr_factor
 from tests.train.synthetic import TINY_STUDENT, tiny_config
 
 
@@ -55,7 +57,7 @@ def test_methods_learn_and_log(tmp_path, synthetic, method):
     assert [e["step"] for e in evals] == [15, 30]
     assert result.best_step in (15, 30)
     assert result.best_metric == max(e["hr-lr/mean/accuracy"] for e in evals)
-    best = load_student_encoder(tmp_path / "run")  # the run dir resolves to best/
+    best = load_student_encoder(tmp_path / "run" / "best")
     assert best.embed(synthetic[0][:2]).shape == (2, 128)
 
 

@@ -8,8 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 from lrface.cli import app
+from lrface.models.checkpoint import load_student, load_student_encoder
 from lrface.models.students import EnsembleStudent, create_student
-from lrface.train.checkpoint import load_student, load_student_encoder
 from lrface.train.config import TrainConfig
 from lrface.train.members import member_configs, train_members
 from tests.train.synthetic import TINY_STUDENT, synthetic_chips, tiny_config, train_synthetic_member

@@ -56,7 +56,7 @@ def pretrained_dir(name: str) -> Path:
 
 def load_pretrained(name: str, batch_size: int = 64, device: str = "cpu"):
     """Shipped student ``name`` as a ``FaceEncoder`` (hash-checked; named ``name``)."""
-    from lrface.train.checkpoint import load_student_encoder
+    from lrface.models.checkpoint import load_student_encoder
 
     encoder = load_student_encoder(pretrained_dir(name), batch_size=batch_size, device=device)
     encoder.name = name

@@ -38,7 +38,7 @@ def create_encoder(name: str, **kwargs) -> FaceEncoder:
     if name in _ENCODERS:
         return _ENCODERS[name](**kwargs)
     if Path(name).is_dir():
-        from lrface.train.checkpoint import load_student_encoder
+        from lrface.models.checkpoint import load_student_encoder
 
         return load_student_encoder(Path(name), **kwargs)
     raise KeyError(f"unknown encoder {name!r}; registered: {sorted(_ENCODERS)} or a checkpoint dir")

@@ -197,7 +197,7 @@ class EnsembleStudent(nn.Module):
 
     A small student trained on LFW memorizes its training identities, and runs with different
     seeds memorize differently; averaging their embeddings cancels much of that (View 1:
-    docs/results.md, 3g). Built from finished runs by ``train.checkpoint.load_student``;
+    docs/results.md, 3g). Built from finished runs by ``models.checkpoint.load_student``;
     not trained as one module.
     """
 

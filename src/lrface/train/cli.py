@@ -57,7 +57,7 @@ def detected_faces(config: TrainConfig, data, progress: bool = True):
 def prepare_split(config: TrainConfig, progress: bool):
     """The split's training data and held-out pairs, and its detected faces if the config
     uses them; rank 0 first under torchrun."""
-    from lrface.train.engine import rank_zero_first
+    from lrface.train.distributed import rank_zero_first
     from lrface.train.lfw import split_data
 
     def prepare():
@@ -110,12 +110,8 @@ def run_members(config: TrainConfig, resume: bool, stop_after: int | None, progr
     """Train ``config.members`` students side by side, then score their average on the split's
     held-out pairs, beside each member's own final-step evaluation; ``None`` if stopped early.
     """
-    from lrface.train.checkpoint import (
-        checkpoint_metrics,
-        finished_checkpoint,
-        load_student_encoder,
-        member_runs,
-    )
+    from lrface.models.checkpoint import finished_checkpoint, load_student_encoder, member_runs
+    from lrface.train.checkpoint import checkpoint_metrics
     from lrface.train.lfw import make_evaluate_fn
     from lrface.train.members import train_members
 
@@ -307,8 +303,8 @@ def package_student_command(
     calibration there), copy OUT to ``src/lrface/models/pretrained/<name>/`` and pin the
     printed hashes in ``lrface.models.pretrained.MANIFEST``.
     """
+    from lrface.models.checkpoint import finished_checkpoint, resolve_student_dir
     from lrface.models.pretrained import package_student
-    from lrface.train.checkpoint import finished_checkpoint, resolve_student_dir
 
     source = finished_checkpoint(checkpoint) or resolve_student_dir(checkpoint)
     package_student(source, out)

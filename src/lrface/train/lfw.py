@@ -31,10 +31,10 @@ from lrface.data.unlabelled import label_free_labels
 from lrface.eval.benchmark import PairData, load_pair_data
 from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
+from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.encoder import FaceEncoder
 from lrface.models.registry import create_encoder
-from lrface.train.checkpoint import TEACHER_ENCODER
-from lrface.train.engine import EvaluateFn
+from lrface.train.evaluation import EvaluateFn
 from lrface.train.sources import unlabelled_training_set
 from lrface.train.teacher_maps import standardize_channels, teacher_stage_maps
 

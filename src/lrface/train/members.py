@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lrface.train.checkpoint import MEMBER_PREFIX
+from lrface.models.checkpoint import MEMBER_PREFIX
 from lrface.train.config import TrainConfig
 
 TrainMember = Callable[[TrainConfig, bool, int | None], object]

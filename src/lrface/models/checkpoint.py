@@ -1,0 +1,145 @@
+"""Trained students read back from their checkpoints (safetensors + JSON, no pickles).
+
+A checkpoint directory holds ``student.safetensors`` + ``student.json`` (registry name,
+constructor kwargs, input size): all that ``load_student`` needs. ``lrface train`` writes them
+beside the training state (``train.safetensors`` + ``train.json``, see ``train.checkpoint``)
+in a run directory's ``checkpoints/step-NNNNNNN`` and ``best``. A run directory loads its
+latest checkpoint (the final one of a finished run), ``RUN/best`` the one selected during
+training. An ensemble is a directory of ``member-K/`` runs, each loaded at its final checkpoint.
+
+Reading a student is a model concern, so it lives here and needs nothing from ``train/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import load_file
+from torch import nn
+
+from lrface.models.encoder import TorchEncoder
+from lrface.paths import file_digest
+
+STUDENT_WEIGHTS = "student.safetensors"
+STUDENT_INFO = "student.json"
+TRAIN_INFO = "train.json"
+MEMBER_PREFIX = "member-"
+
+TEACHER_ENCODER = "dlib-resnet-torch"
+"""The registered encoder every student is distilled from (its gallery side)."""
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run's periodic checkpoints, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")]
+    found = [p for p in found if p.name[5:].isdigit() and (p / TRAIN_INFO).is_file()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def configured_steps(run_dir: str | Path) -> int:
+    """The step count in a run directory's ``config.yaml`` (``lrface train`` writes it whole)."""
+    config = Path(run_dir) / "config.yaml"
+    data = yaml.safe_load(config.read_text()) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), int):
+        raise ValueError(f"{config}: no integer 'steps' setting")
+    return data["steps"]
+
+
+def finished_checkpoint(run_dir: str | Path) -> Path | None:
+    """A run's last checkpoint if it is at the configured step count, else ``None``.
+
+    The final checkpoint, not ``best/``: in the LFW protocols ``best`` is selected on the
+    held-out pairs themselves, so per-fold and ensemble results use the final one.
+    """
+    final = latest_checkpoint(run_dir)
+    if final is None or not (Path(run_dir) / "config.yaml").is_file():
+        return None
+    return final if int(final.name[5:]) == configured_steps(run_dir) else None
+
+
+def member_runs(path: str | Path) -> list[Path]:
+    """The ``member-K/`` run directories of an ensemble (``lrface train --members``), by K."""
+    path = Path(path)
+    found = [p for p in path.glob(f"{MEMBER_PREFIX}*") if p.name[len(MEMBER_PREFIX) :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(MEMBER_PREFIX) :]))
+
+
+def resolve_student_dir(path: str | Path) -> Path:
+    """A checkpoint directory as is; a run directory -> its latest (final) checkpoint.
+
+    Never ``best/`` unless it is named (``RUN/best``): ``best`` is picked on the run's
+    evaluation pairs, which in the LFW protocols are the test pairs themselves.
+    """
+    path = Path(path)
+    if (path / STUDENT_WEIGHTS).is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"{path}: neither a checkpoint nor a run directory with one")
+    return latest
+
+
+def load_student(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a student from its checkpoint (``student.json`` names it) and load its weights.
+
+    A directory of ``member-K/`` runs gives their ``EnsembleStudent``, each member at its
+    final checkpoint; an unfinished member is an error (the ensemble would be another model).
+    """
+    from lrface.models.students import EnsembleStudent, create_student
+
+    members = member_runs(path)
+    if members:
+        finals = [finished_checkpoint(run) for run in members]
+        for run, final in zip(members, finals, strict=True):
+            if final is None:
+                raise FileNotFoundError(
+                    f"{run}: ensemble member has not reached its configured steps; "
+                    "finish it with `lrface train ... --resume`"
+                )
+        loaded = [load_student(final, device) for final in finals]
+        names = sorted({info["name"] for _, info in loaded})
+        digests = "".join(info["weights_sha1"] for _, info in loaded)
+        info = {
+            "name": f"ensemble-{len(loaded)}x-{'+'.join(names)}",
+            "members": [str(final) for final in finals],
+            "weights_sha1": hashlib.sha1(digests.encode()).hexdigest(),
+        }
+        return EnsembleStudent([module for module, _ in loaded]).to(device).eval(), info
+
+    directory = resolve_student_dir(path)
+    info = json.loads((directory / STUDENT_INFO).read_text())
+    kwargs = dict(info.get("kwargs", {}))
+    if info["name"] == "teacher-init":
+        kwargs["pretrained"] = False  # the checkpoint holds every weight
+    student = create_student(info["name"], **kwargs)
+    student.load_state_dict(load_file(str(directory / STUDENT_WEIGHTS), device=device))
+    info["weights_sha1"] = file_digest(directory / STUDENT_WEIGHTS, "sha1")
+    return student.to(device).eval(), info
+
+
+def load_student_encoder(path: str | Path, batch_size: int = 64, device: str = "cpu"):
+    """A trained student as a ``FaceEncoder``; its cache key hashes the weights file."""
+    student, info = load_student(path, device)
+    encoder = TorchEncoder(
+        student,
+        name=info["name"],
+        input_size=student.input_size,
+        dim=student.dim,
+        batch_size=batch_size,
+        device=device,
+        key=f"student-{info['name']}-{info['weights_sha1'][:16]}",
+    )
+    encoder.teacher = TEACHER_ENCODER
+    return encoder
