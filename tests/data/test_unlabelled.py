@@ -55,3 +55,17 @@ def test_a_tight_crop_of_a_real_face_is_detected(tmp_path, monkeypatch):
     image.resize((200, 200)).save(folder / "tight.png")
     chips = unlabelled_chips(folder, progress=False)
     assert chips.relpaths == ["tight.png"] and not chips.fallbacks
+
+
+def test_a_faceless_image_outside_lfw_is_listed_not_cut_by_the_lfw_box(tmp_path, monkeypatch):
+    from lrface.data.chips import aligned_chips
+
+    monkeypatch.setenv("LRFACE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.full((250, 250, 3), 90, np.uint8)).save(folder / "wall.png")
+    chips = aligned_chips(folder, ["wall.png"], progress=False)
+    assert len(chips) == 0 and "no face found" in chips.failures["wall.png"]
+    (folder / "pairs.txt").write_text("1 1\n")  # an LFW-shaped root keeps LFW's fallback
+    lfw_like = aligned_chips(folder, ["wall.png"], progress=False)
+    assert lfw_like.fallbacks == {"wall.png"}

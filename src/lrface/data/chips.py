@@ -129,9 +129,16 @@ def aligned_chips(
     progress: bool = True,
     workers: int = 1,
 ) -> ChipSet:
-    """Aligned chips of ``root/relpath`` for each relpath; bad files are recorded, not fatal."""
-    settings = settings or AlignSettings()
+    """Aligned chips of ``root/relpath`` for each relpath; bad files are recorded, not fatal.
+
+    Default settings: LFW's (centre-box fallback) for an LFW root (one with ``pairs.txt``),
+    else no fallback, so an image of another source where no face is found is skipped and
+    listed in ``failures`` rather than cut by a box that assumes LFW's framing.
+    """
     root = Path(root)
+    if settings is None:
+        is_lfw = (root / "pairs.txt").is_file()
+        settings = AlignSettings() if is_lfw else AlignSettings(centre_fallback=False)
     store = cache_dir() / "chips" / settings.key
     jobs = [(root, relpath, settings, store) for relpath in dict.fromkeys(relpaths)]
     bar = tqdm(total=len(jobs), desc="align", unit="img", disable=not progress, leave=False)
