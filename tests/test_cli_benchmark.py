@@ -73,3 +73,67 @@ def test_per_fold_runs_take_finished_final_checkpoints_and_ensembles(tmp_path):
     assert sorted(found) == [0, 3, 4]
     assert found[0].name == "step-0001000" and found[4] == tmp_path / "fold-4"
     assert per_fold_runs(tmp_path / "missing") == {}
+
+
+@needs_lfw
+def test_identification_protocol_probes_each_fold_with_its_own_student(lfw_root, tmp_path):
+    """Four people in two View 2 folds, one student run per fold; one probe photo is junk."""
+    import torch
+
+    from lrface.models.students import create_student
+    from lrface.train.checkpoint import save_checkpoint
+    from lrface.train.config import TrainConfig
+    from tests.train.synthetic import TINY_STUDENT
+
+    names = []
+    for fold in (0, 1):
+        people = dict.fromkeys(p.people[0] for p in LFW(lfw_root).view2() if p.fold == fold)
+        names += list(people)[:2]
+    root = tmp_path / "lfw"
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for image in sorted((lfw_root / name).iterdir())[:2]:
+            shutil.copy(image, root / name / image.name)
+    alone = root / "Nobody_Else" / "Nobody_Else_0001.jpg"  # one photo: not a benchmark person
+    alone.parent.mkdir()
+    shutil.copy(next((lfw_root / names[0]).iterdir()), alone)
+    junk = sorted((root / names[3]).iterdir())[1]
+    junk.write_bytes(b"\xff\xd8\xff garbage")
+    lines = ["2 1"]
+    for a, b in (names[:2], names[2:]):
+        lines += [f"{a} 1 2", f"{a} 1 {b} 1"]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+
+    runs = tmp_path / "runs"
+    info = {"name": "compact", "kwargs": TINY_STUDENT, "input_size": 32, "dim": 128}
+    for fold in (0, 1):
+        torch.manual_seed(fold)
+        run = runs / f"fold-{fold}"
+        student = create_student("compact", **TINY_STUDENT).eval()
+        save_checkpoint(run / "checkpoints" / "step-0000010", student, info, {}, {})
+        TrainConfig(steps=10, view="view2", fold=fold).save(run / "config.yaml")
+
+    out = tmp_path / "out"
+    args = ["benchmark", "--protocol", "identification", "--lfw", str(root), "--sizes", "24"]
+    args += ["--size-cutoff", "48"]
+    result = CliRunner().invoke(app, [*args, "--encoder", str(runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "fold-0: 2 probes against 4 people" in result.output
+    assert "skipped 1 unreadable probe images" in result.output
+    report = json.loads((out / "identification.json").read_text())
+    assert report["people"] == 4 and sorted(report["students"]) == ["fold-0", "fold-1"]
+    assert report["students"]["fold-0"] != report["students"]["fold-1"]
+    detected = report["results"]["24"]["detected"]
+    assert detected["unreadable"] == 1
+    for label in ("teacher", "teacher+student"):
+        cell = detected["pipelines"][label]
+        # a gallery of four people puts every searched probe within rank 5
+        assert cell["probes"] == 4
+        assert cell["rank5_hits"] == 4 - detected["no_face"] - detected["unreadable"]
+    assert detected["pipelines"]["teacher+student"]["student_served"] > 0
+    reference = report["results"]["24"]["reference"]
+    assert reference["unaligned"] == 1 and set(reference["pipelines"]) == {"teacher", "student"}
+    assert (
+        "| 24 | 55x55 image, MTCNN | teacher+student | 4 |"
+        in (out / "identification.md").read_text()
+    )

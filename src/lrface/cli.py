@@ -23,6 +23,8 @@ DEFAULT_TEACHER = "dlib-resnet-torch"
 DEFAULT_STUDENT = "lrface-lr-v1"
 """The shipped student (``lrface.models.pretrained``); kept here as text so that ``--help``
 needs no model import."""
+VERIFICATION_SIZES = "8,12,16,20,24,32,full"
+IDENTIFICATION_SIZES = "16,24"
 
 
 def parse_sizes(text: str) -> list[int | None]:
@@ -67,8 +69,12 @@ def benchmark(
         str, typer.Option(help="view2 (10 folds), view1 (dev test) or view1-train.")
     ] = "view2",
     sizes: Annotated[
-        str, typer.Option(help="Comma-separated chip sizes; 'full' = no degradation.")
-    ] = "8,12,16,20,24,32,full",
+        str | None,
+        typer.Option(
+            help="Comma-separated chip sizes; 'full' = no degradation (default "
+            f"{VERIFICATION_SIZES}); identification: face widths (default {IDENTIFICATION_SIZES})."
+        ),
+    ] = None,
     degradation: Annotated[
         str,
         typer.Option(
@@ -103,12 +109,42 @@ def benchmark(
             "the centre box (slower; a new chip cache)."
         ),
     ] = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="verification (pairs) or identification (1:N, HR gallery of every LFW person "
+            "with 2+ images, shrunk raw images as probes, MTCNN; eval/identification.py)."
+        ),
+    ] = "verification",
+    size_cutoff: Annotated[
+        float | None,
+        typer.Option(help="Identification: faces narrower (px) go to the student."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Identification quick run: the first N people.")
+    ] = None,
 ) -> None:
-    """Verification accuracy on LFW across resolutions: HR-HR, HR gallery vs LR probe, LR-LR.
+    """Verification accuracy on LFW across resolutions: HR-HR, HR gallery vs LR probe, LR-LR;
+    or, with ``--protocol identification``, end-to-end 1:N search with low-resolution probes.
 
     By default the shipped student against its teacher on View 2: the teacher's HR gallery,
     probes at 8-32 px embedded by the student and, as the baseline, by the teacher itself.
     """
+    if protocol == "identification":
+        from lrface.pipeline import DEFAULT_SIZE_CUTOFF
+
+        if degradation != "clean":
+            raise typer.BadParameter(
+                "identification shrinks the raw images; it has no probe presets",
+                param_hint="--degradation",
+            )
+        cutoff = DEFAULT_SIZE_CUTOFF if size_cutoff is None else size_cutoff
+        _identification(
+            encoder, teacher, lfw, view, sizes, folds, out, device, batch_size, cutoff, limit
+        )
+        return
+    if protocol != "verification":
+        raise typer.BadParameter(f"unknown protocol {protocol!r}", param_hint="--protocol")
     from lrface.data.degrade import PRESETS
     from lrface.data.lfw import LFW
     from lrface.detect.dlib_align import AlignSettings
@@ -129,7 +165,7 @@ def benchmark(
         raise typer.BadParameter(
             f"{degradation!r}; choose one of {', '.join(PRESETS)}", param_hint="--degradation"
         )
-    size_list = parse_sizes(sizes)
+    size_list = parse_sizes(sizes or VERIFICATION_SIZES)
     dataset = LFW(lfw)
     config = BenchmarkConfig(
         view=view,
@@ -229,6 +265,109 @@ def per_fold_runs(path: Path) -> dict[int, Path]:
         elif (last := latest_checkpoint(run)) is not None:
             typer.echo(f"{run}: unfinished ({last.name}), left out", err=True)
     return runs
+
+
+def _identification(
+    encoder: str,
+    teacher: str | None,
+    lfw: Path | None,
+    view: str,
+    sizes: str | None,
+    folds: str | None,
+    out: Path,
+    device: str,
+    batch_size: int,
+    size_cutoff: float,
+    limit: int | None,
+) -> None:
+    """``lrface benchmark --protocol identification``: a directory of ``fold-K/`` runs probes
+    each View 2 fold's people with its own student and pools the folds; a single student on
+    View 1 probes pairsDevTest's people; ``--folds`` picks the View 2 folds probed."""
+    from lrface.data.lfw import LFW, fold_people
+    from lrface.eval.identification import benchmark_people, markdown_table, pool_folds
+    from lrface.eval.lfw_identification import enroll, identify
+    from lrface.models.registry import create_encoder
+
+    started = time.perf_counter()
+    widths = parse_sizes(sizes or IDENTIFICATION_SIZES)
+    if None in widths:
+        raise typer.BadParameter("identification needs face widths in px, not 'full'")
+    if view not in ("view1", "view2"):
+        raise typer.BadParameter("identification probes view1 (pairsDevTest) or view2 people")
+    dataset = LFW(lfw)
+    chosen = None if folds is None else {int(k) for k in folds.split(",")}
+    fold_runs = per_fold_runs(Path(encoder))
+
+    def load(name: str):
+        try:
+            return create_encoder(name, batch_size=batch_size, device=device)
+        except (KeyError, FileNotFoundError) as exc:
+            raise typer.BadParameter(str(exc).strip('"'), param_hint="--encoder") from None
+
+    if fold_runs:
+        if view != "view2":
+            raise typer.BadParameter("per-fold students (fold-K/ runs) are tested on view2")
+        fold_runs = {k: v for k, v in fold_runs.items() if chosen is None or k in chosen}
+        students = {k: load(str(path)) for k, path in fold_runs.items()}
+        typer.echo(f"per-fold students: folds {sorted(students)}, each its final checkpoint")
+        gallery_encoder = load(teacher or next(iter(students.values())).teacher)
+    else:
+        probe = load(encoder)
+        students = {None: probe if probe.teacher else None}
+        gallery_encoder = load(teacher or probe.teacher) if probe.teacher else probe
+    people = benchmark_people(((i.identity, i.relpath) for i in dataset.images()), limit)
+    gallery, left_out = enroll(dataset, people, gallery_encoder)
+    people = [p for p in people if p.name not in left_out]
+    by_fold = fold_people(dataset.view2())
+    runs = {}
+    for fold, student in students.items():
+        if fold is not None:
+            wanted = by_fold[fold]
+        elif view == "view1":
+            wanted = {name for pair in dataset.view1_test() for name in pair.people}
+        elif chosen is not None:
+            wanted = set().union(*(by_fold[k] for k in chosen))
+        else:
+            wanted = None
+        probes = [p for p in people if wanted is None or p.name in wanted]
+        label = "all" if fold is None else f"fold-{fold}"
+        typer.echo(f"{label}: {len(probes)} probes against {len(people)} people")
+        runs[label] = identify(
+            dataset, probes, widths, gallery, gallery_encoder, student, size_cutoff
+        )
+    results = pool_folds(list(runs.values())) if len(runs) > 1 else next(iter(runs.values()))
+    elapsed = time.perf_counter() - started
+    report = {
+        "lrface_version": __version__,
+        "lfw": str(dataset.root),
+        "view": view,
+        "people": len(people),
+        "left_out": left_out,
+        "teacher": gallery_encoder.cache_key,
+        "students": {
+            "all" if k is None else f"fold-{k}": s.cache_key
+            for k, s in students.items()
+            if s is not None
+        },
+        "size_cutoff": size_cutoff,
+        "limit": limit,
+        "runs": runs,
+        "results": results,
+        "machine": describe_machine(),
+        "wall_time_s": round(elapsed, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(results)
+    (out / "identification.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "identification.md").write_text(table + "\n")
+    typer.echo(table)
+    if left_out:
+        typer.echo(f"left out {len(left_out)} people whose gallery photo gives no MTCNN face")
+    unreadable = sum(r["detected"]["unreadable"] for r in results.values())
+    if unreadable:
+        typer.echo(f"skipped {unreadable} unreadable probe images (counted as misses)", err=True)
+    typer.echo(f"wall time {elapsed:.1f} s on {report['machine']}")
+    typer.echo(f"wrote {out / 'identification.json'}, {out / 'identification.md'}")
 
 
 def _report_bad_input(data) -> None:
