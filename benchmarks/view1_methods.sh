@@ -3,7 +3,7 @@
 # outside pairsDevTest.txt, evaluate hr-lr at 8/12/16 px on its 1,000 pairs).
 # Usage: bash benchmarks/view1_methods.sh CONFIG [METHOD...]   (one CPU thread per run)
 set -euo pipefail
-config=${1:-configs/view1-compact-methods.yaml}
+config=${1:-configs/experiments/view1-compact-methods.yaml}
 shift || true
 name=$(basename "$config" .yaml)
 methods=("$@")

@@ -30,8 +30,8 @@ from lrface.models.encoder import FaceEncoder
 MULTI_FACE_POLICIES = ("largest", "all", "error")
 
 # Faces narrower than this go to the student. On LFW View 2 the per-fold students beat the
-# teacher up to 20 px chips and lose from 24 px up (docs/results.md, section 3a), and in 1:N
-# search they lose at 24 px (section 6), so bigger faces are better left to the teacher.
+# teacher up to 20 px chips and lose from 24 px up (docs/results.md, sections 2a and 3), and in 1:N
+# search they lose at 24 px (section 7), so bigger faces are better left to the teacher.
 DEFAULT_SIZE_CUTOFF = 20.0
 
 

@@ -12,7 +12,7 @@ from lrface.models.students import list_students
 from lrface.train.cli import build_config
 from lrface.train.config import TrainConfig
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

@@ -77,7 +77,7 @@ def align_face(image: np.ndarray, face: Face, size: int = CHIP_SIZE) -> np.ndarr
 def student_chip(image: np.ndarray, face: Face, input_size: int) -> np.ndarray:
     """A face as a low-resolution student takes it: one interpolation from the image straight
     to ``max(native size, input_size)`` (no native-size chip that the encoder would resample
-    again, which costs accuracy on tiny faces; docs/results.md, 6b)."""
+    again, which costs accuracy on tiny faces; docs/experiments/history.md, 6b)."""
     return align_face(image, face, max(native_chip_size(face), input_size))
 
 

@@ -96,9 +96,10 @@ class CommonComponent(nn.Module):
     dlib's space is compressed around one direction ``m`` (every HR face projects ~0.91 on
     it), so identity lives in the part orthogonal to ``m``. A student whose LR embeddings
     spread along ``m`` shifts every raw-cosine score by an amount unrelated to identity
-    (docs/results.md, 3d). The output is ``a m + sqrt(1 - a^2) u``: ``u`` the unit part of the
-    input orthogonal to ``m``, ``a`` the teacher's mean projection. Both are buffers saved with
-    the student; until ``set_direction`` fills them (zeros) the module passes its input through.
+    (docs/experiments/history.md, 3d). The output is ``a m + sqrt(1 - a^2) u``: ``u`` the
+    unit part of the input orthogonal to ``m``, ``a`` the teacher's mean projection. Both are
+    buffers saved with the student; until ``set_direction`` fills them (zeros) the module passes
+    its input through.
     """
 
     def __init__(self, dim: int):
@@ -197,8 +198,8 @@ class EnsembleStudent(nn.Module):
 
     A small student trained on LFW memorizes its training identities, and runs with different
     seeds memorize differently; averaging their embeddings cancels much of that (View 1:
-    docs/results.md, 3g). Built from finished runs by ``models.checkpoint.load_student``;
-    not trained as one module.
+    docs/experiments/history.md, 3g). Built from finished runs by
+    ``models.checkpoint.load_student``; not trained as one module.
     """
 
     supports_features = False
