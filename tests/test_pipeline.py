@@ -134,37 +134,62 @@ def test_verify_scores_and_thresholds(pipe, tmp_path):
     )
 
     table = tmp_path / "bench.json"
+    thresholds = {"hr-hr@full": 0.1, "hr-lr@16": 0.2, "hr-lr@48": 0.3, "lr-lr@48": 0.4}
+    calib = {"gallery_encoder": "teacher", "probe_encoder": "student", "thresholds": thresholds}
+    table.write_text(json.dumps(calib))
+    result = pipe.verify(red_big, red_small, calibration=Calibration.load(table))
+    assert result.threshold_source.endswith("[hr-lr@48]") and result.threshold == 0.3
+    # no calibration for the teacher's own small faces: said, not replaced by another's
+    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"))
+    with pytest.raises(ValueError, match="no verification calibration for probe encoder teacher"):
+        alone.verify(red_big, red_small, calibration=Calibration.load(table))
+    flipped = tmp_path / "flipped.json"
+    flipped.write_text(json.dumps(calib | {"flip": True}))
+    with pytest.raises(ValueError, match="flipped.json: calibration was measured"):
+        pipe.verify(red_big, red_small, calibration=Calibration.load(flipped))
+
+
+def test_a_small_face_the_teacher_serves_is_judged_by_its_resolution(tmp_path):
+    """Without a student, a 16 px face goes to the teacher and must still be judged by the
+    teacher's hr-lr threshold at 16 px, not by its full-size one."""
+    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"))
+    table = tmp_path / "teacher.json"
+    thresholds = {"hr-hr@full": 0.9, "hr-lr@16": 0.2, "lr-lr@16": 0.3}
     table.write_text(
         json.dumps(
             {
                 "gallery_encoder": "teacher",
-                "probe_encoder": "student",
-                "thresholds": {
-                    "hr-hr@full": 0.1,
-                    "hr-lr@16": 0.2,
-                    "hr-lr@48": 0.3,
-                    "lr-lr@48": 0.4,
-                },
+                "probe_encoder": "teacher",
+                "flip": False,
+                "thresholds": thresholds,
             }
         )
     )
     calib = Calibration.load(table)
-    assert calib.pick(None, None) == (0.1, "hr-hr@full")
-    assert calib.pick(None, 45) == (0.3, "hr-lr@48")
-    assert calib.pick(12, None) == (0.2, "hr-lr@16")
-    assert calib.pick(40, 45) == (0.4, "lr-lr@48")
-    assert pipe.verify(red_big, red_small, calibration=calib).threshold_source.endswith(
-        "[hr-lr@16]"
+    result = alone.verify(scene(("red", 20, 20, 120)), scene(("red", 5, 5, 16)), calibration=calib)
+    assert result.b.role == "teacher" and result.b.resolution == 16
+    assert result.threshold == 0.2 and result.threshold_source.endswith("[hr-lr@16]")
+    big = alone.verify(
+        scene(("red", 0, 0, 160), size=170), scene(("red", 0, 0, 150), size=170), calibration=calib
     )
+    assert big.threshold_source.endswith("[hr-hr@full]")
 
-    foreign = tmp_path / "foreign.json"
-    foreign.write_text(json.dumps({"threshold": 0.5, "encoder": "arcface"}))
-    with pytest.raises(ValueError, match=r"foreign.json: calibration was made for \['arcface'\]"):
-        pipe.verify(red_big, blue, calibration=Calibration.load(foreign))
-    broken = tmp_path / "broken.json"
-    broken.write_text("{")
-    with pytest.raises(ValueError, match="broken.json: calibration file is not valid JSON"):
-        Calibration.load(broken)
+
+def test_verify_compares_every_face_and_says_which_matched(pipe):
+    group = scene(("blue", 5, 5, 60), ("red", 100, 100, 70), ("green", 5, 120, 60))
+    result = pipe.verify(scene(("red", 20, 20, 120)), group, threshold=0.99)
+    assert result.same is True and result.comparisons == 3
+    assert result.b.faces_in_image == 3 and tuple(result.b.face.box[:2]) == (100, 100)
+    largest = FacePipeline(SquareDetector(), ColourEncoder("teacher"), multi_face="largest")
+    assert largest.verify(scene(("red", 20, 20, 120)), group, threshold=0.99).comparisons == 1
+
+
+def test_dominant_policy_refuses_similar_faces():
+    faces = SquareDetector().detect(scene(("red", 10, 10, 100), ("green", 120, 120, 75)))
+    with pytest.raises(MultipleFacesError, match="2 faces of similar size"):
+        select_faces(faces, "dominant", "group.jpg")
+    faces = SquareDetector().detect(scene(("red", 10, 10, 100), ("green", 150, 150, 30)))
+    assert [f.width for f in select_faces(faces, "dominant", "portrait.jpg")] == [100]
 
 
 @pytest.fixture
@@ -211,7 +236,8 @@ def test_enroll_skips_bad_files_and_keeps_the_gallery(cli, tmp_path):
     result = cli("gallery", "search", probe, "--gallery", gallery, "-k", "2")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "1. blue" in lines[1] and "2. red" in lines[2]
+    assert "1 face found" in lines[0] and "answer: undecided (no open-set calibration" in lines[1]
+    assert "1. blue" in lines[2] and "2. red" in lines[3]
 
     assert "1 identities left" in cli("gallery", "remove", "red", "--gallery", gallery).output
     assert cli("gallery", "remove", "red", "--gallery", gallery).exit_code == 1
@@ -232,11 +258,43 @@ def test_verify_command_reports_encoders(cli, tmp_path):
     _photo(b, ("red", 5, 5, 16))
     result = cli("verify", a, b, "--encoder", "teacher", "--student", "other", "--threshold", "0.9")
     assert result.exit_code == 0, result.output
-    assert "decision: same person" in result.output
+    assert "decision: same person (threshold 0.9000 from --threshold: given)" in result.output
     assert "-> teacher teacher (150 px chip)" in result.output
     assert "-> student other (16 px chip)" in result.output
     missing = cli("verify", a, tmp_path / "nope.jpg", "--encoder", "teacher")
     assert missing.exit_code == 1 and "nope.jpg: no such file" in missing.output
+
+
+def test_search_answers_unknown_under_the_openset_threshold(cli, tmp_path):
+    people = tmp_path / "people"
+    _photo(people / "red" / "1.png", ("red", 20, 20, 120), ("green", 150, 150, 30))
+    _photo(people / "group" / "1.png", ("red", 10, 10, 80), ("blue", 100, 100, 70))
+    gallery = tmp_path / "g.safetensors"
+    result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "teacher")
+    assert "enrolled 1 photos of 1 identities" in result.output
+    assert "1 of those photos held several faces; the clearly largest one" in result.output
+    assert "1.png: 2 faces of similar size (80, 70 px wide)" in result.output
+    calib = tmp_path / "openset.json"
+    calib.write_text(
+        json.dumps(
+            {
+                "encoder": "teacher",
+                "flip": False,
+                "openset": {"16": 0.999, "full": 0.5},
+                "openset_fpir": 0.01,
+            }
+        )
+    )
+    probe = tmp_path / "probe.png"
+    _photo(probe, ("blue", 60, 60, 16))  # a stranger, but red is the nearest template
+    args = ("gallery", "search", probe, "--gallery", gallery, "--calibration", calib)
+    text = cli(*args).output
+    assert "answer: unknown (best score" in text and "open-set threshold at 16" in text
+    assert "1. red" in text
+    (answer,) = json.loads(cli(*args, "--json").output)
+    assert answer["answer"] == "unknown" and answer["openset_threshold"] == 0.999
+    known = json.loads(cli(*args, "--json", "--threshold", "0.1").output)[0]
+    assert known["answer"] == "red" and known["faces_in_image"] == 1
 
 
 @pytest.mark.lfw

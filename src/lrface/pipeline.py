@@ -9,25 +9,35 @@ calibrated thresholds, is still the native one (``lrface.detect.align.native_chi
 Students are trained into the teacher's embedding space, so either kind of embedding compares
 with either (and with a gallery enrolled by the teacher).
 
-Several faces in one image: ``multi_face`` = ``largest`` (default), ``all`` or ``error``.
+Several faces in one image: ``multi_face`` = ``all`` (default: each face is compared or
+searched, and the output says which matched), ``dominant`` (the largest face, only when it is
+clearly the largest: every other face narrower than ``DOMINANT_RATIO`` of it, else
+MultipleFacesError; what enrolling uses), ``largest`` (the largest, whatever the others) or
+``error``. Every embedded face records how many faces its image held.
+
+Thresholds: ``lrface.calibration`` picks one per face pair from the encoder that served each
+face and each face's resolution (teacher-served small faces included).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from lrface.calibration import Calibration, FaceRef, ThresholdBook, as_resolution, calibration_path
 from lrface.data.degrade import CHIP_SIZE
 from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector
 from lrface.detect.align import align_face, native_chip_size, student_chip
 from lrface.models.encoder import FaceEncoder
 
-MULTI_FACE_POLICIES = ("largest", "all", "error")
+MULTI_FACE_POLICIES = ("all", "dominant", "largest", "error")
+
+DOMINANT_RATIO = 0.7
+"""Under ``dominant``, the largest face is taken only if every other face is narrower than this
+share of its width (a group photo of similar faces is refused rather than guessed at)."""
 
 # Faces narrower than this go to the student. On LFW View 2 the per-fold students beat the
 # teacher up to 20 px chips and lose from 24 px up (docs/results.md, sections 2a and 3), and in 1:N
@@ -55,18 +65,26 @@ class MultipleFacesError(FaceInputError):
 
 @dataclass
 class EmbeddedFace:
-    """A face, its unit embedding, the encoder that made it and the chip side it was given."""
+    """A face, its unit embedding, the encoder that made it, the chip side it was given, its
+    native resolution (chip side at one chip px per image px) and the faces in its image."""
 
     face: Face
     embedding: np.ndarray
     encoder: str
     role: str
     chip_size: int
+    native_size: int
+    faces_in_image: int = 1
 
     @property
     def resolution(self) -> int | None:
-        """Chip side for a student-served (low-resolution) face, None for a teacher one."""
-        return self.chip_size if self.role == "student" else None
+        """Native chip side of a low-resolution face, None for a full-size one (whichever
+        encoder served it): what its thresholds are calibrated by."""
+        return as_resolution(self.native_size)
+
+    @property
+    def ref(self) -> FaceRef:
+        return FaceRef(self.encoder, self.resolution)
 
     def to_dict(self) -> dict:
         return {
@@ -74,6 +92,8 @@ class EmbeddedFace:
             "encoder": self.encoder,
             "role": self.role,
             "chip_size": self.chip_size,
+            "resolution": self.native_size,
+            "faces_in_image": self.faces_in_image,
         }
 
 
@@ -88,13 +108,17 @@ class VerifyResult:
     a: EmbeddedFace
     b: EmbeddedFace
     threshold_source: str | None = None
+    threshold_reason: str | None = None
+    comparisons: int = 1
 
     def to_dict(self) -> dict:
         return {
             "score": round(self.score, 4),
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
+            "threshold_reason": self.threshold_reason,
             "same": self.same,
+            "comparisons": self.comparisons,
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
         }
@@ -106,8 +130,18 @@ def select_faces(faces: list[Face], policy: str, source: str) -> list[Face]:
         raise ValueError(f"unknown multi-face policy {policy!r}; one of {MULTI_FACE_POLICIES}")
     if not faces:
         raise NoFaceError(source, "no face found")
+    ranked = sorted(faces, key=lambda f: f.width, reverse=True)
     if policy == "largest":
-        return [max(faces, key=lambda f: f.area)]
+        return ranked[:1]
+    if policy == "dominant" and len(faces) > 1:
+        if ranked[1].width >= DOMINANT_RATIO * ranked[0].width:
+            widths = ", ".join(f"{f.width:.0f}" for f in ranked[:5])
+            raise MultipleFacesError(
+                source,
+                f"{len(faces)} faces of similar size ({widths} px wide); crop the photo to one "
+                "face, or take the largest with --multi-face largest",
+            )
+        return ranked[:1]
     if policy == "error" and len(faces) > 1:
         raise MultipleFacesError(
             source, f"{len(faces)} faces found and the multi-face policy is 'error'"
@@ -124,7 +158,7 @@ class FacePipeline:
         teacher: FaceEncoder,
         student: FaceEncoder | None = None,
         size_cutoff: float = DEFAULT_SIZE_CUTOFF,
-        multi_face: str = "largest",
+        multi_face: str = "all",
     ):
         if student is not None and student.dim != teacher.dim:
             raise ValueError(
@@ -185,7 +219,9 @@ class FacePipeline:
                 else:
                     chips = np.stack([align_face(image, faces[i], size) for i in idx])
                 for i, emb in zip(idx, encoder.embed(chips), strict=True):
-                    out[i] = EmbeddedFace(faces[i], emb, encoder.cache_key, role, size)
+                    out[i] = EmbeddedFace(
+                        faces[i], emb, encoder.cache_key, role, size, native_chip_size(faces[i])
+                    )
         return [e for e in out if e is not None]
 
     def embed_image(
@@ -193,116 +229,116 @@ class FacePipeline:
     ) -> list[EmbeddedFace]:
         """Load, detect (with the policy) and embed."""
         array, source = self.load(image)
-        faces = select_faces(self.detector.detect(array), policy or self.multi_face, source)
-        return self.embed_faces(array, faces)
+        found = self.detector.detect(array)
+        embedded = self.embed_faces(array, select_faces(found, policy or self.multi_face, source))
+        for face in embedded:
+            face.faces_in_image = len(found)
+        return embedded
+
+    def thresholds(self, calibrations: list[Calibration]) -> ThresholdBook:
+        """A ThresholdBook over ``calibrations`` that knows this pipeline's encoders by name
+        and by cache key; refuses flip-averaged calibrations (faces here are not flipped)."""
+        for calib in calibrations:
+            calib.check_flip(False)
+        encoders = [e for e in (self.teacher, self.student) if e is not None]
+        return ThresholdBook(calibrations, {e.cache_key: {e.name} for e in encoders})
 
     def verify(
         self,
         a: np.ndarray | str | os.PathLike,
         b: np.ndarray | str | os.PathLike,
         threshold: float | None = None,
-        calibration: Calibration | None = None,
+        calibration: Calibration | list[Calibration] | None = None,
     ) -> VerifyResult:
-        """Cosine similarity of the faces in ``a`` and ``b`` (best pair under policy ``all``);
-        ``same`` = score above ``threshold`` (or the calibration's threshold for the faces'
-        resolutions; an explicit threshold wins)."""
+        """Compare every face kept in ``a`` with every face kept in ``b`` (policy ``all``: all
+        of them) and return the best-matching pair. ``same`` = score above ``threshold``, or
+        above the calibrated threshold for that pair's encoders and resolutions (an explicit
+        threshold wins); with calibrations the best pair is the one furthest above its own
+        threshold, else the highest score."""
         faces_a, faces_b = self.embed_image(a), self.embed_image(b)
         sims = np.stack([f.embedding for f in faces_a]) @ np.stack([f.embedding for f in faces_b]).T
-        i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
-        best_a, best_b = faces_a[i], faces_b[j]
-        source = "--threshold" if threshold is not None else None
+        choices = None
         if threshold is None and calibration is not None:
-            served = [e for e in (self.teacher, self.student) if e is not None]
-            keys = {best_a.encoder, best_b.encoder}
-            calibration.check_encoders(
-                {n for e in served if e.cache_key in keys for n in (e.name, e.cache_key)}
-            )
-            threshold, key = calibration.pick(best_a.resolution, best_b.resolution)
-            source = f"{calibration.path} [{key}]"
+            book = self.thresholds(calibration if isinstance(calibration, list) else [calibration])
+            choices = [[book.pair(fa.ref, fb.ref) for fb in faces_b] for fa in faces_a]
+            margin = sims - np.array([[c.threshold for c in row] for row in choices])
+            i, j = np.unravel_index(int(np.argmax(margin)), sims.shape)
+        else:
+            i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
         score = float(sims[i, j])
+        source = reason = None
+        if choices is not None:
+            threshold, source, reason = (
+                choices[i][j].threshold,
+                choices[i][j].source,
+                choices[i][j].reason,
+            )
+        elif threshold is not None:
+            source, reason = "--threshold", "given"
         same = None if threshold is None else bool(score > threshold)
-        return VerifyResult(score, threshold, same, best_a, best_b, source)
+        return VerifyResult(
+            score, threshold, same, faces_a[i], faces_b[j], source, reason, sims.size
+        )
 
 
-TEACHER_CALIBRATION = Path(__file__).parent / "models" / "calibration" / "dlib-resnet-torch.json"
-"""Thresholds of the teacher from ``lrface benchmark --no-flip`` on full LFW View 2."""
-
-
-def default_calibration(encoder: str, student: str | None) -> Path | None:
-    """The calibration stored with the model: ``<student checkpoint>/calibration.json`` (written
-    by ``lrface benchmark --encoder <checkpoint>``), else the teacher's packaged one."""
-    if student is not None:
-        stored = Path(student) / "calibration.json"
-        return stored if stored.is_file() else None
-    return TEACHER_CALIBRATION if encoder == "dlib-resnet-torch" else None
+def default_calibrations(encoder: str, student: str | None) -> list[Calibration]:
+    """The calibrations stored with the student (if any) and the teacher (if any); see
+    ``lrface.calibration.calibration_path``."""
+    paths = [calibration_path(name) for name in (student, encoder) if name]
+    return [Calibration.load(p) for p in paths if p is not None]
 
 
 @dataclass
-class Calibration:
-    """Decision thresholds for cosine scores, from a JSON file.
+class Answer:
+    """A watch-list answer for one face: ``identity`` None means unknown (best score not above
+    the open-set ``threshold``); ``threshold`` None means no open-set threshold was available,
+    so only the ranking is given."""
 
-    Two layouts are read: ``{"threshold": t, "encoder": name, ...}`` (one threshold), and the
-    benchmark's ``{"gallery_encoder", "probe_encoder", "thresholds": {"hr-hr@full": t,
-    "hr-lr@16": t, "lr-lr@16": t, ...}}`` (by protocol and probe size).
-    """
-
-    path: str
-    encoders: set[str]
+    identity: str | None
+    score: float | None
     threshold: float | None
-    thresholds: dict[str, float]
+    source: str | None
+    reason: str
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Calibration:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read calibration file ({exc.strerror})") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: calibration file is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: calibration file must hold a JSON object")
-        encoders = {
-            str(data[k]) for k in ("encoder", "gallery_encoder", "probe_encoder") if k in data
+    def describe(self) -> str:
+        if self.threshold is None:
+            return f"undecided ({self.reason})"
+        if self.identity is None:
+            best = "empty gallery" if self.score is None else f"best score {self.score:.4f}"
+            return f"unknown ({best} <= threshold {self.threshold:.4f}; {self.reason})"
+        return f"{self.identity} ({self.score:.4f} > threshold {self.threshold:.4f}; {self.reason})"
+
+    def to_dict(self) -> dict:
+        return {
+            "answer": "unknown"
+            if self.identity is None and self.threshold is not None
+            else self.identity,
+            "answer_score": None if self.score is None else round(self.score, 4),
+            "openset_threshold": self.threshold,
+            "openset_threshold_source": self.source,
+            "openset_reason": self.reason,
         }
-        single = data.get("threshold")
-        table = data.get("thresholds", {})
-        if single is None and not table:
-            raise ValueError(f"{path}: calibration file has neither 'threshold' nor 'thresholds'")
+
+
+def identify(
+    book: ThresholdBook,
+    face: EmbeddedFace,
+    matches: list,
+    gallery_encoder: str,
+    threshold: float | None = None,
+) -> Answer:
+    """The open-set decision for ``face`` given its ranked ``matches`` (``.name``, ``.score``):
+    the top identity if its score is above the open-set threshold for the face's resolution and
+    encoder (``threshold`` overrides), else unknown."""
+    top = matches[0] if matches else None
+    score = None if top is None else float(top.score)
+    if threshold is not None:
+        source, reason = "--threshold", "given"
+    else:
         try:
-            single = None if single is None else float(single)
-            table = {str(k): float(v) for k, v in dict(table).items()}
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: calibration thresholds must be numbers") from None
-        if not encoders:
-            raise ValueError(f"{path}: calibration file does not say which encoder it is for")
-        return cls(str(path), encoders, single, table)
-
-    def check_encoders(self, used: set[str]) -> None:
-        """ValueError unless the calibration was made for one of the encoders in ``used``."""
-        if not self.encoders & used:
-            raise ValueError(
-                f"{self.path}: calibration was made for {sorted(self.encoders)}, but the faces "
-                f"were embedded by {sorted(used)}"
-            )
-
-    def pick(self, size_a: int | None, size_b: int | None) -> tuple[float, str]:
-        """Threshold for faces of these resolutions (None = full); (threshold, key used)."""
-        if self.threshold is not None:
-            return self.threshold, "threshold"
-        sizes = [s for s in (size_a, size_b) if s is not None]
-        protocol = {0: "hr-hr", 1: "hr-lr", 2: "lr-lr"}[len(sizes)]
-        options: dict[int | None, str] = {}
-        for key in self.thresholds:
-            name, _, label = key.partition("@")
-            if name == protocol:
-                options[None if label == "full" else int(label)] = key
-        if not options:
-            raise ValueError(f"{self.path}: no '{protocol}' threshold in the calibration")
-        if not sizes:
-            key = options.get(None) or next(iter(options.values()))
-        else:
-            target = min(sizes)
-            numeric = [s for s in options if s is not None]
-            key = options[min(numeric, key=lambda s: abs(s - target))] if numeric else options[None]
-        return self.thresholds[key], key
+            choice = book.openset(face.ref, gallery_encoder)
+        except ValueError as exc:
+            return Answer(None if top is None else top.name, score, None, None, str(exc))
+        threshold, source, reason = choice.threshold, choice.source, choice.reason
+    known = score is not None and score > threshold
+    return Answer(top.name if known else None, score, threshold, source, reason)

@@ -36,7 +36,13 @@ CutoffOpt = Annotated[
         "[default: lrface.pipeline.DEFAULT_SIZE_CUTOFF, 20]."
     ),
 ]
-MultiOpt = Annotated[str, typer.Option(help="Several faces in an image: largest, all, or error.")]
+MultiOpt = Annotated[
+    str,
+    typer.Option(
+        help="Several faces in an image: all (compare or search each), dominant (the largest "
+        "if clearly largest, else refuse), largest, or error."
+    ),
+]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -188,23 +194,24 @@ def verify_command(
     detector: DetectorOpt = "mtcnn",
     min_face: MinFaceOpt = 20,
     size_cutoff: CutoffOpt = None,
-    multi_face: MultiOpt = "largest",
+    multi_face: MultiOpt = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Are A and B the same person? Prints the score, the decision and the encoder per face."""
-    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, default_calibration
+    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, default_calibrations
 
     _check_policy(multi_face, MULTI_FACE_POLICIES)
-    if calibration is None and threshold is None:
-        calibration = default_calibration(encoder, student)
-    try:
-        calib = Calibration.load(calibration) if calibration and threshold is None else None
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    calibs = None
+    if threshold is None:
+        try:
+            calibs = [Calibration.load(calibration)] if calibration else []
+            calibs += default_calibrations(encoder, student)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
     pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, multi_face, device)
     try:
-        result = pipe.verify(a, b, threshold=threshold, calibration=calib)
+        result = pipe.verify(a, b, threshold=threshold, calibration=calibs or None)
     except ValueError as exc:  # unreadable image, no face, calibration mismatch
         raise _fail(str(exc)) from None
     if as_json:
@@ -216,13 +223,24 @@ def verify_command(
     else:
         verdict = "same person" if result.same else "different people"
         typer.echo(
-            f"decision: {verdict} (threshold {result.threshold:.4f} from {result.threshold_source})"
+            f"decision: {verdict} (threshold {result.threshold:.4f} from "
+            f"{result.threshold_source}: {result.threshold_reason})"
         )
+    if result.comparisons > 1:
+        typer.echo(f"best of {result.comparisons} face pairs compared:")
     for label, path, face in (("A", a, result.a), ("B", b, result.b)):
-        typer.echo(
-            f"{label} {path}: face {face.face.width:.0f} px wide -> {face.role} "
-            f"{face.encoder} ({face.chip_size} px chip)"
-        )
+        typer.echo(f"{label} {path}: {_face_line(face)}")
+
+
+def _face_line(face) -> str:
+    """Which face (of how many), its size, and what served it, for the text outputs."""
+    found = face.faces_in_image
+    where = "" if found == 1 else f" at {[round(float(v)) for v in face.face.box]}"
+    size = "full size" if face.resolution is None else f"{face.resolution} px"
+    return (
+        f"{found} face{'s' if found != 1 else ''} found; face{where} {face.face.width:.0f} px "
+        f"wide ({size}) -> {face.role} {face.encoder} ({face.chip_size} px chip)"
+    )
 
 
 gallery_app = typer.Typer(help="1:N gallery: enroll, search, remove, list.", no_args_is_help=True)
@@ -246,8 +264,12 @@ def enroll_command(
     detector: DetectorOpt = "mtcnn",
     min_face: MinFaceOpt = 20,
     multi_face: Annotated[
-        str, typer.Option(help="Several faces in a photo: largest, or error (skip the photo).")
-    ] = "largest",
+        str,
+        typer.Option(
+            help="Several faces in a photo: dominant (the largest when clearly largest, else "
+            "skip the photo), largest (whatever the others), or error (skip the photo)."
+        ),
+    ] = "dominant",
     device: DeviceOpt = "cpu",
 ) -> None:
     """Enroll every <identity>/ folder of DIRECTORY (one or more photos each) into GALLERY.
@@ -258,7 +280,7 @@ def enroll_command(
     from lrface.pipeline import FaceInputError
     from lrface.search.gallery import Gallery, GalleryError
 
-    _check_policy(multi_face, ("largest", "error"))
+    _check_policy(multi_face, ("dominant", "largest", "error"))
     if not directory.is_dir():
         raise _fail(f"{directory}: not a directory")
     pipe = _pipeline(encoder, None, detector, min_face, 0, multi_face, device)
@@ -272,7 +294,7 @@ def enroll_command(
         gal = Gallery(pipe.teacher.cache_key, pipe.dim, encoder_name=encoder)
 
     skipped: list[tuple[str, str]] = []
-    enrolled_images, touched = 0, []
+    enrolled_images, touched, crowded = 0, [], 0
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith("."):
             continue
@@ -282,8 +304,10 @@ def enroll_command(
         embeddings, sources = [], []
         for file in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
             try:
-                embeddings.append(pipe.embed_image(file)[0].embedding)
+                (face,) = pipe.embed_image(file)
+                embeddings.append(face.embedding)
                 sources.append(str(file))
+                crowded += face.faces_in_image > 1
             except (BadImageError, FaceInputError) as exc:
                 skipped.append((str(file), exc.reason))
         if embeddings:
@@ -297,6 +321,9 @@ def enroll_command(
         f"enrolled {enrolled_images} photos of {len(touched)} identities into {gallery} "
         f"({len(gal)} identities in total)"
     )
+    if crowded:
+        kept = "largest" if multi_face == "largest" else "clearly largest"
+        typer.echo(f"{crowded} of those photos held several faces; the {kept} one was enrolled")
     if skipped:
         typer.echo(f"skipped {len(skipped)}:", err=True)
         for path, reason in skipped:
@@ -319,35 +346,58 @@ def search_command(
     detector: DetectorOpt = "mtcnn",
     min_face: MinFaceOpt = 20,
     size_cutoff: CutoffOpt = None,
-    multi_face: MultiOpt = "largest",
+    multi_face: MultiOpt = "all",
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Open-set threshold: unknown when the best score is not above it."),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Calibration JSON with open-set thresholds (--threshold wins)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Top-k identities for the face(s) in IMAGE, with cosine scores."""
-    from lrface.pipeline import MULTI_FACE_POLICIES, FaceInputError
+    """Who is in IMAGE? For each face: the best identity, or **unknown** when its score is under
+    the open-set threshold calibrated for the face's resolution and the encoder that served it
+    (set at a stated false-positive identification rate on LFW people outside the gallery:
+    docs/openset.md); then the top-k identities with cosine scores."""
+    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, FaceInputError, identify
+    from lrface.pipeline import default_calibrations as defaults
     from lrface.search.gallery import GalleryError
 
     _check_policy(multi_face, MULTI_FACE_POLICIES)
     gal = _load_gallery(gallery)
+    try:
+        calibs = [Calibration.load(calibration)] if calibration else []
+        calibs += defaults(gal.encoder_name, student)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     pipe = _pipeline(gal.encoder_name, student, detector, min_face, size_cutoff, multi_face, device)
     try:
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
         faces = pipe.embed_image(image)
-    except (BadImageError, FaceInputError, GalleryError) as exc:
+        book = pipe.thresholds(calibs)
+    except (BadImageError, FaceInputError, GalleryError, ValueError) as exc:
         raise _fail(str(exc)) from None
     matches = gal.search(np.stack([f.embedding for f in faces]), k)
+    answers = [
+        identify(book, f, ms, gal.encoder, threshold) for f, ms in zip(faces, matches, strict=True)
+    ]
     if as_json:
         out = [
-            {**f.to_dict(), "matches": [{"name": m.name, "score": round(m.score, 4)} for m in ms]}
-            for f, ms in zip(faces, matches, strict=True)
+            {
+                **f.to_dict(),
+                **a.to_dict(),
+                "matches": [{"name": m.name, "score": round(m.score, 4)} for m in ms],
+            }
+            for f, a, ms in zip(faces, answers, matches, strict=True)
         ]
         typer.echo(json.dumps(out, indent=2))
         return
-    for face, ms in zip(faces, matches, strict=True):
-        typer.echo(
-            f"face at {[round(float(v)) for v in face.face.box]} "
-            f"({face.face.width:.0f} px, {face.role} {face.encoder}):"
-        )
+    for face, answer, ms in zip(faces, answers, matches, strict=True):
+        typer.echo(f"{_face_line(face)}:")
+        typer.echo(f"  answer: {answer.describe()}")
         for rank, m in enumerate(ms, 1):
             typer.echo(f"  {rank}. {m.name}  {m.score:.4f}")
 

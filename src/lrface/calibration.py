@@ -1,0 +1,233 @@
+"""Decision thresholds for cosine scores: calibration files, and which threshold a face pair (or
+a watch-list search) is judged by.
+
+A calibration file is made for one *probe encoder* against one *gallery encoder* (for the
+teacher both are the teacher; for a student the gallery is its teacher). ``lrface benchmark``
+writes ``{"gallery_encoder", "probe_encoder", "view", "flip", "thresholds": {"hr-hr@full": t,
+"hr-lr@16": t, "lr-lr@16": t, ...}}``; ``lrface calibrate-openset`` adds ``"openset": {"16": t,
+..., "full": t}`` with the ``openset_fpir`` they were set at. A one-threshold file
+``{"threshold": t, "encoder": name}`` is read too. ``flip`` says whether the embeddings were
+averaged with the mirrored face's; the pipeline embeds without flip, so a flip calibration is
+refused (its thresholds sit higher).
+
+Which threshold (``ThresholdBook``): every face has the encoder that served it and a
+*resolution*, the side of the chip at which one chip pixel is one image pixel
+(``lrface.detect.align.native_chip_size``; ``None`` when it is at least the 150 px chip, i.e.
+full size). A resolution is judged at the calibrated size nearest to it on a log scale, full
+size counting as 150 px; so a 14 px face is judged as a 16 px one *whoever served it*. The
+protocol follows the number of low-resolution faces (0: ``hr-hr``, 1: ``hr-lr``, 2: ``lr-lr``
+at the smaller size), and the file is the one whose probe encoder served the lower-resolution
+face and whose gallery encoder served the other (``lr-lr``: its probe encoder served both).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FULL_SIZE = 150
+"""Side of a full-resolution aligned chip; resolutions at or above it are full size."""
+
+_MODELS = Path(__file__).parent / "models"
+
+
+def calibration_path(encoder: str) -> Path | None:
+    """The calibration stored with an encoder: ``<checkpoint dir>/calibration.json`` (written by
+    ``lrface benchmark --encoder <dir> --no-flip``), a packaged pretrained student's
+    ``models/pretrained/<name>/calibration.json``, or ``models/calibration/<name>.json``."""
+    candidates = [
+        Path(encoder) / "calibration.json",
+        _MODELS / "pretrained" / encoder / "calibration.json",
+        _MODELS / "calibration" / f"{encoder}.json",
+    ]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def size_label(size: int | None) -> str:
+    return "full" if size is None else str(size)
+
+
+def as_resolution(chip_size: int) -> int | None:
+    """A native chip side as a resolution: ``None`` (full size) from 150 px up."""
+    return None if chip_size >= FULL_SIZE else int(chip_size)
+
+
+def nearest_size(resolution: int | None, sizes: list[int | None]) -> int | None:
+    """The size in ``sizes`` nearest to ``resolution`` on a log scale (None = full = 150 px)."""
+    if not sizes:
+        raise ValueError("no sizes to choose from")
+    target = math.log(resolution or FULL_SIZE)
+    return min(sizes, key=lambda s: (abs(math.log(s or FULL_SIZE) - target), s or FULL_SIZE))
+
+
+@dataclass
+class Calibration:
+    """Thresholds of one file; ``gallery``/``probe`` are the encoder keys it was made with."""
+
+    path: str
+    gallery: str
+    probe: str
+    flip: bool | None
+    threshold: float | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    openset: dict[int | None, float] = field(default_factory=dict)
+    openset_fpir: float | None = None
+
+    @property
+    def encoders(self) -> set[str]:
+        return {self.gallery, self.probe}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Calibration:
+        """Read and check a calibration file (ValueError naming the file)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except IsADirectoryError:
+            raise ValueError(f"{path}: is a directory, not a calibration file") from None
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read calibration file ({exc.strerror})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: calibration file is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: calibration file must hold a JSON object")
+        probe = data.get("probe_encoder", data.get("encoder"))
+        gallery = data.get("gallery_encoder", probe)
+        if probe is None:
+            raise ValueError(f"{path}: calibration file does not say which encoder it is for")
+        single = data.get("threshold")
+        table = data.get("thresholds", {})
+        openset = data.get("openset", {})
+        if single is None and not table and not openset:
+            raise ValueError(f"{path}: calibration file has neither 'threshold' nor 'thresholds'")
+        try:
+            single = None if single is None else float(single)
+            table = {str(k): float(v) for k, v in dict(table).items()}
+            openset = {None if k == "full" else int(k): float(v) for k, v in dict(openset).items()}
+            fpir = data.get("openset_fpir")
+            fpir = None if fpir is None else float(fpir)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: calibration thresholds must be numbers") from None
+        flip = data.get("flip")
+        return cls(str(path), str(gallery), str(probe), flip, single, table, openset, fpir)
+
+    def check_flip(self, flip: bool = False) -> None:
+        """ValueError when the file's embeddings were made with a different ``flip``."""
+        if self.flip is not None and bool(self.flip) != flip:
+            made, used = ("with", "without") if self.flip else ("without", "with")
+            raise ValueError(
+                f"{self.path}: calibration was measured on embeddings made {made} flip averaging "
+                f"but faces here are embedded {used}; its thresholds do not apply (use a "
+                f"calibration from `lrface benchmark {'--no-flip' if not flip else '--flip'}`)"
+            )
+
+    def sizes(self, protocol: str) -> dict[int | None, str]:
+        """``{size: key}`` of this protocol's thresholds (None = full)."""
+        out: dict[int | None, str] = {}
+        for key in self.thresholds:
+            name, _, label = key.partition("@")
+            if name == protocol:
+                out[None if label == "full" else int(label)] = key
+        return out
+
+
+@dataclass
+class FaceRef:
+    """What a threshold depends on: the encoder that served a face and its resolution."""
+
+    encoder: str
+    resolution: int | None
+
+
+@dataclass
+class Choice:
+    """A threshold, the file and key it came from, and why that one."""
+
+    threshold: float
+    source: str
+    reason: str
+
+
+class ThresholdBook:
+    """Calibrations by encoder; picks the threshold for a pair or an open-set search.
+
+    ``aliases`` maps each encoder key faces carry to every name it is known by (registered
+    name, checkpoint path, cache key), so a file that names any of them applies. Files listed
+    first win.
+    """
+
+    def __init__(self, calibrations: list[Calibration], aliases: dict[str, set[str]] | None = None):
+        self.calibrations = calibrations
+        self.aliases = aliases or {}
+
+    def _names(self, encoder: str) -> set[str]:
+        return {encoder} | self.aliases.get(encoder, set())
+
+    def _files(self, probe: str, gallery: str | None) -> list[Calibration]:
+        return [
+            c
+            for c in self.calibrations
+            if c.probe in self._names(probe)
+            and (gallery is None or c.gallery in self._names(gallery))
+        ]
+
+    def _missing(self, what: str, probe: str, gallery: str | None) -> ValueError:
+        made = f"probe encoder {probe}" + (
+            "" if gallery is None else f" and gallery encoder {gallery}"
+        )
+        have = ", ".join(f"{c.path} ({c.probe} vs {c.gallery})" for c in self.calibrations)
+        return ValueError(
+            f"no {what} calibration for {made} (have: {have or 'none'}); give --calibration "
+            "or --threshold"
+        )
+
+    def pair(self, a: FaceRef, b: FaceRef) -> Choice:
+        """The verification threshold for faces ``a`` and ``b``."""
+        low, high = sorted((a, b), key=lambda f: f.resolution or FULL_SIZE)
+        same_encoder = high.encoder in self._names(low.encoder)
+        if low.resolution is None:  # both full size: any file's hr-hr is its gallery encoder's
+            files = [
+                c
+                for c in self.calibrations
+                if c.gallery in self._names(a.encoder) and c.gallery in self._names(b.encoder)
+            ]
+        else:
+            files = self._files(low.encoder, high.encoder) or self._files(low.encoder, None)
+        if not files:
+            raise self._missing("verification", low.encoder, high.encoder)
+        calib = files[0]
+        if calib.threshold is not None:
+            return Choice(calib.threshold, f"{calib.path} [threshold]", "its single threshold")
+        sizes = [s for p in ("hr-lr", "lr-lr") for s in calib.sizes(p)] + [None]
+        snapped = [nearest_size(f.resolution, sizes) for f in (a, b)]
+        lr = sorted(s for s in snapped if s is not None)
+        protocol = {0: "hr-hr", 1: "hr-lr", 2: "lr-lr"}[len(lr)]
+        key = f"{protocol}@{size_label(lr[0] if lr else None)}"
+        if key not in calib.thresholds:
+            raise ValueError(f"{calib.path}: no '{key}' threshold in the calibration")
+        faces = " and ".join(f"{f.resolution} px" if f.resolution else "full size" for f in (a, b))
+        reason = f"faces {faces}: {protocol} at {size_label(lr[0] if lr else None)}"
+        if len(lr) == 2 and not same_encoder:
+            reason += f"; {high.encoder} served the other face, judged as if {low.encoder} had"
+        elif len(lr) < 2 and calib.gallery not in self._names(high.encoder):
+            reason += f"; {high.encoder} served the larger face, not {calib.gallery}"
+        return Choice(calib.thresholds[key], f"{calib.path} [{key}]", reason)
+
+    def openset(self, probe: FaceRef, gallery_encoder: str) -> Choice:
+        """The open-set (watch-list) threshold for a probe searched in a gallery of
+        ``gallery_encoder`` templates: under it, the answer is *unknown*."""
+        for calib in self._files(probe.encoder, gallery_encoder):
+            if not calib.openset:
+                continue
+            size = nearest_size(probe.resolution, list(calib.openset))
+            label = size_label(probe.resolution)
+            reason = (
+                f"probe {label + ' px' if probe.resolution else 'full size'} ({probe.encoder}): "
+                f"open-set threshold at {size_label(size)}"
+                + ("" if calib.openset_fpir is None else f", FPIR {calib.openset_fpir:g}")
+            )
+            return Choice(calib.openset[size], f"{calib.path} [openset@{size_label(size)}]", reason)
+        raise self._missing("open-set", probe.encoder, gallery_encoder)

@@ -1,0 +1,118 @@
+"""Which threshold judges a face pair or a watch-list search: by the encoder that served each
+face and each face's resolution (synthetic calibration files, no data)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lrface.calibration import (
+    Calibration,
+    FaceRef,
+    ThresholdBook,
+    as_resolution,
+    calibration_path,
+    nearest_size,
+)
+
+SIZES = (8, 12, 16, 20, 24, 32)
+
+
+def _write(path, gallery, probe, flip=False, base=0.5, openset=None):
+    table = {f"hr-lr@{s}": base + s / 1000 for s in SIZES}
+    table |= {f"lr-lr@{s}": base + 0.1 + s / 1000 for s in SIZES}
+    table["hr-hr@full"] = base + 0.2
+    data = {"gallery_encoder": gallery, "probe_encoder": probe, "flip": flip, "thresholds": table}
+    if openset is not None:
+        data |= {"openset": openset, "openset_fpir": 0.01}
+    path.write_text(json.dumps(data))
+    return Calibration.load(path)
+
+
+@pytest.fixture
+def book(tmp_path):
+    teacher = _write(
+        tmp_path / "teacher.json",
+        "T-key",
+        "T-key",
+        base=0.8,
+        openset={"16": 0.91, "24": 0.92, "full": 0.93},
+    )
+    student = _write(
+        tmp_path / "student.json", "T-key", "S-key", base=0.6, openset={"16": 0.71, "full": 0.73}
+    )
+    return ThresholdBook([student, teacher], {"T-key": {"teacher"}, "S-key": {"student"}})
+
+
+def test_a_small_face_served_by_the_teacher_is_judged_at_its_resolution(book):
+    # the bug: a 14 px face embedded by the teacher was judged with hr-hr@full
+    choice = book.pair(FaceRef("T-key", None), FaceRef("T-key", 14))
+    assert choice.source.endswith("teacher.json [hr-lr@16]") and choice.threshold == pytest.approx(
+        0.816
+    )
+    assert "14 px" in choice.reason and "hr-lr at 16" in choice.reason
+    assert book.pair(FaceRef("T-key", None), FaceRef("T-key", None)).source.endswith("[hr-hr@full]")
+    # nearest on a log scale, full size counting as 150 px
+    assert book.pair(FaceRef("T-key", 60), FaceRef("T-key", None)).source.endswith("[hr-lr@32]")
+    assert book.pair(FaceRef("T-key", 110), FaceRef("T-key", None)).source.endswith("[hr-hr@full]")
+    assert book.pair(FaceRef("T-key", 13), FaceRef("T-key", 22)).source.endswith("[lr-lr@12]")
+
+
+def test_the_file_follows_the_encoder_that_served_each_face(book):
+    student = book.pair(FaceRef("T-key", None), FaceRef("S-key", 16))
+    assert student.source.endswith(
+        "student.json [hr-lr@16]"
+    ) and student.threshold == pytest.approx(0.616)
+    assert book.pair(FaceRef("S-key", 8), FaceRef("S-key", 16)).source.endswith(
+        "student.json [lr-lr@8]"
+    )
+    mixed = book.pair(FaceRef("T-key", 24), FaceRef("S-key", 16))
+    assert mixed.source.endswith("student.json [lr-lr@16]") and "as if S-key" in mixed.reason
+    with pytest.raises(ValueError, match="no verification calibration for probe encoder X"):
+        book.pair(FaceRef("T-key", None), FaceRef("X", 16))
+
+
+def test_openset_threshold_by_probe_resolution_and_encoder(book):
+    assert book.openset(FaceRef("T-key", 14), "T-key").threshold == 0.91
+    assert book.openset(FaceRef("T-key", 26), "T-key").threshold == 0.92
+    assert book.openset(FaceRef("T-key", None), "T-key").threshold == 0.93
+    student = book.openset(FaceRef("S-key", 12), "T-key")
+    assert student.threshold == 0.71 and "FPIR 0.01" in student.reason
+    with pytest.raises(ValueError, match="no open-set calibration for probe encoder S-key"):
+        book.openset(FaceRef("S-key", 12), "other-gallery")
+
+
+def test_single_threshold_files_and_refusals(tmp_path):
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({"threshold": 0.25, "encoder": "teacher"}))
+    calib = Calibration.load(single)
+    assert calib.flip is None
+    calib.check_flip(False)  # files that do not say are accepted
+    choice = ThresholdBook([calib]).pair(FaceRef("teacher", 12), FaceRef("teacher", None))
+    assert choice.threshold == 0.25
+    flipped = _write(tmp_path / "flip.json", "T", "T", flip=True)
+    with pytest.raises(
+        ValueError,
+        match="flip.json: calibration was measured on embeddings made "
+        "with flip averaging but faces here are embedded without",
+    ):
+        flipped.check_flip(False)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="broken.json: calibration file is not valid JSON"):
+        Calibration.load(tmp_path / "broken.json")
+    with pytest.raises(ValueError, match="is a directory"):
+        Calibration.load(tmp_path)
+
+
+def test_calibration_files_are_found_by_encoder(tmp_path):
+    assert calibration_path("dlib-resnet-torch").name == "dlib-resnet-torch.json"
+    assert calibration_path(str(tmp_path)) is None
+    (tmp_path / "calibration.json").write_text("{}")
+    assert calibration_path(str(tmp_path)) == tmp_path / "calibration.json"
+    assert calibration_path("no-such-encoder") is None
+
+
+def test_resolution_helpers():
+    assert as_resolution(150) is None and as_resolution(149) == 149
+    assert nearest_size(14, [8, 16, None]) == 16 and nearest_size(None, [8, 32]) == 32
