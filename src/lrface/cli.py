@@ -241,6 +241,94 @@ def benchmark(
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+@app.command("calibrate-openset")
+def calibrate_openset(
+    encoder: Annotated[
+        str, typer.Option(help="Probe encoder: registered name or student checkpoint dir.")
+    ] = DEFAULT_TEACHER,
+    lfw: Annotated[
+        Path | None, typer.Option(help="LFW root (else $LRFACE_LFW, ../shared/data/lfw).")
+    ] = None,
+    sizes: Annotated[
+        str, typer.Option(help="Probe sizes; 'full' = no degradation.")
+    ] = "16,24,full",
+    fpir: Annotated[
+        float, typer.Option(help="Target false-positive identification rate.", min=0, max=0.5)
+    ] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of the enrolled / stranger split.")] = 0,
+    store: Annotated[
+        bool,
+        typer.Option(
+            help="Write the thresholds into the encoder's own calibration file (the packaged "
+            "one, or <checkpoint>/calibration.json) instead of <out>/calibration.json."
+        ),
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/openset"),
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    workers: Annotated[int, typer.Option(help="Processes for face alignment.")] = 2,
+) -> None:
+    """Open-set thresholds ("unknown" for `lrface gallery search`) on LFW View 2's people.
+
+    Half of the people with two or more photos are enrolled (one photo each), the rest are
+    strangers; probes are degraded to each size. The threshold is set at --fpir on half of the
+    people and FPIR / FNIR are reported on the other half (src/lrface/eval/openset.py).
+    """
+    from lrface.calibration import calibration_path
+    from lrface.data.lfw import LFW
+    from lrface.eval.openset_lfw import markdown_rows, openset_entries, run_openset
+    from lrface.models.registry import create_encoder
+    from lrface.paths import DatasetNotFoundError
+
+    size_list = parse_sizes(sizes)
+    own = calibration_path(encoder)
+    if store and own is None:
+        raise typer.BadParameter(
+            f"{encoder!r} has no calibration file to store into", param_hint="--store"
+        )
+    try:
+        dataset = LFW(lfw)
+    except DatasetNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
+    try:
+        probe = create_encoder(encoder, device=device)
+        gallery = create_encoder(probe.teacher, device=device) if probe.teacher else probe
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc).strip('"'), param_hint="--encoder") from None
+    started = time.perf_counter()
+    rows, split, dropped = run_openset(dataset, gallery, probe, size_list, fpir, seed, workers)
+    elapsed = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "encoder": probe.cache_key,
+        "gallery_encoder": gallery.cache_key,
+        "seed": seed,
+        "enrolled": len(split.gallery),
+        "images_dropped": dropped,
+        "lrface_version": __version__,
+        "machine": describe_machine(),
+        "wall_time_s": round(elapsed, 1),
+        "rows": [r.to_dict() for r in rows],
+    }
+    (out / "openset.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = markdown_rows(rows)
+    (out / "openset.md").write_text(table + "\n")
+    target = own if store else out / "calibration.json"
+    calib = (
+        json.loads(own.read_text())
+        if own is not None
+        else {"gallery_encoder": gallery.cache_key, "probe_encoder": probe.cache_key, "flip": False}
+    )
+    calib |= {"openset": openset_entries(rows), "openset_fpir": fpir}
+    target.write_text(json.dumps(calib, indent=2) + "\n")
+    typer.echo(table)
+    typer.echo(
+        f"{len(split.gallery)} enrolled people; threshold set on half of the people, rates on "
+        f"the other half; {dropped} images unusable"
+    )
+    typer.echo(f"wall time {elapsed:.1f} s on {summary['machine']}")
+    typer.echo(f"wrote {out / 'openset.json'}, {out / 'openset.md'}, {target}")
+
+
 def per_fold_runs(path: Path) -> dict[int, Path]:
     """``{k: final checkpoint}`` for a directory of finished ``fold-K/`` training runs (or
     ``fold-K/`` ensembles of ``member-J/`` runs).

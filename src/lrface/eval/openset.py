@@ -1,0 +1,147 @@
+"""Open-set (watch-list) identification: pure functions for the split, the scores and the rates.
+
+Conventions (NIST FRVT 1:N, Grother et al., NISTIR 8271):
+
+* A *search* is one probe against a gallery of one template per enrolled identity; its result
+  is the top-1 identity and score (cosine of unit embeddings).
+* *Mated* searches have the probe's identity enrolled; *non-mated* ones do not.
+* **FPIR(t)** = share of non-mated searches whose best score is ``>= t`` (someone not on the
+  list is reported as someone on it).
+* **FNIR(t)** = share of mated searches whose true identity is not returned at rank 1 with score
+  ``>= t`` (missed: the answer is unknown, or the wrong person).
+* The threshold at a target FPIR is the smallest ``t`` with ``FPIR(t) <= target`` on the
+  calibration searches; a search is answered *unknown* when its best score is under ``t``.
+
+The split (``split_people``): people with at least two images are shuffled with a seed and half
+of them are *enrolled* (first image, by file name, in the gallery; up to ``max_mated`` of the
+others are mated probes), the other half and every one-image person are *strangers* (up to
+``max_nonmated`` images each are non-mated probes). Every person is then put in half ``0`` or
+``1``: the threshold is chosen on half 0's searches and the rates reported on half 1's, so the
+reported rates come from people the threshold never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class OpenSetSplit:
+    """Relpaths of the gallery (one per enrolled person) and of the probes, with each probe's
+    identity (None for a stranger) and half (0: choose the threshold, 1: report)."""
+
+    gallery: list[str]
+    gallery_names: list[str]
+    probes: list[str]
+    probe_names: list[str | None]
+    probe_half: np.ndarray
+
+
+def split_people(
+    images: Mapping[str, Sequence[str]],
+    seed: int = 0,
+    max_mated: int = 4,
+    max_nonmated: int = 2,
+) -> OpenSetSplit:
+    """The seeded enrolled / stranger and calibration / report split of ``{person: relpaths}``
+    (the module docstring states it)."""
+    rng = np.random.default_rng(seed)
+    people = sorted(images)
+    multi = [p for p in people if len(images[p]) >= 2]
+    enrolled = set(rng.permutation(multi)[: len(multi) // 2].tolist())
+    half = {p: i % 2 for i, p in enumerate(rng.permutation(people).tolist())}
+    gallery, gallery_names, probes, names, halves = [], [], [], [], []
+    for person in people:
+        files = sorted(images[person])
+        if person in enrolled:
+            gallery.append(files[0])
+            gallery_names.append(person)
+            chosen, name = files[1 : 1 + max_mated], person
+        else:
+            chosen, name = files[:max_nonmated], None
+        probes += chosen
+        names += [name] * len(chosen)
+        halves += [half[person]] * len(chosen)
+    return OpenSetSplit(gallery, gallery_names, probes, names, np.array(halves, np.int64))
+
+
+def top1(gallery: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best score and gallery row of each probe (unit embeddings, cosine)."""
+    scores = probes @ gallery.T
+    best = scores.argmax(1)
+    return scores[np.arange(len(probes)), best], best
+
+
+def fpir(nonmated_scores: np.ndarray, threshold: float) -> float:
+    """Share of non-mated searches with best score ``>= threshold``."""
+    return float(np.mean(np.asarray(nonmated_scores) >= threshold))
+
+
+def fnir(mated_scores: np.ndarray, mated_correct: np.ndarray, threshold: float) -> float:
+    """Share of mated searches not answered with the right identity at score ``>= threshold``."""
+    hit = np.asarray(mated_correct, bool) & (np.asarray(mated_scores) >= threshold)
+    return float(1.0 - np.mean(hit))
+
+
+def threshold_at_fpir(nonmated_scores: np.ndarray, target: float) -> float:
+    """The smallest threshold whose FPIR on these scores is at most ``target``."""
+    if not 0 <= target < 1:
+        raise ValueError(f"target FPIR must be in [0, 1), got {target}")
+    scores = np.sort(np.asarray(nonmated_scores, np.float64))[::-1]
+    if not len(scores):
+        raise ValueError("no non-mated scores to set a threshold on")
+    allowed = int(np.floor(target * len(scores)))
+    if allowed >= len(scores):
+        return float(scores[-1])
+    # just above the (allowed+1)-th highest score: at most ``allowed`` scores reach it
+    return float(np.nextafter(scores[allowed], np.inf))
+
+
+@dataclass
+class OpenSetResult:
+    """Threshold chosen on half 0 at ``target_fpir``; rates measured on half 1."""
+
+    size: int | None
+    target_fpir: float
+    threshold: float
+    fpir: float
+    fnir: float
+    rank1_miss: float
+    mated: int
+    nonmated: int
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+def evaluate_openset(
+    gallery: np.ndarray,
+    gallery_names: Sequence[str],
+    probes: np.ndarray,
+    split: OpenSetSplit,
+    target_fpir: float,
+    size: int | None,
+) -> OpenSetResult:
+    """Choose the threshold at ``target_fpir`` on half 0's non-mated searches and report FPIR,
+    FNIR and the rank-1 miss rate (FNIR at threshold -inf) on half 1's searches."""
+    scores, best = top1(gallery, probes)
+    returned = np.array([gallery_names[i] for i in best], dtype=object)
+    truth = np.array(split.probe_names, dtype=object)
+    mated = np.array([n is not None for n in split.probe_names])
+    correct = returned == truth
+    calib, report = split.probe_half == 0, split.probe_half == 1
+    threshold = threshold_at_fpir(scores[calib & ~mated], target_fpir)
+    rep_mated = report & mated
+    return OpenSetResult(
+        size=size,
+        target_fpir=target_fpir,
+        threshold=threshold,
+        fpir=fpir(scores[report & ~mated], threshold),
+        fnir=fnir(scores[rep_mated], correct[rep_mated], threshold),
+        rank1_miss=fnir(scores[rep_mated], correct[rep_mated], -np.inf),
+        mated=int(rep_mated.sum()),
+        nonmated=int((report & ~mated).sum()),
+    )
