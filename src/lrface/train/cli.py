@@ -169,7 +169,9 @@ def train_command(
     resume: Annotated[bool, Opt(help="Continue from the run's last checkpoint.")] = False,
     stop_after: Annotated[int | None, Opt(help="Stop (and checkpoint) after this step.")] = None,
     device: Annotated[str | None, Opt(help="cpu or cuda.")] = None,
-    precision: Annotated[str | None, Opt(help="fp32, or bf16 autocast (faster).")] = None,
+    precision: Annotated[
+        str | None, Opt(help="auto (bf16 where the hardware has it), fp32, or bf16.")
+    ] = None,
     lfw: Annotated[Path | None, Opt(help="LFW root (default: $LRFACE_LFW, ../shared).")] = None,
     progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
 ) -> None:

@@ -34,9 +34,11 @@ class TrainConfig:
         the discriminator's own optimizer is set in the ADDA loss).
     schedule: ``cosine`` (to ``min_lr_ratio``), ``step`` (x ``gamma`` at each milestone) or
         ``constant``; all after a linear warm-up of ``warmup_steps``.
-    precision: ``fp32``, or ``bf16`` to run the student's (and a feature-matching teacher's)
-        forward pass under bfloat16 autocast; losses and weights stay fp32 (1.38x faster
-        steps measured on this AVX512-BF16 CPU, ``benchmarks/train_step_speed.py``).
+    precision: ``auto`` (default: ``bf16`` where the CPU has AVX512-BF16 or AMX, or the CUDA
+        device supports bf16, else ``fp32``; the choice is printed), ``fp32``, or ``bf16`` to
+        run the student's (and a feature-matching teacher's) forward pass under bfloat16
+        autocast; losses and weights stay fp32 (1.38x faster steps measured on this AVX512-BF16
+        CPU, ``benchmarks/train_step_speed.py``).
     ema_decay: keep an exponential moving average of the student's weights (and BN
         statistics) with this decay per step, e.g. 0.999; evaluation, ``best/`` and the exported
         ``student.safetensors`` then use the average (0: off).
@@ -88,7 +90,7 @@ class TrainConfig:
     tensorboard: bool = True
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
     ema_decay: float = 0.0
     detected_prob: float = 0.0
     detected_sizes: list[int] = field(default_factory=lambda: [12, 16, 20, 24])
@@ -112,7 +114,7 @@ class TrainConfig:
             "schedule": ("cosine", "step", "constant"),
             "pairing": ("paired", "unpaired"),
             "view": ("view1", "view2", "view2-all"),
-            "precision": ("fp32", "bf16"),
+            "precision": ("auto", "fp32", "bf16"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -23,6 +23,7 @@ from torch import nn
 
 from lrface.data.detected import DetectedFaces
 from lrface.losses.registry import adda_modules, loss_parameters, required_fields
+from lrface.machine import resolve_precision
 from lrface.models.encoder import TorchEncoder
 from lrface.models.students import create_student
 from lrface.train.checkpoint import save_checkpoint
@@ -82,8 +83,11 @@ class Trainer:
         if teacher is not None:
             teacher = teacher.to(self.device).eval().requires_grad_(False)
         gather = all_gather if self.world > 1 else None
+        precision, why = resolve_precision(config.precision, self.device.type)
+        if self.rank == 0:
+            print(f"precision: {precision} ({why})")
         self.objective = Objective(
-            self.student, self.losses, self.hr_branch, teacher, gather, config.precision
+            self.student, self.losses, self.hr_branch, teacher, gather, precision
         )
         self.objective.to(self.device)
         self.adda = adda_modules(self.losses)
