@@ -1,8 +1,9 @@
-"""Shared fixtures: an isolated cache per test session, and the LFW root when present."""
+"""Shared fixtures: a temporary cache for every test session, and the LFW root when present."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,8 +11,14 @@ import pytest
 
 from lrface.paths import find_lfw
 
-if "LRFACE_CACHE" not in os.environ:
-    os.environ["LRFACE_CACHE"] = tempfile.mkdtemp(prefix="lrface-test-cache-")
+# Tests write fake embeddings, detections and weights: never into the user's cache, even when
+# $LRFACE_CACHE points at it. The MTCNN weights are the one thing reused (copied, not linked):
+# they are checked against pinned sha256 sums on load, and fetching them needs the network.
+USER_CACHE = Path(os.environ.get("LRFACE_CACHE", Path.home() / ".cache" / "lrface"))
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="lrface-test-cache-"))
+os.environ["LRFACE_CACHE"] = str(TEST_CACHE)
+if (USER_CACHE / "mtcnn").is_dir():
+    shutil.copytree(USER_CACHE / "mtcnn", TEST_CACHE / "mtcnn")
 
 LFW_ROOT = find_lfw()
 needs_lfw = pytest.mark.skipif(
