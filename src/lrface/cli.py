@@ -159,14 +159,15 @@ def benchmark(
         write_outputs,
     )
     from lrface.models.registry import create_encoder
+    from lrface.paths import DatasetNotFoundError
 
     started = time.perf_counter()
+    # every argument is checked before the alignment stage (minutes on a cold cache)
     if degradation not in PRESETS:
         raise typer.BadParameter(
             f"{degradation!r}; choose one of {', '.join(PRESETS)}", param_hint="--degradation"
         )
     size_list = parse_sizes(sizes or VERIFICATION_SIZES)
-    dataset = LFW(lfw)
     config = BenchmarkConfig(
         view=view,
         sizes=size_list,
@@ -176,34 +177,44 @@ def benchmark(
         cnn_fallback=cnn_fallback,
         degradation=degradation,
     )
-    pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
-    if folds is not None:
-        chosen = {int(k) for k in folds.split(",")}
+    chosen = parse_folds(folds)
+    try:
+        dataset = LFW(lfw)
+        pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
+    except DatasetNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
+    except ValueError as exc:  # an unknown view, or a malformed pair list
+        raise typer.BadParameter(str(exc), param_hint="--view") from None
+    if chosen is not None:
         pairs = [p for p in pairs if p.fold in chosen]
     fold_runs = per_fold_runs(Path(encoder))
-    if fold_runs:
-        if view != "view2":
-            raise typer.BadParameter("per-fold students (fold-K/ runs) are tested on view2")
-        pairs = [p for p in pairs if p.fold in fold_runs]
-        typer.echo(f"per-fold students: folds {sorted(fold_runs)}, each its final checkpoint")
-        probe_encoder = {
-            k: create_encoder(str(path), batch_size=batch_size, device=device)
-            for k, path in fold_runs.items()
-        }
-        first_probe = next(iter(probe_encoder.values()))
-    else:
-        try:
+    if fold_runs and view != "view2":
+        raise typer.BadParameter("per-fold students (fold-K/ runs) are tested on view2")
+    try:
+        if fold_runs:
+            probe_encoder = {
+                k: create_encoder(str(path), batch_size=batch_size, device=device)
+                for k, path in fold_runs.items()
+            }
+            first_probe = next(iter(probe_encoder.values()))
+        else:
             probe_encoder = first_probe = create_encoder(
                 encoder, batch_size=batch_size, device=device
             )
-        except (KeyError, FileNotFoundError) as exc:
-            raise typer.BadParameter(str(exc).strip('"'), param_hint="--encoder") from None
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc).strip('"'), param_hint="--encoder") from None
     gallery_name = teacher or first_probe.teacher
-    gallery_encoder = (
-        create_encoder(gallery_name, batch_size=batch_size, device=device)
-        if gallery_name
-        else first_probe
-    )
+    try:
+        gallery_encoder = (
+            create_encoder(gallery_name, batch_size=batch_size, device=device)
+            if gallery_name
+            else first_probe
+        )
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc).strip('"'), param_hint="--teacher") from None
+    if fold_runs:
+        pairs = [p for p in pairs if p.fold in fold_runs]
+        typer.echo(f"per-fold students: folds {sorted(fold_runs)}, each its final checkpoint")
     compare = baseline and gallery_encoder is not first_probe
     typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
     align = AlignSettings(cnn_fallback=cnn_fallback)
@@ -327,6 +338,16 @@ def calibrate_openset(
     )
     typer.echo(f"wall time {elapsed:.1f} s on {summary['machine']}")
     typer.echo(f"wrote {out / 'openset.json'}, {out / 'openset.md'}, {target}")
+
+
+def parse_folds(text: str | None) -> set[int] | None:
+    """``"0,1,2"`` -> ``{0, 1, 2}`` (View 2 folds); None stays None (all folds)."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) < 10 for part in parts):
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of folds 0-9")
+    return {int(part) for part in parts}
 
 
 def per_fold_runs(path: Path) -> dict[int, Path]:

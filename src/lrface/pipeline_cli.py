@@ -8,6 +8,7 @@ prints one line naming the file and exits with status 1 (2 for missing MTCNN wei
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -72,7 +73,7 @@ def _encoder(name: str, device: str):
     try:
         return create_encoder(name, device=device)
     except (KeyError, RuntimeError, FileNotFoundError, ValueError) as exc:
-        raise _fail(f"cannot load encoder {name!r}: {exc}") from None
+        raise _fail(f"cannot load encoder {name}: {exc.args[0] if exc.args else exc}") from None
 
 
 def _check_policy(policy: str, allowed: tuple[str, ...]) -> None:
@@ -283,6 +284,7 @@ def enroll_command(
     _check_policy(multi_face, ("dominant", "largest", "error"))
     if not directory.is_dir():
         raise _fail(f"{directory}: not a directory")
+    _check_writable(gallery)
     pipe = _pipeline(encoder, None, detector, min_face, 0, multi_face, device)
     if gallery.exists():
         gal = _load_gallery(gallery)
@@ -330,6 +332,18 @@ def enroll_command(
             typer.echo(f"  {path}: {reason}", err=True)
         counts = Counter(_reason_kind(reason) for _, reason in skipped)
         typer.echo("by reason: " + ", ".join(f"{n} {k}" for k, n in counts.most_common()), err=True)
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, not after minutes of embedding, when ``path`` cannot be written."""
+    if path.is_dir():
+        raise _fail(f"{path}: is a directory; give a gallery file path")
+    parent = next(p for p in path.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise _fail(f"{path}: cannot be created, {parent} is a file, not a directory")
+    target = path if path.exists() else parent
+    if not os.access(target, os.W_OK) or not os.access(parent, os.W_OK | os.X_OK):
+        raise _fail(f"{path}: cannot be written (no permission on {target})")
 
 
 def _reason_kind(reason: str) -> str:

@@ -46,3 +46,20 @@ def test_huge_image_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 5000)
     with pytest.raises(BadImageError, match="too large"):
         load_rgb(tmp_path / "big.png")
+
+
+def test_pil_bomb_warning_becomes_our_one_error(tmp_path, monkeypatch):
+    import warnings
+
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # PIL warns from 6,000, fails at 12,000
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(BadImageError, match="big.png: image too large"):
+            load_rgb(tmp_path / "big.png")
+    assert not caught
+
+
+def test_a_directory_is_not_called_missing(tmp_path):
+    with pytest.raises(BadImageError, match="is a directory, not an image file"):
+        load_rgb(tmp_path)

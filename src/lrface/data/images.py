@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,19 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     Missing, empty, truncated, non-image and oversized files raise BadImageError.
     """
     path = Path(path)
+    if path.is_dir():
+        raise BadImageError(path, "is a directory, not an image file")
     if not path.is_file():
         raise BadImageError(path, "no such file")
     if path.stat().st_size == 0:
         raise BadImageError(path, "empty file")
     try:
-        with Image.open(path) as img:
+        # PIL warns of a "decompression bomb" before our own size check can speak: make its
+        # warning an error, answered below with the same message as our limit
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             if img.width * img.height > MAX_PIXELS:
                 raise BadImageError(
                     path, f"image too large ({img.width}x{img.height} > {MAX_PIXELS} pixels)"
@@ -44,8 +52,8 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise BadImageError(path, "not an image file (format not recognised)") from None
-    except Image.DecompressionBombError as exc:
-        raise BadImageError(path, f"image too large ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImageError(path, f"image too large (more than {MAX_PIXELS} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(path, f"corrupt or truncated image ({exc})") from None
 

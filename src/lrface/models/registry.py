@@ -41,6 +41,10 @@ def create_encoder(name: str, **kwargs) -> FaceEncoder:
         from lrface.models.checkpoint import load_student_encoder
 
         return load_student_encoder(Path(name), **kwargs)
+    if Path(name).exists():
+        raise FileNotFoundError(f"{name}: not a checkpoint directory")
+    if any(sep in name for sep in ("/", "\\")) or name.startswith("."):
+        raise FileNotFoundError(f"{name}: no such checkpoint directory")
     raise KeyError(f"unknown encoder {name!r}; registered: {sorted(_ENCODERS)} or a checkpoint dir")
 
 

@@ -33,6 +33,31 @@ def build_config(
     return base.override(overrides or []).replace(**flags)
 
 
+def check_before_training(config: TrainConfig) -> None:
+    """BadParameter for a method, student, LFW root or run directory that cannot work, before
+    any data is prepared (alignment and teacher embeddings take minutes on a cold cache)."""
+    from lrface.losses.registry import parse_method
+    from lrface.models.students import list_students
+    from lrface.paths import DatasetNotFoundError, resolve_lfw
+
+    try:
+        parse_method(config.method)
+    except (KeyError, ValueError) as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--method") from None
+    if config.student not in list_students():
+        raise typer.BadParameter(
+            f"unknown student {config.student!r}; known: {list_students()}", param_hint="--student"
+        )
+    try:
+        resolve_lfw(config.lfw)
+    except DatasetNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
+    out = Path(config.out)
+    blocking = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise typer.BadParameter(f"{blocking} is a file, not a directory", param_hint="--out")
+
+
 def detected_faces(config: TrainConfig, data, progress: bool = True):
     """MTCNN's view of the split's training images at ``config.detected_sizes``: one bank over
     every LFW image (cached, so View 1 and all ten View 2 folds share it), cut to the split."""
@@ -199,8 +224,13 @@ def train_command(
             precision=precision,
             lfw=str(lfw) if lfw is not None else None,
         )
-    except ValueError as exc:  # a bad --set or a value the config rejects
+    except OSError as exc:  # --config missing or unreadable
+        raise typer.BadParameter(
+            f"{exc.filename}: cannot read ({exc.strerror})", param_hint="--config"
+        ) from None
+    except ValueError as exc:  # a bad --set, a malformed --config or a value it rejects
         raise typer.BadParameter(str(exc)) from None
+    check_before_training(cfg)
     if folds is None and cfg.members > 1:
         started = time.perf_counter()
         summary = run_members(cfg, resume, stop_after, progress)

@@ -1,0 +1,49 @@
+"""Every error a user can cause on the command line ends in a short message and an exit code,
+never a traceback, and before any heavy work (alignment, embedding)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from lrface.cli import app
+
+
+def _cases(tmp):
+    regular = tmp / "regular.txt"
+    regular.write_text("x")
+    people = tmp / "people" / "someone"
+    people.mkdir(parents=True)
+    image = tmp / "a.png"
+    image.write_bytes(b"")
+    return [
+        (["benchmark", "--lfw", str(tmp / "missing")], "LFW was not found"),
+        (["benchmark", "--encoder", "no-such-encoder"], "unknown encoder"),
+        (["benchmark", "--sizes", "8,x"], "size 'x'"),
+        (["benchmark", "--folds", "a,b"], "list of folds 0-9"),
+        (["calibrate-openset", "--lfw", str(tmp / "missing")], "LFW was not found"),
+        (["calibrate-openset", "--encoder", "no-such-encoder"], "unknown encoder"),
+        (["train", "--config", str(tmp / "missing.yaml")], "missing.yaml"),
+        (["train", "--method", "no-such-method", "--steps", "1"], "no-such-method"),
+        (["train", "--student", "no-such-student", "--steps", "1"], "no-such-student"),
+        (["train", "--lfw", str(tmp / "missing"), "--steps", "1"], "LFW was not found"),
+        (
+            ["gallery", "enroll", str(tmp / "people"), "--gallery", str(regular / "g.st")],
+            "regular.txt",
+        ),
+        (["gallery", "search", str(image), "--gallery", str(tmp / "none.st")], "no such gallery"),
+        (["verify", str(tmp), str(image)], "is a directory"),
+        (["export", "no-such-encoder", "--out", str(tmp / "m.onnx")], "unknown encoder"),
+        (["verify", str(image), str(image), "--calibration", str(tmp)], "is a directory"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(15))
+def test_cli_error_paths_end_in_one_line(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, expected = _cases(tmp_path)[case]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code not in (0, None), result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert expected in " ".join(result.output.split()).replace("│", ""), result.output
