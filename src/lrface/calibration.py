@@ -209,7 +209,8 @@ class ThresholdBook:
         if key not in calib.thresholds:
             raise ValueError(f"{calib.path}: no '{key}' threshold in the calibration")
         faces = " and ".join(f"{f.resolution} px" if f.resolution else "full size" for f in (a, b))
-        reason = f"faces {faces}: {protocol} at {size_label(lr[0] if lr else None)}"
+        judged = size_label(lr[0] if lr else None)
+        reason = f"face resolutions {faces}: {protocol} at {judged}"
         if len(lr) == 2 and not same_encoder:
             reason += f"; {high.encoder} served the other face, judged as if {low.encoder} had"
         elif len(lr) < 2 and calib.gallery not in self._names(high.encoder):

@@ -290,8 +290,8 @@ def default_calibrations(encoder: str, student: str | None) -> list[Calibration]
 
 @dataclass
 class Answer:
-    """A watch-list answer for one face: ``identity`` None means unknown (best score not above
-    the open-set ``threshold``); ``threshold`` None means no open-set threshold was available,
+    """A watch-list answer for one face: ``identity`` None means unknown (best score under the
+    open-set ``threshold``); ``threshold`` None means no open-set threshold was available,
     so only the ranking is given."""
 
     identity: str | None
@@ -305,8 +305,10 @@ class Answer:
             return f"undecided ({self.reason})"
         if self.identity is None:
             best = "empty gallery" if self.score is None else f"best score {self.score:.4f}"
-            return f"unknown ({best} <= threshold {self.threshold:.4f}; {self.reason})"
-        return f"{self.identity} ({self.score:.4f} > threshold {self.threshold:.4f}; {self.reason})"
+            return f"unknown ({best} < threshold {self.threshold:.4f}; {self.reason})"
+        return (
+            f"{self.identity} ({self.score:.4f} >= threshold {self.threshold:.4f}; {self.reason})"
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -328,7 +330,7 @@ def identify(
     threshold: float | None = None,
 ) -> Answer:
     """The open-set decision for ``face`` given its ranked ``matches`` (``.name``, ``.score``):
-    the top identity if its score is above the open-set threshold for the face's resolution and
+    the top identity if its score is at least the open-set threshold for the face's resolution and
     encoder (``threshold`` overrides), else unknown."""
     top = matches[0] if matches else None
     score = None if top is None else float(top.score)
@@ -340,5 +342,5 @@ def identify(
         except ValueError as exc:
             return Answer(None if top is None else top.name, score, None, None, str(exc))
         threshold, source, reason = choice.threshold, choice.source, choice.reason
-    known = score is not None and score > threshold
+    known = score is not None and score >= threshold  # FPIR counts scores >= threshold
     return Answer(top.name if known else None, score, threshold, source, reason)

@@ -237,7 +237,7 @@ def _face_line(face) -> str:
     """Which face (of how many), its size, and what served it, for the text outputs."""
     found = face.faces_in_image
     where = "" if found == 1 else f" at {[round(float(v)) for v in face.face.box]}"
-    size = "full size" if face.resolution is None else f"{face.resolution} px"
+    size = "full size" if face.resolution is None else f"{face.resolution} px resolution"
     return (
         f"{found} face{'s' if found != 1 else ''} found; face{where} {face.face.width:.0f} px "
         f"wide ({size}) -> {face.role} {face.encoder} ({face.chip_size} px chip)"
@@ -363,7 +363,7 @@ def search_command(
     multi_face: MultiOpt = "all",
     threshold: Annotated[
         float | None,
-        typer.Option(help="Open-set threshold: unknown when the best score is not above it."),
+        typer.Option(help="Open-set threshold: unknown when the best score is under it."),
     ] = None,
     calibration: Annotated[
         Path | None,
