@@ -3,6 +3,8 @@
 
 Every failure the user can fix (unreadable image, no face, wrong gallery, missing weights)
 prints one line naming the file and exits with status 1 (2 for missing MTCNN weights).
+numpy, torch and the detectors are imported inside the commands, so ``lrface --help`` starts
+fast.
 """
 
 from __future__ import annotations
@@ -13,11 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
-
-from lrface.data.images import BadImageError
-from lrface.detect.weights import WeightsUnavailableError
 
 DEFAULT_TEACHER = "dlib-resnet-torch"
 
@@ -60,6 +58,7 @@ def make_detector(name: str, min_face: float = 20, device: str = "cpu"):
     if name != "mtcnn":
         raise _fail(f"unknown detector {name!r}; choose mtcnn or dlib")
     from lrface.detect.mtcnn import MTCNN
+    from lrface.detect.weights import WeightsUnavailableError
 
     try:
         return MTCNN(min_face=min_face, device=device)
@@ -88,7 +87,7 @@ def fetch_weights_command(
     ] = None,
 ) -> None:
     """Fetch the MTCNN weights (facenet-pytorch 2.6.0 wheel from PyPI) into the cache."""
-    from lrface.detect.weights import fetch_mtcnn_weights
+    from lrface.detect.weights import WeightsUnavailableError, fetch_mtcnn_weights
 
     try:
         typer.echo(f"MTCNN weights in {fetch_mtcnn_weights(force=force, wheel=wheel)}")
@@ -110,7 +109,7 @@ def detect_command(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Detect faces: JSON with boxes, scores and five landmarks per face, per image."""
-    from lrface.data.images import load_rgb
+    from lrface.data.images import BadImageError, load_rgb
 
     det = make_detector(detector, min_face, device)
     results, failed = [], 0
@@ -135,8 +134,9 @@ def detect_command(
         raise _fail(f"{failed} of {len(images)} images could not be read (see 'error' above)")
 
 
-def _draw(image: np.ndarray, faces, out: Path) -> None:
+def _draw(image, faces, out: Path) -> None:
     import cv2
+    import numpy as np
 
     canvas = np.ascontiguousarray(image[:, :, ::-1])
     thick = max(1, round(max(image.shape[:2]) / 300))
@@ -278,6 +278,9 @@ def enroll_command(
     An identity's template is the normalized mean of its photos' embeddings; enrolling a name
     already in the gallery adds the photos to it. Unusable files are skipped and reported.
     """
+    import numpy as np
+
+    from lrface.data.images import BadImageError
     from lrface.pipeline import FaceInputError
     from lrface.search.gallery import Gallery, GalleryError
 
@@ -376,6 +379,9 @@ def search_command(
     the open-set threshold calibrated for the face's resolution and the encoder that served it
     (set at a stated false-positive identification rate on LFW people outside the gallery:
     docs/openset.md); then the top-k identities with cosine scores."""
+    import numpy as np
+
+    from lrface.data.images import BadImageError
     from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, FaceInputError, identify
     from lrface.pipeline import default_calibrations as defaults
     from lrface.search.gallery import GalleryError

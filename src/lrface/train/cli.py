@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from lrface.machine import describe_machine
-from lrface.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from lrface.train.config import TrainConfig
 
 Opt = typer.Option
 DETECTED_MIN_FACE = 12  # MTCNN's smallest face for detected training faces, as for LR probes
@@ -29,6 +31,8 @@ def build_config(
 ) -> TrainConfig:
     """Defaults, overridden by the config file, then by ``key.path=value`` overrides, then by
     the flags that are not None."""
+    from lrface.train.config import TrainConfig
+
     base = TrainConfig.load(config) if config is not None else TrainConfig()
     return base.override(overrides or []).replace(**flags)
 
@@ -61,6 +65,8 @@ def check_before_training(config: TrainConfig) -> None:
 def detected_faces(config: TrainConfig, data, progress: bool = True):
     """MTCNN's view of the split's training images at ``config.detected_sizes``: one bank over
     every LFW image (cached, so View 1 and all ten View 2 folds share it), cut to the split."""
+    import numpy as np
+
     from lrface.data.detected import detect_faces
     from lrface.data.lfw import LFW
     from lrface.detect.mtcnn import MTCNN
@@ -273,8 +279,8 @@ def train_command(
     summary = {
         "metric": cfg.select_metric,
         "folds": finals,
-        "mean": float(np.mean(finals)),
-        "std": float(np.std(finals)),
+        "mean": statistics.fmean(finals),
+        "std": statistics.pstdev(finals),
         "note": "final-step metric on each held-out fold (no selection on the test fold)",
     }
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
