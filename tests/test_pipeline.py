@@ -320,3 +320,17 @@ def mtcnn_pipeline():
     except WeightsUnavailableError as exc:
         pytest.skip(f"MTCNN weights cannot be fetched (no network?): {exc}")
     return FacePipeline(detector, DlibEncoder())
+
+
+def test_size_cutoff_help_shows_the_real_default():
+    from lrface.cli import app
+    from lrface.pipeline import DEFAULT_SIZE_CUTOFF
+
+    assert pipeline_cli.SIZE_CUTOFF_HELP == DEFAULT_SIZE_CUTOFF
+    text = " ".join(
+        CliRunner()
+        .invoke(app, ["verify", "--help"], env={"COLUMNS": "300"})
+        .output.replace("│", "")
+        .split()
+    )
+    assert "if one is given (default: 20 px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)" in text

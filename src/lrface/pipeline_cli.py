@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 DEFAULT_TEACHER = "dlib-resnet-torch"
+SIZE_CUTOFF_HELP = 20  # lrface.pipeline.DEFAULT_SIZE_CUTOFF, not imported here (numpy); tested
 
 DetectorOpt = Annotated[str, typer.Option(help="Face detector: mtcnn or dlib.")]
 MinFaceOpt = Annotated[
@@ -31,8 +32,8 @@ StudentOpt = Annotated[
 CutoffOpt = Annotated[
     float | None,
     typer.Option(
-        help="Faces narrower than this (px) go to the student, if one is given "
-        "[default: lrface.pipeline.DEFAULT_SIZE_CUTOFF, 20]."
+        help="Faces narrower than this (px) go to the student, if one is given (default: "
+        f"{SIZE_CUTOFF_HELP} px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)."
     ),
 ]
 MultiOpt = Annotated[
@@ -190,7 +191,11 @@ def verify_command(
         float | None, typer.Option(help="Cosine threshold: same when the score is above it.")
     ] = None,
     calibration: Annotated[
-        Path | None, typer.Option(help="Calibration JSON from the benchmark (--threshold wins).")
+        Path | None,
+        typer.Option(
+            help="Calibration JSON, used before the ones stored with the encoders (--threshold "
+            "wins)."
+        ),
     ] = None,
     detector: DetectorOpt = "mtcnn",
     min_face: MinFaceOpt = 20,
