@@ -12,3 +12,27 @@ from tests.conftest import TEST_CACHE, USER_CACHE
 def test_tests_never_write_into_the_users_cache():
     assert cache_dir() == TEST_CACHE != USER_CACHE
     assert TEST_CACHE.is_relative_to(Path(tempfile.gettempdir()))
+
+
+def test_weights_and_caches_follow_the_umask(tmp_path):
+    import os
+
+    import numpy as np
+    import torch
+
+    from lrface.eval.embeddings import save_keyed
+    from lrface.train.checkpoint import _save_tensors
+
+    expected = 0o666 & ~_umask()
+    save_keyed(tmp_path / "cache.safetensors", {bytes(20): np.zeros(4, np.float32)})
+    _save_tensors({"w": torch.zeros(2)}, tmp_path / "student.safetensors")
+    for name in ("cache.safetensors", "student.safetensors"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == expected, name
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -101,3 +101,12 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def readable_by_umask(path: str | os.PathLike) -> None:
+    """Give a file the mode the user's umask gives new files. safetensors writes every file
+    owner-only (0600) whatever the umask; weights, checkpoints and caches hold no biometric data,
+    so they follow the umask like the JSON beside them. Galleries stay owner-only on purpose."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

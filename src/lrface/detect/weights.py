@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from lrface.paths import cache_dir, file_digest
+from lrface.paths import cache_dir, file_digest, readable_by_umask
 
 WHEEL_REQUIREMENT = "facenet-pytorch==2.6.0"
 WHEEL_FILENAME = "facenet_pytorch-2.6.0-py3-none-any.whl"
@@ -85,6 +85,7 @@ def _help(reason: str) -> str:
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    readable_by_umask(tmp)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

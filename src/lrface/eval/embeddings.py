@@ -18,7 +18,7 @@ from tqdm import tqdm
 from lrface.data.chips import ChipSet
 from lrface.data.degrade import EvalDegradation
 from lrface.models.encoder import FaceEncoder
-from lrface.paths import cache_dir
+from lrface.paths import cache_dir, readable_by_umask
 
 CHUNK = 512
 
@@ -46,6 +46,7 @@ def save_keyed(path, known: dict[bytes, np.ndarray], name: str = "embeddings") -
     # a channels-last tensor would come back scrambled.
     values = np.ascontiguousarray(np.stack(list(known.values())))
     save_file({"keys": keys, name: values}, str(tmp))
+    readable_by_umask(tmp)
     os.replace(tmp, path)
 
 

@@ -81,6 +81,8 @@ def package_student(checkpoint: str | Path, out: str | Path) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from lrface.paths import readable_by_umask
+
     checkpoint, out = Path(checkpoint), Path(out)
     tensors = load_file(str(checkpoint / "student.safetensors"))
     half = {
@@ -91,6 +93,7 @@ def package_student(checkpoint: str | Path, out: str | Path) -> Path:
         raise ValueError(f"{checkpoint}: weights overflow float16")
     out.mkdir(parents=True, exist_ok=True)
     save_file(half, str(out / "student.safetensors"))
+    readable_by_umask(out / "student.safetensors")
     info = json.loads((checkpoint / "student.json").read_text())
     (out / "student.json").write_text(json.dumps(info, indent=2) + "\n")
     return out

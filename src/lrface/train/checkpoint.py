@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lrface.models.checkpoint import STUDENT_INFO, STUDENT_WEIGHTS, TRAIN_INFO
+from lrface.paths import readable_by_umask
 
 TRAIN_TENSORS = "train.safetensors"
 
@@ -87,6 +88,7 @@ def join_state_dict(prefix: str, tensors: dict[str, torch.Tensor], meta: dict) -
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path))
+    readable_by_umask(path)
 
 
 def save_checkpoint(
