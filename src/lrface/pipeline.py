@@ -29,7 +29,7 @@ import numpy as np
 from lrface.calibration import Calibration, FaceRef, ThresholdBook, as_resolution, calibration_path
 from lrface.data.degrade import CHIP_SIZE
 from lrface.data.images import load_rgb
-from lrface.detect import Face, FaceDetector
+from lrface.detect import Face, FaceDetector, detect_bounded
 from lrface.detect.align import align_face, native_chip_size, student_chip
 from lrface.models.encoder import FaceEncoder
 
@@ -191,7 +191,7 @@ class FacePipeline:
     ) -> list[Face]:
         """Faces kept by the multi-face policy (NoFaceError / MultipleFacesError name the file)."""
         array, source = self.load(image)
-        return select_faces(self.detector.detect(array), policy or self.multi_face, source)
+        return select_faces(detect_bounded(self.detector, array), policy or self.multi_face, source)
 
     def uses_student(self, face: Face) -> bool:
         return self.student is not None and face.width < self.size_cutoff
@@ -229,7 +229,7 @@ class FacePipeline:
     ) -> list[EmbeddedFace]:
         """Load, detect (with the policy) and embed."""
         array, source = self.load(image)
-        found = self.detector.detect(array)
+        found = detect_bounded(self.detector, array)
         embedded = self.embed_faces(array, select_faces(found, policy or self.multi_face, source))
         for face in embedded:
             face.faces_in_image = len(found)

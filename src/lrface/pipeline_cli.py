@@ -111,6 +111,7 @@ def detect_command(
 ) -> None:
     """Detect faces: JSON with boxes, scores and five landmarks per face, per image."""
     from lrface.data.images import BadImageError, load_rgb
+    from lrface.detect import detect_bounded
 
     det = make_detector(detector, min_face, device)
     results, failed = [], 0
@@ -121,7 +122,7 @@ def detect_command(
             results.append({"image": str(path), "error": exc.reason})
             failed += 1
             continue
-        faces = det.detect(image)
+        faces = detect_bounded(det, image)
         results.append(
             {"image": str(path), "detector": det.name, "faces": [f.to_dict() for f in faces]}
         )

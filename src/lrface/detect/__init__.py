@@ -60,3 +60,30 @@ class FaceDetector(Protocol):
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
         """Faces in each image."""
         ...
+
+
+DETECT_MAX_PIXELS = 16_000_000
+"""Larger images are detected on an area-downscaled copy of at most this many pixels (a
+62-megapixel photo took 46 s and 3.5 GB in MTCNN); boxes and landmarks are mapped back to the
+full image, from which the chips are cut. Faces narrower than ``min_face`` in the copy are
+missed: in a 62 MP photo (copy scale 0.51) that is under about 40 px for ``min_face`` 20."""
+
+
+def detect_bounded(
+    detector: FaceDetector, image: np.ndarray, max_pixels: int = DETECT_MAX_PIXELS
+) -> list[Face]:
+    """``detector.detect(image)``, on a downscaled copy when ``image`` has more than
+    ``max_pixels`` pixels, with the faces in ``image``'s coordinates."""
+    height, width = image.shape[:2]
+    if height * width <= max_pixels:
+        return detector.detect(image)
+    import cv2
+
+    scale = (max_pixels / (height * width)) ** 0.5
+    small_w, small_h = max(int(width * scale), 1), max(int(height * scale), 1)
+    small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
+    back = np.array([width / small_w, height / small_h], np.float32)
+    return [
+        Face(f.box * np.tile(back, 2), f.score, f.landmarks * back, f.kind)
+        for f in detector.detect(small)
+    ]

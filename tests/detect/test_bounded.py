@@ -1,0 +1,30 @@
+"""Huge images are detected on a bounded downscaled copy; faces come back in full-image
+coordinates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrface.detect import detect_bounded
+from tests.test_pipeline import SquareDetector, scene
+
+
+class Recording(SquareDetector):
+    def __init__(self):
+        self.shapes = []
+
+    def detect(self, image):
+        self.shapes.append(image.shape)
+        return super().detect(image)
+
+
+def test_large_images_are_detected_small_and_mapped_back():
+    image = scene(("red", 100, 60, 80), size=400)
+    detector = Recording()
+    (face,) = detect_bounded(detector, image, max_pixels=40_000)
+    assert detector.shapes == [(200, 200, 3)]
+    np.testing.assert_allclose(face.box, [100, 60, 180, 140], atol=1)
+    (full,) = SquareDetector().detect(image)
+    np.testing.assert_allclose(face.landmarks, full.landmarks, atol=1)
+    detect_bounded(detector, image, max_pixels=400 * 400)
+    assert detector.shapes[-1] == (400, 400, 3)  # small enough: untouched
