@@ -116,3 +116,13 @@ def test_calibration_files_are_found_by_encoder(tmp_path):
 def test_resolution_helpers():
     assert as_resolution(150) is None and as_resolution(149) == 149
     assert nearest_size(14, [8, 16, None]) == 16 and nearest_size(None, [8, 32]) == 32
+
+
+def test_a_stored_file_serves_its_encoder_by_name(tmp_path):
+    """A shipped student's file may name weights it was measured on before rounding: the file
+    stored with the encoder still applies to it by name."""
+    calib = _write(tmp_path / "calibration.json", "T-key", "old-student-key", base=0.6)
+    calib.owner = "lrface-lr-v1"
+    book = ThresholdBook([calib], {"new-student-key": {"lrface-lr-v1"}})
+    choice = book.pair(FaceRef("T-key", None), FaceRef("new-student-key", 16))
+    assert choice.source.endswith("[hr-lr@16]")

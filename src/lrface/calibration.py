@@ -75,6 +75,9 @@ class Calibration:
     thresholds: dict[str, float] = field(default_factory=dict)
     openset: dict[int | None, float] = field(default_factory=dict)
     openset_fpir: float | None = None
+    owner: str | None = None
+    """The encoder name this file is stored with (its probe side by that name too, so a shipped
+    student whose weights were rounded after calibration still finds its file)."""
 
     @property
     def encoders(self) -> set[str]:
@@ -166,12 +169,15 @@ class ThresholdBook:
     def _names(self, encoder: str) -> set[str]:
         return {encoder} | self.aliases.get(encoder, set())
 
+    def _probe_of(self, calib: Calibration, encoder: str) -> bool:
+        names = self._names(encoder)
+        return calib.probe in names or (calib.owner is not None and calib.owner in names)
+
     def _files(self, probe: str, gallery: str | None) -> list[Calibration]:
         return [
             c
             for c in self.calibrations
-            if c.probe in self._names(probe)
-            and (gallery is None or c.gallery in self._names(gallery))
+            if self._probe_of(c, probe) and (gallery is None or c.gallery in self._names(gallery))
         ]
 
     def _missing(self, what: str, probe: str, gallery: str | None) -> ValueError:

@@ -284,8 +284,13 @@ class FacePipeline:
 def default_calibrations(encoder: str, student: str | None) -> list[Calibration]:
     """The calibrations stored with the student (if any) and the teacher (if any); see
     ``lrface.calibration.calibration_path``."""
-    paths = [calibration_path(name) for name in (student, encoder) if name]
-    return [Calibration.load(p) for p in paths if p is not None]
+    calibrations = []
+    for name in (student, encoder):
+        path = calibration_path(name) if name else None
+        if path is not None:
+            calibrations.append(Calibration.load(path))
+            calibrations[-1].owner = name
+    return calibrations
 
 
 @dataclass
