@@ -35,10 +35,14 @@ def _cases(tmp):
         (["verify", str(tmp), str(image)], "is a directory"),
         (["export", "no-such-encoder", "--out", str(tmp / "m.onnx")], "unknown encoder"),
         (["verify", str(image), str(image), "--calibration", str(tmp)], "is a directory"),
+        (
+            ["verify", str(image), str(image), "--student", str(tmp / "runs" / "x")],
+            "runs/x: no such checkpoint directory",
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(15))
+@pytest.mark.parametrize("case", range(16))
 def test_cli_error_paths_end_in_one_line(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args, expected = _cases(tmp_path)[case]

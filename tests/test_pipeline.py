@@ -200,6 +200,7 @@ def cli(monkeypatch):
     monkeypatch.setattr(pipeline_cli, "_encoder", lambda name, device: encoders[name])
     app = typer.Typer()
     app.command("verify")(pipeline_cli.verify_command)
+    app.command("detect")(pipeline_cli.detect_command)
     app.add_typer(pipeline_cli.gallery_app, name="gallery")
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])
@@ -263,6 +264,12 @@ def test_verify_command_reports_encoders(cli, tmp_path):
     assert "-> student other (16 px chip)" in result.output
     missing = cli("verify", a, tmp_path / "nope.jpg", "--encoder", "teacher")
     assert missing.exit_code == 1 and "nope.jpg: no such file" in missing.output
+
+
+def test_detect_reports_the_face_count(cli, tmp_path):
+    _photo(tmp_path / "two.png", ("red", 10, 10, 80), ("blue", 100, 100, 70))
+    (out,) = json.loads(cli("detect", tmp_path / "two.png").output)
+    assert out["count"] == 2 and len(out["faces"]) == 2
 
 
 def test_search_answers_unknown_under_the_openset_threshold(cli, tmp_path):

@@ -73,7 +73,8 @@ def _encoder(name: str, device: str):
     try:
         return create_encoder(name, device=device)
     except (KeyError, RuntimeError, FileNotFoundError, ValueError) as exc:
-        raise _fail(f"cannot load encoder {name}: {exc.args[0] if exc.args else exc}") from None
+        message = str(exc.args[0] if exc.args else exc)
+        raise _fail(message if message.startswith(name) else f"{name}: {message}") from None
 
 
 def _check_policy(policy: str, allowed: tuple[str, ...]) -> None:
@@ -124,7 +125,12 @@ def detect_command(
             continue
         faces = detect_bounded(det, image)
         results.append(
-            {"image": str(path), "detector": det.name, "faces": [f.to_dict() for f in faces]}
+            {
+                "image": str(path),
+                "detector": det.name,
+                "count": len(faces),
+                "faces": [f.to_dict() for f in faces],
+            }
         )
         if annotate is not None:
             out = annotate
@@ -172,10 +178,11 @@ def _pipeline(
 ):
     from lrface.pipeline import DEFAULT_SIZE_CUTOFF, FacePipeline
 
+    low = _encoder(student, device) if student else None  # a wrong path fails first
     return FacePipeline(
         make_detector(detector, min_face, device),
         _encoder(encoder, device),
-        _encoder(student, device) if student else None,
+        low,
         size_cutoff=DEFAULT_SIZE_CUTOFF if size_cutoff is None else size_cutoff,
         multi_face=multi_face,
     )

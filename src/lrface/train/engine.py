@@ -83,7 +83,7 @@ class Trainer:
         if teacher is not None:
             teacher = teacher.to(self.device).eval().requires_grad_(False)
         gather = all_gather if self.world > 1 else None
-        precision, why = resolve_precision(config.precision, self.device.type)
+        precision, why = resolve_precision(config.precision, str(self.device))
         if self.rank == 0:
             print(f"precision: {precision} ({why})")
         self.objective = Objective(
