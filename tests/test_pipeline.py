@@ -4,6 +4,7 @@ plus one end-to-end check on LFW with MTCNN and the dlib teacher."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -23,6 +24,7 @@ from lrface.pipeline import (
     select_faces,
 )
 from lrface.search.gallery import Gallery
+from tests.conftest import needs_lfw
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 220, 30), "blue": (30, 30, 220)}
 
@@ -96,7 +98,7 @@ def test_small_faces_go_to_the_student_warped_once_to_its_input(pipe):
     assert roles[(10, 150)] == ("student", "student", 12)
     # the warp goes straight to the student's 32 px input, never to 12 then resampled
     assert pipe.teacher.seen == [150] and sorted(pipe.student.seen) == [32, 32]
-    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"))
+    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"), None)
     assert [e.role for e in alone.embed_faces(image, faces)] == ["teacher"] * 3
 
 
@@ -111,7 +113,7 @@ def test_multi_face_policies_and_no_face(pipe, tmp_path):
     with pytest.raises(NoFaceError, match="blank.png: no face found"):
         pipe.embed_image(blank)
     with pytest.raises(ValueError, match="policy"):
-        FacePipeline(SquareDetector(), ColourEncoder("t"), multi_face="first")
+        FacePipeline(SquareDetector(), ColourEncoder("t"), None, multi_face="first")
 
 
 def test_verify_scores_and_thresholds(pipe, tmp_path):
@@ -140,7 +142,7 @@ def test_verify_scores_and_thresholds(pipe, tmp_path):
     result = pipe.verify(red_big, red_small, calibration=Calibration.load(table))
     assert result.threshold_source.endswith("[hr-lr@48]") and result.threshold == 0.3
     # no calibration for the teacher's own small faces: said, not replaced by another's
-    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"))
+    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"), None)
     with pytest.raises(ValueError, match="no verification calibration for probe encoder teacher"):
         alone.verify(red_big, red_small, calibration=Calibration.load(table))
     flipped = tmp_path / "flipped.json"
@@ -152,7 +154,7 @@ def test_verify_scores_and_thresholds(pipe, tmp_path):
 def test_a_small_face_the_teacher_serves_is_judged_by_its_resolution(tmp_path):
     """Without a student, a 16 px face goes to the teacher and must still be judged by the
     teacher's hr-lr threshold at 16 px, not by its full-size one."""
-    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"))
+    alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"), None)
     table = tmp_path / "teacher.json"
     thresholds = {"hr-hr@full": 0.9, "hr-lr@16": 0.2, "lr-lr@16": 0.3}
     table.write_text(
@@ -180,7 +182,7 @@ def test_verify_compares_every_face_and_says_which_matched(pipe):
     result = pipe.verify(scene(("red", 20, 20, 120)), group, threshold=0.99)
     assert result.same is True and result.comparisons == 3
     assert result.b.faces_in_image == 3 and tuple(result.b.face.box[:2]) == (100, 100)
-    largest = FacePipeline(SquareDetector(), ColourEncoder("teacher"), multi_face="largest")
+    largest = FacePipeline(SquareDetector(), ColourEncoder("teacher"), None, multi_face="largest")
     assert largest.verify(scene(("red", 20, 20, 120)), group, threshold=0.99).comparisons == 1
 
 
@@ -195,7 +197,11 @@ def test_dominant_policy_refuses_similar_faces():
 @pytest.fixture
 def cli(monkeypatch):
     """The pipeline commands wired to the fake detector and encoders."""
-    encoders = {"teacher": ColourEncoder("teacher"), "other": ColourEncoder("other")}
+    encoders = {
+        "teacher": ColourEncoder("teacher"),
+        "other": ColourEncoder("other"),
+        "lrface-lr-v1": ColourEncoder("lrface-lr-v1", input_size=32),  # the shipped default
+    }
     monkeypatch.setattr(pipeline_cli, "make_detector", lambda *a, **k: SquareDetector())
     monkeypatch.setattr(pipeline_cli, "_encoder", lambda name, device: encoders[name])
     app = typer.Typer()
@@ -256,14 +262,25 @@ def test_enroll_skips_bad_files_and_keeps_the_gallery(cli, tmp_path):
 def test_verify_command_reports_encoders(cli, tmp_path):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     _photo(a, ("red", 20, 20, 120))
-    _photo(b, ("red", 5, 5, 16))
+    _photo(b, ("red", 5, 5, 14))
     result = cli("verify", a, b, "--encoder", "teacher", "--student", "other", "--threshold", "0.9")
     assert result.exit_code == 0, result.output
     assert "decision: same person (threshold 0.9000 from --threshold: given)" in result.output
     assert "-> teacher teacher (150 px chip)" in result.output
-    assert "-> student other (16 px chip)" in result.output
+    assert "-> student other (14 px chip)" in result.output
     missing = cli("verify", a, tmp_path / "nope.jpg", "--encoder", "teacher")
     assert missing.exit_code == 1 and "nope.jpg: no such file" in missing.output
+
+
+def test_small_faces_go_to_the_shipped_student_unless_told_none(cli, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    _photo(a, ("red", 20, 20, 120))
+    _photo(b, ("red", 5, 5, 12))
+    result = cli("verify", a, b, "--encoder", "teacher", "--threshold", "0.9")
+    assert "-> student lrface-lr-v1 (12 px chip)" in result.output, result.output
+    alone = cli("verify", a, b, "--encoder", "teacher", "--student", "none", "--threshold", "0.9")
+    assert alone.exit_code == 0 and "-> teacher teacher (150 px chip)" in alone.output
+    assert "student" not in alone.output.split("decision")[1]
 
 
 def test_detect_reports_the_face_count(cli, tmp_path):
@@ -326,7 +343,7 @@ def mtcnn_pipeline():
         detector = MTCNN()
     except WeightsUnavailableError as exc:
         pytest.skip(f"MTCNN weights cannot be fetched (no network?): {exc}")
-    return FacePipeline(detector, DlibEncoder())
+    return FacePipeline(detector, DlibEncoder(), None)
 
 
 def test_size_cutoff_help_shows_the_real_default():
@@ -334,10 +351,46 @@ def test_size_cutoff_help_shows_the_real_default():
     from lrface.pipeline import DEFAULT_SIZE_CUTOFF
 
     assert pipeline_cli.SIZE_CUTOFF_HELP == DEFAULT_SIZE_CUTOFF
+    from lrface.models.pretrained import DEFAULT_STUDENT
+
+    assert pipeline_cli.DEFAULT_STUDENT == DEFAULT_STUDENT
     text = " ".join(
         CliRunner()
         .invoke(app, ["verify", "--help"], env={"COLUMNS": "300"})
         .output.replace("│", "")
         .split()
     )
-    assert "if one is given (default: 20 px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)" in text
+    assert "go to the student (default: 16 px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)" in text
+
+
+@pytest.mark.lfw
+@needs_lfw
+def test_gallery_search_uses_the_shipped_student_for_a_small_probe(lfw_root, tmp_path):
+    """No flag: a 14 px face is embedded by lrface-lr-v1, and the output says so."""
+    from PIL import Image
+
+    from lrface.cli import app
+    from lrface.detect.weights import WeightsUnavailableError, fetch_mtcnn_weights
+
+    try:
+        fetch_mtcnn_weights()
+    except WeightsUnavailableError as exc:
+        pytest.skip(f"MTCNN weights cannot be fetched (no network?): {exc}")
+    people = tmp_path / "people"
+    for name in ("George_W_Bush", "Serena_Williams"):
+        (people / name).mkdir(parents=True)
+        shutil.copy(lfw_root / name / f"{name}_0001.jpg", people / name / "1.jpg")
+    probe = tmp_path / "probe.png"
+    photo = Image.open(lfw_root / "George_W_Bush" / "George_W_Bush_0002.jpg")
+    photo.resize((32, 32), Image.Resampling.BOX).save(probe)  # LFW faces ~110 px: ~14 px here
+    runner = CliRunner()
+    gallery = str(tmp_path / "g.safetensors")
+    enrolled = runner.invoke(app, ["gallery", "enroll", str(people), "--gallery", gallery])
+    assert enrolled.exit_code == 0, enrolled.output
+    args = ["gallery", "search", str(probe), "--gallery", gallery, "--min-face", "12"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    (face,) = json.loads(result.output)
+    assert face["encoder_name"] == "lrface-lr-v1" and face["role"] == "student"
+    teacher_only = json.loads(runner.invoke(app, [*args, "--json", "--student", "none"]).output)
+    assert teacher_only[0]["role"] == "teacher"

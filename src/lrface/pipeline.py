@@ -1,11 +1,13 @@
 """From photos to answers: detect, align, embed (teacher or low-resolution student), verify.
 
-``FacePipeline(detector, teacher, student=None, size_cutoff=20)``: a face whose detected box is
-narrower than ``size_cutoff`` px is embedded by the student, every other face by the teacher from
-a 150 px chip. The student's chip is warped in one interpolation straight to the student's input
-size (never first to the face's native resolution and then resampled again: that double
-interpolation cost 4.6 points of rank-1 at 16 px on View 1 dev probes); its resolution, for the
-calibrated thresholds, is still the native one (``lrface.detect.align.native_chip_size``).
+``FacePipeline(detector, teacher, student="lrface-lr-v1", size_cutoff=16)``: a face whose
+detected box is narrower than ``size_cutoff`` px is embedded by the student (the shipped one
+unless another encoder, name, or ``None`` for the teacher alone, is given), every other face by
+the teacher from a 150 px chip. The student's chip is warped in one interpolation straight to
+the student's input size (never first to the face's native resolution and then resampled
+again: that double interpolation cost 4.6 points of rank-1 at 16 px on View 1 dev probes); its
+resolution, for the calibrated thresholds, is still the native one
+(``lrface.detect.align.native_chip_size``).
 Students are trained into the teacher's embedding space, so either kind of embedding compares
 with either (and with a gallery enrolled by the teacher).
 
@@ -32,6 +34,7 @@ from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector, detect_bounded
 from lrface.detect.align import align_face, native_chip_size, student_chip
 from lrface.models.encoder import FaceEncoder
+from lrface.models.pretrained import DEFAULT_STUDENT
 
 MULTI_FACE_POLICIES = ("all", "dominant", "largest", "error")
 
@@ -39,10 +42,13 @@ DOMINANT_RATIO = 0.7
 """Under ``dominant``, the largest face is taken only if every other face is narrower than this
 share of its width (a group photo of similar faces is refused rather than guessed at)."""
 
-# Faces narrower than this go to the student. On LFW View 2 the per-fold students beat the
-# teacher up to 20 px chips and lose from 24 px up (docs/results.md, sections 2a and 3), and in 1:N
-# search they lose at 24 px (section 7), so bigger faces are better left to the teacher.
-DEFAULT_SIZE_CUTOFF = 20.0
+# Faces narrower than this go to the student. The shipped lrface-lr-v1 beats the teacher on
+# LFW View 2 at 8-16 px chips under every preset (every fold at 8 and 12, 9/10 at 16 clean), but
+# on clean chips it is level at 20 px (-0.4 HR-vs-LR, 3/10 folds) and behind from 24 px up,
+# while under cctv and ir it wins up to 24-32 px (docs/lrface-lr-v1.md). A 16 px-wide detected
+# face gives a chip of about 18 px (LFW: chip side = 1.13 x face width), so below 16 px every
+# face the student serves is one it serves better. Raise it for blurred, noisy cameras.
+DEFAULT_SIZE_CUTOFF = 16.0
 
 
 class FaceInputError(ValueError):
@@ -65,8 +71,10 @@ class MultipleFacesError(FaceInputError):
 
 @dataclass
 class EmbeddedFace:
-    """A face, its unit embedding, the encoder that made it, the chip side it was given, its
-    native resolution (chip side at one chip px per image px) and the faces in its image."""
+    """A face, its unit embedding, the encoder that made it (``encoder``: its cache key, which
+    calibrations name; ``encoder_name``: what users call it, e.g. ``lrface-lr-v1``), the chip
+    side it was given, its native resolution (chip side at one chip px per image px) and the
+    faces in its image."""
 
     face: Face
     embedding: np.ndarray
@@ -75,6 +83,7 @@ class EmbeddedFace:
     chip_size: int
     native_size: int
     faces_in_image: int = 1
+    encoder_name: str = ""
 
     @property
     def resolution(self) -> int | None:
@@ -90,6 +99,7 @@ class EmbeddedFace:
         return {
             **self.face.to_dict(),
             "encoder": self.encoder,
+            "encoder_name": self.encoder_name or self.encoder,
             "role": self.role,
             "chip_size": self.chip_size,
             "resolution": self.native_size,
@@ -156,10 +166,14 @@ class FacePipeline:
         self,
         detector: FaceDetector,
         teacher: FaceEncoder,
-        student: FaceEncoder | None = None,
+        student: FaceEncoder | str | None = DEFAULT_STUDENT,
         size_cutoff: float = DEFAULT_SIZE_CUTOFF,
         multi_face: str = "all",
     ):
+        if isinstance(student, str):  # a name: the shipped student by default
+            from lrface.models.registry import create_encoder
+
+            student = create_encoder(student, device=teacher.device)
         if student is not None and student.dim != teacher.dim:
             raise ValueError(
                 f"student {student.cache_key} gives {student.dim}-d embeddings, "
@@ -220,7 +234,13 @@ class FacePipeline:
                     chips = np.stack([align_face(image, faces[i], size) for i in idx])
                 for i, emb in zip(idx, encoder.embed(chips), strict=True):
                     out[i] = EmbeddedFace(
-                        faces[i], emb, encoder.cache_key, role, size, native_chip_size(faces[i])
+                        faces[i],
+                        emb,
+                        encoder.cache_key,
+                        role,
+                        size,
+                        native_chip_size(faces[i]),
+                        encoder_name=encoder.name,
                     )
         return [e for e in out if e is not None]
 

@@ -18,7 +18,8 @@ from typing import Annotated
 import typer
 
 DEFAULT_TEACHER = "dlib-resnet-torch"
-SIZE_CUTOFF_HELP = 20  # lrface.pipeline.DEFAULT_SIZE_CUTOFF, not imported here (numpy); tested
+DEFAULT_STUDENT = "lrface-lr-v1"  # lrface.models.pretrained.DEFAULT_STUDENT, tested equal
+SIZE_CUTOFF_HELP = 16  # lrface.pipeline.DEFAULT_SIZE_CUTOFF, not imported here (numpy); tested
 
 DetectorOpt = Annotated[str, typer.Option(help="Face detector: mtcnn or dlib.")]
 MinFaceOpt = Annotated[
@@ -26,13 +27,16 @@ MinFaceOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
 StudentOpt = Annotated[
-    str | None,
-    typer.Option(help="Student checkpoint dir (or name) for faces narrower than --size-cutoff."),
+    str,
+    typer.Option(
+        help="Student for faces narrower than --size-cutoff: the shipped lrface-lr-v1 by "
+        "default, another name or a checkpoint dir, or 'none' for the teacher alone."
+    ),
 ]
 CutoffOpt = Annotated[
     float | None,
     typer.Option(
-        help="Faces narrower than this (px) go to the student, if one is given (default: "
+        help="Faces narrower than this (px) go to the student (default: "
         f"{SIZE_CUTOFF_HELP} px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)."
     ),
 ]
@@ -167,6 +171,11 @@ def _draw(image, faces, out: Path) -> None:
         raise _fail(f"{out}: could not write the annotated image")
 
 
+def chosen_student(student: str | None) -> str | None:
+    """The ``--student`` value as an encoder name, ``None`` for 'none'."""
+    return None if student is None or student.lower() == "none" else student
+
+
 def _pipeline(
     encoder: str,
     student: str | None,
@@ -194,7 +203,7 @@ def verify_command(
     encoder: Annotated[
         str, typer.Option(help="Teacher encoder (registered name).")
     ] = DEFAULT_TEACHER,
-    student: StudentOpt = None,
+    student: StudentOpt = DEFAULT_STUDENT,
     threshold: Annotated[
         float | None, typer.Option(help="Cosine threshold: same when the score is above it.")
     ] = None,
@@ -213,6 +222,7 @@ def verify_command(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Are A and B the same person? Prints the score, the decision and the encoder per face."""
+    student = chosen_student(student)
     from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, default_calibrations
 
     _check_policy(multi_face, MULTI_FACE_POLICIES)
@@ -253,7 +263,8 @@ def _face_line(face) -> str:
     size = "full size" if face.resolution is None else f"{face.resolution} px resolution"
     return (
         f"{found} face{'s' if found != 1 else ''} found; face{where} {face.face.width:.0f} px "
-        f"wide ({size}) -> {face.role} {face.encoder} ({face.chip_size} px chip)"
+        f"wide ({size}) -> {face.role} {face.encoder_name or face.encoder} "
+        f"({face.chip_size} px chip)"
     )
 
 
@@ -372,7 +383,7 @@ def search_command(
     image: Annotated[Path, typer.Argument(help="Probe image.")],
     gallery: GalleryOpt,
     k: Annotated[int, typer.Option("-k", "--top-k", help="Identities to list.", min=1)] = 5,
-    student: StudentOpt = None,
+    student: StudentOpt = DEFAULT_STUDENT,
     detector: DetectorOpt = "mtcnn",
     min_face: MinFaceOpt = 20,
     size_cutoff: CutoffOpt = None,
@@ -399,6 +410,7 @@ def search_command(
     from lrface.pipeline import default_calibrations as defaults
     from lrface.search.gallery import GalleryError
 
+    student = chosen_student(student)
     _check_policy(multi_face, MULTI_FACE_POLICIES)
     gal = _load_gallery(gallery)
     try:

@@ -68,7 +68,7 @@ def enroll(
     lfw: LFW, people: list[Person], teacher: FaceEncoder, progress: bool = True
 ) -> tuple[Gallery, list[str]]:
     """Gallery of ``people`` (gallery photo each, MTCNN + teacher) and the names left out."""
-    pipe = FacePipeline(MTCNN(min_face=GALLERY_MIN_FACE), teacher)
+    pipe = FacePipeline(MTCNN(min_face=GALLERY_MIN_FACE), teacher, None)
     path = gallery_cache_path(teacher, pipe.detector)
     cached = Gallery.load(path) if path.is_file() else Gallery(teacher.cache_key, teacher.dim)
     cached.check_compatible(teacher.cache_key, teacher.dim, path)
@@ -208,7 +208,7 @@ def identify(
     """``{size: {"detected": ..., "reference": ...}}`` for ``probes`` searched in ``gallery``:
     the teacher's pipeline, and with a student the routed pipeline and the student alone."""
     detector = MTCNN(min_face=PROBE_MIN_FACE)
-    pipes = {"teacher": FacePipeline(detector, teacher)}
+    pipes = {"teacher": FacePipeline(detector, teacher, None)}
     encoders: dict[str, FaceEncoder] = {"teacher": teacher}
     if student is not None:
         pipes["teacher+student"] = FacePipeline(detector, teacher, student, size_cutoff)
