@@ -92,3 +92,19 @@ def test_pooling_person_disjoint_folds_sums_hits_and_probes():
 def test_reference_chip_has_the_pixel_density_of_the_face():
     assert reference_chip_px(110) == 124
     assert reference_chip_px(16) == 18 and reference_chip_px(24) == 27
+
+
+def test_table_rounds_rates_once_from_the_hit_counts():
+    cell = rank_rates(np.array([1] * 1016), probes=1627)  # 62.446%, stored rounded as 0.6245
+    results = {
+        "16": {
+            "detected": {
+                "image_px": 36,
+                "no_face": 0,
+                "other_face": 0,
+                "pipelines": {"teacher": {**cell, "student_served": 0}},
+            },
+            "reference": {"chip_px": 18, "unaligned": 0, "pipelines": {"teacher": cell}},
+        }
+    }
+    assert "| 62.4% | 62.4% |" in markdown_table(results)

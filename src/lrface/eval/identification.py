@@ -123,6 +123,11 @@ def pool_folds(reports: list[dict]) -> dict:
     return pooled
 
 
+def _percent(cell: dict, k: int) -> str:
+    """Rank-k rate in % from the hit count (the stored rate is already rounded)."""
+    return f"{100 * cell[f'rank{k}_hits'] / cell['probes']:.1f}%" if cell["probes"] else "-"
+
+
 def markdown_table(results: dict) -> str:
     """``{size: {"detected": ..., "reference": ...}}`` as a Markdown table of rank-1/5 rates."""
     rows = [
@@ -136,14 +141,14 @@ def markdown_table(results: dict) -> str:
             rows.append(
                 f"| {size} | {detected['image_px']}x{detected['image_px']} image, MTCNN | "
                 f"{label} | {r['probes']} | {r.get('student_served', 0)} | "
-                f"{100 * r['rank1']:.1f}% | {100 * r['rank5']:.1f}% | {detected['no_face']} | "
+                f"{_percent(r, 1)} | {_percent(r, 5)} | {detected['no_face']} | "
                 f"{detected['other_face']} |"
             )
         for label, r in reference["pipelines"].items():
             served = r["probes"] - reference["unaligned"] if label == "student" else 0
             rows.append(
                 f"| {size} | dlib chip -> {reference['chip_px']} px, no detection | {label} | "
-                f"{r['probes']} | {served} | {100 * r['rank1']:.1f}% | {100 * r['rank5']:.1f}% | "
+                f"{r['probes']} | {served} | {_percent(r, 1)} | {_percent(r, 5)} | "
                 f"{reference['unaligned']} | - |"
             )
     return "\n".join(rows)
