@@ -1,0 +1,86 @@
+"""Linking a frame's faces to tracks, with norfair (Tryolabs' tracker, maintained fork).
+
+Why norfair: it tracks any points with a Kalman filter and Hungarian matching under a distance
+we choose, which suits faces of 10-40 px that can move more than their own width between
+sampled frames (box IoU, as in SORT/ByteTrack, is zero then). It is pure Python over numpy and
+scipy, both already dependencies. We install it as ``norfair-enough``, the maintained fork
+that imports as ``norfair``: upstream ``norfair`` 2.3.0 pins ``numpy<2`` and would downgrade
+numpy; supervision 0.31 no longer ships ByteTrack, and Roboflow's ``trackers`` pulls the GUI
+``opencv-python`` beside our headless OpenCV.
+
+Distance: the gap between a detected box's centre and the track's predicted centre, in units of
+the detected face's width, plus the relative change of width. A face matches a track within
+``max_distance`` of those units, so the rule is the same at 12 px and at 40 px.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from norfair import Detection, Tracker
+from norfair.tracker import TrackedObject
+
+from lrface.detect import Face
+
+
+@dataclass
+class TrackerConfig:
+    """``max_distance`` in face widths; ``hit_counter_max``: sampled frames a track survives
+    without a detection; ``initialization_delay``: detections before a track counts (shorter
+    ones are discarded as false detections)."""
+
+    max_distance: float = 1.5
+    hit_counter_max: int = 8
+    initialization_delay: int = 1
+
+
+def _points(face: Face) -> np.ndarray:
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    return np.array([[(x1 + x2) / 2, (y1 + y2) / 2], [x2 - x1, y2 - y1]])
+
+
+def face_distance(detection: Detection, track: TrackedObject) -> float:
+    """Centre gap over the detection's width plus relative width change."""
+    (cx, cy), (w, _) = detection.points
+    (tx, ty), (tw, _) = track.estimate
+    width = max(w, 1.0)
+    return float(np.hypot(cx - tx, cy - ty) / width + abs(w - tw) / width)
+
+
+class FaceTracker:
+    """Feed it each processed frame's faces; it says which track each face joined and which
+    tracks ended (no detection for ``hit_counter_max`` processed frames)."""
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self._tracker = Tracker(
+            distance_function=face_distance,
+            distance_threshold=self.config.max_distance,
+            hit_counter_max=self.config.hit_counter_max,
+            initialization_delay=self.config.initialization_delay,
+        )
+        self._alive: dict[int, TrackedObject] = {}
+
+    def update(self, faces: list[Face], frame: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """(``(key, face index)`` for every face that joined a track, keys that ended).
+
+        Keys are norfair's per-tracker ``initializing_id``: a track has one from its first
+        detection, so faces seen while norfair is still initializing it are kept too."""
+        detections = [
+            Detection(_points(f), scores=np.array([f.score, f.score]), data=(frame, i))
+            for i, f in enumerate(faces)
+        ]
+        self._tracker.update(detections)
+        current = {o.initializing_id: o for o in self._tracker.tracked_objects}
+        joined = [
+            (key, obj.last_detection.data[1])
+            for key, obj in current.items()
+            if obj.last_detection is not None and obj.last_detection.data[0] == frame
+        ]
+        ended = [key for key in self._alive if key not in current]
+        self._alive = current
+        return joined, ended
+
+    def active(self) -> list[int]:
+        return list(self._alive)

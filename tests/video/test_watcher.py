@@ -1,0 +1,79 @@
+"""FaceWatcher on generated clips: crossing people keep their identities, a stranger is
+unknown, aggregation weights behave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrface.video.aggregate import aggregate, face_weights
+from lrface.video.decide import fixed_threshold
+from lrface.video.sources import Frame, open_source
+from lrface.video.watcher import FaceWatcher
+from tests.video.clips import (
+    ColourDetector,
+    colour_embed,
+    colour_searcher,
+    crossing_frames,
+    write_avi,
+)
+
+
+def _watcher(threshold: float | None = 0.9) -> FaceWatcher:
+    return FaceWatcher(ColourDetector(), colour_embed, colour_searcher, fixed_threshold(threshold))
+
+
+def test_crossing_people_keep_their_identities(tmp_path):
+    clip = write_avi(crossing_frames(), tmp_path / "cross.avi")
+    events = list(_watcher().watch(open_source(clip)))
+    assert [e.decision.identity for e in events] == ["red", "blue"]
+    detector = ColourDetector()
+    for event in events:
+        # every face of the track is the same colour as the decision
+        truth = {colour_embed_name(o) for o in event.observations}
+        assert truth == {event.decision.identity}
+        assert len(event.observations) >= 20
+        assert event.to_dict()["top"][0]["name"] == event.decision.identity
+    assert detector.name == "colour"
+
+
+def colour_embed_name(observation) -> str:
+    return colour_searcher(observation.embedding[None], 1)[0][0][0]
+
+
+def test_stranger_is_unknown_and_enrolled_are_not():
+    frames = [Frame(i, i / 10, f) for i, f in enumerate(crossing_frames(stranger=True))]
+    events = list(_watcher(0.9).watch(frames))
+    decisions = sorted(str(e.decision.identity) for e in events)
+    assert decisions == ["None", "blue", "red"]
+    unknown = next(e for e in events if e.decision.unknown)
+    assert unknown.to_dict()["identity"] == "unknown"
+    assert unknown.decision.score < 0.9
+    # without a threshold the same track is forced onto its nearest identity
+    forced = list(_watcher(None).watch(frames))
+    assert all(not e.decision.unknown for e in forced)
+
+
+def test_tracks_end_when_the_person_leaves():
+    frames = crossing_frames(12)
+    blank = np.full_like(frames[0], 90)
+    clip = [Frame(i, i / 10, f) for i, f in enumerate([*frames, *[blank] * 12])]
+    watcher = _watcher()
+    ended_at = {}
+    for frame in clip:
+        for event in watcher.process(frame):
+            ended_at[event.decision.identity] = frame.index
+    assert set(ended_at) == {"red", "blue"}  # ended while frames were still coming
+    assert watcher.flush() == []
+
+
+def test_weights_and_aggregate():
+    widths, scores = np.array([10.0, 30.0]), np.array([0.5, 1.0])
+    assert face_weights(widths, scores, "uniform").tolist() == [1, 1]
+    assert face_weights(widths, scores, "size-score").tolist() == [5, 30]
+    with pytest.raises(ValueError, match="unknown weighting"):
+        face_weights(widths, scores, "area")
+    e = np.array([[1, 0], [0, 1]], np.float32)
+    pooled = aggregate(e, np.array([1.0, 3.0]))
+    assert np.isclose(np.linalg.norm(pooled), 1) and pooled[1] > pooled[0]
+    assert np.allclose(aggregate(e, np.zeros(2)), np.full(2, 2**-0.5))
