@@ -1,4 +1,4 @@
-"""The ``lrface`` command line: benchmark, train, detect, verify, gallery."""
+"""The ``lrface`` command line: benchmark, train, detect, verify, gallery, watch."""
 
 from __future__ import annotations
 
@@ -507,6 +507,7 @@ def _register_subcommands() -> None:
         package_student_command,
         train_command,
     )
+    from lrface.video_cli import watch_command
 
     app.command("train")(train_command)
     app.command("decontaminate")(decontaminate_command)
@@ -515,6 +516,7 @@ def _register_subcommands() -> None:
     app.command("verify")(verify_command)
     app.command("fetch-weights")(fetch_weights_command)
     app.add_typer(gallery_app, name="gallery")
+    app.command("watch")(watch_command)
 
 
 _register_subcommands()

@@ -15,6 +15,7 @@ the detected face's width, plus the relative change of width. A face matches a t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +45,8 @@ def face_distance(detection: Detection, track: TrackedObject) -> float:
     """Centre gap over the detection's width plus relative width change."""
     (cx, cy), (w, _) = detection.points
     (tx, ty), (tw, _) = track.estimate
-    width = max(w, 1.0)
-    return float(np.hypot(cx - tx, cy - ty) / width + abs(w - tw) / width)
+    width = max(float(w), 1.0)
+    return float((np.hypot(cx - tx, cy - ty) + abs(w - tw)) / width)
 
 
 class FaceTracker:
@@ -54,12 +55,18 @@ class FaceTracker:
 
     def __init__(self, config: TrackerConfig | None = None):
         self.config = config or TrackerConfig()
+        # norfair warns that a Python distance is slower than its vectorized ones; with a few
+        # faces per frame the cost is negligible, so the warning is kept out of the output
+        log = logging.getLogger("norfair.tracker")
+        level = log.level
+        log.setLevel(logging.ERROR)
         self._tracker = Tracker(
             distance_function=face_distance,
             distance_threshold=self.config.max_distance,
             hit_counter_max=self.config.hit_counter_max,
             initialization_delay=self.config.initialization_delay,
         )
+        log.setLevel(level)
         self._alive: dict[int, TrackedObject] = {}
 
     def update(self, faces: list[Face], frame: int) -> tuple[list[tuple[int, int]], list[int]]:

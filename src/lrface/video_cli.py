@@ -1,0 +1,147 @@
+"""``lrface watch``: faces in a video, a folder of frames or a stream, tracked and checked
+against a watch-list gallery; one decision per track (``lrface.video``).
+
+A broken video or a Ctrl-C still writes every track finished so far (open tracks are ended
+where the input stopped) before the error line or the exit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrface.pipeline_cli import (
+    CutoffOpt,
+    DeviceOpt,
+    MinFaceOpt,
+    StudentOpt,
+    _fail,
+    _load_gallery,
+    _pipeline,
+)
+
+
+def _thresholds(threshold: float | None, calibration: Path | None, encoder: str, student):
+    """The open-set threshold function: ``--threshold``, else the calibration file, else the
+    calibration stored with the model (HR gallery vs LR probe thresholds by probe size)."""
+    from lrface.pipeline import Calibration, default_calibration
+    from lrface.video.decide import calibration_thresholds, fixed_threshold
+
+    if threshold is not None:
+        return fixed_threshold(threshold), f"--threshold {threshold}"
+    path = calibration or default_calibration(encoder, student)
+    if path is None:
+        return fixed_threshold(None), "none (every track gets its nearest identity)"
+    try:
+        return calibration_thresholds(Calibration.load(path)), str(path)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def watch_command(
+    source: Annotated[
+        str, typer.Argument(help="Video file, folder of frames, camera index or URL.")
+    ],
+    gallery: Annotated[Path, typer.Option(help="Watch-list gallery file.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/watch"),
+    stride: Annotated[int, typer.Option(help="Process every k-th frame.", min=1)] = 1,
+    min_face: MinFaceOpt = 20,
+    annotate: Annotated[
+        bool, typer.Option(help="Also write annotated.mp4 (processed frames, boxes, names).")
+    ] = False,
+    student: StudentOpt = None,
+    size_cutoff: CutoffOpt = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Open-set threshold: tracks scoring under it are unknown.")
+    ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration JSON for the threshold (--threshold wins).")
+    ] = None,
+    weighting: Annotated[
+        str, typer.Option(help="Track aggregation: uniform, size, score or size-score.")
+    ] = "size-score",
+    fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
+    from tqdm import tqdm
+
+    from lrface.search.gallery import GalleryError
+    from lrface.video.aggregate import WEIGHTINGS
+    from lrface.video.decide import gallery_searcher
+    from lrface.video.outputs import AnnotatedVideo, EventWriter
+    from lrface.video.sources import VideoReadError, open_source
+    from lrface.video.watcher import FaceWatcher, WatchConfig
+
+    if weighting not in WEIGHTINGS:
+        raise _fail(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    gal = _load_gallery(gallery)
+    try:
+        frames = open_source(source, stride, fps)
+    except VideoReadError as exc:
+        raise _fail(str(exc)) from None
+    pipe = _pipeline(gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device)
+    try:
+        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
+    except GalleryError as exc:
+        raise _fail(str(exc)) from None
+    thresholds, threshold_source = _thresholds(threshold, calibration, gal.encoder_name, student)
+    watcher = FaceWatcher(
+        pipe.detector,
+        pipe.embed_faces,
+        gallery_searcher(gal),
+        thresholds,
+        WatchConfig(weighting=weighting),
+    )
+    writer = EventWriter(out)
+    video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
+    typer.echo(f"threshold: {threshold_source}", err=True)
+    error, interrupted = None, False
+    bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
+    try:
+        for frame in bar:
+            for event in watcher.process(frame):
+                writer.write(event)
+            if video is not None:
+                video.write(frame.image, _labels(watcher))
+            bar.set_postfix(tracks=len(watcher.tracker.active()), events=writer.count)
+    except VideoReadError as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        for event in watcher.flush():
+            writer.write(event)
+        writer.close()
+        if video is not None:
+            video.close()
+    typer.echo(
+        f"{watcher.frames_processed} frames processed, {watcher.faces_seen} faces, "
+        f"{writer.count} tracks written to {out} ({watcher.dropped_tracks} tracks of fewer than "
+        f"{watcher.config.min_faces} faces dropped)"
+    )
+    skipped = getattr(frames, "skipped", [])
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} unreadable frames:", err=True)
+        for path, reason in skipped:
+            typer.echo(f"  {path}: {reason}", err=True)
+    if getattr(frames, "dropped", 0):
+        typer.echo(f"{frames.dropped} failed reads from the stream (dropped frames)", err=True)
+    if interrupted:
+        typer.echo("interrupted: the tracks finished so far are written", err=True)
+        raise typer.Exit(130)
+    if error is not None:
+        raise _fail(f"{error}; the tracks seen before it are written")
+
+
+def _labels(watcher) -> list:
+    """(face, 'id name') for the faces of the frame just processed."""
+    out = []
+    for track_id, face in watcher.current:
+        decision = watcher.label(track_id)
+        name = "unknown" if decision is None or decision.unknown else decision.identity
+        out.append((face, f"{track_id} {name}"))
+    return out

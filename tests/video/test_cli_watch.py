@@ -1,0 +1,77 @@
+"""``lrface watch`` end to end on a generated clip, with the colour detector/embedder standing in
+for MTCNN and the teacher: outputs, unknown stranger, truncated video keeps its events."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lrface.cli import app
+from lrface.models.encoder import l2_normalize
+from lrface.search.gallery import Gallery
+from tests.video.clips import COLOURS, ColourDetector, colour_embed, crossing_frames, write_avi
+from tests.video.test_sources import truncated_copy
+
+
+@pytest.fixture
+def colour_gallery(tmp_path, monkeypatch):
+    gallery = Gallery("colour", 3)
+    for name, rgb in COLOURS.items():
+        gallery.add(name, l2_normalize(np.array([rgb], np.float32) - 90.0))
+    path = tmp_path / "g.safetensors"
+    gallery.save(path)
+    fake = SimpleNamespace(
+        detector=ColourDetector(),
+        embed_faces=colour_embed,
+        teacher=SimpleNamespace(cache_key="colour"),
+        dim=3,
+    )
+    monkeypatch.setattr("lrface.video_cli._pipeline", lambda *a, **k: fake)
+    return path
+
+
+def _events(out):
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+
+def test_watch_writes_events_tracks_thumbnails_and_video(tmp_path, colour_gallery):
+    clip = write_avi(crossing_frames(24, stranger=True), tmp_path / "c.avi")
+    out = tmp_path / "out"
+    args = ["watch", str(clip), "--gallery", str(colour_gallery), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--threshold", "0.9", "--annotate"])
+    assert result.exit_code == 0, result.output
+    events = _events(out)
+    assert sorted(e["identity"] for e in events) == ["blue", "red", "unknown"]
+    for e in events:
+        assert {"track_id", "first_frame", "last_time", "score", "top", "frames_used"} <= set(e)
+        assert (out / e["thumbnail"]).is_file()
+    assert len((out / "tracks.csv").read_text().splitlines()) == 4
+    video = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    ok, frame = video.read()
+    assert ok and frame.shape == (96, 160, 3)
+
+
+def test_truncated_video_is_an_error_and_keeps_events(tmp_path, colour_gallery):
+    clip = write_avi(crossing_frames(30), tmp_path / "c.avi")
+    cut = truncated_copy(clip, 0.7)
+    out = tmp_path / "out"
+    args = ["watch", str(cut), "--gallery", str(colour_gallery), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--threshold", "0.9"])
+    assert result.exit_code == 1
+    assert f"error: {cut}: video ends early" in result.output
+    assert "frames read" in result.output and "Traceback" not in result.output
+    assert {e["identity"] for e in _events(out)} == {"red", "blue"}
+
+
+def test_watch_unreadable_source_is_one_line(tmp_path, colour_gallery):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"junk" * 50)
+    result = CliRunner().invoke(app, ["watch", str(bad), "--gallery", str(colour_gallery)])
+    assert result.exit_code == 1
+    assert f"error: {bad}: cannot be opened as a video" in result.output
