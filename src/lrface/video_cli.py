@@ -23,21 +23,25 @@ from lrface.pipeline_cli import (
 )
 
 
-def _thresholds(threshold: float | None, calibration: Path | None, encoder: str, student):
-    """The open-set threshold function: ``--threshold``, else the calibration file, else the
-    calibration stored with the model (HR gallery vs LR probe thresholds by probe size)."""
-    from lrface.pipeline import Calibration, default_calibration
-    from lrface.video.decide import calibration_thresholds, fixed_threshold
+def _thresholds(threshold: float | None, calibration: Path | None, gal, student, pipe):
+    """The open-set threshold function: ``--threshold``, else the open-set thresholds of
+    ``--calibration`` and the calibrations stored with the encoders (as ``gallery search``)."""
+    from lrface.pipeline import Calibration, default_calibrations
+    from lrface.video.decide import book_thresholds, fixed_threshold
 
     if threshold is not None:
         return fixed_threshold(threshold), f"--threshold {threshold}"
-    path = calibration or default_calibration(encoder, student)
-    if path is None:
-        return fixed_threshold(None), "none (every track gets its nearest identity)"
     try:
-        return calibration_thresholds(Calibration.load(path)), str(path)
+        calibs = [Calibration.load(calibration)] if calibration else []
+        calibs += default_calibrations(gal.encoder_name, student)
+        thresholds = book_thresholds(pipe.thresholds(calibs), gal.encoder)
+        encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
+        for encoder in encoders:  # a missing open-set calibration fails now, not mid-video
+            thresholds(encoder.cache_key, 16)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    files = ", ".join(c.path for c in calibs)
+    return thresholds, f"open-set thresholds from {files} by encoder and face size"
 
 
 def watch_command(
@@ -87,7 +91,7 @@ def watch_command(
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
     except GalleryError as exc:
         raise _fail(str(exc)) from None
-    thresholds, threshold_source = _thresholds(threshold, calibration, gal.encoder_name, student)
+    thresholds, threshold_source = _thresholds(threshold, calibration, gal, student, pipe)
     watcher = FaceWatcher(
         pipe.detector,
         pipe.embed_faces,

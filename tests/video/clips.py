@@ -74,7 +74,8 @@ def colour_embed(image: np.ndarray, faces: list[Face]) -> list[EmbeddedFace]:
     for face in faces:
         x1, y1, x2, y2 = (int(v) for v in face.box)
         colour = np.median(image[y1:y2, x1:x2].reshape(-1, 3), axis=0) - 90.0
-        out.append(EmbeddedFace(face, l2_normalize(colour[None])[0], "colour", "teacher", 150))
+        unit = l2_normalize(colour[None])[0]
+        out.append(EmbeddedFace(face, unit, "colour", "teacher", 150, int(face.width)))
     return out
 
 

@@ -59,13 +59,15 @@ def gallery_searcher(gallery) -> Searcher:
     return search
 
 
-def calibration_thresholds(calibration) -> ThresholdFn:
-    """A ``ThresholdFn`` from an ``lrface.pipeline.Calibration``: the HR-gallery vs LR-probe
-    threshold of the nearest calibrated probe size (the encoder key is not consulted: one
-    calibration file describes one gallery/probe encoder pair)."""
+def book_thresholds(book, gallery_encoder: str) -> ThresholdFn:
+    """A ``ThresholdFn`` from an ``lrface.calibration.ThresholdBook``: the open-set threshold
+    calibrated for the encoder and the resolution nearest the face's (``openset`` in the
+    calibration files, set at a stated FPIR for single faces; ValueError when no file has one
+    for that encoder and gallery)."""
+    from lrface.calibration import FaceRef, as_resolution
 
     def threshold(encoder: str, size: int) -> float | None:
-        return calibration.pick(None, size)[0]
+        return book.openset(FaceRef(encoder, as_resolution(size)), gallery_encoder).threshold
 
     return threshold
 

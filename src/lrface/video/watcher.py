@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lrface.detect import Face, FaceDetector
-from lrface.detect.align import native_chip_size
 from lrface.pipeline import EmbeddedFace
 from lrface.video.aggregate import aggregate, face_weights
 from lrface.video.decide import Decision, Searcher, ThresholdFn, decide
@@ -144,9 +143,8 @@ class FaceWatcher:
                 track = self._tracks[key] = _Track(self._next_id)
                 self._next_id += 1
             e = embedded[i]
-            size = native_chip_size(e.face)
             track.observations.append(
-                Observation(frame.index, frame.time, e.face, e.embedding, e.encoder, size)
+                Observation(frame.index, frame.time, e.face, e.embedding, e.encoder, e.native_size)
             )
             weight = float(face_weights([e.face.width], [e.face.score], self.config.weighting)[0])
             if weight > track.best_weight:
