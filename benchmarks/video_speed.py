@@ -6,9 +6,9 @@ goes: MTCNN's P-Net pyramid, the rest of MTCNN (R-Net, O-Net), embedding, tracki
 Frames: the synthetic benchmark's faceless background (``lrface.eval.video``) scaled to the
 frame size with six LFW photos pasted so their faces are about 14, 18, 24, 24, 32 and 40 px wide
 (a busy scene). Each figure is the median over ``--repeats`` frames after one warm-up frame, one
-process, ``OMP_NUM_THREADS`` as set by the caller. Teacher alone and teacher+student (if given)
-and the single-frame vs track (FaceWatcher) paths are measured in the same run, so on a shared
-machine their ratios are meaningful even where absolute speeds are not.
+process; times are this process's CPU seconds (run with ``OMP_NUM_THREADS=1``: one core).
+Teacher alone and teacher+student (if given) and the detector alone vs the whole FaceWatcher
+step are measured in the same run.
 """
 
 from __future__ import annotations
@@ -55,12 +55,15 @@ def scene(height: int, width: int, lfw: LFW, seed: int = 0) -> np.ndarray:
 
 
 def timed(fn, repeats: int) -> float:
+    """Median CPU seconds of this process per call (``time.process_time``): on a shared machine
+    wall time mostly measures the other jobs; with one thread, CPU time is what a free core
+    would take (memory-bandwidth contention still inflates it a little)."""
     fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
 
 
