@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from lrface.pipeline_cli import (
+    DEFAULT_STUDENT,
     CutoffOpt,
     DeviceOpt,
     MinFaceOpt,
@@ -20,6 +21,7 @@ from lrface.pipeline_cli import (
     _fail,
     _load_gallery,
     _pipeline,
+    chosen_student,
 )
 
 
@@ -55,7 +57,7 @@ def watch_command(
     annotate: Annotated[
         bool, typer.Option(help="Also write annotated.mp4 (processed frames, boxes, names).")
     ] = False,
-    student: StudentOpt = None,
+    student: StudentOpt = DEFAULT_STUDENT,
     size_cutoff: CutoffOpt = None,
     threshold: Annotated[
         float | None, typer.Option(help="Open-set threshold: tracks scoring under it are unknown.")
@@ -79,6 +81,7 @@ def watch_command(
     from lrface.video.sources import VideoReadError, open_source
     from lrface.video.watcher import FaceWatcher, WatchConfig
 
+    student = chosen_student(student)
     if weighting not in WEIGHTINGS:
         raise _fail(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
     gal = _load_gallery(gallery)
