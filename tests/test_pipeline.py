@@ -24,6 +24,7 @@ from lrface.pipeline import (
     select_faces,
 )
 from lrface.search.gallery import Gallery
+from lrface.search.store import open_store
 from tests.conftest import needs_lfw
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 220, 30), "blue": (30, 30, 220)}
@@ -226,7 +227,7 @@ def test_enroll_skips_bad_files_and_keeps_the_gallery(cli, tmp_path):
     _photo(people / "blue" / "empty.png")  # no face
     (people / "green").mkdir()
     (people / "stray.png").write_bytes(b"")
-    gallery = tmp_path / "g.safetensors"
+    gallery = tmp_path / "g.db"
 
     result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "teacher")
     assert result.exit_code == 0, result.output
@@ -235,8 +236,18 @@ def test_enroll_skips_bad_files_and_keeps_the_gallery(cli, tmp_path):
     assert "broken.jpg: corrupt or truncated image" in result.output
     assert "empty.png: no face found" in result.output
     assert "green: identity not enrolled: no usable photo" in result.output
-    g = Gallery.load(gallery)
-    assert g.names == ["blue", "red"] and len(g.identity("red").embeddings) == 2
+    assert "5/5" in result.output  # progress, photo by photo
+    with open_store(gallery) as store:
+        assert [(i.name, i.photos) for i in store.identities()] == [("blue", 1), ("red", 2)]
+        assert store.thumbnail("red")[:2] == b"\xff\xd8"  # a JPEG of the aligned face
+    assert gallery.stat().st_mode & 0o777 == 0o600  # biometric data: owner only
+
+    # a rerun adds only what is missing
+    _photo(people / "red" / "3.png", ("red", 10, 10, 150))
+    result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "teacher")
+    assert result.exit_code == 0, result.output
+    assert "enrolled 1 photos of 1 identities" in result.output
+    assert "3 photos were already enrolled" in result.output
 
     probe = tmp_path / "probe.png"
     _photo(probe, ("blue", 60, 60, 25))
@@ -253,10 +264,69 @@ def test_enroll_skips_bad_files_and_keeps_the_gallery(cli, tmp_path):
 
     result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "other")
     assert (
-        result.exit_code == 1
-        and "g.safetensors: gallery was enrolled with encoder teacher" in result.output
+        result.exit_code == 1 and "g.db: gallery was enrolled with encoder teacher" in result.output
     )
-    assert Gallery.load(gallery).names == ["blue"]
+    with open_store(gallery) as store:
+        assert [i.name for i in store.identities()] == ["blue"]
+
+    cli("gallery", "remove", "blue", "--gallery", gallery)
+    result = cli("gallery", "search", probe, "--gallery", gallery)
+    assert result.exit_code == 1 and "g.db: the gallery is empty" in result.output
+
+
+def test_enroll_interrupted_keeps_the_committed_batches(cli, tmp_path, monkeypatch):
+    people = tmp_path / "people"
+    for i in range(5):
+        _photo(people / "red" / f"{i}.png", ("red", 10 + i, 10, 100 + i))
+    gallery = tmp_path / "g.db"
+    monkeypatch.setattr(pipeline_cli, "ENROLL_BATCH", 2)
+    calls = []
+    real = FacePipeline.embed_image
+
+    def dies_at_the_fifth(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FacePipeline, "embed_image", dies_at_the_fifth)
+    result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "teacher")
+    assert result.exit_code == 130 and "interrupted: 4 photos committed" in result.output
+    with open_store(gallery) as store:
+        assert store.identities()[0].photos == 4  # two batches of two were committed
+    monkeypatch.setattr(FacePipeline, "embed_image", real)
+    result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "teacher")
+    assert (
+        "enrolled 1 photos" in result.output and "4 photos were already enrolled" in result.output
+    )
+
+
+def test_migrate_and_old_or_broken_gallery_files(cli, tmp_path):
+    old = tmp_path / "old.safetensors"
+    legacy = Gallery("teacher", 4, "teacher")
+    legacy.add("red", np.array([[1.0, 0, 0, 0], [0.9, 0.1, 0, 0]]), ["a.png", "b.png"])
+    legacy.save(old)
+    probe = tmp_path / "probe.png"
+    _photo(probe, ("red", 60, 60, 25))
+    result = cli("gallery", "search", probe, "--gallery", old)
+    assert result.exit_code == 1 and "lrface gallery migrate" in result.output
+
+    new = tmp_path / "new.db"
+    result = cli("gallery", "migrate", old, new)
+    assert result.exit_code == 0 and "migrated 1 identities (2 photos)" in result.output
+    assert "1. red" in cli("gallery", "search", probe, "--gallery", new).output
+    assert cli("gallery", "migrate", old, new).exit_code == 1  # never overwrites
+
+    cut = tmp_path / "cut.db"
+    cut.write_bytes(new.read_bytes()[:1000])
+    result = cli("gallery", "list", "--gallery", cut)
+    assert result.exit_code == 1 and "cut.db: truncated or corrupt" in result.output
+    cut_old = tmp_path / "cut.safetensors"
+    cut_old.write_bytes(old.read_bytes()[:-10])
+    result = cli("gallery", "list", "--gallery", cut_old)
+    assert result.exit_code == 1 and "cut.safetensors: truncated or corrupt" in result.output
+    result = cli("gallery", "list", "--gallery", tmp_path)
+    assert result.exit_code == 1 and "is a directory" in result.output
 
 
 def test_verify_command_reports_encoders(cli, tmp_path):

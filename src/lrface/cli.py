@@ -502,6 +502,7 @@ def _register_subcommands() -> None:
         gallery_app,
         verify_command,
     )
+    from lrface.service.cli import serve_command
     from lrface.train.cli import (
         decontaminate_command,
         package_student_command,
@@ -517,6 +518,7 @@ def _register_subcommands() -> None:
     app.command("fetch-weights")(fetch_weights_command)
     app.add_typer(gallery_app, name="gallery")
     app.command("watch")(watch_command)
+    app.command("serve")(serve_command)
 
 
 _register_subcommands()

@@ -313,6 +313,20 @@ def default_calibrations(encoder: str, student: str | None) -> list[Calibration]
     return calibrations
 
 
+THUMBNAIL_SIZE = 112
+
+
+def thumbnail_jpeg(image: np.ndarray, face: Face, size: int = THUMBNAIL_SIZE) -> bytes:
+    """The aligned face as a small JPEG, for galleries and the web page."""
+    import cv2
+
+    chip = align_face(image, face, size)
+    ok, data = cv2.imencode(".jpg", chip[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise ValueError("could not encode the thumbnail")
+    return data.tobytes()
+
+
 @dataclass
 class Answer:
     """A watch-list answer for one face: ``identity`` None means unknown (best score under the

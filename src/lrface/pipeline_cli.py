@@ -1,5 +1,6 @@
 """Typer commands for photos in, answers out: ``fetch-weights``, ``detect``, ``verify`` and the
-``gallery`` sub-app (``enroll``, ``search``, ``remove``, ``list``). ``lrface.cli`` registers them.
+``gallery`` sub-app (``enroll``, ``search``, ``remove``, ``list``, ``migrate``).
+``lrface.cli`` registers them.
 
 Every failure the user can fix (unreadable image, no face, wrong gallery, missing weights)
 prints one line naming the file and exits with status 1 (2 for missing MTCNN weights).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -268,17 +270,30 @@ def _face_line(face) -> str:
     )
 
 
-gallery_app = typer.Typer(help="1:N gallery: enroll, search, remove, list.", no_args_is_help=True)
-GalleryOpt = Annotated[Path, typer.Option(help="Gallery file (.safetensors).")]
+gallery_app = typer.Typer(
+    help="1:N gallery: enroll, search, remove, list, migrate.", no_args_is_help=True
+)
+GalleryOpt = Annotated[
+    Path, typer.Option(help="Gallery database (SQLite, e.g. watchlist.db; enroll creates it).")
+]
+ENROLL_BATCH = 16
+"""Photos embedded between two commits of an enroll: an interrupted run keeps all but these."""
+
+
+def _open_store(path: Path):
+    from lrface.search.gallery import GalleryError
+    from lrface.search.store import open_store
+
+    try:
+        return open_store(path)
+    except GalleryError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _load_gallery(path: Path):
-    from lrface.search.gallery import Gallery, GalleryError
-
-    try:
-        return Gallery.load(path)
-    except GalleryError as exc:
-        raise _fail(str(exc)) from None
+    """The searchable (faiss) gallery of the store at ``path``; one-line exit when unusable."""
+    with _open_store(path) as store:
+        return store.load_gallery()
 
 
 @gallery_app.command("enroll")
@@ -300,55 +315,98 @@ def enroll_command(
     """Enroll every <identity>/ folder of DIRECTORY (one or more photos each) into GALLERY.
 
     An identity's template is the normalized mean of its photos' embeddings; enrolling a name
-    already in the gallery adds the photos to it. Unusable files are skipped and reported.
+    already in the gallery adds the photos to it, and photos already enrolled for it (same
+    content) are skipped, so an interrupted run can be rerun. Work is committed every
+    few photos; unusable files are skipped and reported.
     """
-    import numpy as np
+    from tqdm import tqdm
 
-    from lrface.data.images import BadImageError
-    from lrface.pipeline import FaceInputError
-    from lrface.search.gallery import Gallery, GalleryError
+    from lrface.data.images import BadImageError, load_rgb
+    from lrface.pipeline import FaceInputError, thumbnail_jpeg
+    from lrface.search.gallery import GalleryError
+    from lrface.search.store import Enrolment, SqliteStore, file_sha256
 
     _check_policy(multi_face, ("dominant", "largest", "error"))
     if not directory.is_dir():
         raise _fail(f"{directory}: not a directory")
     _check_writable(gallery)
     pipe = _pipeline(encoder, None, detector, min_face, 0, multi_face, device)
-    if gallery.exists():
-        gal = _load_gallery(gallery)
-        try:
-            gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
-        except GalleryError as exc:
-            raise _fail(str(exc)) from None
-    else:
-        gal = Gallery(pipe.teacher.cache_key, pipe.dim, encoder_name=encoder)
+    try:
+        if gallery.exists():
+            store = _open_store(gallery)
+            store.check_compatible(pipe.teacher.cache_key, pipe.dim)
+        else:
+            store = SqliteStore.create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
+    except GalleryError as exc:
+        raise _fail(str(exc)) from None
 
     skipped: list[tuple[str, str]] = []
-    enrolled_images, touched, crowded = 0, [], 0
+    folders: list[tuple[str, list[Path]]] = []
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith("."):
             continue
         if not entry.is_dir():
             skipped.append((str(entry), "not inside an <identity>/ folder"))
             continue
-        embeddings, sources = [], []
-        for file in sorted(p for p in entry.iterdir() if not p.name.startswith(".")):
-            try:
-                (face,) = pipe.embed_image(file)
-                embeddings.append(face.embedding)
-                sources.append(str(file))
-                crowded += face.faces_in_image > 1
-            except (BadImageError, FaceInputError) as exc:
-                skipped.append((str(file), exc.reason))
-        if embeddings:
-            gal.add(entry.name, np.stack(embeddings), sources)
-            enrolled_images += len(embeddings)
-            touched.append(entry.name)
-        else:
-            skipped.append((str(entry), "identity not enrolled: no usable photo"))
-    gal.save(gallery)
+        folders.append(
+            (entry.name, sorted(p for p in entry.iterdir() if not p.name.startswith(".")))
+        )
+    enrolled_images, already, touched, crowded = 0, 0, set(), 0
+    progress = tqdm(
+        total=sum(len(files) for _, files in folders), unit="photo", desc="enroll", file=sys.stderr
+    )
+    with store, progress:
+        try:
+            for name, files in folders:
+                known = store.enrolled_hashes(name)
+                usable = bool(known)
+                pending: list[Enrolment] = []
+                for file in files:
+                    progress.update()
+                    try:
+                        sha = file_sha256(file.read_bytes())
+                    except OSError as exc:
+                        skipped.append((str(file), f"cannot read ({exc.strerror})"))
+                        continue
+                    if sha in known:
+                        already += 1
+                        continue
+                    try:
+                        image = load_rgb(file)
+                        face = pipe.embed_image(image, multi_face)[0]
+                    except (BadImageError, FaceInputError) as exc:
+                        skipped.append((str(file), exc.reason))
+                        continue
+                    known.add(sha)
+                    crowded += face.faces_in_image > 1
+                    pending.append(
+                        Enrolment(face.embedding, str(file), sha, thumbnail_jpeg(image, face.face))
+                    )
+                    if len(pending) >= ENROLL_BATCH:
+                        enrolled_images += store.add(name, pending)[0]
+                        touched.add(name)
+                        usable, pending = True, []
+                if pending:
+                    enrolled_images += store.add(name, pending)[0]
+                    touched.add(name)
+                    usable = True
+                if not usable:
+                    skipped.append(
+                        (f"{directory / name}", "identity not enrolled: no usable photo")
+                    )
+        except KeyboardInterrupt:
+            progress.close()
+            typer.echo(
+                f"interrupted: {enrolled_images} photos committed to {gallery}; run the same "
+                "command again to add the rest",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        total = len(store)
     typer.echo(
         f"enrolled {enrolled_images} photos of {len(touched)} identities into {gallery} "
-        f"({len(gal)} identities in total)"
+        f"({total} identities in total)"
+        + (f"; {already} photos were already enrolled" if already else "")
     )
     if crowded:
         kept = "largest" if multi_face == "largest" else "clearly largest"
@@ -412,7 +470,13 @@ def search_command(
 
     student = chosen_student(student)
     _check_policy(multi_face, MULTI_FACE_POLICIES)
-    gal = _load_gallery(gallery)
+    with _open_store(gallery) as store:
+        if not len(store):
+            raise _fail(
+                f"{gallery}: the gallery is empty; enroll identities first "
+                f"(lrface gallery enroll DIR --gallery {gallery})"
+            )
+        gal = store.load_gallery()
     try:
         calibs = [Calibration.load(calibration)] if calibration else []
         calibs += defaults(gal.encoder_name, student)
@@ -451,19 +515,37 @@ def search_command(
 def remove_command(
     name: Annotated[str, typer.Argument(help="Identity to remove.")], gallery: GalleryOpt
 ) -> None:
-    """Remove an identity from the gallery."""
-    gal = _load_gallery(gallery)
-    if name not in gal:
-        raise _fail(f"{gallery}: no identity named {name!r}")
-    gal.remove(name)
-    gal.save(gallery)
-    typer.echo(f"removed {name!r}; {len(gal)} identities left in {gallery}")
+    """Remove an identity and everything enrolled for it (embeddings, thumbnails, sources)."""
+    with _open_store(gallery) as store:
+        try:
+            store.remove(name)
+        except KeyError:
+            raise _fail(f"{gallery}: no identity named {name!r}") from None
+        left = len(store)
+    typer.echo(f"removed {name!r}; {left} identities left in {gallery}")
 
 
 @gallery_app.command("list")
 def list_command(gallery: GalleryOpt) -> None:
     """The gallery's encoder and identities with their photo counts."""
-    gal = _load_gallery(gallery)
-    typer.echo(f"{gallery}: {len(gal)} identities, encoder {gal.encoder} ({gal.dim}-d)")
-    for name in gal.names:
-        typer.echo(f"  {name}\t{len(gal.identity(name).embeddings)} photo(s)")
+    with _open_store(gallery) as store:
+        people = store.identities()
+        typer.echo(f"{gallery}: {len(people)} identities, encoder {store.encoder} ({store.dim}-d)")
+    for person in people:
+        typer.echo(f"  {person.name}\t{person.photos} photo(s)")
+
+
+@gallery_app.command("migrate")
+def migrate_command(
+    old: Annotated[Path, typer.Argument(help="Gallery of the older format (.safetensors).")],
+    new: Annotated[Path, typer.Argument(help="New SQLite gallery (must not exist).")],
+) -> None:
+    """Copy a single-file gallery into a new SQLite database (the old file is left as it is)."""
+    from lrface.search.gallery import GalleryError
+    from lrface.search.store import migrate
+
+    try:
+        identities, photos = migrate(old, new)
+    except GalleryError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"migrated {identities} identities ({photos} photos) from {old} into {new}")

@@ -44,6 +44,7 @@ def test_round_trip_add_search_remove_reload(tmp_path, people):
 
     path = tmp_path / "g.safetensors"
     g.save(path)
+    assert path.stat().st_mode & 0o777 == 0o600  # biometric data, as the SQLite store
     loaded = Gallery.load(path)
     assert loaded.names == g.names and loaded.encoder == "enc-a" and loaded.dim == 16
     assert loaded.identity("dee").sources == ["dee/0.jpg", "dee/1.jpg", "dee/2.jpg"]

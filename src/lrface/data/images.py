@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -35,27 +36,39 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise BadImageError(path, "no such file")
     if path.stat().st_size == 0:
         raise BadImageError(path, "empty file")
+    return _decode(path, path, MAX_PIXELS)
+
+
+def decode_rgb(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """``load_rgb`` for bytes already in memory (an upload): the content is decoded, whatever
+    ``name`` says; ``name`` only labels the errors."""
+    if not data:
+        raise BadImageError(name, "empty file")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, name: str | os.PathLike, max_pixels: int) -> np.ndarray:
     try:
         # PIL warns of a "decompression bomb" before our own size check can speak: make its
         # warning an error, answered below with the same message as our limit
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source)
         with img:
-            if img.width * img.height > MAX_PIXELS:
+            if img.width * img.height > max_pixels:
                 raise BadImageError(
-                    path, f"image too large ({img.width}x{img.height} > {MAX_PIXELS} pixels)"
+                    name, f"image too large ({img.width}x{img.height} > {max_pixels} pixels)"
                 )
             img.load()
             return _to_rgb(img)
     except BadImageError:
         raise
     except UnidentifiedImageError:
-        raise BadImageError(path, "not an image file (format not recognised)") from None
+        raise BadImageError(name, "not an image file (format not recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImageError(path, f"image too large (more than {MAX_PIXELS} pixels)") from None
+        raise BadImageError(name, f"image too large (more than {max_pixels} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(path, f"corrupt or truncated image ({exc})") from None
+        raise BadImageError(name, f"corrupt or truncated image ({exc})") from None
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -7,7 +7,10 @@ templates are recomputed on load), and
 in the header metadata (key ``lrface_gallery``) a JSON document with the format version, the
 lrface version, the encoder key and dimension, and the identities (id, name, source files).
 Nothing in it is pickled. ``save`` writes a temporary file in the same directory, fsyncs it and
-``os.replace``-s it over the old one, so an interruption leaves the previous gallery intact.
+``os.replace``-s it over the old one, so an interruption leaves the previous gallery intact;
+the file is mode 0600 (``mkstemp``'s), like the SQLite store's: it holds biometric data. This
+single-file format is read for ``lrface gallery migrate``; galleries now live in
+``lrface.search.store``, and this class is their in-memory faiss index.
 """
 
 from __future__ import annotations
@@ -25,11 +28,18 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from lrface import __version__
-from lrface.models.encoder import l2_normalize
 
 FORMAT = "lrface-gallery"
 FORMAT_VERSION = 1
 META_KEY = "lrface_gallery"
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """A float32 copy with rows scaled to unit length (faiss; zero rows stay zero). Not
+    ``lrface.models.encoder.l2_normalize``, so that galleries load without torch."""
+    out = np.array(vectors, np.float32, order="C", copy=True)
+    faiss.normalize_L2(out)
+    return out
 
 
 class GalleryError(ValueError):
@@ -47,7 +57,7 @@ class Identity:
 
     @property
     def template(self) -> np.ndarray:
-        return l2_normalize(self.embeddings.mean(0, keepdims=True))[0]
+        return unit_rows(self.embeddings.mean(0, keepdims=True))[0]
 
 
 @dataclass
@@ -114,7 +124,7 @@ class Gallery:
 
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[Match]]:
         """Top-``k`` identities by cosine similarity for each query row, best first."""
-        queries = l2_normalize(np.asarray(queries, np.float32).reshape(-1, self.dim))
+        queries = unit_rows(np.asarray(queries, np.float32).reshape(-1, self.dim))
         k = min(k, len(self))
         if k <= 0:
             return [[] for _ in queries]
@@ -182,10 +192,18 @@ class Gallery:
             raise GalleryError(f"{path}: no such gallery file")
         data = path.read_bytes()
         try:
-            tensors = st_load(data)
-            meta = json.loads(_header_metadata(data)[META_KEY])
-        except (SafetensorError, KeyError, ValueError, TypeError) as exc:
+            header = _header_metadata(data)
+        except _Truncated as exc:
+            raise GalleryError(f"{path}: truncated or corrupt gallery file ({exc})") from None
+        except (KeyError, ValueError, TypeError) as exc:
             raise GalleryError(f"{path}: not an lrface gallery file ({exc})") from None
+        if META_KEY not in header:
+            raise GalleryError(f"{path}: a safetensors file, but not an lrface gallery")
+        try:
+            meta = json.loads(header[META_KEY])
+            tensors = st_load(data)
+        except (SafetensorError, KeyError, ValueError, TypeError) as exc:
+            raise GalleryError(f"{path}: truncated or corrupt gallery file ({exc})") from None
         if meta.get("format") != FORMAT:
             raise GalleryError(f"{path}: not an lrface gallery file")
         if meta.get("format_version") != FORMAT_VERSION:
@@ -219,12 +237,27 @@ class Gallery:
         return gallery
 
 
+class _Truncated(ValueError):
+    """A safetensors buffer that ends before its header says it should."""
+
+
 def _header_metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors buffer (its JSON header)."""
+    """The ``__metadata__`` of a safetensors buffer (its JSON header); _Truncated when the
+    buffer is shorter than its header or data promise, ValueError when it is no header."""
+    if len(data) < 8:
+        raise _Truncated(f"{len(data)} bytes")
     size = int.from_bytes(data[:8], "little")
-    if size <= 0 or size > len(data) - 8:
+    if size <= 0 or size > 100_000_000:
         raise ValueError("bad safetensors header length")
-    return json.loads(data[8 : 8 + size]).get("__metadata__", {})
+    if size > len(data) - 8:
+        raise _Truncated(f"header of {size} bytes, file of {len(data)}")
+    header = json.loads(data[8 : 8 + size])
+    end = max(
+        (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0
+    )
+    if 8 + size + end > len(data):
+        raise _Truncated(f"data ends at byte {8 + size + end}, file has {len(data)}")
+    return header.get("__metadata__", {})
 
 
 def _fsync_dir(directory: Path) -> None:

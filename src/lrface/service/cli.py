@@ -1,0 +1,99 @@
+"""``lrface serve``: the watch-list API and web page on one gallery database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrface.pipeline_cli import (
+    DEFAULT_TEACHER,
+    CutoffOpt,
+    DetectorOpt,
+    DeviceOpt,
+    StudentOpt,
+    _fail,
+    _pipeline,
+)
+
+
+def serve_command(
+    gallery: Annotated[
+        Path, typer.Option(help="Gallery database (SQLite); created empty if missing.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the API key (else $LRFACE_API_KEY)."),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No API key (only on a loopback address).")
+    ] = False,
+    encoder: Annotated[str, typer.Option(help="Encoder (new gallery).")] = DEFAULT_TEACHER,
+    student: StudentOpt = None,
+    detector: DetectorOpt = "mtcnn",
+    min_face: Annotated[
+        float,
+        typer.Option(help="MTCNN: smallest face searched for, px (CCTV faces are small).", min=12),
+    ] = 12,
+    size_cutoff: CutoffOpt = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload per file, MiB.")] = 10,
+    max_pixels: Annotated[int, typer.Option(help="Largest image, pixels.")] = 25_000_000,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Serve the watch-list: REST API (docs at /docs) and a web page at /."""
+    import uvicorn
+
+    from lrface.pipeline import default_calibrations
+    from lrface.search.gallery import GalleryError
+    from lrface.search.store import SqliteStore, open_store
+    from lrface.service.app import ServiceConfig, create_app
+    from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
+
+    try:
+        key = None if no_auth else load_api_key(api_key_file)
+    except SecurityError as exc:
+        raise _fail(str(exc)) from None
+    if no_auth and not is_loopback(host):
+        raise _fail(f"--no-auth is only allowed on a loopback address, not {host}")
+    if key is None and not no_auth:
+        raise _fail(
+            f"no API key: set ${API_KEY_ENV} or give --api-key-file "
+            "(or --no-auth to serve without one on loopback)"
+        )
+    existing = gallery.exists()
+    if existing:
+        try:
+            store = open_store(gallery)
+        except GalleryError as exc:
+            raise _fail(str(exc)) from None
+        encoder = store.encoder_name
+    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device)
+    try:
+        if existing:
+            store.check_compatible(pipe.teacher.cache_key, pipe.dim)
+        else:
+            store = SqliteStore.create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
+    except GalleryError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        calibrations = default_calibrations(encoder, student)
+        pipe.thresholds(calibrations)  # refuses calibrations that do not fit this pipeline
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    config = ServiceConfig(
+        api_key=key, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels
+    )
+    app = create_app(store, pipe, config, calibrations)
+    typer.echo(
+        f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
+        f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
+        f"at http://{host}:{port}/  (API docs at /docs; "
+        f"{'API key required' if key else 'no API key'})"
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        store.close()

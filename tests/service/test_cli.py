@@ -1,0 +1,49 @@
+"""``lrface serve`` refuses to start unsafely, with one line and exit status 1."""
+
+from __future__ import annotations
+
+import typer
+from typer.testing import CliRunner
+
+from lrface import pipeline_cli
+from lrface.service import cli as serve_cli
+from tests.test_pipeline import ColourEncoder, SquareDetector
+
+
+def _run(monkeypatch, tmp_path, *args, env=None):
+    monkeypatch.setattr(pipeline_cli, "make_detector", lambda *a, **k: SquareDetector())
+    monkeypatch.setattr(pipeline_cli, "_encoder", lambda name, device: ColourEncoder(name))
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: started.append(kw))
+    app = typer.Typer()
+    app.command()(serve_cli.serve_command)
+    result = CliRunner().invoke(
+        app, ["--gallery", str(tmp_path / "g.db"), *args], env={"LRFACE_API_KEY": "", **(env or {})}
+    )
+    return result, started
+
+
+def test_serve_needs_a_key_or_no_auth_on_loopback(monkeypatch, tmp_path):
+    result, started = _run(monkeypatch, tmp_path)
+    assert result.exit_code == 1 and "error: no API key: set $LRFACE_API_KEY" in result.output
+    result, started = _run(monkeypatch, tmp_path, "--no-auth", "--host", "0.0.0.0")
+    assert (
+        result.exit_code == 1 and "only allowed on a loopback address, not 0.0.0.0" in result.output
+    )
+    result, started = _run(monkeypatch, tmp_path, env={"LRFACE_API_KEY": "short"})
+    assert result.exit_code == 1 and "at least 16 characters" in result.output
+    assert not started and not (tmp_path / "g.db").exists()
+
+    result, started = _run(monkeypatch, tmp_path, "--no-auth", "--encoder", "teacher")
+    assert result.exit_code == 0, result.output
+    assert "no API key" in result.output and started == [
+        {"host": "127.0.0.1", "port": 8000, "log_level": "warning"}
+    ]
+    assert (tmp_path / "g.db").stat().st_mode & 0o777 == 0o600
+    key_file = tmp_path / "key"
+    key_file.write_text("x" * 20)
+    result, started = _run(monkeypatch, tmp_path, "--api-key-file", key_file, "--host", "0.0.0.0")
+    assert result.exit_code == 0 and "API key required" in result.output
+    (tmp_path / "junk.db").write_bytes(b"junk")
+    result, _ = _run(monkeypatch, tmp_path, "--no-auth", "--gallery", tmp_path / "junk.db")
+    assert result.exit_code == 1 and "junk.db: not an lrface gallery" in result.output
