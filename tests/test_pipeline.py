@@ -363,7 +363,7 @@ def test_search_answers_unknown_under_the_openset_threshold(cli, tmp_path):
     people = tmp_path / "people"
     _photo(people / "red" / "1.png", ("red", 20, 20, 120), ("green", 150, 150, 30))
     _photo(people / "group" / "1.png", ("red", 10, 10, 80), ("blue", 100, 100, 70))
-    gallery = tmp_path / "g.safetensors"
+    gallery = tmp_path / "g.db"
     result = cli("gallery", "enroll", people, "--gallery", gallery, "--encoder", "teacher")
     assert "enrolled 1 photos of 1 identities" in result.output
     assert "1 of those photos held several faces; the clearly largest one" in result.output

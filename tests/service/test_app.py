@@ -216,3 +216,18 @@ def test_key_loading_and_loopback(tmp_path, monkeypatch):
         load_api_key(tmp_path / "missing")
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+def test_search_gives_the_openset_decision_of_the_calibration(tmp_path, store, pipeline):
+    import json
+
+    from lrface.pipeline import Calibration
+
+    calib = tmp_path / "openset.json"
+    calib.write_text(json.dumps({"encoder": "teacher", "flip": False, "openset": {"full": 0.999}}))
+    app = create_app(store, pipeline, ServiceConfig(api_key=None), [Calibration.load(calib)])
+    client = TestClient(app)
+    enroll(client, "Ann", RED)
+    stranger = search(client, BLUE).json()["faces"][0]["decision"]
+    assert stranger["answer"] == "unknown" and stranger["openset_threshold"] == 0.999
+    assert search(client, RED).json()["faces"][0]["decision"]["answer"] == "Ann"

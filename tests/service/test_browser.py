@@ -43,7 +43,7 @@ def server(tmp_path):
     from lrface.detect.mtcnn import MTCNN
     from lrface.detect.weights import WeightsUnavailableError
     from lrface.models.registry import create_encoder
-    from lrface.pipeline import FacePipeline
+    from lrface.pipeline import FacePipeline, default_calibrations
     from lrface.search.store import SqliteStore
     from lrface.service.app import ServiceConfig, create_app
 
@@ -54,7 +54,8 @@ def server(tmp_path):
         pytest.skip(f"MTCNN weights cannot be fetched (no network?): {exc}")
     pipe = FacePipeline(detector, create_encoder("dlib-resnet-torch"), multi_face="all")
     store = SqliteStore.create(tmp_path / "watch.db", pipe.teacher.cache_key, pipe.dim)
-    app = create_app(store, pipe, ServiceConfig(api_key=KEY))
+    calibrations = default_calibrations("dlib-resnet-torch", None)
+    app = create_app(store, pipe, ServiceConfig(api_key=KEY), calibrations)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning")
@@ -147,6 +148,8 @@ def test_enroll_two_people_and_find_the_right_one_from_a_small_probe(
     assert names == ["George W Bush", "Serena Williams"]
     served = browser.find_element(By.CSS_SELECTOR, "#faces .served").text
     assert "px wide" in served and "dlib-resnet-torch" in served
+    decision = browser.find_element(By.CSS_SELECTOR, "#faces .decision").text
+    assert decision.startswith(("Match: George W Bush", "Unknown:"))  # the teacher's threshold
     assert len(browser.find_elements(By.CSS_SELECTOR, "#probe-boxes rect")) == 1
     wait.until(
         lambda b: b.execute_script(
