@@ -34,7 +34,8 @@ def test_serve_needs_a_key_or_no_auth_on_loopback(monkeypatch, tmp_path):
     assert result.exit_code == 1 and "at least 16 characters" in result.output
     assert not started and not (tmp_path / "g.db").exists()
 
-    result, started = _run(monkeypatch, tmp_path, "--no-auth", "--encoder", "teacher")
+    args = ("--no-auth", "--encoder", "teacher", "--student", "none")
+    result, started = _run(monkeypatch, tmp_path, *args)
     assert result.exit_code == 0, result.output
     assert "no API key" in result.output and started == [
         {"host": "127.0.0.1", "port": 8000, "log_level": "warning"}

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lrface.pipeline_cli import (
+    DEFAULT_STUDENT,
     DEFAULT_TEACHER,
     CutoffOpt,
     DetectorOpt,
@@ -15,6 +16,7 @@ from lrface.pipeline_cli import (
     StudentOpt,
     _fail,
     _pipeline,
+    chosen_student,
 )
 
 
@@ -32,7 +34,7 @@ def serve_command(
         bool, typer.Option("--no-auth", help="No API key (only on a loopback address).")
     ] = False,
     encoder: Annotated[str, typer.Option(help="Encoder (new gallery).")] = DEFAULT_TEACHER,
-    student: StudentOpt = None,
+    student: StudentOpt = DEFAULT_STUDENT,
     detector: DetectorOpt = "mtcnn",
     min_face: Annotated[
         float,
@@ -52,6 +54,7 @@ def serve_command(
     from lrface.service.app import ServiceConfig, create_app
     from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
 
+    student = chosen_student(student)
     try:
         key = None if no_auth else load_api_key(api_key_file)
     except SecurityError as exc:
