@@ -169,6 +169,11 @@ def test_enroll_two_people_and_find_the_right_one_from_a_small_probe(
     names_js = "return [...document.querySelectorAll('.person .name')].map(e => e.textContent)"
     browser.find_element(By.ID, "tab-people").click()
     wait.until(lambda b: len(b.execute_script(names_js)) == 2)
-    browser.find_element(By.CSS_SELECTOR, "button.danger[data-name='Serena Williams']").click()
+    # clicked by script: the list may be re-rendered between finding the button and a click
+    remove_js = (
+        "const b = document.querySelector(\"button.danger[data-name='Serena Williams']\");"
+        "if (b) setTimeout(() => b.click(), 0); return !!b;"
+    )
+    wait.until(lambda b: b.execute_script(remove_js))
     wait.until(ec.alert_is_present()).accept()
     wait.until(lambda b: b.execute_script(names_js) == ["George W Bush"])
