@@ -13,18 +13,18 @@ from typer.testing import CliRunner
 
 from lrface.cli import app
 from lrface.models.encoder import l2_normalize
-from lrface.search.gallery import Gallery
+from lrface.search.store import Enrolment, SqliteStore
 from tests.video.clips import COLOURS, ColourDetector, colour_embed, crossing_frames, write_avi
 from tests.video.test_sources import truncated_copy
 
 
 @pytest.fixture
 def colour_gallery(tmp_path, monkeypatch):
-    gallery = Gallery("colour", 3)
-    for name, rgb in COLOURS.items():
-        gallery.add(name, l2_normalize(np.array([rgb], np.float32) - 90.0))
-    path = tmp_path / "g.safetensors"
-    gallery.save(path)
+    path = tmp_path / "g.db"
+    with SqliteStore.create(path, "colour", 3) as store:
+        for name, rgb in COLOURS.items():
+            vector = l2_normalize(np.array([rgb], np.float32) - 90.0)[0]
+            store.add(name, [Enrolment(vector, f"{name}.png")])
     fake = SimpleNamespace(
         detector=ColourDetector(),
         embed_faces=colour_embed,
