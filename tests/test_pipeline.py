@@ -454,7 +454,7 @@ def test_gallery_search_uses_the_shipped_student_for_a_small_probe(lfw_root, tmp
     photo = Image.open(lfw_root / "George_W_Bush" / "George_W_Bush_0002.jpg")
     photo.resize((32, 32), Image.Resampling.BOX).save(probe)  # LFW faces ~110 px: ~14 px here
     runner = CliRunner()
-    gallery = str(tmp_path / "g.safetensors")
+    gallery = str(tmp_path / "g.db")
     enrolled = runner.invoke(app, ["gallery", "enroll", str(people), "--gallery", gallery])
     assert enrolled.exit_code == 0, enrolled.output
     args = ["gallery", "search", str(probe), "--gallery", gallery, "--min-face", "12"]
