@@ -231,3 +231,35 @@ def test_search_gives_the_openset_decision_of_the_calibration(tmp_path, store, p
     stranger = search(client, BLUE).json()["faces"][0]["decision"]
     assert stranger["answer"] == "unknown" and stranger["openset_threshold"] == 0.999
     assert search(client, RED).json()["faces"][0]["decision"]["answer"] == "Ann"
+
+
+def _clip(path, frames: int = 12) -> bytes:
+    """A red square (side 40) walking across black frames, written as a lossless AVI."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (200, 200))
+    for t in range(frames):
+        writer.write(cv2.cvtColor(scene(("red", 10 + 8 * t, 60, 40)), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path.read_bytes()
+
+
+def test_watch_returns_one_event_per_track(client, tmp_path):
+    assert enroll(client, "Ann", RED).status_code == 200
+    assert enroll(client, "Bob", BLUE).status_code == 200
+    video = _clip(tmp_path / "walk.avi")
+    r = client.post("/api/watch", files={"file": ("walk.avi", video)})
+    assert r.status_code == 200, r.json()
+    body = r.json()
+    assert body["frames"] == 12 and body["error"] is None
+    (event,) = body["events"]
+    assert event["identity"] == "Ann" and event["frames_used"] == 12
+    strided = client.post("/api/watch", files={"file": ("walk.avi", video)}, data={"stride": "3"})
+    assert strided.json()["frames"] == 4
+
+
+def test_watch_names_a_bad_upload(client, tmp_path):
+    assert enroll(client, "Ann", RED).status_code == 200
+    r = client.post("/api/watch", files={"file": ("clip.mp4", b"not a video at all")})
+    assert r.status_code == 422 and r.json()["error"].startswith("clip.mp4:")
+    assert "upload.video" not in r.json()["error"]
+    empty = client.post("/api/watch", files={"file": ("clip.mp4", b"")})
+    assert empty.status_code == 422 and empty.json()["error"] == "clip.mp4: empty upload"

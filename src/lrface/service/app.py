@@ -56,6 +56,7 @@ class ServiceConfig:
     max_pixels: int = 25_000_000
     max_files: int = 20
     max_k: int = 50
+    max_video_bytes: int = 64 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -348,5 +349,63 @@ def create_app(
         except ValueError as exc:  # calibration mismatch
             raise ApiError(500, str(exc)) from None
         return result.to_dict()
+
+    @app.post("/api/watch", dependencies=auth, summary="Track events of an uploaded video")
+    def watch_video(
+        file: Annotated[UploadFile, File()], stride: Annotated[int, Form()] = 1
+    ) -> dict:
+        """``lrface watch`` on an uploaded video: one event per track (identity or unknown
+        under the open-set threshold, score, top-5, frames used, encoders), as the CLI writes
+        to events.jsonl. A video that breaks off returns the finished tracks and the error."""
+        import tempfile
+
+        from lrface.video.decide import book_thresholds
+        from lrface.video.sources import VideoReadError, open_source
+        from lrface.video.watcher import FaceWatcher
+
+        filename = Path(file.filename or "upload").name
+        if not 1 <= stride <= 100:
+            raise ApiError(422, f"stride must be between 1 and 100, got {stride}")
+        data = file.file.read(config.max_video_bytes + 1)
+        if len(data) > config.max_video_bytes:
+            limit = config.max_video_bytes // 2**20
+            raise ApiError(413, f"{filename}: video too large (limit {limit} MiB)")
+        if not data:
+            raise ApiError(422, f"{filename}: empty upload")
+        if watch.size() == 0:
+            raise ApiError(409, "the gallery is empty: enroll identities first")
+
+        def searcher(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+            return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)]
+
+        calibrated = book_thresholds(book, store.encoder)
+
+        def threshold(encoder: str, size: int) -> float | None:
+            """The open-set threshold, or None (ranked, never unknown) without a calibration,
+            as /api/search answers 'undecided'."""
+            try:
+                return calibrated(encoder, size)
+            except ValueError:
+                return None
+
+        watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, searcher, threshold)
+        events, error = [], None
+        with tempfile.TemporaryDirectory(prefix="lrface-watch-") as tmp:
+            path = Path(tmp) / "upload.video"
+            path.write_bytes(data)
+            try:
+                for frame in open_source(path, stride):
+                    events += watcher.process(frame)
+            except VideoReadError as exc:  # name the upload, not the temporary file
+                error = str(exc).replace(str(path), filename)
+            events += watcher.flush()
+        if error and not watcher.frames_processed:
+            raise ApiError(422, error)
+        return {
+            "frames": watcher.frames_processed,
+            "faces": watcher.faces_seen,
+            "events": [event.to_dict() for event in events],
+            "error": error,
+        }
 
     return app
