@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
+from lrface.eval.benchmark import paired_gain as benchmark_gain
 
 
 def by_key(path: Path) -> dict[tuple[str, int | None], dict]:
@@ -32,16 +32,18 @@ def cell(row: dict | None) -> str:
 
 
 def paired_gain(base: dict | None, cand: dict | None) -> str:
-    """Mean +- std of the per-fold accuracy differences (points) and folds won."""
+    """Mean +- std of the per-fold accuracy differences (points) and folds won
+    (``lrface.eval.benchmark.paired_gain``)."""
     if base is None or cand is None:
         return "—"
-    if len(cand["fold_accuracies"]) != len(base["fold_accuracies"]):
-        raise SystemExit(
-            f"the baseline has {len(base['fold_accuracies'])} folds and a candidate "
-            f"{len(cand['fold_accuracies'])}: benchmark both on the same --folds"
-        )
-    diff = 100 * (np.asarray(cand["fold_accuracies"]) - np.asarray(base["fold_accuracies"]))
-    return f"{diff.mean():+.2f} ± {diff.std():.2f} ({int((diff > 0).sum())}/{len(diff)})"
+    try:
+        gain = benchmark_gain(base, cand)
+    except ValueError as exc:
+        raise SystemExit(f"{exc} (benchmark both with the same --folds)") from None
+    return (
+        f"{100 * gain['gain']:+.2f} ± {100 * gain['gain_std']:.2f} "
+        f"({gain['folds_won']}/{gain['folds']})"
+    )
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -12,6 +13,7 @@ import typer
 
 from lrface import __version__
 from lrface.machine import describe_machine
+from lrface.models.pretrained import DEFAULT_STUDENT
 
 app = typer.Typer(
     help="Low-resolution face recognition by transfer from a high-resolution teacher.",
@@ -20,9 +22,6 @@ app = typer.Typer(
 )
 
 DEFAULT_TEACHER = "dlib-resnet-torch"
-DEFAULT_STUDENT = "lrface-lr-v1"
-"""The shipped student (``lrface.models.pretrained``); kept here as text so that ``--help``
-needs no model import."""
 VERIFICATION_SIZES = "8,12,16,20,24,32,full"
 IDENTIFICATION_SIZES = "16,24"
 
@@ -223,9 +222,9 @@ def benchmark(
     if compare:  # the student is routed to small faces: full size is the baseline's HR-HR row
         typer.echo(f"baseline: {gallery_encoder.name} on the probe side too")
         baseline_rows = evaluate(data, gallery_encoder, gallery_encoder, config)
-        config.sizes = [s for s in size_list if s is not None]
-    rows = evaluate(data, gallery_encoder, probe_encoder, config)
-    config.sizes = size_list
+    low_sizes = [s for s in size_list if s is not None]
+    probe_config = dataclasses.replace(config, sizes=low_sizes) if compare else config
+    rows = evaluate(data, gallery_encoder, probe_encoder, probe_config)
     elapsed = time.perf_counter() - started
     meta = {
         "lrface_version": __version__,

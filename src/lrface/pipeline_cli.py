@@ -19,8 +19,9 @@ from typing import Annotated
 
 import typer
 
+from lrface.models.pretrained import DEFAULT_STUDENT
+
 DEFAULT_TEACHER = "dlib-resnet-torch"
-DEFAULT_STUDENT = "lrface-lr-v1"  # lrface.models.pretrained.DEFAULT_STUDENT, tested equal
 SIZE_CUTOFF_HELP = 16  # lrface.pipeline.DEFAULT_SIZE_CUTOFF, not imported here (numpy); tested
 
 DetectorOpt = Annotated[str, typer.Option(help="Face detector: mtcnn or dlib.")]

@@ -155,7 +155,8 @@ def contact_sheet(report: dict, lfw_root: str | Path | None, path: Path, rows: i
     name, root = resolve_folder(report["folder"])
     lfw = LFW(lfw_root)
     dropped = report["dropped"]
-    picks = dropped[: rows // 2] + dropped[-(rows - rows // 2) :] if dropped else []
+    ends = list(range(rows // 2)) + list(range(len(dropped) - (rows - rows // 2), len(dropped)))
+    picks = [dropped[i] for i in dict.fromkeys(i for i in ends if 0 <= i < len(dropped))]
     side, label = 112, 18
     sheet = Image.new(
         "RGB", (2 * (2 * side + 8), ((len(picks) + 1) // 2) * (side + label)), "white"
