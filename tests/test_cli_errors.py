@@ -51,3 +51,21 @@ def test_cli_error_paths_end_in_one_line(case, tmp_path, monkeypatch):
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     assert expected in " ".join(result.output.split()).replace("│", ""), result.output
+
+
+def test_training_on_a_folder_never_decontaminated_stops_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from lrface.cli import app
+    from lrface.paths import find_lfw
+
+    if find_lfw() is None:
+        pytest.skip("needs ../shared/data/lfw (LFW not present): the LFW check comes first")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    args = ["train", "--set", f"unlabelled=[{faces}]", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"lrface decontaminate {faces}" in " ".join(result.output.replace("│", "").split())
+    missing = CliRunner().invoke(app, ["package-student", str(tmp_path / "nope"), "out"])
+    assert missing.exit_code == 2 and "neither a checkpoint nor a run directory" in missing.output

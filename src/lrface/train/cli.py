@@ -56,6 +56,13 @@ def check_before_training(config: TrainConfig) -> None:
         resolve_lfw(config.lfw)
     except DatasetNotFoundError as exc:
         raise typer.BadParameter(str(exc), param_hint="--lfw") from None
+    from lrface.train.sources import load_exclusions, resolve_folder
+
+    for spec in config.unlabelled:  # a folder that is missing or was never decontaminated
+        try:
+            load_exclusions(resolve_folder(spec)[0], spec)
+        except (DatasetNotFoundError, FileNotFoundError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="unlabelled") from None
     out = Path(config.out)
     blocking = next((p for p in (out, *out.parents) if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
@@ -344,6 +351,10 @@ def package_student_command(
     from lrface.models.checkpoint import finished_checkpoint, resolve_student_dir
     from lrface.models.pretrained import package_student
 
-    source = finished_checkpoint(checkpoint) or resolve_student_dir(checkpoint)
+    try:
+        source = finished_checkpoint(checkpoint) or resolve_student_dir(checkpoint)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     package_student(source, out)
     typer.echo(f"packaged {source} -> {out}")

@@ -45,14 +45,14 @@ def decontamination_path(name: str) -> Path:
     return DECONTAMINATION_DIR / f"{name}.json"
 
 
-def load_exclusions(name: str) -> set[str]:
-    """File names of folder ``name`` that match an LFW image; FileNotFoundError if the folder
-    was never decontaminated."""
+def load_exclusions(name: str, spec: str | None = None) -> set[str]:
+    """File names of folder ``name`` (given as ``spec``) that match an LFW image;
+    FileNotFoundError if the folder was never decontaminated."""
     path = decontamination_path(name)
     if not path.is_file():
         raise FileNotFoundError(
             f"no decontamination list for face folder {name!r} ({path}); run "
-            f"`lrface decontaminate {name}` before training on it"
+            f"`lrface decontaminate {spec or name}` before training on it"
         )
     return {row["file"] for row in json.loads(path.read_text())["dropped"]}
 
@@ -73,7 +73,7 @@ def unlabelled_training_set(
 ) -> UnlabelledSet:
     """Aligned chips (minus the decontamination list) and HR teacher embeddings of a folder."""
     name, root = resolve_folder(spec)
-    excluded = load_exclusions(name)
+    excluded = load_exclusions(name, spec)
     chipset = unlabelled_chips(root, exclude=excluded, progress=progress, workers=workers)
     emb = embed_chipset(teacher, chipset, EvalDegradation(None), flip=flip, progress=progress)
     return UnlabelledSet(name, root, chipset, emb, len(excluded))
