@@ -177,15 +177,6 @@ def benchmark(
         degradation=degradation,
     )
     chosen = parse_folds(folds)
-    try:
-        dataset = LFW(lfw)
-        pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
-    except DatasetNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
-    except ValueError as exc:  # an unknown view, or a malformed pair list
-        raise typer.BadParameter(str(exc), param_hint="--view") from None
-    if chosen is not None:
-        pairs = [p for p in pairs if p.fold in chosen]
     fold_runs = per_fold_runs(Path(encoder))
     if fold_runs and view != "view2":
         raise typer.BadParameter("per-fold students (fold-K/ runs) are tested on view2")
@@ -211,6 +202,15 @@ def benchmark(
         )
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc).strip('"'), param_hint="--teacher") from None
+    try:
+        dataset = LFW(lfw)
+        pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
+    except DatasetNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
+    except ValueError as exc:  # an unknown view, or a malformed pair list
+        raise typer.BadParameter(str(exc), param_hint="--view") from None
+    if chosen is not None:
+        pairs = [p for p in pairs if p.fold in chosen]
     if fold_runs:
         pairs = [p for p in pairs if p.fold in fold_runs]
         typer.echo(f"per-fold students: folds {sorted(fold_runs)}, each its final checkpoint")
@@ -296,14 +296,14 @@ def calibrate_openset(
             f"{encoder!r} has no calibration file to store into", param_hint="--store"
         )
     try:
-        dataset = LFW(lfw)
-    except DatasetNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
-    try:
         probe = create_encoder(encoder, device=device)
         gallery = create_encoder(probe.teacher, device=device) if probe.teacher else probe
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc).strip('"'), param_hint="--encoder") from None
+    try:
+        dataset = LFW(lfw)
+    except DatasetNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
     started = time.perf_counter()
     rows, split, dropped = run_openset(dataset, gallery, probe, size_list, fpir, seed, workers)
     elapsed = time.perf_counter() - started
