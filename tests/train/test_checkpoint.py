@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from lrface.models.checkpoint import load_student_encoder, resolve_student_dir
+from lrface.models.checkpoint import (
+    load_student,
+    load_student_encoder,
+    load_student_weights,
+    resolve_student_dir,
+)
 from lrface.models.registry import create_encoder
 from lrface.models.students import create_student
 from lrface.train.checkpoint import join_state_dict, save_checkpoint, split_state_dict
@@ -78,3 +83,30 @@ def test_run_directory_loads_its_final_checkpoint_not_best(tmp_path):
     assert final != best
     assert create_encoder(str(run)).cache_key == final
     assert load_student_encoder(run).cache_key == final
+
+
+def test_init_from_copies_a_run_s_weights_and_refuses_another_architecture(tmp_path):
+    torch.manual_seed(0)
+    trained = create_student("compact", **TINY_STUDENT).eval()
+    with torch.no_grad():
+        for value in trained.parameters():
+            value.add_(torch.randn_like(value))
+    info = {"name": "compact", "kwargs": TINY_STUDENT, "input_size": 32, "dim": 128}
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "step-0000010", trained, info, {}, {})
+    fresh = create_student("compact", **TINY_STUDENT)
+    assert not torch.equal(fresh.head[-1].weight, trained.head[-1].weight)
+    load_student_weights(fresh, "compact", tmp_path / "run")
+    for name, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="holds a 'compact' student, not 'teacher-init'"):
+        load_student_weights(fresh, "teacher-init", tmp_path / "run")
+
+
+def test_init_from_a_shipped_student_by_name():
+    from lrface.models.pretrained import pretrained_dir
+
+    student = create_student("teacher-init", pretrained=False)
+    load_student_weights(student, "teacher-init", "lrface-lr-v1")
+    shipped, _ = load_student(pretrained_dir("lrface-lr-v1"))
+    name, value = next(iter(shipped.state_dict().items()))
+    assert torch.equal(student.state_dict()[name], value)

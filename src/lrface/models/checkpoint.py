@@ -129,6 +129,19 @@ def load_student(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict
     return student.to(device).eval(), info
 
 
+def load_student_weights(student: nn.Module, name: str, source: str | Path) -> None:
+    """Copy the weights of ``source`` (a shipped student's name, a checkpoint or a run) into
+    ``student``, a freshly built ``name`` student; any other architecture is an error."""
+    from lrface.models.pretrained import MANIFEST, pretrained_dir
+
+    directory = pretrained_dir(str(source)) if str(source) in MANIFEST else None
+    directory = directory or resolve_student_dir(source)
+    info = json.loads((directory / STUDENT_INFO).read_text())
+    if info["name"] != name:
+        raise ValueError(f"{source}: holds a {info['name']!r} student, not {name!r}")
+    student.load_state_dict(load_file(str(directory / STUDENT_WEIGHTS)))
+
+
 def load_student_encoder(path: str | Path, batch_size: int = 64, device: str = "cpu"):
     """A trained student as a ``FaceEncoder``; its cache key hashes the weights file."""
     student, info = load_student(path, device)

@@ -57,6 +57,10 @@ class TrainConfig:
     unlabelled: face folders without identity labels trained on besides LFW (``utkface`` or a
         path), each image its own identity, minus its packaged decontamination list
         (``train.sources``).
+    init_from: start the student from these weights instead of its default initialization: a
+        shipped student's name (``lrface-lr-v1``), a checkpoint or a run directory (its final
+        checkpoint). The architecture must be ``student``'s. Optimizer and schedule start
+        fresh, so this continues training with a new warm-up (a warm restart) or fine-tunes.
     """
 
     method: str = "l2"
@@ -101,6 +105,7 @@ class TrainConfig:
     lfw: str | None = None
     lfw_train: bool = True
     unlabelled: list[str] = field(default_factory=list)
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.degradation, dict):

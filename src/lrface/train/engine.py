@@ -24,6 +24,7 @@ from torch import nn
 from lrface.data.detected import DetectedFaces
 from lrface.losses.registry import adda_modules, loss_parameters, required_fields
 from lrface.machine import resolve_precision
+from lrface.models.checkpoint import load_student_weights
 from lrface.models.encoder import TorchEncoder
 from lrface.models.students import create_student
 from lrface.train.checkpoint import save_checkpoint
@@ -131,6 +132,8 @@ class Trainer:
     def _new_student(self, teacher_emb: np.ndarray) -> nn.Module:
         """The configured student; a pinned common component takes the teacher's direction."""
         student = create_student(self.config.student, **self.config.student_kwargs)
+        if self.config.init_from:
+            load_student_weights(student, self.config.student, self.config.init_from)
         if getattr(student, "common", None) is not None:
             student.common.set_direction(torch.as_tensor(teacher_emb))
         return student
