@@ -130,16 +130,27 @@ def benchmark(
     probes at 8-32 px embedded by the student and, as the baseline, by the teacher itself.
     """
     if protocol == "identification":
+        from lrface.data.degrade import PRESETS
         from lrface.pipeline import DEFAULT_SIZE_CUTOFF
 
-        if degradation != "clean":
+        if degradation not in PRESETS:
             raise typer.BadParameter(
-                "identification shrinks the raw images; it has no probe presets",
-                param_hint="--degradation",
+                f"{degradation!r}; choose one of {', '.join(PRESETS)}", param_hint="--degradation"
             )
         cutoff = DEFAULT_SIZE_CUTOFF if size_cutoff is None else size_cutoff
         _identification(
-            encoder, teacher, lfw, view, sizes, folds, out, device, batch_size, cutoff, limit
+            encoder,
+            teacher,
+            lfw,
+            view,
+            sizes,
+            folds,
+            out,
+            device,
+            batch_size,
+            cutoff,
+            limit,
+            degradation,
         )
         return
     if protocol != "verification":
@@ -387,10 +398,12 @@ def _identification(
     batch_size: int,
     size_cutoff: float,
     limit: int | None,
+    degradation: str,
 ) -> None:
     """``lrface benchmark --protocol identification``: a directory of ``fold-K/`` runs probes
     each View 2 fold's people with its own student and pools the folds; a single student on
-    View 1 probes pairsDevTest's people; ``--folds`` picks the View 2 folds probed."""
+    View 1 probes pairsDevTest's people; ``--folds`` picks the View 2 folds probed; probes
+    through camera preset ``degradation``."""
     from lrface.data.lfw import LFW, fold_people
     from lrface.eval.identification import benchmark_people, markdown_table, pool_folds
     from lrface.eval.lfw_identification import enroll, identify
@@ -441,7 +454,14 @@ def _identification(
         label = "all" if fold is None else f"fold-{fold}"
         typer.echo(f"{label}: {len(probes)} probes against {len(people)} people")
         runs[label] = identify(
-            dataset, probes, widths, gallery, gallery_encoder, student, size_cutoff
+            dataset,
+            probes,
+            widths,
+            gallery,
+            gallery_encoder,
+            student,
+            size_cutoff,
+            preset=degradation,
         )
     results = pool_folds(list(runs.values())) if len(runs) > 1 else next(iter(runs.values()))
     elapsed = time.perf_counter() - started
@@ -458,6 +478,7 @@ def _identification(
             if s is not None
         },
         "size_cutoff": size_cutoff,
+        "degradation": degradation,
         "limit": limit,
         "runs": runs,
         "results": results,

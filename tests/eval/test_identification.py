@@ -108,3 +108,18 @@ def test_table_rounds_rates_once_from_the_hit_counts():
         }
     }
     assert "| 62.4% | 62.4% |" in markdown_table(results)
+
+
+def test_probe_image_applies_the_preset_seeded_by_path_and_clean_is_the_plain_shrink():
+    from lrface.data.detected import shrink_image
+    from lrface.eval.lfw_identification import probe_image
+
+    image = np.random.default_rng(0).integers(0, 256, (250, 250, 3), dtype=np.uint8)
+    plain = shrink_image(image, 16)
+    assert np.array_equal(probe_image(image, "A/A_0001.jpg", 16, "clean"), plain)
+    cctv = probe_image(image, "A/A_0001.jpg", 16, "cctv")
+    assert cctv.shape == plain.shape and not np.array_equal(cctv, plain)
+    assert np.array_equal(cctv, probe_image(image, "A/A_0001.jpg", 16, "cctv"))
+    assert not np.array_equal(cctv, probe_image(image, "B/B_0001.jpg", 16, "cctv"))
+    ir = probe_image(image, "A/A_0001.jpg", 16, "ir")
+    assert np.array_equal(ir[..., 0], ir[..., 1]) and np.array_equal(ir[..., 1], ir[..., 2])

@@ -13,6 +13,12 @@ Conventions
   ``PROBE_MIN_FACE`` px) on that small image as it is, no upscaling; the largest face kept
   (the pipeline's ``largest`` policy) and embedded by the pipeline: the teacher alone, or
   teacher + student, which routes faces narrower than the size cutoff to the student.
+* Camera preset (``data.degrade.PRESETS``; ``clean`` = none): the preset's HR effects (blur,
+  grey-scale, light, gamma) on the raw image before the shrink and its LR effects (noise, JPEG)
+  on the small image after it, drawn from an RNG seeded by the probe's path, the face width
+  and the preset's seed, so every encoder sees the same probes. The preset's blur lengths are
+  in pixels of a ~100 px face (its 150 px chip), about the scale of a raw LFW face (~110 px).
+  The reference chips pass through the same preset as ``EvalDegradation`` applies it.
 * Score: cosine similarity of the probe with each person's template. A probe's rank is 1 +
   the number of gallery people scoring strictly higher than its own person; rank-k rate =
   probes of rank <= k over *all* probes, so a probe without a detected face is a miss at

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.data.chips import aligned_chips
-from lrface.data.degrade import EvalDegradation
+from lrface.data.degrade import PRESETS, EvalDegradation
 from lrface.data.detected import is_subject, shrink_image
 from lrface.data.images import BadImageError, load_rgb
 from lrface.data.lfw import LFW
@@ -38,6 +38,8 @@ from lrface.pipeline import EmbeddedFace, FacePipeline, NoFaceError, select_face
 from lrface.search.gallery import Gallery
 
 DETECT_CHUNK = 32
+PRESET_SEED = 0
+"""Seed of the camera presets' draws, as in the verification benchmark."""
 
 
 def gallery_cache_path(teacher: FaceEncoder, detector: MTCNN) -> Path:
@@ -120,6 +122,17 @@ def _rates(gallery: Gallery, embeddings: list[np.ndarray], names: list[str], tot
     return rank_rates(truth_ranks(np.stack(embeddings), templates, truth), total)
 
 
+def probe_image(image: np.ndarray, relpath: str, face_px: int, preset: str) -> np.ndarray:
+    """The raw probe image as a camera at ``face_px`` px per face would give it (module
+    ``eval.identification``: the shrink, and the preset's effects seeded by the path)."""
+    camera = PRESETS[preset]
+    if camera is None:
+        return shrink_image(image, face_px)
+    digest = int(hashlib.sha1(relpath.encode()).hexdigest()[:15], 16)
+    rng = np.random.default_rng((PRESET_SEED, digest, face_px))
+    return camera.lr_effects(shrink_image(camera.hr_effects(image, rng), face_px), rng)
+
+
 def run_detected(
     lfw: LFW,
     people: list[Person],
@@ -127,6 +140,7 @@ def run_detected(
     pipes: dict[str, FacePipeline],
     gallery: Gallery,
     progress: bool = True,
+    preset: str = "clean",
 ) -> dict:
     """Shrink, detect (once) and embed every probe with each pipeline; rates and counts."""
     detector = next(iter(pipes.values())).detector
@@ -137,8 +151,8 @@ def run_detected(
     for start in range(0, len(people), DETECT_CHUNK):
         chunk = people[start : start + DETECT_CHUNK]
         images = [
-            None if image is None else shrink_image(image, face_px)
-            for image in _load_chunk(lfw, [p.probe for p in chunk])
+            None if image is None else probe_image(image, person.probe, face_px, preset)
+            for person, image in zip(chunk, _load_chunk(lfw, [p.probe for p in chunk]), strict=True)
         ]
         for person, image, faces in zip(chunk, images, _detect(detector, images), strict=True):
             if image is None:
@@ -181,6 +195,7 @@ def run_reference(
     encoders: dict[str, FaceEncoder],
     gallery: Gallery,
     progress: bool = True,
+    preset: str = "clean",
 ) -> dict:
     """Probes as dlib-aligned chips downsampled to the face's pixel density, no detection."""
     chipset = aligned_chips(lfw.root, [p.probe for p in people], progress=progress)
@@ -190,7 +205,8 @@ def run_reference(
     names = [p.name for p in usable]
     results = {}
     for label, encoder in encoders.items():
-        vectors = embed_chipset(encoder, chipset, EvalDegradation(chip_px), progress=progress)
+        degradation = EvalDegradation(chip_px, preset=preset, seed=PRESET_SEED)
+        vectors = embed_chipset(encoder, chipset, degradation, progress=progress)
         results[label] = _rates(gallery, list(vectors), names, len(people))
     return {"chip_px": chip_px, "unaligned": len(people) - len(usable), "pipelines": results}
 
@@ -204,9 +220,11 @@ def identify(
     student: FaceEncoder | None,
     size_cutoff: float,
     progress: bool = True,
+    preset: str = "clean",
 ) -> dict:
     """``{size: {"detected": ..., "reference": ...}}`` for ``probes`` searched in ``gallery``:
-    the teacher's pipeline, and with a student the routed pipeline and the student alone."""
+    the teacher's pipeline, and with a student the routed pipeline and the student alone,
+    probes through camera preset ``preset``."""
     detector = MTCNN(min_face=PROBE_MIN_FACE)
     pipes = {"teacher": FacePipeline(detector, teacher, None)}
     encoders: dict[str, FaceEncoder] = {"teacher": teacher}
@@ -215,8 +233,8 @@ def identify(
         encoders["student"] = student  # no routing here: what the student does at this size
     return {
         str(s): {
-            "detected": run_detected(lfw, probes, s, pipes, gallery, progress),
-            "reference": run_reference(lfw, probes, s, encoders, gallery, progress),
+            "detected": run_detected(lfw, probes, s, pipes, gallery, progress, preset),
+            "reference": run_reference(lfw, probes, s, encoders, gallery, progress, preset),
         }
         for s in sizes
     }
