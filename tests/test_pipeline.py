@@ -430,7 +430,10 @@ def test_size_cutoff_help_shows_the_real_default():
         .output.replace("│", "")
         .split()
     )
-    assert "go to the student (default: 16 px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)" in text
+    assert (
+        "go to the student (default: the student's own measured cutoff, else 16 px, "
+        "lrface.pipeline.DEFAULT_SIZE_CUTOFF)" in text
+    )
 
 
 @pytest.mark.lfw
@@ -464,3 +467,15 @@ def test_gallery_search_uses_the_shipped_student_for_a_small_probe(lfw_root, tmp
     assert face["encoder_name"] == "lrface-lr-v1" and face["role"] == "student"
     teacher_only = json.loads(runner.invoke(app, [*args, "--json", "--student", "none"]).output)
     assert teacher_only[0]["role"] == "teacher"
+
+
+def test_the_cutoff_is_the_given_one_else_the_student_s_own_else_the_default():
+    from lrface.pipeline import DEFAULT_SIZE_CUTOFF
+
+    student = ColourEncoder("student", input_size=32)
+    assert FacePipeline(SquareDetector(), ColourEncoder("t"), student).size_cutoff == (
+        DEFAULT_SIZE_CUTOFF
+    )
+    student.size_cutoff = 20.0
+    assert FacePipeline(SquareDetector(), ColourEncoder("t"), student).size_cutoff == 20.0
+    assert FacePipeline(SquareDetector(), ColourEncoder("t"), student, 12).size_cutoff == 12

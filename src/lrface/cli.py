@@ -117,7 +117,10 @@ def benchmark(
     ] = "verification",
     size_cutoff: Annotated[
         float | None,
-        typer.Option(help="Identification: faces narrower (px) go to the student."),
+        typer.Option(
+            help="Identification: faces narrower (px) go to the student (default: the "
+            "student's own cutoff)."
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Identification quick run: the first N people.")
@@ -131,13 +134,11 @@ def benchmark(
     """
     if protocol == "identification":
         from lrface.data.degrade import PRESETS
-        from lrface.pipeline import DEFAULT_SIZE_CUTOFF
 
         if degradation not in PRESETS:
             raise typer.BadParameter(
                 f"{degradation!r}; choose one of {', '.join(PRESETS)}", param_hint="--degradation"
             )
-        cutoff = DEFAULT_SIZE_CUTOFF if size_cutoff is None else size_cutoff
         _identification(
             encoder,
             teacher,
@@ -148,7 +149,7 @@ def benchmark(
             out,
             device,
             batch_size,
-            cutoff,
+            size_cutoff,
             limit,
             degradation,
         )
@@ -396,7 +397,7 @@ def _identification(
     out: Path,
     device: str,
     batch_size: int,
-    size_cutoff: float,
+    size_cutoff: float | None,
     limit: int | None,
     degradation: str,
 ) -> None:
@@ -408,6 +409,7 @@ def _identification(
     from lrface.eval.identification import benchmark_people, markdown_table, pool_folds
     from lrface.eval.lfw_identification import enroll, identify
     from lrface.models.registry import create_encoder
+    from lrface.pipeline import routing_cutoff
 
     started = time.perf_counter()
     widths = parse_sizes(sizes or IDENTIFICATION_SIZES)
@@ -477,7 +479,11 @@ def _identification(
             for k, s in students.items()
             if s is not None
         },
-        "size_cutoff": size_cutoff,
+        "size_cutoff": {
+            "all" if k is None else f"fold-{k}": routing_cutoff(s, size_cutoff)
+            for k, s in students.items()
+            if s is not None
+        },
         "degradation": degradation,
         "limit": limit,
         "runs": runs,

@@ -51,6 +51,14 @@ share of its width (a group photo of similar faces is refused rather than guesse
 DEFAULT_SIZE_CUTOFF = 16.0
 
 
+def routing_cutoff(student: FaceEncoder | None, size_cutoff: float | None = None) -> float:
+    """The face width under which faces go to ``student``: ``size_cutoff`` if given, else the
+    student's own measured cutoff (a shipped student's ``student.json``), else the default."""
+    if size_cutoff is not None:
+        return size_cutoff
+    return getattr(student, "size_cutoff", None) or DEFAULT_SIZE_CUTOFF
+
+
 class FaceInputError(ValueError):
     """An input that gives no usable face; ``source`` names the file (or image) and ``reason``
     says why."""
@@ -167,7 +175,7 @@ class FacePipeline:
         detector: FaceDetector,
         teacher: FaceEncoder,
         student: FaceEncoder | str | None = DEFAULT_STUDENT,
-        size_cutoff: float = DEFAULT_SIZE_CUTOFF,
+        size_cutoff: float | None = None,
         multi_face: str = "all",
     ):
         if isinstance(student, str):  # a name: the shipped student by default
@@ -186,7 +194,7 @@ class FacePipeline:
         self.detector = detector
         self.teacher = teacher
         self.student = student
-        self.size_cutoff = size_cutoff
+        self.size_cutoff = routing_cutoff(student, size_cutoff)
         self.multi_face = multi_face
 
     @property

@@ -39,8 +39,8 @@ StudentOpt = Annotated[
 CutoffOpt = Annotated[
     float | None,
     typer.Option(
-        help="Faces narrower than this (px) go to the student (default: "
-        f"{SIZE_CUTOFF_HELP} px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)."
+        help="Faces narrower than this (px) go to the student (default: the student's own "
+        f"measured cutoff, else {SIZE_CUTOFF_HELP} px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)."
     ),
 ]
 MultiOpt = Annotated[
@@ -188,14 +188,14 @@ def _pipeline(
     multi_face: str,
     device: str,
 ):
-    from lrface.pipeline import DEFAULT_SIZE_CUTOFF, FacePipeline
+    from lrface.pipeline import FacePipeline
 
     low = _encoder(student, device) if student else None  # a wrong path fails first
     return FacePipeline(
         make_detector(detector, min_face, device),
         _encoder(encoder, device),
         low,
-        size_cutoff=DEFAULT_SIZE_CUTOFF if size_cutoff is None else size_cutoff,
+        size_cutoff=size_cutoff,
         multi_face=multi_face,
     )
 

@@ -55,3 +55,33 @@ def test_a_missing_file_and_an_unknown_name_are_clear(shipped):
         pretrained.pretrained_dir("tiny-v1")
     with pytest.raises(KeyError, match="no shipped student 'nope'"):
         pretrained.pretrained_dir("nope")
+
+
+def test_a_student_packaged_with_the_teacher_embeds_their_unit_mean(tmp_path):
+    from lrface.models.registry import create_encoder
+
+    torch.manual_seed(0)
+    student = create_student("teacher-init", pretrained=True).eval()
+    with torch.no_grad():
+        student.net.fc.weight.add_(0.05 * torch.randn_like(student.net.fc.weight))
+    info = {"name": "teacher-init", "kwargs": {}, "input_size": 150, "dim": 128}
+    checkpoint = save_checkpoint(tmp_path / "run" / "final", student, info, {}, {"step": 1})
+    alone = pretrained.package_student(checkpoint, tmp_path / "alone")
+    fused = pretrained.package_student(
+        checkpoint, tmp_path / "fused", fuse_teacher=True, size_cutoff=20
+    )
+    alone_encoder, fused_encoder = load_student_encoder(alone), load_student_encoder(fused)
+    assert fused_encoder.size_cutoff == 20 and alone_encoder.size_cutoff is None
+    assert fused_encoder.cache_key != alone_encoder.cache_key
+
+    chips = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    mean = alone_encoder.embed(chips) + create_encoder("dlib-resnet-torch").embed(chips)
+    mean /= np.linalg.norm(mean, axis=1, keepdims=True)
+    assert np.allclose(fused_encoder.embed(chips), mean, atol=1e-4)
+    assert not np.allclose(alone_encoder.embed(chips), mean, atol=1e-3)
+
+
+def test_only_a_student_shaped_like_the_teacher_can_be_fused(shipped, tmp_path):
+    out = pretrained.package_student(shipped, tmp_path / "compact", fuse_teacher=True)
+    with pytest.raises(ValueError, match="only a student with the teacher's input"):
+        load_student_encoder(out)

@@ -218,7 +218,7 @@ def identify(
     gallery: Gallery,
     teacher: FaceEncoder,
     student: FaceEncoder | None,
-    size_cutoff: float,
+    size_cutoff: float | None,
     progress: bool = True,
     preset: str = "clean",
 ) -> dict:

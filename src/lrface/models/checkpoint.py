@@ -126,7 +126,28 @@ def load_student(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict
     student = create_student(info["name"], **kwargs)
     student.load_state_dict(load_file(str(directory / STUDENT_WEIGHTS), device=device))
     info["weights_sha1"] = file_digest(directory / STUDENT_WEIGHTS, "sha1")
+    if info.get("fuse_teacher"):
+        student = fuse_with_teacher(student)
     return student.to(device).eval(), info
+
+
+def fuse_with_teacher(student: nn.Module) -> nn.Module:
+    """The student and the teacher as one encoder: the unit mean of their unit embeddings.
+
+    A distilled student lands in the teacher's space but errs differently from it on the same
+    low-resolution face, so the average beats both (LFW View 2, docs/lrface-lr-v2.md) at twice
+    the cost of one network. The teacher part is dlib's ResNet with the shipped weights, fed
+    the same upsampled face; only the student's weights are in the checkpoint.
+    """
+    from lrface.models.students import EnsembleStudent, create_student
+
+    teacher = create_student("teacher-init", pretrained=True)
+    if (teacher.input_size, teacher.dim) != (student.input_size, student.dim):
+        raise ValueError(
+            f"only a student with the teacher's input ({teacher.input_size} px) and "
+            f"{teacher.dim}-d output can be fused with it"
+        )
+    return EnsembleStudent([teacher, student])
 
 
 def load_student_weights(student: nn.Module, name: str, source: str | Path) -> None:
@@ -152,7 +173,9 @@ def load_student_encoder(path: str | Path, batch_size: int = 64, device: str = "
         dim=student.dim,
         batch_size=batch_size,
         device=device,
-        key=f"student-{info['name']}-{info['weights_sha1'][:16]}",
+        key=f"student-{info['name']}{'+teacher' if info.get('fuse_teacher') else ''}-"
+        f"{info['weights_sha1'][:16]}",
     )
     encoder.teacher = TEACHER_ENCODER
+    encoder.size_cutoff = info.get("size_cutoff")
     return encoder

@@ -31,6 +31,9 @@ class FaceEncoder(ABC):
     upsample: str = "bicubic"
     teacher: str | None = None
     """For a student: the encoder whose HR embeddings it was trained to match (its gallery)."""
+    size_cutoff: float | None = None
+    """For a student: the face width (px) under which it beats its teacher, by its measurements;
+    pipelines route narrower faces to it when no cutoff is given."""
 
     def __init__(self, batch_size: int = 64, device: str = "cpu"):
         self.batch_size = batch_size

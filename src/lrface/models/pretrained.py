@@ -79,11 +79,20 @@ def register_pretrained() -> None:
         register_encoder(name)(partial(load_pretrained, name))
 
 
-def package_student(checkpoint: str | Path, out: str | Path) -> Path:
+def package_student(
+    checkpoint: str | Path,
+    out: str | Path,
+    fuse_teacher: bool = False,
+    size_cutoff: float | None = None,
+) -> Path:
     """Write a trained student checkpoint as a shippable directory ``out``: its weights rounded
     to float16 once, here, and its ``student.json``. Every figure of a shipped student is then
     measured on these files (``lrface benchmark --encoder OUT`` also stores its
-    ``calibration.json`` there); ``manifest`` pins them."""
+    ``calibration.json`` there); ``manifest`` pins them.
+
+    ``fuse_teacher``: the packaged encoder averages the student's and the teacher's unit
+    embeddings (``models.checkpoint.load_student``). ``size_cutoff``: the face width below which
+    pipelines route faces to it when the user sets none, chosen from its measurements."""
     import json
 
     import torch
@@ -103,6 +112,10 @@ def package_student(checkpoint: str | Path, out: str | Path) -> Path:
     save_file(half, str(out / "student.safetensors"))
     readable_by_umask(out / "student.safetensors")
     info = json.loads((checkpoint / "student.json").read_text())
+    if fuse_teacher:
+        info["fuse_teacher"] = True
+    if size_cutoff is not None:
+        info["size_cutoff"] = size_cutoff
     (out / "student.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
 

@@ -341,6 +341,18 @@ def decontaminate_command(
 def package_student_command(
     checkpoint: Annotated[Path, typer.Argument(help="Trained student: checkpoint or run dir.")],
     out: Annotated[Path, typer.Argument(help="Directory to write the packaged student to.")],
+    fuse_teacher: Annotated[
+        bool,
+        typer.Option(
+            "--fuse-teacher",
+            help="The packaged encoder averages the student's and the teacher's unit embeddings "
+            "(two networks per face).",
+        ),
+    ] = False,
+    size_cutoff: Annotated[
+        float | None,
+        typer.Option(help="Face width (px) under which pipelines route faces to it by default."),
+    ] = None,
 ) -> None:
     """Package a trained student for shipping: float16 weights and its student.json.
 
@@ -356,5 +368,5 @@ def package_student_command(
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    package_student(source, out)
+    package_student(source, out, fuse_teacher=fuse_teacher, size_cutoff=size_cutoff)
     typer.echo(f"packaged {source} -> {out}")
