@@ -60,6 +60,10 @@ def test_shipped_configs_load_and_name_real_things(path):
     config = TrainConfig.load(path)
     parse_method(config.method)
     assert config.student in list_students()
+    if config.init_from:  # a shipped student: a run directory would not be in a fresh clone
+        from lrface.models.pretrained import MANIFEST
+
+        assert config.init_from in MANIFEST
 
 
 def test_configs_exist():
