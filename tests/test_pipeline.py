@@ -201,7 +201,7 @@ def cli(monkeypatch):
     encoders = {
         "teacher": ColourEncoder("teacher"),
         "other": ColourEncoder("other"),
-        "lrface-lr-v1": ColourEncoder("lrface-lr-v1", input_size=32),  # the shipped default
+        "lrface-lr-v2": ColourEncoder("lrface-lr-v2", input_size=32),  # the shipped default
     }
     monkeypatch.setattr(pipeline_cli, "make_detector", lambda *a, **k: SquareDetector())
     monkeypatch.setattr(pipeline_cli, "_encoder", lambda name, device: encoders[name])
@@ -347,7 +347,7 @@ def test_small_faces_go_to_the_shipped_student_unless_told_none(cli, tmp_path):
     _photo(a, ("red", 20, 20, 120))
     _photo(b, ("red", 5, 5, 12))
     result = cli("verify", a, b, "--encoder", "teacher", "--threshold", "0.9")
-    assert "-> student lrface-lr-v1 (12 px chip)" in result.output, result.output
+    assert "-> student lrface-lr-v2 (12 px chip)" in result.output, result.output
     alone = cli("verify", a, b, "--encoder", "teacher", "--student", "none", "--threshold", "0.9")
     assert alone.exit_code == 0 and "-> teacher teacher (150 px chip)" in alone.output
     assert "student" not in alone.output.split("decision")[1]
@@ -439,7 +439,7 @@ def test_size_cutoff_help_shows_the_real_default():
 @pytest.mark.lfw
 @needs_lfw
 def test_gallery_search_uses_the_shipped_student_for_a_small_probe(lfw_root, tmp_path):
-    """No flag: a 14 px face is embedded by lrface-lr-v1, and the output says so."""
+    """No flag: a 14 px face is embedded by lrface-lr-v2, and the output says so."""
     from PIL import Image
 
     from lrface.cli import app
@@ -464,7 +464,7 @@ def test_gallery_search_uses_the_shipped_student_for_a_small_probe(lfw_root, tmp
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     (face,) = json.loads(result.output)
-    assert face["encoder_name"] == "lrface-lr-v1" and face["role"] == "student"
+    assert face["encoder_name"] == "lrface-lr-v2" and face["role"] == "student"
     teacher_only = json.loads(runner.invoke(app, [*args, "--json", "--student", "none"]).output)
     assert teacher_only[0]["role"] == "teacher"
 

@@ -1,7 +1,8 @@
 """From photos to answers: detect, align, embed (teacher or low-resolution student), verify.
 
-``FacePipeline(detector, teacher, student="lrface-lr-v1", size_cutoff=16)``: a face whose
-detected box is narrower than ``size_cutoff`` px is embedded by the student (the shipped one
+``FacePipeline(detector, teacher, student="lrface-lr-v2", size_cutoff=None)``: a face whose
+detected box is narrower than ``size_cutoff`` px (default: the student's own measured cutoff,
+20 px for ``lrface-lr-v2``) is embedded by the student (the shipped one
 unless another encoder, name, or ``None`` for the teacher alone, is given), every other face by
 the teacher from a 150 px chip. The student's chip is warped in one interpolation straight to
 the student's input size (never first to the face's native resolution and then resampled
@@ -42,12 +43,11 @@ DOMINANT_RATIO = 0.7
 """Under ``dominant``, the largest face is taken only if every other face is narrower than this
 share of its width (a group photo of similar faces is refused rather than guessed at)."""
 
-# Faces narrower than this go to the student. The shipped lrface-lr-v1 beats the teacher on
-# LFW View 2 at 8-16 px chips under every preset (every fold at 8 and 12, 9/10 at 16 clean), but
-# on clean chips it is level at 20 px (-0.4 HR-vs-LR, 3/10 folds) and behind from 24 px up,
-# while under cctv and ir it wins up to 24-32 px (docs/lrface-lr-v1.md). A 16 px-wide detected
-# face gives a chip of about 18 px (LFW: chip side = 1.13 x face width), so below 16 px every
-# face the student serves is one it serves better. Raise it for blurred, noisy cameras.
+# Faces narrower than this go to a student that states no cutoff of its own. A shipped student
+# carries its own in student.json, chosen from its View 2 figures: lrface-lr-v2 (student and
+# teacher fused) 20 px, as it beats the teacher on clean 20 px chips (9/10 folds) and is level at
+# 24 px (docs/lrface-lr-v2.md). 16 px suits a student alone such as lrface-lr-v1 (level with the
+# teacher at 20 px, behind from 24). A detected face of width w gives a chip of about 1.13 w px.
 DEFAULT_SIZE_CUTOFF = 16.0
 
 
@@ -80,7 +80,7 @@ class MultipleFacesError(FaceInputError):
 @dataclass
 class EmbeddedFace:
     """A face, its unit embedding, the encoder that made it (``encoder``: its cache key, which
-    calibrations name; ``encoder_name``: what users call it, e.g. ``lrface-lr-v1``), the chip
+    calibrations name; ``encoder_name``: what users call it, e.g. ``lrface-lr-v2``), the chip
     side it was given, its native resolution (chip side at one chip px per image px) and the
     faces in its image."""
 

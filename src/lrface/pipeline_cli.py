@@ -32,7 +32,7 @@ DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
 StudentOpt = Annotated[
     str,
     typer.Option(
-        help="Student for faces narrower than --size-cutoff: the shipped lrface-lr-v1 by "
+        help="Student for faces narrower than --size-cutoff: the shipped lrface-lr-v2 by "
         "default, another name or a checkpoint dir, or 'none' for the teacher alone."
     ),
 ]

@@ -17,7 +17,7 @@ from lrface.paths import file_digest
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
-DEFAULT_STUDENT = "lrface-lr-v1"
+DEFAULT_STUDENT = "lrface-lr-v2"
 """The student every command uses for small faces unless told otherwise."""
 
 FILES = ("student.safetensors", "student.json", "calibration.json")
@@ -29,6 +29,14 @@ MANIFEST: dict[str, dict[str, str]] = {
         "student.safetensors": "5c2eb186aa19f719bab00f4aa353af48d70216ff5c8442fc5cef459bf92da09e",
         "student.json": "a84e52081ec95d7342c2a627cf56638daa8a3978ff2dd4445971827b23bdcaf4",
         "calibration.json": "3802930b8b213f4d4e97776eba819c47d4a8c3a5eb5bc334641790c06958bb8f",
+    },
+    # lrface-lr-v1 trained further on 8-20 px (configs/lrface-lr-v2.yaml), packaged with
+    # --fuse-teacher --size-cutoff 20: the unit mean of its and the teacher's embeddings, for
+    # faces under 20 px; figures in docs/lrface-lr-v2.md
+    "lrface-lr-v2": {
+        "student.safetensors": "66074d43a06b8345302587528d2b955b46322a7116bf83021758445f95f1e183",
+        "student.json": "f3a982156e4d572d680bef6425d173a7e9cc47b57f10ebbfa55960266c1f4c45",
+        "calibration.json": "b8e96c73c8b1c4dc50f2b1c9431341338c6dc6270fc889803c02ebf10ce29d6a",
     },
 }
 """``{name: {file: sha256}}`` of every shipped student."""

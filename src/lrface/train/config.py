@@ -58,9 +58,10 @@ class TrainConfig:
         path), each image its own identity, minus its packaged decontamination list
         (``train.sources``).
     init_from: start the student from these weights instead of its default initialization: a
-        shipped student's name (``lrface-lr-v1``), a checkpoint or a run directory (its final
-        checkpoint). The architecture must be ``student``'s. Optimizer and schedule start
-        fresh, so this continues training with a new warm-up (a warm restart) or fine-tunes.
+        shipped student's name (``lrface-lr-v1``; its student network, never a fused teacher),
+        a checkpoint or a run directory (its final checkpoint). The architecture must be
+        ``student``'s. Optimizer and schedule start fresh, so this continues training with a
+        new warm-up (a warm restart) or fine-tunes.
     """
 
     method: str = "l2"
