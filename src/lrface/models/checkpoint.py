@@ -135,9 +135,9 @@ def fuse_with_teacher(student: nn.Module) -> nn.Module:
     """The student and the teacher as one encoder: the unit mean of their unit embeddings.
 
     A distilled student lands in the teacher's space but errs differently from it on the same
-    low-resolution face, so the average beats both (LFW View 2, docs/lrface-lr-v2.md) at twice
-    the cost of one network. The teacher part is dlib's ResNet with the shipped weights, fed
-    the same upsampled face; only the student's weights are in the checkpoint.
+    low-resolution face, so the average beats both (LFW View 2, docs/lrface-lr-v2.md), at the
+    cost of running both networks. The teacher part is dlib's ResNet with the shipped weights,
+    fed the same upsampled face; only the student's weights are in the checkpoint.
     """
     from lrface.models.students import EnsembleStudent, create_student
 
