@@ -152,7 +152,7 @@ def measure(frames: list, det: MTCNN, teacher, student, repeats: int, full_every
         row["pnet_s"] = timed(partial(det._stage1, imgs, h, w), repeats)
     row["mtcnn_s"] = timed(partial(det.detect, image), repeats)
     row["track_s"] = timed(partial(FaceTracker().update, faces, 0), repeats)
-    configs = {"teacher": FacePipeline(det, teacher)}
+    configs = {"teacher": FacePipeline(det, teacher, None)}  # None: not the default student
     if student is not None:
         configs["teacher+student"] = FacePipeline(det, teacher, student)
     for name, pipe in configs.items():

@@ -160,7 +160,7 @@ def main() -> None:
         clip_sizes = [(int(v), None) for v in args.sizes.split(",")]
         bins = [(float(v), float(v)) for v, _ in clip_sizes]
     teacher = create_encoder("dlib-resnet-torch")
-    enroll = FacePipeline(photo_detector, teacher)
+    enroll = FacePipeline(photo_detector, teacher, None)
     gallery = Gallery(teacher.cache_key, teacher.dim, "dlib-resnet-torch")
     probe_photos = {}
     for person in tqdm(probes, desc="enrol"):
@@ -177,7 +177,8 @@ def main() -> None:
         if found:
             pass_photos[person] = [(image, face.box) for image, face in found]
     clip_detector = MTCNN(min_face=12)
-    configs = {} if args.detect_only else {"teacher": FacePipeline(clip_detector, teacher)}
+    # student None: FacePipeline would otherwise load the shipped student by default
+    configs = {} if args.detect_only else {"teacher": FacePipeline(clip_detector, teacher, None)}
     if args.student and not args.detect_only:
         student = create_encoder(args.student)
         configs["teacher+student"] = FacePipeline(clip_detector, teacher, student)
