@@ -1,11 +1,20 @@
 """Runner for the synthetic CCTV watch-list benchmark (``lrface.eval.video`` states how clips are
-made and scored): frame vs track rank-1 and FNIR at FPIR 0.01 / 0.1 per face size.
+made and scored): detection rate, frame vs track rank-1 and FNIR at FPIR 0.01 / 0.1 per face
+size (or face-size bin of shrinking clips).
 
     python benchmarks/video_watchlist.py --people 60 --passersby 60 --out out/video-watchlist
+    python benchmarks/video_watchlist.py --shrink 40,10 --bins 10,14,20,28,40 --frames 32 ...
+    python benchmarks/video_watchlist.py --detect-only --camera "1,0,none;3,0,none;..." ...
     python benchmarks/video_watchlist.py --demo DIR   # one clip (clip.avi) + gallery photos
 
-With ``--student CKPT`` it runs teacher alone and teacher+student on the same clips; give a
-student that never trained on the probe people (View 2 per-fold student with ``--fold``).
+With ``--student CKPT`` it runs teacher alone and teacher+student on the same clips (detected
+once, embedded by each); give a student that never trained on the probe people (the shipped
+``lrface-lr-v1``, or a View 2 per-fold student with ``--fold``). ``--camera blur,noise,jpeg``
+sets the camera effects (default 3,3,50, the original recipe); several, separated by ``;``,
+are run one after the other. ``--detect-only`` measures the detection rate alone (no gallery,
+no embedding). Detection is full-frame on every frame (no motion gating): this measures
+recognition, not speed; tracks of a single face are kept (``min_faces=1``), so every detected
+face counts at frame level. Wall and CPU seconds are reported.
 """
 
 from __future__ import annotations
@@ -24,13 +33,71 @@ from tqdm import tqdm
 from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW, fold_people
 from lrface.detect.mtcnn import MTCNN
-from lrface.eval.video import ClipSpec, make_clip, run_clip, summarize
+from lrface.eval.video import (
+    Camera,
+    ClipSpec,
+    bin_label,
+    frame_bins,
+    make_clip,
+    on_face,
+    run_clip,
+    summarize,
+)
 from lrface.models.registry import create_encoder
 from lrface.pipeline import FacePipeline
 from lrface.search.gallery import Gallery
 from lrface.video.aggregate import WEIGHTINGS
 from lrface.video.decide import fixed_threshold, gallery_searcher
+from lrface.video.motion import GateConfig
 from lrface.video.watcher import FaceWatcher, WatchConfig
+
+
+class Replay:
+    """One clip's detections, made once and replayed to each configuration's watcher."""
+
+    name = "mtcnn"
+
+    def __init__(self, detector: MTCNN, frames: list[np.ndarray]):
+        self.min_face = detector.min_face
+        self._faces = {id(f): detector.detect(f) for f in frames}
+
+    def detect(self, image: np.ndarray):
+        return self._faces[id(image)]
+
+    def detect_batch(self, images):
+        return [self.detect(i) for i in images]
+
+
+def detection_rates(clip, faces_per_frame, bins) -> dict[str, list[int]]:
+    """Per bin: [frames with a face detected on the true face, frames]."""
+    out: dict[str, list[int]] = {}
+    for label, box, faces in zip(frame_bins(clip.sizes, bins), clip.boxes, faces_per_frame,
+                                 strict=True):  # fmt: skip
+        if label is None:
+            continue
+        hit = any(on_face(f, box) for f in faces)
+        counts = out.setdefault(label, [0, 0])
+        counts[0] += hit
+        counts[1] += 1
+    return out
+
+
+def markdown(summary: dict, weightings) -> list[str]:
+    """One table row per bin: detection, frame and track rank-1, FNIR at FPIR 0.1 / 0.01."""
+    rows = []
+    for label, e in summary.items():
+        f = e["frame"]
+        tracks = " / ".join(f"{e[f'track/{w}']['rank1']:.0%}" for w in weightings)
+        fnir = " / ".join(
+            f"{e[f'track/{w}']['fnir@fpir=0.1']:.2f}, {e[f'track/{w}']['fnir@fpir=0.01']:.2f}"
+            for w in weightings
+        )
+        rows.append(
+            f"| {label} px | {e['detection_rate']:.0%} | {f['rank1']:.1%} | {tracks} | "
+            f"{f['fnir@fpir=0.1']:.2f}, {f['fnir@fpir=0.01']:.2f} | {fnir} | "
+            f"{e['tracks_detected']:.0%} | {e['extra_tracks']} |"
+        )
+    return rows
 
 
 def choose_people(lfw: LFW, n_probe: int, n_pass: int, fold: int | None, seed: int):
@@ -63,6 +130,10 @@ def main() -> None:
     ap.add_argument("--passersby", type=int, default=60)
     ap.add_argument("--sizes", default="12,16,24")
     ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--shrink", default=None, help="FROM,TO: faces shrink across each clip")
+    ap.add_argument("--bins", default="10,14,20,28,40", help="bin edges (px) with --shrink")
+    ap.add_argument("--camera", default="3,3,50", help="blur,noise,jpeg[;...] (jpeg: none)")
+    ap.add_argument("--detect-only", action="store_true")
     ap.add_argument("--student", default=None)
     ap.add_argument("--fold", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -76,18 +147,29 @@ def main() -> None:
         lfw, n_probe, 1 if args.demo else args.passersby, args.fold, args.seed
     )
     photo_detector = MTCNN(min_face=20)
-    teacher = create_encoder("dlib-resnet-torch")
     if args.demo:
         write_demo(args.demo, probes, passers, photos, photo_detector)
         return
-    enroll = FacePipeline(photo_detector, teacher)
+    cameras = [Camera.parse(c) for c in args.camera.split(";")]
+    if args.shrink:
+        start_px, end_px = (int(v) for v in args.shrink.split(","))
+        edges = [float(v) for v in args.bins.split(",")]
+        bins = list(zip(edges[:-1], edges[1:], strict=True))
+        clip_sizes = [(start_px, end_px)]
+    else:
+        clip_sizes = [(int(v), None) for v in args.sizes.split(",")]
+        bins = [(float(v), float(v)) for v, _ in clip_sizes]
+    teacher = create_encoder("dlib-resnet-torch")
+    enroll = FacePipeline(photo_detector, teacher, None)
     gallery = Gallery(teacher.cache_key, teacher.dim, "dlib-resnet-torch")
     probe_photos = {}
     for person in tqdm(probes, desc="enrol"):
         found = [f for f in (face_photo(p, photo_detector) for p in photos[person]) if f]
         if len(found) < 2:
             continue
-        gallery.add(person, enroll.embed_faces(*found[0][:1], [found[0][1]])[0].embedding[None])
+        if not args.detect_only:
+            embedded = enroll.embed_faces(found[0][0], [found[0][1]])[0]
+            gallery.add(person, embedded.embedding[None])
         probe_photos[person] = [(image, face.box) for image, face in found[1:4]]
     pass_photos = {}
     for person in passers:
@@ -95,35 +177,63 @@ def main() -> None:
         if found:
             pass_photos[person] = [(image, face.box) for image, face in found]
     clip_detector = MTCNN(min_face=12)
-    configs = {"teacher": FacePipeline(clip_detector, teacher)}
-    if args.student:
+    # student None: FacePipeline would otherwise load the shipped student by default
+    configs = {} if args.detect_only else {"teacher": FacePipeline(clip_detector, teacher, None)}
+    if args.student and not args.detect_only:
         student = create_encoder(args.student)
         configs["teacher+student"] = FacePipeline(clip_detector, teacher, student)
     searcher = gallery_searcher(gallery)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    report = {"gallery": len(gallery), "sizes": sizes, "frames": args.frames, "results": {}}
-    started = time.time()
-    for name, pipe in configs.items():
-        results = []
-        jobs = [(p, ph, True) for p, ph in probe_photos.items()]
-        jobs += [(p, ph, False) for p, ph in pass_photos.items()]
-        for size in sizes:
-            for i, (person, found, enrolled) in enumerate(tqdm(jobs, desc=f"{name} {size}px")):
-                spec = ClipSpec(person, found, size, args.frames, seed=args.seed * 7919 + i)
-                watcher = FaceWatcher(
-                    clip_detector,
-                    pipe.embed_faces,
-                    searcher,
-                    fixed_threshold(None),
-                    WatchConfig(weighting=WEIGHTINGS[0]),
+    jobs = [(p, ph, True) for p, ph in probe_photos.items()]
+    jobs += [(p, ph, False) for p, ph in pass_photos.items()]
+    report = {
+        "probe_people": len(probe_photos),
+        "passersby": len(pass_photos),
+        "clips": [{"size": a, "end_size": b} for a, b in clip_sizes],
+        "bins": [bin_label(b) for b in bins],
+        "frames": args.frames,
+        "student": args.student,
+        "cameras": {},
+    }
+    started, cpu_started = time.time(), time.process_time()
+    for camera in cameras:
+        results: dict[str, list] = {name: [] for name in configs}
+        rates: dict[str, list[int]] = {}
+        for size, end_size in clip_sizes:
+            desc = f"{camera.label()}, {size}" + (f"-{end_size}" if end_size else "") + " px"
+            for i, (person, found, enrolled) in enumerate(tqdm(jobs, desc=desc)):
+                spec = ClipSpec(
+                    person, found, size, args.frames, args.seed * 7919 + i, end_size, camera
                 )
-                frames = make_clip(spec)
-                results.append(run_clip(frames, spec, enrolled, watcher, WEIGHTINGS))
-        report["results"][name] = summarize(results, WEIGHTINGS)
+                clip = make_clip(spec)
+                replay = Replay(clip_detector, clip.frames)
+                detected = [replay.detect(f) for f in clip.frames]
+                for label, (hits, n) in detection_rates(clip, detected, bins).items():
+                    counts = rates.setdefault(label, [0, 0])
+                    counts[0] += hits
+                    counts[1] += n
+                for name, pipe in configs.items():
+                    config = WatchConfig(
+                        weighting=WEIGHTINGS[0], min_faces=1, gate=GateConfig(full_every=1)
+                    )
+                    watcher = FaceWatcher(
+                        replay, pipe.embed_faces, searcher, fixed_threshold(None), config
+                    )
+                    results[name].append(run_clip(clip, spec, enrolled, watcher, WEIGHTINGS, bins))
+        entry: dict = {"detection_rate": {k: h / max(n, 1) for k, (h, n) in rates.items()}}
+        for name in configs:
+            entry[name] = summarize(results[name], WEIGHTINGS)
+            print(f"\n{camera.label()}, {name}: weightings {' / '.join(WEIGHTINGS)}")
+            print("\n".join(markdown(entry[name], WEIGHTINGS)))
+        if args.detect_only:
+            print(f"{camera.label()}: detection rate {json.dumps(entry['detection_rate'])}")
+        report["cameras"][camera.label()] = entry
     report["seconds"] = round(time.time() - started)
+    report["cpu_seconds"] = round(time.process_time() - cpu_started)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    print(
+        f"{report['seconds']} s wall, {report['cpu_seconds']} s CPU; wrote {args.out}/results.json"
+    )
 
 
 def write_demo(out: Path, probes, passers, photos, detector) -> None:
@@ -139,7 +249,7 @@ def write_demo(out: Path, probes, passers, photos, detector) -> None:
             cv2.imwrite(str(target / "enrolled.jpg"), found[0][0][:, :, ::-1])
             found = found[1:] or found
         spec = ClipSpec(person, [(im, f.box) for im, f in found], 24, 20, seed=i)
-        frames += make_clip(spec)
+        frames += make_clip(spec).frames
     h, w = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(out / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
     for f in frames:

@@ -68,6 +68,14 @@ def watch_command(
     weighting: Annotated[
         str, typer.Option(help="Track aggregation: uniform, size, score or size-score.")
     ] = "size-score",
+    full_every: Annotated[
+        int,
+        typer.Option(
+            help="Detect faces only where the picture moves (and around live tracks), the whole "
+            "frame every N-th processed frame; 1 = always the whole frame.",
+            min=1,
+        ),
+    ] = 10,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -77,6 +85,7 @@ def watch_command(
     from lrface.search.gallery import GalleryError
     from lrface.video.aggregate import WEIGHTINGS
     from lrface.video.decide import gallery_searcher
+    from lrface.video.motion import GateConfig
     from lrface.video.outputs import AnnotatedVideo, EventWriter
     from lrface.video.sources import VideoReadError, open_source
     from lrface.video.watcher import FaceWatcher, WatchConfig
@@ -100,7 +109,7 @@ def watch_command(
         pipe.embed_faces,
         gallery_searcher(gal),
         thresholds,
-        WatchConfig(weighting=weighting),
+        WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every)),
     )
     writer = EventWriter(out)
     video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
@@ -125,8 +134,11 @@ def watch_command(
         writer.close()
         if video is not None:
             video.close()
+    gated = ""
+    if watcher.gate is not None:
+        gated = f" ({watcher.gate.full_frames} searched whole, the rest where they moved)"
     typer.echo(
-        f"{watcher.frames_processed} frames processed, {watcher.faces_seen} faces, "
+        f"{watcher.frames_processed} frames processed{gated}, {watcher.faces_seen} faces, "
         f"{writer.count} tracks written to {out} ({watcher.dropped_tracks} tracks of fewer than "
         f"{watcher.config.min_faces} faces dropped)"
     )

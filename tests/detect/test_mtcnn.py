@@ -146,3 +146,23 @@ def test_blank_image_has_no_face(mtcnn):
     assert mtcnn.detect(np.full((120, 160, 3), 128, np.uint8)) == []
     with pytest.raises(ValueError, match="uint8"):
         mtcnn.detect(np.zeros((50, 50, 3), np.float32))
+
+
+def test_channels_last_nets_match_the_plain_layout(mtcnn):
+    """The nets run channels-last for speed; the answers are those of the plain layout."""
+    import torch
+
+    rng = torch.Generator().manual_seed(0)
+    inputs = {
+        mtcnn.pnet: torch.rand(2, 3, 41, 57, generator=rng) * 2 - 1,
+        mtcnn.rnet: torch.rand(5, 3, 24, 24, generator=rng) * 2 - 1,
+        mtcnn.onet: torch.rand(5, 3, 48, 48, generator=rng) * 2 - 1,
+    }
+    with torch.inference_mode():
+        for net, x in inputs.items():
+            fast = net(x.contiguous(memory_format=torch.channels_last))
+            plain = net.to(memory_format=torch.contiguous_format)(x)
+            net.to(memory_format=torch.channels_last)
+            for a, b in zip(fast, plain, strict=True):
+                assert a.shape == b.shape
+                assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())

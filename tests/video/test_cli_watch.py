@@ -4,6 +4,7 @@ for MTCNN and the teacher: outputs, unknown stranger, truncated video keeps its 
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import cv2
@@ -47,6 +48,9 @@ def test_watch_writes_events_tracks_thumbnails_and_video(tmp_path, colour_galler
     assert result.exit_code == 0, result.output
     events = _events(out)
     assert sorted(e["identity"] for e in events) == ["blue", "red", "unknown"]
+    # motion gating is on by default; on this tiny frame most frames fall back to the whole
+    whole = re.search(r"24 frames processed \((\d+) searched whole, the rest where", result.output)
+    assert whole and 3 <= int(whole[1]) <= 24, result.output
     for e in events:
         assert {"track_id", "first_frame", "last_time", "score", "top", "frames_used"} <= set(e)
         assert (out / e["thumbnail"]).is_file()
@@ -55,6 +59,16 @@ def test_watch_writes_events_tracks_thumbnails_and_video(tmp_path, colour_galler
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
     ok, frame = video.read()
     assert ok and frame.shape == (96, 160, 3)
+
+
+def test_watch_full_every_1_searches_every_frame_whole(tmp_path, colour_gallery):
+    clip = write_avi(crossing_frames(12), tmp_path / "c.avi")
+    args = ["watch", str(clip), "--gallery", str(colour_gallery), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*args, "--threshold", "0.9", "--full-every", "1"])
+    assert result.exit_code == 0, result.output
+    assert "12 frames processed, " in result.output
+    bad = CliRunner().invoke(app, [*args, "--full-every", "0"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
 
 
 def test_truncated_video_is_an_error_and_keeps_events(tmp_path, colour_gallery):

@@ -10,18 +10,25 @@ How a clip is made (``make_clip``), all randomness from one seed:
   ``frames // len(photos)`` frames; MTCNN finds the face in the full-resolution photo once,
   the photo is rescaled so that box is ``size`` px wide (+-5% jitter per frame, area
   resampling) and a soft elliptical patch 2.2 face-widths across is pasted at a position that
-  moves in a straight line across the frame (random height, left to right or back);
-- camera effects on every frame: horizontal motion blur over 3 px, Gaussian noise (sigma 3
-  grey levels) and JPEG at quality 50.
+  moves in a straight line across the frame (random height, left to right or back); with
+  ``end_size`` the nominal width shrinks geometrically from ``size`` at the first frame to
+  ``end_size`` at the last (a person walking away from the camera);
+- camera effects on every frame (``Camera``): horizontal motion blur over ``blur_px`` px,
+  Gaussian noise (sigma ``noise`` grey levels) and JPEG at quality ``jpeg``; the default is
+  the original recipe (3 px, sigma 3, quality 50).
 
 Probe people are View 2 people with at least two photos, enrolled in the gallery from their
 first photo (full resolution, teacher); their clips use their other photos (up to three).
 Passers-by are View 2 people not in the gallery, their clips use up to three of their photos.
-A clip gives every detected face (frame level) and, through ``FaceWatcher``, tracks: the
-clip's answer is its longest track (other tracks are false detections, counted).
+A clip gives every detected face (frame level) and, through ``FaceWatcher``, tracks. Frames
+are grouped into face-size bins by their nominal face width (a clip of fixed size is one bin);
+within a bin the clip's answer is the track with the most faces in that bin, judged only from
+those faces (its other tracks are counted as extra: false detections or a fragmented track).
 
-Figures, per face size:
+Figures, per bin:
 
+- detection rate: the share of the bin's frames (probe and passer-by clips) in which a
+  detected face's centre lies inside the pasted face's true box;
 - closed set rank-1: frame level = correct top-1 among all probe frames (an undetected frame is
   a miss), track level = correct top-1 of the clip's track (no track is a miss);
 - open set (watch list): FNIR at FPIR = p: the threshold is the (1-p) quantile of the best
@@ -45,15 +52,59 @@ FRAME_SIZE = (240, 320)  # h, w
 PATCH_WIDTHS = 2.2
 
 
+@dataclass(frozen=True)
+class Camera:
+    """Effects on every frame: horizontal motion blur over ``blur_px`` px (1: none), Gaussian
+    noise of sigma ``noise`` grey levels, JPEG at quality ``jpeg`` (None: none)."""
+
+    blur_px: int = 3
+    noise: float = 3.0
+    jpeg: int | None = 50
+
+    def __post_init__(self) -> None:
+        if self.blur_px < 1 or self.noise < 0 or not (self.jpeg is None or 1 <= self.jpeg <= 100):
+            raise ValueError(f"bad camera: {self}")
+
+    @classmethod
+    def parse(cls, text: str) -> Camera:
+        """``blur,noise,jpeg`` (e.g. ``3,3,50``; ``1,0,none`` = clean)."""
+        try:
+            blur, noise, jpeg = text.split(",")
+            return cls(int(blur), float(noise), None if jpeg == "none" else int(jpeg))
+        except ValueError as exc:
+            raise ValueError(f"camera must be 'blur,noise,jpeg' such as 3,3,50: {exc}") from None
+
+    def label(self) -> str:
+        return f"blur {self.blur_px} px, noise {self.noise:g}, JPEG {self.jpeg or 'off'}"
+
+
 @dataclass
 class ClipSpec:
-    """One clip: whose ``photos`` (RGB arrays with their MTCNN face box) at which ``size``."""
+    """One clip: whose ``photos`` (RGB arrays with their MTCNN face box) at which ``size``
+    (shrinking to ``end_size`` at the last frame if given), filmed by ``camera``."""
 
     person: str
     photos: list[tuple[np.ndarray, np.ndarray]]
     size: int
     frames: int = 16
     seed: int = 0
+    end_size: int | None = None
+    camera: Camera = field(default_factory=Camera)
+
+    def frame_sizes(self) -> np.ndarray:
+        """Nominal face width per frame (before the +-5% jitter)."""
+        end = self.size if self.end_size is None else self.end_size
+        return np.geomspace(self.size, end, self.frames)
+
+
+@dataclass
+class Clip:
+    """Frames and, per frame, the pasted face's true box ``[x1, y1, x2, y2]`` and nominal
+    width."""
+
+    frames: list[np.ndarray]
+    boxes: np.ndarray
+    sizes: np.ndarray
 
 
 def _soft_mask(side: int) -> np.ndarray:
@@ -81,8 +132,8 @@ def make_background(rng: np.random.Generator) -> np.ndarray:
     return np.clip(bg, 0, 255)
 
 
-def make_clip(spec: ClipSpec) -> list[np.ndarray]:
-    """The clip's RGB frames (see the module docstring)."""
+def make_clip(spec: ClipSpec) -> Clip:
+    """The clip's RGB frames and true face boxes (see the module docstring)."""
     rng = np.random.default_rng(spec.seed)
     h, w = FRAME_SIZE
     bg = make_background(rng)
@@ -91,11 +142,13 @@ def make_clip(spec: ClipSpec) -> list[np.ndarray]:
     if rng.random() < 0.5:
         xs = xs[::-1]
     per_photo = max(1, spec.frames // len(spec.photos))
-    kernel = np.full((1, 3), 1 / 3, np.float32)
-    frames = []
+    camera = spec.camera
+    kernel = np.full((1, camera.blur_px), 1 / camera.blur_px, np.float32)
+    sizes = spec.frame_sizes()
+    frames, boxes = [], []
     for t, x in enumerate(xs):
         photo, box = spec.photos[min(t // per_photo, len(spec.photos) - 1)]
-        width = spec.size * rng.uniform(0.95, 1.05)
+        width = sizes[t] * rng.uniform(0.95, 1.05)
         scale = width / float(box[2] - box[0])
         side = max(4, int(round(PATCH_WIDTHS * width)))
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -116,10 +169,16 @@ def make_clip(spec: ClipSpec) -> list[np.ndarray]:
         mask = _soft_mask(side)[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0]
         region = patch[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0]
         frame[y1:y2, x1:x2] = mask * region + (1 - mask) * frame[y1:y2, x1:x2]
-        frame = cv2.filter2D(frame, -1, kernel)
-        frame += rng.normal(0, 3, frame.shape).astype(np.float32)
-        frames.append(_jpeg(np.clip(frame, 0, 255).astype(np.uint8), 50))
-    return frames
+        fx, fy = x0 + side / 2, y0 + side / 2  # where the face box's centre landed
+        fh = width * float(box[3] - box[1]) / float(box[2] - box[0])
+        boxes.append([fx - width / 2, fy - fh / 2, fx + width / 2, fy + fh / 2])
+        if camera.blur_px > 1:
+            frame = cv2.filter2D(frame, -1, kernel)
+        # drawn at every level (also 0), so clips differing only in the camera share the rest
+        frame += camera.noise * rng.normal(0, 1, frame.shape).astype(np.float32)
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+        frames.append(frame if camera.jpeg is None else _jpeg(frame, camera.jpeg))
+    return Clip(frames, np.array(boxes, np.float32), sizes)
 
 
 def fnir_at_fpir(
@@ -141,84 +200,141 @@ def fnir_at_fpir(
     return float(1 - found.mean()), threshold
 
 
-@dataclass
-class ClipResult:
-    """Top-1 (name, score) per probe frame (None: no face) and of the clip's track."""
+Bin = tuple[float, float]
+"""Face widths ``[low, high)`` in px."""
 
-    person: str
-    enrolled: bool
-    size: int
-    frame_top: list[tuple[str, float] | None]
+
+def bin_label(b: Bin) -> str:
+    low, high = b
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
+def frame_bins(sizes: np.ndarray, bins: list[Bin]) -> list[str | None]:
+    """The label of each frame's bin (None: in none): ``[low, high)``, the last bin also takes
+    its ``high``; a bin ``(s, s)`` takes sizes equal to s."""
+    out: list[str | None] = []
+    for size in sizes:
+        found = None
+        for b in bins:
+            last = b is bins[-1] and np.isclose(size, b[1])
+            if np.isclose(size, b[0]) or b[0] <= size < b[1] or last:
+                found = bin_label(b)
+                break
+        out.append(found)
+    return out
+
+
+@dataclass
+class BinResult:
+    """One clip within one face-size bin: top-1 (name, score) per frame (None: no face), how
+    many of those frames had a face detected on the true face, and the top-1 of the clip's
+    track (most faces in the bin, pooled from those faces only) under each weighting."""
+
+    frame_top: list[tuple[str, float] | None] = field(default_factory=list)
+    detected: int = 0
     track_top: dict[str, tuple[str, float] | None] = field(default_factory=dict)
     extra_tracks: int = 0
 
 
-def run_clip(frames: list[np.ndarray], spec: ClipSpec, enrolled: bool, watcher, weightings):
-    """Frame-level top-1 of every detected face and the top-1 of the clip's longest track,
-    aggregated under each of ``weightings`` (one detection and embedding pass)."""
+@dataclass
+class ClipResult:
+    person: str
+    enrolled: bool
+    bins: dict[str, BinResult]
+
+
+def on_face(face, box: np.ndarray) -> bool:
+    """Whether a detection's centre lies inside the true face box (it found the face)."""
+    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    return bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3])
+
+
+def run_clip(clip: Clip, spec: ClipSpec, enrolled: bool, watcher, weightings, bins: list[Bin]):
+    """Frame-level top-1 of every detected face and, per bin, the top-1 of the clip's track
+    with the most faces in the bin, pooled from those faces under each of ``weightings`` (one
+    detection and embedding pass)."""
     from lrface.video.aggregate import aggregate, face_weights
     from lrface.video.sources import Frame
 
-    result = ClipResult(spec.person, enrolled, spec.size, [None] * len(frames))
-    events = list(watcher.watch(Frame(i, i / 25, f) for i, f in enumerate(frames)))
+    labels = frame_bins(clip.sizes, bins)
+    frame_top: list[tuple[str, float] | None] = [None] * len(clip.frames)
+    detected = [False] * len(clip.frames)
+    frames = (Frame(i, i / 25, f) for i, f in enumerate(clip.frames))
+    events = list(watcher.watch(frames))
     for event in events:
         tops = watcher.searcher(np.stack([o.embedding for o in event.observations]), 1)
         for o, top in zip(event.observations, tops, strict=True):
-            best = result.frame_top[o.frame]
+            best = frame_top[o.frame]
             if top and (best is None or top[0][1] > best[1]):
-                result.frame_top[o.frame] = top[0]
-    if not events:
-        result.track_top = dict.fromkeys(weightings)
-        return result
-    main = max(events, key=lambda e: len(e.observations))
-    result.extra_tracks = len(events) - 1
-    embeddings = np.stack([o.embedding for o in main.observations])
-    widths = np.array([o.face.width for o in main.observations])
-    scores = np.array([o.face.score for o in main.observations])
-    for weighting in weightings:
-        pooled = aggregate(embeddings, face_weights(widths, scores, weighting))
-        top = watcher.searcher(pooled[None], 1)[0]
-        result.track_top[weighting] = top[0] if top else None
+                frame_top[o.frame] = top[0]
+            detected[o.frame] |= on_face(o.face, clip.boxes[o.frame])
+    result = ClipResult(spec.person, enrolled, {})
+    for b in bins:
+        label = bin_label(b)
+        frames = [i for i, lab in enumerate(labels) if lab == label]
+        if not frames:
+            continue
+        entry = result.bins[label] = BinResult(
+            [frame_top[i] for i in frames], sum(detected[i] for i in frames)
+        )
+        in_bin = [[o for o in e.observations if labels[o.frame] == label] for e in events]
+        in_bin = [obs for obs in in_bin if obs]
+        if not in_bin:
+            entry.track_top = dict.fromkeys(weightings)
+            continue
+        main = max(in_bin, key=len)
+        entry.extra_tracks = len(in_bin) - 1
+        embeddings = np.stack([o.embedding for o in main])
+        widths = np.array([o.face.width for o in main])
+        scores = np.array([o.face.score for o in main])
+        for weighting in weightings:
+            pooled = aggregate(embeddings, face_weights(widths, scores, weighting))
+            top = watcher.searcher(pooled[None], 1)[0]
+            entry.track_top[weighting] = top[0] if top else None
     return result
 
 
+def _level(tops: list, people: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    correct = np.array([t is not None and t[0] == p for t, p in zip(tops, people, strict=True)])
+    scores = np.array([t[1] if t is not None else -np.inf for t in tops])
+    return correct, scores
+
+
 def summarize(results: list[ClipResult], weightings: tuple[str, ...]) -> dict:
-    """Per size: frame/track rank-1 and FNIR at FPIR 0.01 / 0.1, frame and track level."""
+    """Per bin: detection rate, frame/track rank-1 and FNIR at FPIR 0.01 / 0.1."""
     out: dict = {}
-    for size in sorted({r.size for r in results}):
-        rows = [r for r in results if r.size == size]
-        mated = [r for r in rows if r.enrolled]
-        non = [r for r in rows if not r.enrolled]
-
-        def level(tops: list[list], people: list[str]) -> tuple[np.ndarray, np.ndarray]:
-            correct = np.array(
-                [t is not None and t[0] == p for t, p in zip(tops, people, strict=True)]
-            )
-            scores = np.array([t[1] if t is not None else -np.inf for t in tops])
-            return correct, scores
-
-        frame_c, frame_s = level(
-            [t for r in mated for t in r.frame_top], [r.person for r in mated for _ in r.frame_top]
+    labels = []
+    for r in results:
+        labels += [label for label in r.bins if label not in labels]
+    for label in labels:
+        rows = [(r, r.bins[label]) for r in results if label in r.bins]
+        mated = [(r, b) for r, b in rows if r.enrolled]
+        non = [b for r, b in rows if not r.enrolled]
+        frame_c, frame_s = _level(
+            [t for _, b in mated for t in b.frame_top],
+            [r.person for r, b in mated for _ in b.frame_top],
         )
-        _, frame_non = level(
-            [t for r in non for t in r.frame_top], [""] * sum(len(r.frame_top) for r in non)
-        )
+        non_tops = [t for b in non for t in b.frame_top]
+        _, frame_non = _level(non_tops, [""] * len(non_tops))
+        frames = sum(len(b.frame_top) for _, b in rows)
         entry = {
             "probe_clips": len(mated),
             "passerby_clips": len(non),
-            "frame": {"rank1": float(frame_c.mean())},
+            "frames": frames,
+            "detection_rate": sum(b.detected for _, b in rows) / max(frames, 1),
+            "frame": {"rank1": float(frame_c.mean()) if len(frame_c) else float("nan")},
             "tracks_detected": float(
-                np.mean([r.track_top[weightings[0]] is not None for r in mated])
-            ),
-            "extra_tracks": int(sum(r.extra_tracks for r in rows)),
+                np.mean([b.track_top[weightings[0]] is not None for _, b in mated])
+            ),  # fmt: skip
+            "extra_tracks": int(sum(b.extra_tracks for _, b in rows)),
         }
         for fpir in (0.01, 0.1):
             entry["frame"][f"fnir@fpir={fpir}"] = fnir_at_fpir(frame_c, frame_s, frame_non, fpir)[0]
         for weighting in weightings:
-            c, s = level([r.track_top[weighting] for r in mated], [r.person for r in mated])
-            _, s_non = level([r.track_top[weighting] for r in non], [""] * len(non))
+            c, s = _level([b.track_top[weighting] for _, b in mated], [r.person for r, _ in mated])
+            _, s_non = _level([b.track_top[weighting] for b in non], [""] * len(non))
             entry[f"track/{weighting}"] = {"rank1": float(c.mean())} | {
                 f"fnir@fpir={fpir}": fnir_at_fpir(c, s, s_non, fpir)[0] for fpir in (0.01, 0.1)
             }
-        out[str(size)] = entry
+        out[label] = entry
     return out

@@ -91,3 +91,14 @@ class FaceTracker:
 
     def active(self) -> list[int]:
         return list(self._alive)
+
+    def predicted_boxes(self) -> list[np.ndarray]:
+        """``[x1, y1, x2, y2]`` where each live track's face should be in the next frame: the
+        Kalman estimate moved by its velocity (for motion-gated detection)."""
+        boxes = []
+        for obj in self._alive.values():
+            (cx, cy), (w, h) = obj.estimate
+            vx, vy = obj.estimate_velocity[0]
+            cx, cy = cx + vx, cy + vy
+            boxes.append(np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))
+        return boxes

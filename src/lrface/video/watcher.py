@@ -1,7 +1,9 @@
 """``FaceWatcher``: frames in, one event per finished track out.
 
-Each processed frame: detect faces, embed them (teacher or student by face size, through the
-``embed`` callable, normally ``FacePipeline.embed_faces``), hand them to the tracker. A track
+Each processed frame: detect faces (by default only where the picture moves and around live
+tracks, the whole frame every ``gate.full_every``-th frame: ``lrface.video.motion``), embed
+them (teacher or student by face size, through the ``embed`` callable, normally
+``FacePipeline.embed_faces``), hand them to the tracker. A track
 that ends (no detection for the tracker's patience) is aggregated (``aggregate``) and decided
 (``decide``) into a ``TrackEvent``. Tracks with fewer than ``min_faces`` faces are dropped as
 spurious detections and counted (``dropped_tracks``). ``flush`` ends every open track (end of
@@ -24,6 +26,7 @@ from lrface.detect import Face, FaceDetector
 from lrface.pipeline import EmbeddedFace
 from lrface.video.aggregate import aggregate, face_weights
 from lrface.video.decide import Decision, Searcher, ThresholdFn, decide
+from lrface.video.motion import GateConfig, MotionGate, detect_regions
 from lrface.video.sources import Frame
 from lrface.video.tracking import FaceTracker, TrackerConfig
 
@@ -32,13 +35,15 @@ Embedder = Callable[[np.ndarray, list[Face]], list[EmbeddedFace]]
 
 @dataclass
 class WatchConfig:
-    """``weighting``: see ``lrface.video.aggregate``; ``top_k`` identities per event."""
+    """``weighting``: see ``lrface.video.aggregate``; ``top_k`` identities per event;
+    ``gate``: motion-gated detection (``lrface.video.motion``; ``full_every=1`` turns it off)."""
 
     weighting: str = "size-score"
     top_k: int = 5
     min_faces: int = 2
     crop_margin: float = 0.5
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 @dataclass
@@ -121,6 +126,11 @@ class FaceWatcher:
         self.config = config or WatchConfig()
         face_weights(np.ones(1), np.ones(1), self.config.weighting)  # unknown name fails here
         self.tracker = FaceTracker(self.config.tracker)
+        self.gate = (
+            MotionGate(getattr(detector, "min_face", 12), self.config.gate)
+            if self.config.gate.full_every > 1
+            else None
+        )
         self._tracks: dict[int, _Track] = {}
         self._next_id = 1
         self.dropped_tracks = 0
@@ -131,7 +141,10 @@ class FaceWatcher:
 
     def process(self, frame: Frame) -> list[TrackEvent]:
         """Take one frame; events of the tracks that ended with it."""
-        faces = self.detector.detect(frame.image)
+        regions = None
+        if self.gate is not None:
+            regions = self.gate.regions(frame.image, self.tracker.predicted_boxes())
+        faces = detect_regions(self.detector, frame.image, regions)
         embedded = self.embed(frame.image, faces) if faces else []
         if len(embedded) != len(faces):
             raise RuntimeError(f"embedder returned {len(embedded)} embeddings for {len(faces)}")

@@ -1,0 +1,118 @@
+"""Motion-gated detection on generated clips: it finds what full-frame detection finds while
+looking at crops only, a face that stops moving is found again at the next full-frame pass,
+and a tracked face that stops is not lost in between."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrface.video.decide import fixed_threshold
+from lrface.video.motion import GateConfig, MotionGate, detect_regions, merge_regions
+from lrface.video.sources import Frame
+from lrface.video.watcher import FaceWatcher, WatchConfig
+from tests.video.clips import COLOURS, ColourDetector, colour_embed, colour_searcher
+
+H, W, SIDE = 240, 320, 20
+
+
+def scene(positions: dict[str, tuple[int, int]], seed: int) -> np.ndarray:
+    """Squares at ``positions`` (x, y) on a static textured background with mild noise."""
+    yy, xx = np.mgrid[:H, :W]
+    background = 160 + 20 * np.sin(xx / 17.0) * np.cos(yy / 23.0)  # brighter than the squares
+    image = np.repeat(background[..., None], 3, axis=2)
+    for name, (x, y) in positions.items():
+        image[y : y + SIDE, x : x + SIDE] = COLOURS[name]
+    image += np.random.default_rng(seed).normal(0, 2, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+class RecordingDetector(ColourDetector):
+    """The colour detector, remembering the shape of every image it was shown."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def detect(self, image):
+        self.shapes.append(image.shape)
+        return super().detect(image)
+
+
+def _boxes(faces) -> list[list[float]]:
+    return sorted(np.round(f.box, 3).tolist() for f in faces)
+
+
+def test_merge_regions_joins_overlapping_and_touching_rectangles():
+    assert merge_regions([(0, 0, 10, 10), (5, 5, 20, 20), (30, 30, 40, 40)]) == [
+        (0, 0, 20, 20),
+        (30, 30, 40, 40),
+    ]
+    assert merge_regions([(0, 0, 10, 10), (10, 0, 20, 10)]) == [(0, 0, 20, 10)]
+    # a chain: the third joins only through the union of the first two
+    assert merge_regions([(0, 0, 10, 10), (50, 0, 60, 10), (8, 0, 52, 4)]) == [(0, 0, 60, 10)]
+    assert merge_regions([]) == []
+
+
+def test_gated_detection_finds_what_full_frame_detection_finds_from_crops():
+    frames = [
+        scene({"red": (20 + 4 * t, 40), "blue": (260 - 3 * t, 160 + t)}, seed=t) for t in range(24)
+    ]
+    detector = RecordingDetector()
+    config = WatchConfig(gate=GateConfig(full_every=10))
+    watcher = FaceWatcher(detector, colour_embed, colour_searcher, fixed_threshold(0.9), config)
+    for t, image in enumerate(frames):
+        calls = len(detector.shapes)
+        watcher.process(Frame(t, t / 10, image))
+        gated = [face for _, face in watcher.current]
+        assert _boxes(gated) == _boxes(ColourDetector().detect(image)), f"frame {t}"
+        assert len(gated) == 2
+        shown = detector.shapes[calls:]
+        if t % 10:  # between full-frame passes the detector sees small crops only
+            assert len(shown) == 2
+            assert sum(h * w for h, w, _ in shown) < 0.15 * H * W
+        else:
+            assert shown == [(H, W, 3)]
+    assert watcher.gate.full_frames == 3
+    assert sorted(e.decision.identity for e in watcher.flush()) == ["blue", "red"]
+
+
+def test_a_face_that_stops_moving_is_found_at_the_next_full_frame_pass():
+    # red walks for 8 frames, then stands still; the background model absorbs it quickly
+    gate = MotionGate(12, GateConfig(full_every=15, history=5))
+    found = []
+    for t in range(32):
+        image = scene({"red": (40 + 5 * min(t, 8), 100)}, seed=t)
+        found.append(len(detect_regions(ColourDetector(), image, gate.regions(image, []))))
+    assert all(found[:9])  # moving (or the first, full frame)
+    assert 0 in found[9:15]  # standing still with no track to look at: missed ...
+    assert found[15] == 1 and found[30] == 1  # ... until the next full-frame passes
+
+
+def test_a_tracked_face_that_stops_moving_is_kept_by_its_track_region():
+    frames = [scene({"red": (40 + 5 * min(t, 8), 100)}, seed=t) for t in range(32)]
+    config = WatchConfig(gate=GateConfig(full_every=100, history=5))
+    watcher = FaceWatcher(
+        ColourDetector(), colour_embed, colour_searcher, fixed_threshold(0.9), config
+    )
+    seen = []
+    for t, image in enumerate(frames):
+        watcher.process(Frame(t, t / 10, image))
+        seen.append([track for track, _ in watcher.current])
+    assert seen == [[1]] * 32  # one track, found in every frame
+    assert watcher.gate.full_frames == 1
+    (event,) = watcher.flush()
+    assert event.decision.identity == "red"
+
+
+def test_regions_covering_most_of_the_frame_mean_the_whole_frame():
+    gate = MotionGate(12, GateConfig(full_every=50, max_area=0.5))
+    gate.regions(scene({}, seed=0), [])  # first frame: full
+    big = [np.array([10, 10, 300, 230])]
+    assert gate.regions(scene({}, seed=1), big) is None
+    assert gate.regions(scene({}, seed=2), []) == []  # nothing moves: nothing to search
+    assert gate.full_frames == 2
+
+
+def test_bad_full_every_is_refused():
+    with pytest.raises(ValueError, match="full_every"):
+        GateConfig(full_every=0)
