@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lrface.eval.benchmark import gain_text
 from lrface.eval.benchmark import paired_gain as benchmark_gain
 
 
@@ -40,10 +41,7 @@ def paired_gain(base: dict | None, cand: dict | None) -> str:
         gain = benchmark_gain(base, cand)
     except ValueError as exc:
         raise SystemExit(f"{exc} (benchmark both with the same --folds)") from None
-    return (
-        f"{100 * gain['gain']:+.2f} ± {100 * gain['gain_std']:.2f} "
-        f"({gain['folds_won']}/{gain['folds']})"
-    )
+    return f"{gain_text(gain)} ({gain['folds_won']}/{gain['folds']})"
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lrface.eval.benchmark import paired_gain
+from lrface.eval.benchmark import gain_text, paired_gain
 
 
 def rows_by_key(rows: list[dict], protocol: str) -> dict[int, dict]:
@@ -25,10 +25,7 @@ def rows_by_key(rows: list[dict], protocol: str) -> dict[int, dict]:
 
 def gain_cell(row: dict, base: dict) -> str:
     gain = paired_gain(base, row)
-    return (
-        f"{100 * row['accuracy']:.2f} ({100 * gain['gain']:+.2f} ± {100 * gain['gain_std']:.2f}, "
-        f"{gain['folds_won']}/{gain['folds']})"
-    )
+    return f"{100 * row['accuracy']:.2f} ({gain_text(gain)}, {gain['folds_won']}/{gain['folds']})"
 
 
 def main() -> None:

@@ -326,6 +326,11 @@ def comparison_rows(baseline_rows: list[dict], rows: list[dict]) -> list[dict]:
     return out
 
 
+def gain_text(gain: Mapping) -> str:
+    """A paired gain (``paired_gain``'s keys) in points: ``+1.52 ± 1.04``."""
+    return f"{100 * gain['gain']:+.2f} ± {100 * gain['gain_std']:.2f}"
+
+
 def comparison_table(compared: list[dict], baseline_name: str, name: str) -> str:
     """Markdown: per size and protocol, baseline vs candidate accuracy (TAR@FAR=1e-3) and the
     paired per-fold gain in points (mean +- std, folds won)."""
@@ -338,8 +343,7 @@ def comparison_table(compared: list[dict], baseline_name: str, name: str) -> str
             f"| {row['protocol']} | {_size_label(row['size'])} "
             f"| {100 * row['baseline_accuracy']:.2f} ({100 * row['baseline_tar_far_1e_3']:.1f}) "
             f"| {100 * row['accuracy']:.2f} ({100 * row['tar_far_1e_3']:.1f}) "
-            f"| {100 * row['gain']:+.2f} ± {100 * row['gain_std']:.2f} "
-            f"({row['folds_won']}/{row['folds']}) |"
+            f"| {gain_text(row)} ({row['folds_won']}/{row['folds']}) |"
         )
     return "\n".join(lines)
 
