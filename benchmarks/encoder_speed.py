@@ -8,6 +8,9 @@ encoders so that load from other processes hits all of them alike; the load aver
 printed with the table. Also counts each encoder's parameters.
 
     python benchmarks/encoder_speed.py dlib-resnet-torch runs/s7/ens3/member-0 runs/s7/ens3
+
+``--unfolded`` adds each student run as trained, without the inference folding of its dlib
+ResNets (``models.checkpoint.fold_for_inference``), to measure what the folding gives.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from teacher_parity import lfw_chips
 
 from lrface.data.degrade import EvalDegradation
 from lrface.machine import cpu_model
+from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.encoder import FaceEncoder, TorchEncoder
 from lrface.models.registry import create_encoder
 
@@ -50,6 +54,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--trials", type=int, default=5, help="passes per cell (median shown)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--unfolded",
+        action="store_true",
+        help="also time each student with its dlib ResNets unfolded (fold=False)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,6 +66,9 @@ def main() -> None:
     chips, _, _ = lfw_chips(args.lfw, args.count)
     probes = EvalDegradation(args.size)(chips)
     encoders = {name: create_encoder(name, batch_size=args.batch) for name in args.encoders}
+    if args.unfolded:
+        for name in [n for n in args.encoders if n != TEACHER_ENCODER]:
+            encoders[f"{name} unfolded"] = create_encoder(name, batch_size=args.batch, fold=False)
     for encoder in encoders.values():  # warm-up
         encoder.embed(probes[: args.batch])
     load_before = os.getloadavg()

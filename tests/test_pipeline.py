@@ -60,9 +60,11 @@ class ColourEncoder(FaceEncoder):
         self.name = name
         self.input_size = input_size
         self.seen: list[int] = []
+        self.batches: list[int] = []
 
     def embed(self, chips, flip=False):
         self.seen += [chips.shape[1]] * len(chips)
+        self.batches.append(len(chips))
         return super().embed(chips, flip)
 
     def _embed_batch(self, chips):
@@ -99,6 +101,8 @@ def test_small_faces_go_to_the_student_warped_once_to_its_input(pipe):
     assert roles[(10, 150)] == ("student", "student", 12)
     # the warp goes straight to the student's 32 px input, never to 12 then resampled
     assert pipe.teacher.seen == [150] and sorted(pipe.student.seen) == [32, 32]
+    # faces of different sizes share one student batch (their chips are all 32 px)
+    assert pipe.student.batches == [2]
     alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"), None)
     assert [e.role for e in alone.embed_faces(image, faces)] == ["teacher"] * 3
 

@@ -226,28 +226,26 @@ class FacePipeline:
             if not rows or encoder is None:
                 continue
             if role == "student":
-                # one batch per chip size: embed() needs equal-size chips
-                by_size: dict[int, list[int]] = {}
-                for i in rows:
-                    by_size.setdefault(native_chip_size(faces[i]), []).append(i)
-                groups = list(by_size.items())
+                chips = [student_chip(image, faces[i], encoder.input_size) for i in rows]
             else:
-                groups = [(CHIP_SIZE, rows)]
-            for size, idx in groups:  # ``size`` stays the face's resolution
-                if role == "student":
-                    chips = np.stack(
-                        [student_chip(image, faces[i], encoder.input_size) for i in idx]
-                    )
-                else:
-                    chips = np.stack([align_face(image, faces[i], size) for i in idx])
-                for i, emb in zip(idx, encoder.embed(chips), strict=True):
-                    out[i] = EmbeddedFace(
-                        faces[i],
+                chips = [align_face(image, faces[i], CHIP_SIZE) for i in rows]
+            # one batch per chip side (embed() needs equal-size chips): a student's chips are
+            # all its input size unless a face is larger, so small faces of any size share one
+            by_side: dict[int, list[int]] = {}
+            for k, chip in enumerate(chips):
+                by_side.setdefault(chip.shape[0], []).append(k)
+            for ks in by_side.values():
+                embeddings = encoder.embed(np.stack([chips[k] for k in ks]))
+                for k, emb in zip(ks, embeddings, strict=True):
+                    face = faces[rows[k]]
+                    native = native_chip_size(face)
+                    out[rows[k]] = EmbeddedFace(
+                        face,
                         emb,
                         encoder.cache_key,
                         role,
-                        size,
-                        native_chip_size(faces[i]),
+                        native if role == "student" else CHIP_SIZE,
+                        native,
                         encoder_name=encoder.name,
                     )
         return [e for e in out if e is not None]

@@ -112,3 +112,24 @@ def test_compact_with_fixed_common_saves_the_direction():
     clone.load_state_dict(state)
     x = torch.rand(3, 3, 16, 16) * 255
     assert torch.allclose(model.eval()(x), clone.eval()(x))
+
+
+def test_folding_a_fused_student_for_inference_keeps_its_embeddings():
+    from lrface.models.checkpoint import fold_for_inference
+    from lrface.models.dlib_resnet import Affine
+    from lrface.models.students import EnsembleStudent
+
+    torch.manual_seed(0)
+    members = [create_student("teacher-init", pretrained=False) for _ in range(2)]
+    for member in members:  # trained affines are no longer the identity
+        for module in member.modules():
+            if isinstance(module, Affine):
+                torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+                torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    model = EnsembleStudent(members).eval()
+    x = torch.rand(2, 3, 150, 150) * 255
+    with torch.no_grad():
+        before = model(x)
+        after = fold_for_inference(model)(x)
+    assert not any(isinstance(m, Affine) for m in model.modules())
+    assert torch.allclose(before, after, atol=1e-4)

@@ -163,11 +163,27 @@ def load_student_weights(student: nn.Module, name: str, source: str | Path) -> N
     student.load_state_dict(load_file(str(directory / STUDENT_WEIGHTS)))
 
 
-def load_student_encoder(path: str | Path, batch_size: int = 64, device: str = "cpu"):
-    """A trained student as a ``FaceEncoder``; its cache key hashes the weights file."""
+def fold_for_inference(student: nn.Module) -> nn.Module:
+    """``student`` with each dlib ResNet inside it (a ``teacher-init`` student, the teacher
+    half of a fused model) swapped for its folded channels-last copy (``fuse_for_inference``):
+    the same function up to float rounding, 1.15-1.3x faster on CPU. Not for training: the
+    folded networks have no affine layers left to train."""
+    from lrface.models.dlib_resnet import fuse_for_inference
+    from lrface.models.students import TeacherInitStudent
+
+    for module in [m for m in student.modules() if isinstance(m, TeacherInitStudent)]:
+        module.net = fuse_for_inference(module.net)
+    return student
+
+
+def load_student_encoder(
+    path: str | Path, batch_size: int = 64, device: str = "cpu", fold: bool = True
+):
+    """A trained student as a ``FaceEncoder``; its cache key hashes the weights file.
+    ``fold``: run its dlib ResNets folded (``fold_for_inference``; False only to measure it)."""
     student, info = load_student(path, device)
     encoder = TorchEncoder(
-        student,
+        fold_for_inference(student) if fold else student,
         name=info["name"],
         input_size=student.input_size,
         dim=student.dim,

@@ -70,11 +70,12 @@ def pretrained_dir(name: str) -> Path:
     return directory
 
 
-def load_pretrained(name: str, batch_size: int = 64, device: str = "cpu"):
-    """Shipped student ``name`` as a ``FaceEncoder`` (hash-checked; named ``name``)."""
+def load_pretrained(name: str, batch_size: int = 64, device: str = "cpu", fold: bool = True):
+    """Shipped student ``name`` as a ``FaceEncoder`` (hash-checked; named ``name``; ``fold``:
+    see ``load_student_encoder``)."""
     from lrface.models.checkpoint import load_student_encoder
 
-    encoder = load_student_encoder(pretrained_dir(name), batch_size=batch_size, device=device)
+    encoder = load_student_encoder(pretrained_dir(name), batch_size, device, fold)
     encoder.name = name
     return encoder
 
