@@ -10,7 +10,8 @@ printed with the table. Also counts each encoder's parameters.
     python benchmarks/encoder_speed.py dlib-resnet-torch runs/s7/ens3/member-0 runs/s7/ens3
 
 ``--unfolded`` adds each student run as trained, without the inference folding of its dlib
-ResNets (``models.checkpoint.fold_for_inference``), to measure what the folding gives.
+ResNets (``models.checkpoint.fold_for_inference``), to measure what the folding gives;
+``--onnx`` adds each encoder under ONNX Runtime (``models.onnx_encoder``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lrface.data.degrade import EvalDegradation
 from lrface.machine import cpu_model
 from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.encoder import FaceEncoder, TorchEncoder
+from lrface.models.onnx_encoder import OnnxEncoder, with_runtime
 from lrface.models.registry import create_encoder
 
 
@@ -38,6 +40,8 @@ def faces_per_second(encoder: FaceEncoder, chips: np.ndarray) -> float:
 
 
 def parameters(encoder: FaceEncoder) -> str:
+    if isinstance(encoder, OnnxEncoder):
+        return "(onnx)"
     if not isinstance(encoder, TorchEncoder):
         return "-"
     return f"{sum(p.numel() for p in encoder.module.parameters()) / 1e6:.2f}M"
@@ -59,6 +63,9 @@ def main() -> None:
         action="store_true",
         help="also time each student with its dlib ResNets unfolded (fold=False)",
     )
+    parser.add_argument(
+        "--onnx", action="store_true", help="also time each encoder under ONNX Runtime"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,6 +76,9 @@ def main() -> None:
     if args.unfolded:
         for name in [n for n in args.encoders if n != TEACHER_ENCODER]:
             encoders[f"{name} unfolded"] = create_encoder(name, batch_size=args.batch, fold=False)
+    if args.onnx:
+        for name in args.encoders:
+            encoders[f"{name} onnx"] = with_runtime(encoders[name], "onnx")
     for encoder in encoders.values():  # warm-up
         encoder.embed(probes[: args.batch])
     load_before = os.getloadavg()

@@ -12,8 +12,9 @@ frame in a random direction (bouncing off the edges) over the static background,
 Gaussian noise (sigma 2) on every frame; the whole FaceWatcher step (detect, embed, track) runs
 over the N frames with full-frame detection and with motion gating (``--full-every``), and the
 gated path's recall is the share of the full-frame path's faces (per frame) that it also finds
-(box IoU >= 0.5). Times are this process's CPU seconds (run with ``OMP_NUM_THREADS=1``: one
-core); every comparison is made in the same run.
+(box IoU >= 0.5). Every figure is taken with the encoders under each of ``--runtimes``
+(PyTorch, ONNX Runtime). Times are this process's CPU seconds (run with
+``OMP_NUM_THREADS=1``: one core); every comparison is made in the same run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.video import make_background
+from lrface.models.onnx_encoder import with_runtime
 from lrface.models.registry import create_encoder
 from lrface.pipeline import FacePipeline
 from lrface.video.decide import fixed_threshold
@@ -139,10 +141,12 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(frames: list, det: MTCNN, teacher, student, repeats: int, full_every: int) -> dict:
+def measure(
+    frames: list, det: MTCNN, teacher, student, repeats: int, full_every: int, runtimes: list[str]
+) -> dict:
     """Seconds per frame of each stage and the whole FaceWatcher step (median of repeats), then
     full-frame vs gated FaceWatcher steps over the moving ``frames`` (teacher+student if
-    given)."""
+    given), under each encoder runtime."""
     image = frames[0]
     h, w = image.shape[:2]
     faces = det.detect(image)
@@ -152,9 +156,15 @@ def measure(frames: list, det: MTCNN, teacher, student, repeats: int, full_every
         row["pnet_s"] = timed(partial(det._stage1, imgs, h, w), repeats)
     row["mtcnn_s"] = timed(partial(det.detect, image), repeats)
     row["track_s"] = timed(partial(FaceTracker().update, faces, 0), repeats)
-    configs = {"teacher": FacePipeline(det, teacher, None)}  # None: not the default student
-    if student is not None:
-        configs["teacher+student"] = FacePipeline(det, teacher, student)
+    configs = {}
+    for runtime in runtimes:
+        suffix = "" if runtime == "torch" else f"/{runtime}"
+        run_teacher = with_runtime(teacher, runtime)
+        # None: not the default student
+        configs[f"teacher{suffix}"] = FacePipeline(det, run_teacher, None)
+        if student is not None:
+            run_student = with_runtime(student, runtime)
+            configs[f"teacher+student{suffix}"] = FacePipeline(det, run_teacher, run_student)
     for name, pipe in configs.items():
         row[f"embed_{name}_s"] = timed(partial(pipe.embed_faces, image, faces), repeats)
         config = WatchConfig(gate=GateConfig(full_every=1))
@@ -163,7 +173,11 @@ def measure(frames: list, det: MTCNN, teacher, student, repeats: int, full_every
         row[f"watch_{name}_s"] = timed(lambda: watcher.process(next(same)), repeats)  # noqa: B023
         row[f"fps_{name}"] = 1 / row[f"watch_{name}_s"]
     if len(frames) > 1:
-        row |= gated_vs_full(frames, det, pipe.embed_faces, full_every)
+        for runtime in runtimes:  # the most complete pipeline of each runtime
+            suffix = "" if runtime == "torch" else f"/{runtime}"
+            pipe = configs.get(f"teacher+student{suffix}", configs[f"teacher{suffix}"])
+            moving = gated_vs_full(frames, det, pipe.embed_faces, full_every)
+            row |= {f"{k}{suffix}": v for k, v in moving.items()}
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
@@ -175,6 +189,9 @@ def main() -> None:
     ap.add_argument("--full-every", default="10,25", help="gated runs: full frame every N")
     ap.add_argument("--sizes", default="720,1080", help="frame heights: 720 and/or 1080")
     ap.add_argument("--min-faces", default="12,20")
+    ap.add_argument(
+        "--runtimes", default="torch,onnx", help="encoder runtimes to time: torch and/or onnx"
+    )
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--out", type=Path, default=Path("out/video-speed.json"))
     args = ap.parse_args()
@@ -188,12 +205,14 @@ def main() -> None:
         "results": [],
     }
     full_every = [int(v) for v in args.full_every.split(",")]
+    runtimes = args.runtimes.split(",")
+    report["runtimes"] = runtimes
     report["moving"] = {"frames": args.moving, "full_every": full_every}
     for height in (int(v) for v in args.sizes.split(",")):
         frames = moving_scene(height, height * 16 // 9, lfw, max(args.moving, 1))
         for min_face in (float(v) for v in args.min_faces.split(",")):
             det = MTCNN(min_face=min_face)
-            row = measure(frames, det, teacher, student, args.repeats, full_every)
+            row = measure(frames, det, teacher, student, args.repeats, full_every, runtimes)
             print(json.dumps(row), flush=True)
             report["results"].append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)

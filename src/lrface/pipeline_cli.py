@@ -187,14 +187,16 @@ def _pipeline(
     size_cutoff: float | None,
     multi_face: str,
     device: str,
+    runtime: str = "torch",
 ):
+    from lrface.models.onnx_encoder import with_runtime
     from lrface.pipeline import FacePipeline
 
     low = _encoder(student, device) if student else None  # a wrong path fails first
     return FacePipeline(
         make_detector(detector, min_face, device),
-        _encoder(encoder, device),
-        low,
+        with_runtime(_encoder(encoder, device), runtime),
+        with_runtime(low, runtime),
         size_cutoff=size_cutoff,
         multi_face=multi_face,
     )

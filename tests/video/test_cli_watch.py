@@ -20,19 +20,27 @@ from tests.video.test_sources import truncated_copy
 
 
 @pytest.fixture
-def colour_gallery(tmp_path, monkeypatch):
-    path = tmp_path / "g.db"
-    with SqliteStore.create(path, "colour", 3) as store:
-        for name, rgb in COLOURS.items():
-            vector = l2_normalize(np.array([rgb], np.float32) - 90.0)[0]
-            store.add(name, [Enrolment(vector, f"{name}.png")])
+def watch_pipeline(monkeypatch) -> SimpleNamespace:
+    """The colour detector/embedder as the pipeline ``lrface watch`` builds; ``calls`` holds
+    the arguments it was built with."""
     fake = SimpleNamespace(
         detector=ColourDetector(),
         embed_faces=colour_embed,
         teacher=SimpleNamespace(cache_key="colour"),
         dim=3,
+        calls=[],
     )
-    monkeypatch.setattr("lrface.video_cli._pipeline", lambda *a, **k: fake)
+    monkeypatch.setattr("lrface.video_cli._pipeline", lambda *a: fake.calls.append(a) or fake)
+    return fake
+
+
+@pytest.fixture
+def colour_gallery(tmp_path, watch_pipeline):
+    path = tmp_path / "g.db"
+    with SqliteStore.create(path, "colour", 3) as store:
+        for name, rgb in COLOURS.items():
+            vector = l2_normalize(np.array([rgb], np.float32) - 90.0)[0]
+            store.add(name, [Enrolment(vector, f"{name}.png")])
     return path
 
 
@@ -89,3 +97,26 @@ def test_watch_unreadable_source_is_one_line(tmp_path, colour_gallery):
     result = CliRunner().invoke(app, ["watch", str(bad), "--gallery", str(colour_gallery)])
     assert result.exit_code == 1
     assert f"error: {bad}: cannot be opened as a video" in result.output
+
+
+def test_encoders_run_under_onnx_runtime_unless_told_torch(
+    tmp_path, colour_gallery, watch_pipeline
+):
+    clip = write_avi(crossing_frames(8), tmp_path / "c.avi")
+    out = str(tmp_path / "o")
+    args = [
+        "watch",
+        str(clip),
+        "--gallery",
+        str(colour_gallery),
+        "--out",
+        out,
+        "--threshold",
+        "0.9",
+    ]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, [*args, "--runtime", "torch"]).exit_code == 0
+    assert [call[-1] for call in watch_pipeline.calls] == ["onnx", "torch"]
+    bad = CliRunner().invoke(app, [*args, "--runtime", "tensorrt"])
+    assert bad.exit_code == 1 and "--runtime must be one of torch, onnx" in bad.output
+    assert "Traceback" not in bad.output
