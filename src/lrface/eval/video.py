@@ -181,6 +181,34 @@ def make_clip(spec: ClipSpec) -> Clip:
     return Clip(frames, np.array(boxes, np.float32), sizes)
 
 
+class Replay:
+    """A clip's detections, made once by ``detector`` and replayed to each encoder
+    configuration's watcher (a ``FaceDetector`` over exactly these frames)."""
+
+    name = "mtcnn"
+
+    def __init__(self, detector, frames: list[np.ndarray]):
+        self.min_face = detector.min_face
+        self._faces = {id(f): detector.detect(f) for f in frames}
+
+    def detect(self, image: np.ndarray):
+        return self._faces[id(image)]
+
+    def detect_batch(self, images):
+        return [self.detect(i) for i in images]
+
+
+def face_photo(path, detector):
+    """An LFW photo (RGB) and its largest detected face, or None when none is found."""
+    from lrface.data.images import load_rgb
+
+    image = load_rgb(path)
+    faces = detector.detect(image)
+    if not faces:
+        return None
+    return image, max(faces, key=lambda f: f.area)
+
+
 def fnir_at_fpir(
     mated_correct: np.ndarray,
     mated_scores: np.ndarray,
@@ -234,6 +262,9 @@ class BinResult:
     detected: int = 0
     track_top: dict[str, tuple[str, float] | None] = field(default_factory=dict)
     extra_tracks: int = 0
+    track_probe: tuple[str, int] | None = None
+    """What that track's open-set threshold is looked up by under the watcher's own weighting
+    (``lrface.video.watcher.track_probe``: main encoder, median native size)."""
 
 
 @dataclass
@@ -255,6 +286,7 @@ def run_clip(clip: Clip, spec: ClipSpec, enrolled: bool, watcher, weightings, bi
     detection and embedding pass)."""
     from lrface.video.aggregate import aggregate, face_weights
     from lrface.video.sources import Frame
+    from lrface.video.watcher import track_probe
 
     labels = frame_bins(clip.sizes, bins)
     frame_top: list[tuple[str, float] | None] = [None] * len(clip.frames)
@@ -287,6 +319,8 @@ def run_clip(clip: Clip, spec: ClipSpec, enrolled: bool, watcher, weightings, bi
         embeddings = np.stack([o.embedding for o in main])
         widths = np.array([o.face.width for o in main])
         scores = np.array([o.face.score for o in main])
+        own = face_weights(widths, scores, watcher.config.weighting)
+        entry.track_probe = track_probe(main, own)
         for weighting in weightings:
             pooled = aggregate(embeddings, face_weights(widths, scores, weighting))
             top = watcher.searcher(pooled[None], 1)[0]
