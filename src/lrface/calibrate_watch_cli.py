@@ -221,7 +221,7 @@ def _measured(config: str, label: str, scores, fn) -> tuple[dict, list[str]]:
     rows = []
     for name, r in sorted(rates.items(), key=lambda kv: _bin_order(kv[0])):
         used = [] if name == "all" else _choices([s for s in scores if s.bin == name], fn)
-        values = ", ".join(f"{c.threshold:.4f}" for c in used)
+        values = ", ".join(f"{c.threshold:.4f}" for c in used) if len(used) < 4 else "various"
         rows.append(
             f"| {config} | {name} | {label} | {values} | {r.fpir:.3f} ({r.alarms}/"
             f"{r.passersby}) | {r.fnir:.3f} ({r.probes - r.found}/{r.probes}) |"
@@ -242,4 +242,6 @@ def _choices(scores, fn) -> list:
 
 
 def _bin_order(label: str) -> float:
-    return float("inf") if label == "all" else float(label.split("-")[0])
+    from lrface.eval.track_openset import WHOLE
+
+    return {"all": 1e9, WHOLE: 2e9}.get(label) or float(label.split("-")[0])

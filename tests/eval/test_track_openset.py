@@ -8,6 +8,7 @@ import pytest
 
 from lrface.calibration import Calibration
 from lrface.eval.track_openset import (
+    WHOLE,
     TrackRecipe,
     TrackScore,
     calibrate_tracks,
@@ -88,3 +89,13 @@ def test_the_stored_file_loads_as_a_track_calibration(tmp_path):
     calib = Calibration.load(path)
     assert calib.tracks and calib.openset == {16: 0.9} and calib.gallery == "G"
     assert calib.openset_fpir == 0.01
+
+
+def test_whole_clip_tracks_are_measured_apart_and_never_calibrated_on():
+    scores = _passers(0, "T", 30, [0.99] * 10, WHOLE) + _passers(0, "T", 30, [0.5] * 10)
+    thresholds, counts = calibrate_tracks(scores, 0.0)
+    assert counts == {"T": {32: 10}} and thresholds["T"][32] < 0.51
+    measured = _passers(1, "T", 30, [0.6, 0.4], WHOLE) + _passers(1, "T", 30, [0.6], "20-28")
+    rates = measure(measured, lambda encoder, size: 0.55)
+    assert rates[WHOLE].alarms == 1 and rates[WHOLE].passersby == 2
+    assert rates["all"].passersby == 1  # "all" is over the bins, not the whole clips

@@ -31,7 +31,10 @@ Conventions (those of ``lrface.eval.openset`` where they apply):
   ``min_tracks`` tracks get none (the lookup then takes the nearest stored size).
 * Measured on half 1, per bin and over all bins: FPIR = share of passer-by searches with a
   best score at or above their threshold; FNIR = share of probe searches not answered with the
-  right identity at or above it.
+  right identity at or above it. Also on *whole-clip* tracks (``WHOLE``: each clip's longest
+  track pooled from all its faces, the one decision ``lrface watch`` makes for a person
+  walking past), which never set a threshold: they show whether thresholds set on one size
+  band hold for a track that spans several.
 
 What the threshold depends on: the encoder(s) and face size (its keys); the gallery's size
 (a passer-by's best score is a maximum over the gallery, so a larger watch-list raises more
@@ -51,6 +54,9 @@ import numpy as np
 from lrface.calibration import as_resolution, nearest_size
 from lrface.eval.openset import threshold_at_fpir
 from lrface.eval.video import Camera, ClipResult
+
+WHOLE = "whole clip"
+"""The label of whole-clip searches (measured, never calibrated on)."""
 
 TRACK_SIZES = (16, 24, 32, 48)
 """Native sizes (chip side at one chip px per image px, about 4/3 of the face's box width) the
@@ -131,7 +137,7 @@ def calibrate_tracks(
     ``encoders`` only, if given), and the number of tracks behind each threshold."""
     groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in scores:
-        if s.half == 0 and not s.mated and s.probe is not None:
+        if s.half == 0 and not s.mated and s.probe is not None and s.bin != WHOLE:
             encoder, size = s.probe
             if encoders is None or encoder in encoders:
                 groups[encoder][snap(size, sizes)].append(s.score)
@@ -164,12 +170,13 @@ def measure(
     scores: list[TrackScore], threshold: Callable[[str, int], float], half: int = 1
 ) -> dict[str, Rates]:
     """FPIR and FNIR of ``half``'s searches judged by ``threshold(encoder, native size)``, per
-    bin and over all bins (``"all"``)."""
+    bin, over all bins (``"all"``) and for whole-clip tracks (``WHOLE``)."""
     groups: dict[str, list[TrackScore]] = defaultdict(list)
     for s in scores:
         if s.half == half:
             groups[s.bin].append(s)
-            groups["all"].append(s)
+            if s.bin != WHOLE:
+                groups["all"].append(s)
     out = {}
     for label, group in groups.items():
         passed = [s.probe is not None and s.score >= threshold(*s.probe) for s in group]

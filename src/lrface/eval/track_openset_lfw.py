@@ -12,7 +12,7 @@ from tqdm import tqdm
 from lrface.data.lfw import LFW
 from lrface.eval.openset import assign_people
 from lrface.eval.openset_lfw import view2_people
-from lrface.eval.track_openset import TrackRecipe, TrackScore, track_scores
+from lrface.eval.track_openset import WHOLE, TrackRecipe, TrackScore, track_scores
 from lrface.eval.video import ClipSpec, Replay, face_photo, make_clip, run_clip
 
 
@@ -99,7 +99,9 @@ def film_tracks(lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = T
         replay = Replay(clip_detector, clip.frames)
         for name, pipe in configs.items():
             watcher = FaceWatcher(replay, pipe.embed_faces, searcher, fixed_threshold(None), config)
-            results[name].append(run_clip(clip, spec, mated, watcher, (recipe.weighting,), bins))
+            results[name].append(
+                run_clip(clip, spec, mated, watcher, (recipe.weighting,), bins, WHOLE)
+            )
     halves = [h for *_, h in jobs]
     return FilmedTracks(
         {name: track_scores(r, halves, recipe.weighting) for name, r in results.items()},
