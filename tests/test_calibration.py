@@ -155,6 +155,10 @@ def test_track_calibration_files_are_checked_and_found(tmp_path):
     bad.write_text(json.dumps({"probe_encoder": "T", "openset": {"16": 0.9}, "probes": "frames"}))
     with pytest.raises(ValueError, match="kind.json: 'probes' must be 'faces' or 'tracks'"):
         Calibration.load(bad)
+    size = tmp_path / "size.json"
+    size.write_text(json.dumps({"probe_encoder": "T", "openset": {"16": 0.9}, "gallery_size": 0}))
+    with pytest.raises(ValueError, match="size.json: 'gallery_size' must be a positive integer"):
+        Calibration.load(size)
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"probe_encoder": "T", "threshold": 0.5, "probes": "tracks"}))
     with pytest.raises(ValueError, match="empty.json: track calibration has no 'openset'"):

@@ -102,6 +102,8 @@ class Calibration:
     openset_fpir: float | None = None
     tracks: bool = False
     """Open-set thresholds set on pooled video tracks (``"probes": "tracks"``), not faces."""
+    gallery_size: int | None = None
+    """Enrolled identities the open-set thresholds were set against, where the file says."""
     owner: str | None = None
     """The encoder name this file is stored with (its probe side by that name too, so a shipped
     student whose weights were rounded after calibration still finds its file)."""
@@ -147,8 +149,13 @@ class Calibration:
             raise ValueError(f"{path}: 'probes' must be 'faces' or 'tracks', got {kind!r}")
         if kind == "tracks" and not openset:
             raise ValueError(f"{path}: track calibration has no 'openset' thresholds")
+        size = data.get("gallery_size")
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ValueError(f"{path}: 'gallery_size' must be a positive integer, got {size!r}")
         tracks = kind == "tracks"
-        return cls(str(path), str(gallery), str(probe), flip, single, table, openset, fpir, tracks)
+        return cls(
+            str(path), str(gallery), str(probe), flip, single, table, openset, fpir, tracks, size
+        )
 
     def check_flip(self, flip: bool = False) -> None:
         """ValueError when the file's embeddings were made with a different ``flip``."""
@@ -187,6 +194,8 @@ class Choice:
     reason: str
     tracks: bool = False
     """Set on pooled video tracks (a track calibration), not on single faces."""
+    gallery_size: int | None = None
+    """Enrolled identities it was set against, where its file says."""
 
 
 class ThresholdBook:
@@ -277,5 +286,6 @@ class ThresholdBook:
                 + ("" if calib.openset_fpir is None else f", FPIR {calib.openset_fpir:g}")
             )
             key = f"openset@{size_label(size)}"
-            return Choice(calib.openset[size], f"{calib.path} [{key}]", reason, calib.tracks)
+            source = f"{calib.path} [{key}]"
+            return Choice(calib.openset[size], source, reason, calib.tracks, calib.gallery_size)
         raise self._missing("open-set", probe.encoder, gallery_encoder)

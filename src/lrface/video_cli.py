@@ -50,8 +50,9 @@ def _thresholds(threshold: float | None, calibrations: list[Path], gal, student,
     return thresholds, "; ".join(
         f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
         f"from {choice.source.rsplit(' [', 1)[0]}"
+        + (f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else "")
         for name, choice in used
-    )
+    ) + f"; this gallery holds {len(gal)} identities"
 
 
 def watch_command(

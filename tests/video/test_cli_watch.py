@@ -127,6 +127,7 @@ def test_encoders_run_under_onnx_runtime_unless_told_torch(
 
 def _calibration(path, kind, value):
     data = {"probes": kind, "probe_encoder": "colour", "gallery_encoder": "colour", "flip": False}
+    data |= {"gallery_size": 40} if kind == "tracks" else {}
     path.write_text(json.dumps(data | {"openset": {"16": value}, "openset_fpir": 0.01}))
     return path
 
@@ -144,6 +145,8 @@ def test_watch_says_which_threshold_it_used_and_a_bad_file_is_named(tmp_path, co
         assert result.exit_code == 0, result.output
         used = str(files[-1] if kind == "track" else single)
         assert f"threshold: colour: {kind} open-set thresholds from {used}" in result.output
+        assert "this gallery holds 3 identities" in result.output
+        assert ("set for a gallery of 40" in result.output) == (kind == "track")
         assert {e["threshold"] for e in _events(out)} == {value}
     result = CliRunner().invoke(app, [*args, "--threshold", "0.5"])
     assert "threshold: --threshold 0.5" in result.output and {
