@@ -168,3 +168,12 @@ def test_track_calibration_files_are_checked_and_found(tmp_path):
     assert track_calibration_path(str(tmp_path)) == tmp_path / "calibration-tracks.json"
     (found,) = track_calibrations([None, str(tmp_path), "no-such-encoder"])
     assert found.owner == str(tmp_path) and found.openset == {16: 0.8}
+
+
+def test_track_calibrations_are_stored_where_they_are_found(tmp_path):
+    from lrface.calibration import track_calibration_target
+
+    assert track_calibration_target(str(tmp_path)) == tmp_path / "calibration-tracks.json"
+    packaged = track_calibration_target("dlib-resnet-torch")
+    assert packaged == track_calibration_path("dlib-resnet-torch")  # the shipped one
+    assert Calibration.load(packaged).tracks

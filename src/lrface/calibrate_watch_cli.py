@@ -25,15 +25,6 @@ def _floats(text: str, what: str) -> list[float]:
         raise typer.BadParameter(f"{text!r} is not a list of numbers", param_hint=what) from None
 
 
-def _target(name: str) -> Path:
-    """Where ``--store`` puts an encoder's track calibration (``track_calibration_path``)."""
-    from lrface.calibration import _MODELS
-
-    if Path(name).is_dir():
-        return Path(name) / "calibration-tracks.json"
-    return _MODELS / "calibration" / f"{name}-tracks.json"
-
-
 def _single_face(files: list[Path], student: str | None, fpir: float):
     """Single-face calibrations set at ``fpir``: the ``--single`` files, then those stored with
     the encoders."""
@@ -90,7 +81,7 @@ def calibrate_watch_command(
     size: set at each --fpir on passers-by of half of LFW View 2's people, FPIR / FNIR measured
     on the other half with these and with the single-face thresholds."""
     from lrface import __version__
-    from lrface.calibration import Calibration, ThresholdBook
+    from lrface.calibration import Calibration, ThresholdBook, track_calibration_target
     from lrface.data.lfw import LFW
     from lrface.eval.track_openset import TrackRecipe, calibrate_tracks, calibration_file
     from lrface.eval.track_openset_lfw import film_tracks
@@ -208,8 +199,8 @@ def calibrate_watch_command(
     typer.echo(f"wall time {elapsed:.0f} s, CPU {cpu:.0f} s on {report['machine']}")
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}")
     for name, path in written[targets[0]] if store else []:
-        shutil.copyfile(path, _target(name))
-        typer.echo(f"stored {path} as {_target(name)}")
+        shutil.copyfile(path, track_calibration_target(name))
+        typer.echo(f"stored {path} as {track_calibration_target(name)}")
 
 
 def _measured(config: str, label: str, scores, fn) -> tuple[dict, list[str]]:

@@ -60,6 +60,14 @@ def track_calibration_path(encoder: str) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
+def track_calibration_target(encoder: str) -> Path:
+    """Where an encoder's track calibration is stored (``track_calibration_path`` finds it):
+    inside a checkpoint directory, else the packaged calibration folder."""
+    if Path(encoder).is_dir():
+        return Path(encoder) / "calibration-tracks.json"
+    return _MODELS / "calibration" / f"{encoder}-tracks.json"
+
+
 def track_calibrations(encoders: list[str | None]) -> list[Calibration]:
     """The track calibrations stored with these encoder names (those that have one)."""
     out = []
