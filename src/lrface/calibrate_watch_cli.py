@@ -45,7 +45,11 @@ def calibrate_watch_command(
     people: Annotated[int, typer.Option(help="Enrolled probe people (half 1).", min=2)] = 40,
     gallery: Annotated[
         int,
-        typer.Option(help="Gallery size: the probe people plus enrolled people never filmed."),
+        typer.Option(
+            help="Gallery size: the probe people plus enrolled people never filmed (0: the "
+            "probe people alone).",
+            min=0,
+        ),
     ] = 0,
     passersby: Annotated[int, typer.Option(help="Passers-by measured (half 1).", min=1)] = 40,
     calibration_passersby: Annotated[
@@ -81,9 +85,9 @@ def calibrate_watch_command(
     size: set at each --fpir on passers-by of half of LFW View 2's people, FPIR / FNIR measured
     on the other half with these and with the single-face thresholds."""
     from lrface import __version__
-    from lrface.calibration import Calibration, ThresholdBook, track_calibration_target
+    from lrface.calibration import ThresholdBook, track_calibration_target
     from lrface.data.lfw import LFW
-    from lrface.eval.track_openset import TrackRecipe, calibrate_tracks, calibration_file
+    from lrface.eval.track_openset import TrackRecipe
     from lrface.eval.track_openset_lfw import film_tracks
     from lrface.eval.video import Camera
     from lrface.machine import describe_machine
@@ -143,35 +147,17 @@ def calibrate_watch_command(
         "| encoders | face bin | threshold | value(s) | FPIR achieved (alarms) | FNIR (misses) |",
         "|---|---|---|---|---|---|",
     ]
-    written = {}
+    written: dict[float, list[tuple[str, Path]]] = {}
     for target in targets:
-        folder = out / f"fpir-{target:g}"
-        folder.mkdir(parents=True, exist_ok=True)
-        track_files = []
-        for config, (name, key) in owners.items():
-            thresholds, counts = calibrate_tracks(filmed.scores[config], target, {key}, min_tracks)
-            if key not in thresholds:
-                continue
-            path = folder / f"{Path(name).name}-tracks.json"
-            path.write_text(
-                json.dumps(
-                    calibration_file(
-                        key, teacher_key, thresholds[key], counts[key], target,
-                        filmed.gallery_size, recipe,
-                    ),
-                    indent=2,
-                ) + "\n"
-            )  # fmt: skip
-            track_files.append(Calibration.load(path))
-            track_files[-1].owner = name
-            written.setdefault(target, []).append((name, path))
+        files = _track_files(out / f"fpir-{target:g}", filmed, owners, target, min_tracks, recipe)
+        written[target] = [(c.owner, Path(c.path)) for c in files]
         entry = report["fpir"][f"{target:g}"] = {
-            "track_calibrations": [c.path for c in track_files],
+            "track_calibrations": [c.path for c in files],
             "single_face_calibrations": [c.path for c in singles[target]],
         }
         for config, p in configs.items():
             aliases = {e.cache_key: {e.name} for e in (p.teacher, p.student) if e is not None}
-            book = ThresholdBook(track_files + singles[target], aliases)
+            book = ThresholdBook(files + singles[target], aliases)
             sources = {"track": book_thresholds(book, teacher_key, tracks=True)}
             if singles[target]:
                 sources["single-face"] = book_thresholds(book, teacher_key)
@@ -184,7 +170,7 @@ def calibrate_watch_command(
                     continue
                 entry[f"{config}/{source}"] = rates
                 lines += rows
-    if not written:
+    if not any(written.values()):
         raise _fail(f"no track thresholds set (fewer than {min_tracks} tracks per size)")
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -201,6 +187,29 @@ def calibrate_watch_command(
     for name, path in written[targets[0]] if store else []:
         shutil.copyfile(path, track_calibration_target(name))
         typer.echo(f"stored {path} as {track_calibration_target(name)}")
+
+
+def _track_files(folder: Path, filmed, owners: dict, target: float, min_tracks: int, recipe):
+    """Each owner's track calibration at ``target`` written into ``folder`` and loaded
+    (``owner`` set to the encoder's name); owners with no threshold are left out."""
+    from lrface.calibration import Calibration
+    from lrface.eval.track_openset import calibrate_tracks, calibration_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    teacher_key = owners["teacher"][1]
+    for config, (name, key) in owners.items():
+        thresholds, counts = calibrate_tracks(filmed.scores[config], target, {key}, min_tracks)
+        if key not in thresholds:
+            continue
+        data = calibration_file(
+            key, teacher_key, thresholds[key], counts[key], target, filmed.gallery_size, recipe
+        )
+        path = folder / f"{Path(name).name}-tracks.json"
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        files.append(Calibration.load(path))
+        files[-1].owner = name
+    return files
 
 
 def _measured(config: str, label: str, scores, fn) -> tuple[dict, list[str]]:
