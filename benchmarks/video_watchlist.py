@@ -30,13 +30,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW, fold_people
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.video import (
     Camera,
     ClipSpec,
+    Replay,
     bin_label,
+    face_photo,
     frame_bins,
     make_clip,
     on_face,
@@ -50,22 +51,6 @@ from lrface.video.aggregate import WEIGHTINGS
 from lrface.video.decide import fixed_threshold, gallery_searcher
 from lrface.video.motion import GateConfig
 from lrface.video.watcher import FaceWatcher, WatchConfig
-
-
-class Replay:
-    """One clip's detections, made once and replayed to each configuration's watcher."""
-
-    name = "mtcnn"
-
-    def __init__(self, detector: MTCNN, frames: list[np.ndarray]):
-        self.min_face = detector.min_face
-        self._faces = {id(f): detector.detect(f) for f in frames}
-
-    def detect(self, image: np.ndarray):
-        return self._faces[id(image)]
-
-    def detect_batch(self, images):
-        return [self.detect(i) for i in images]
 
 
 def detection_rates(clip, faces_per_frame, bins) -> dict[str, list[int]]:
@@ -113,14 +98,6 @@ def choose_people(lfw: LFW, n_probe: int, n_pass: int, fold: int | None, seed: i
     rest = [p for p in people if p not in set(probes)]
     passers = rng.sample(rest, min(n_pass, len(rest)))
     return probes, passers, photos
-
-
-def face_photo(path: Path, detector: MTCNN):
-    image = load_rgb(path)
-    faces = detector.detect(image)
-    if not faces:
-        return None
-    return image, max(faces, key=lambda f: f.area)
 
 
 def main() -> None:

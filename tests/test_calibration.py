@@ -14,6 +14,8 @@ from lrface.calibration import (
     as_resolution,
     calibration_path,
     nearest_size,
+    track_calibration_path,
+    track_calibrations,
 )
 
 SIZES = (8, 12, 16, 20, 24, 32)
@@ -126,3 +128,52 @@ def test_a_stored_file_serves_its_encoder_by_name(tmp_path):
     book = ThresholdBook([calib], {"new-student-key": {"lrface-lr-v1"}})
     choice = book.pair(FaceRef("T-key", None), FaceRef("new-student-key", 16))
     assert choice.source.endswith("[hr-lr@16]")
+
+
+def _track_file(path, probe, openset, gallery="T-key"):
+    data = {"probes": "tracks", "gallery_encoder": gallery, "probe_encoder": probe}
+    path.write_text(json.dumps(data | {"flip": False, "openset": openset, "openset_fpir": 0.1}))
+    return Calibration.load(path)
+
+
+def test_track_calibrations_judge_tracks_only_and_fall_back_to_single_faces(tmp_path, book):
+    tracks = _track_file(tmp_path / "t-tracks.json", "T-key", {"16": 0.81, "48": 0.84})
+    assert tracks.tracks and not book.calibrations[0].tracks
+    both = ThresholdBook([tracks, *book.calibrations], book.aliases)
+    track = both.openset(FaceRef("T-key", 18), "T-key", tracks=True)
+    assert track.threshold == 0.81 and track.tracks and "track open-set" in track.reason
+    assert track.source.endswith("t-tracks.json [openset@16]")
+    # single faces never get a track threshold; a student with no track file falls back
+    face = both.openset(FaceRef("T-key", 18), "T-key")
+    assert face.threshold == 0.91 and not face.tracks and "single-face" in face.reason
+    student = both.openset(FaceRef("S-key", 12), "T-key", tracks=True)
+    assert student.threshold == 0.71 and not student.tracks
+
+
+def test_track_calibration_files_are_checked_and_found(tmp_path):
+    bad = tmp_path / "kind.json"
+    bad.write_text(json.dumps({"probe_encoder": "T", "openset": {"16": 0.9}, "probes": "frames"}))
+    with pytest.raises(ValueError, match="kind.json: 'probes' must be 'faces' or 'tracks'"):
+        Calibration.load(bad)
+    size = tmp_path / "size.json"
+    size.write_text(json.dumps({"probe_encoder": "T", "openset": {"16": 0.9}, "gallery_size": 0}))
+    with pytest.raises(ValueError, match="size.json: 'gallery_size' must be a positive integer"):
+        Calibration.load(size)
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"probe_encoder": "T", "threshold": 0.5, "probes": "tracks"}))
+    with pytest.raises(ValueError, match="empty.json: track calibration has no 'openset'"):
+        Calibration.load(empty)
+    assert track_calibration_path(str(tmp_path)) is None
+    _track_file(tmp_path / "calibration-tracks.json", "S", {"16": 0.8})
+    assert track_calibration_path(str(tmp_path)) == tmp_path / "calibration-tracks.json"
+    (found,) = track_calibrations([None, str(tmp_path), "no-such-encoder"])
+    assert found.owner == str(tmp_path) and found.openset == {16: 0.8}
+
+
+def test_track_calibrations_are_stored_where_they_are_found(tmp_path):
+    from lrface.calibration import track_calibration_target
+
+    assert track_calibration_target(str(tmp_path)) == tmp_path / "calibration-tracks.json"
+    packaged = track_calibration_target("dlib-resnet-torch")
+    assert packaged == track_calibration_path("dlib-resnet-torch")  # the shipped one
+    assert Calibration.load(packaged).tracks

@@ -6,9 +6,12 @@ teacher both are the teacher; for a student the gallery is its teacher). ``lrfac
 writes ``{"gallery_encoder", "probe_encoder", "view", "flip", "thresholds": {"hr-hr@full": t,
 "hr-lr@16": t, "lr-lr@16": t, ...}}``; ``lrface calibrate-openset`` adds ``"openset": {"16": t,
 ..., "full": t}`` with the ``openset_fpir`` they were set at. A one-threshold file
-``{"threshold": t, "encoder": name}`` is read too. ``flip`` says whether the embeddings were
-averaged with the mirrored face's; the pipeline embeds without flip, so a flip calibration is
-refused (its thresholds sit higher).
+``{"threshold": t, "encoder": name}`` is read too. A *track* calibration
+(``"probes": "tracks"``, written by ``lrface calibrate-watch``, ``lrface.eval.track_openset``)
+holds open-set thresholds for pooled video tracks rather than single faces; only
+``lrface watch`` reads it (``ThresholdBook.openset(..., tracks=True)``). ``flip`` says whether
+the embeddings were averaged with the mirrored face's; the pipeline embeds without flip, so a
+flip calibration is refused (its thresholds sit higher).
 
 Which threshold (``ThresholdBook``): every face has the encoder that served it and a
 *resolution*, the side of the chip at which one chip pixel is one image pixel
@@ -46,6 +49,36 @@ def calibration_path(encoder: str) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
+def track_calibration_path(encoder: str) -> Path | None:
+    """The track open-set calibration stored with an encoder: ``<checkpoint
+    dir>/calibration-tracks.json`` or the packaged ``models/calibration/<name>-tracks.json``
+    (also for shipped students, whose own directories are hash-pinned)."""
+    candidates = [
+        Path(encoder) / "calibration-tracks.json",
+        _MODELS / "calibration" / f"{encoder}-tracks.json",
+    ]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def track_calibration_target(encoder: str) -> Path:
+    """Where an encoder's track calibration is stored (``track_calibration_path`` finds it):
+    inside a checkpoint directory, else the packaged calibration folder."""
+    if Path(encoder).is_dir():
+        return Path(encoder) / "calibration-tracks.json"
+    return _MODELS / "calibration" / f"{encoder}-tracks.json"
+
+
+def track_calibrations(encoders: list[str | None]) -> list[Calibration]:
+    """The track calibrations stored with these encoder names (those that have one)."""
+    out = []
+    for name in encoders:
+        path = track_calibration_path(name) if name else None
+        if path is not None:
+            out.append(Calibration.load(path))
+            out[-1].owner = name
+    return out
+
+
 def size_label(size: int | None) -> str:
     return "full" if size is None else str(size)
 
@@ -75,6 +108,10 @@ class Calibration:
     thresholds: dict[str, float] = field(default_factory=dict)
     openset: dict[int | None, float] = field(default_factory=dict)
     openset_fpir: float | None = None
+    tracks: bool = False
+    """Open-set thresholds set on pooled video tracks (``"probes": "tracks"``), not faces."""
+    gallery_size: int | None = None
+    """Enrolled identities the open-set thresholds were set against, where the file says."""
     owner: str | None = None
     """The encoder name this file is stored with (its probe side by that name too, so a shipped
     student whose weights were rounded after calibration still finds its file)."""
@@ -115,7 +152,18 @@ class Calibration:
         except (TypeError, ValueError):
             raise ValueError(f"{path}: calibration thresholds must be numbers") from None
         flip = data.get("flip")
-        return cls(str(path), str(gallery), str(probe), flip, single, table, openset, fpir)
+        kind = data.get("probes", "faces")
+        if kind not in ("faces", "tracks"):
+            raise ValueError(f"{path}: 'probes' must be 'faces' or 'tracks', got {kind!r}")
+        if kind == "tracks" and not openset:
+            raise ValueError(f"{path}: track calibration has no 'openset' thresholds")
+        size = data.get("gallery_size")
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ValueError(f"{path}: 'gallery_size' must be a positive integer, got {size!r}")
+        tracks = kind == "tracks"
+        return cls(
+            str(path), str(gallery), str(probe), flip, single, table, openset, fpir, tracks, size
+        )
 
     def check_flip(self, flip: bool = False) -> None:
         """ValueError when the file's embeddings were made with a different ``flip``."""
@@ -152,6 +200,10 @@ class Choice:
     threshold: float
     source: str
     reason: str
+    tracks: bool = False
+    """Set on pooled video tracks (a track calibration), not on single faces."""
+    gallery_size: int | None = None
+    """Enrolled identities it was set against, where its file says."""
 
 
 class ThresholdBook:
@@ -223,18 +275,25 @@ class ThresholdBook:
             reason += f"; {high.encoder} served the larger face, not {calib.gallery}"
         return Choice(calib.thresholds[key], f"{calib.path} [{key}]", reason)
 
-    def openset(self, probe: FaceRef, gallery_encoder: str) -> Choice:
+    def openset(self, probe: FaceRef, gallery_encoder: str, tracks: bool = False) -> Choice:
         """The open-set (watch-list) threshold for a probe searched in a gallery of
-        ``gallery_encoder`` templates: under it, the answer is *unknown*."""
-        for calib in self._files(probe.encoder, gallery_encoder):
+        ``gallery_encoder`` templates: under it, the answer is *unknown*. ``tracks``: the probe
+        is a pooled video track, judged by a track calibration of its encoder when there is
+        one, else by the single-face one; single faces never get a track threshold."""
+        files = self._files(probe.encoder, gallery_encoder)
+        ordered = [c for c in files if c.tracks] if tracks else []
+        for calib in ordered + [c for c in files if not c.tracks]:
             if not calib.openset:
                 continue
             size = nearest_size(probe.resolution, list(calib.openset))
             label = size_label(probe.resolution)
+            kind = "track" if calib.tracks else "single-face"
             reason = (
                 f"probe {label + ' px' if probe.resolution else 'full size'} ({probe.encoder}): "
-                f"open-set threshold at {size_label(size)}"
+                f"{kind} open-set threshold at {size_label(size)}"
                 + ("" if calib.openset_fpir is None else f", FPIR {calib.openset_fpir:g}")
             )
-            return Choice(calib.openset[size], f"{calib.path} [openset@{size_label(size)}]", reason)
+            key = f"openset@{size_label(size)}"
+            source = f"{calib.path} [{key}]"
+            return Choice(calib.openset[size], source, reason, calib.tracks, calib.gallery_size)
         raise self._missing("open-set", probe.encoder, gallery_encoder)

@@ -522,6 +522,7 @@ def _report_bad_input(data) -> None:
 
 def _register_subcommands() -> None:
     """Commands implemented next to their subsystems."""
+    from lrface.calibrate_watch_cli import calibrate_watch_command
     from lrface.pipeline_cli import (
         detect_command,
         fetch_weights_command,
@@ -544,6 +545,7 @@ def _register_subcommands() -> None:
     app.command("fetch-weights")(fetch_weights_command)
     app.add_typer(gallery_app, name="gallery")
     app.command("watch")(watch_command)
+    app.command("calibrate-watch")(calibrate_watch_command)
     app.command("serve")(serve_command)
 
 

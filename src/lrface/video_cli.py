@@ -25,25 +25,34 @@ from lrface.pipeline_cli import (
 )
 
 
-def _thresholds(threshold: float | None, calibration: Path | None, gal, student, pipe):
-    """The open-set threshold function: ``--threshold``, else the open-set thresholds of
-    ``--calibration`` and the calibrations stored with the encoders (as ``gallery search``)."""
-    from lrface.pipeline import Calibration, default_calibrations
+def _thresholds(threshold: float | None, calibrations: list[Path], gal, student, pipe):
+    """The open-set threshold function and a line saying where it comes from: ``--threshold``,
+    else per encoder its track calibration (``--calibration`` files that are one, then the one
+    stored with the encoder: ``lrface calibrate-watch``) and, where it has none, its single-face
+    open-set thresholds (other ``--calibration`` files, then the stored ones, as ``gallery
+    search``)."""
+    from lrface.calibration import Calibration, track_calibrations
+    from lrface.pipeline import default_calibrations
     from lrface.video.decide import book_thresholds, fixed_threshold
 
     if threshold is not None:
         return fixed_threshold(threshold), f"--threshold {threshold}"
     try:
-        calibs = [Calibration.load(calibration)] if calibration else []
+        calibs = [Calibration.load(path) for path in calibrations]
+        calibs += track_calibrations([student, gal.encoder_name])
         calibs += default_calibrations(gal.encoder_name, student)
-        thresholds = book_thresholds(pipe.thresholds(calibs), gal.encoder)
+        thresholds = book_thresholds(pipe.thresholds(calibs), gal.encoder, tracks=True)
         encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
-        for encoder in encoders:  # a missing open-set calibration fails now, not mid-video
-            thresholds(encoder.cache_key, 16)
+        # a missing open-set calibration fails now, not mid-video
+        used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    files = ", ".join(c.path for c in calibs)
-    return thresholds, f"open-set thresholds from {files} by encoder and face size"
+    return thresholds, "; ".join(
+        f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
+        f"from {choice.source.rsplit(' [', 1)[0]}"
+        + (f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else "")
+        for name, choice in used
+    ) + f"; this gallery holds {len(gal)} identities"
 
 
 def watch_command(
@@ -63,7 +72,11 @@ def watch_command(
         float | None, typer.Option(help="Open-set threshold: tracks scoring under it are unknown.")
     ] = None,
     calibration: Annotated[
-        Path | None, typer.Option(help="Calibration JSON for the threshold (--threshold wins).")
+        list[Path] | None,
+        typer.Option(
+            help="Calibration JSON for the threshold, repeatable; a track calibration "
+            "(lrface calibrate-watch) beats a single-face one (--threshold wins)."
+        ),
     ] = None,
     weighting: Annotated[
         str, typer.Option(help="Track aggregation: uniform, size, score or size-score.")
@@ -115,7 +128,7 @@ def watch_command(
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
     except GalleryError as exc:
         raise _fail(str(exc)) from None
-    thresholds, threshold_source = _thresholds(threshold, calibration, gal, student, pipe)
+    thresholds, threshold_source = _thresholds(threshold, calibration or [], gal, student, pipe)
     watcher = FaceWatcher(
         pipe.detector,
         pipe.embed_faces,

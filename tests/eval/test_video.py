@@ -79,3 +79,25 @@ def test_summary_counts_frames_tracks_and_watch_list_misses():
     # frames: eve's best 0.88 must not pass -> only ann's 0.9 is a hit among 6 probe frames
     assert entry["frame"]["fnir@fpir=0.1"] == pytest.approx(5 / 6)
     assert entry["tracks_detected"] == 1.0
+
+
+def test_run_clip_pools_each_bin_and_the_whole_clip():
+    from lrface.eval.video import Clip, run_clip
+    from lrface.video.decide import fixed_threshold
+    from lrface.video.motion import GateConfig
+    from lrface.video.watcher import FaceWatcher, WatchConfig
+    from tests.video.clips import ColourDetector, colour_embed, colour_searcher, crossing_frames
+
+    frames = crossing_frames(12)
+    clip = Clip(frames, np.zeros((12, 4), np.float32), np.geomspace(30, 12, 12))
+    config = WatchConfig(min_faces=1, gate=GateConfig(full_every=1))
+    none = fixed_threshold(None)
+    watcher = FaceWatcher(ColourDetector(), colour_embed, colour_searcher, none, config)
+    spec = ClipSpec("red", [], 30, 12)
+    result = run_clip(clip, spec, True, watcher, ("size-score",), BINS, whole="whole")
+    assert set(result.bins) == {"10-14", "14-20", "20-28", "28-40", "whole"}
+    whole = result.bins["whole"]
+    assert len(whole.frame_top) == 12 and whole.extra_tracks == 1  # red and blue
+    assert whole.track_top["size-score"][0] in {"red", "blue"}
+    assert whole.track_probe == ("colour", 20)  # the colour squares are 20 px wide
+    assert sum(len(b.frame_top) for label, b in result.bins.items() if label != "whole") == 12

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from lrface.calibration import ThresholdBook
 from lrface.cli import app
 from lrface.models.encoder import l2_normalize
 from lrface.search.store import Enrolment, SqliteStore
@@ -26,9 +27,11 @@ def watch_pipeline(monkeypatch) -> SimpleNamespace:
     fake = SimpleNamespace(
         detector=ColourDetector(),
         embed_faces=colour_embed,
-        teacher=SimpleNamespace(cache_key="colour"),
+        teacher=SimpleNamespace(cache_key="colour", name="colour"),
+        student=None,
         dim=3,
         calls=[],
+        thresholds=ThresholdBook,
     )
     monkeypatch.setattr("lrface.video_cli._pipeline", lambda *a: fake.calls.append(a) or fake)
     return fake
@@ -120,3 +123,38 @@ def test_encoders_run_under_onnx_runtime_unless_told_torch(
     bad = CliRunner().invoke(app, [*args, "--runtime", "tensorrt"])
     assert bad.exit_code == 1 and "--runtime must be one of torch, onnx" in bad.output
     assert "Traceback" not in bad.output
+
+
+def _calibration(path, kind, value):
+    data = {"probes": kind, "probe_encoder": "colour", "gallery_encoder": "colour", "flip": False}
+    data |= {"gallery_size": 40} if kind == "tracks" else {}
+    path.write_text(json.dumps(data | {"openset": {"16": value}, "openset_fpir": 0.01}))
+    return path
+
+
+def test_watch_says_which_threshold_it_used_and_a_bad_file_is_named(tmp_path, colour_gallery):
+    clip = write_avi(crossing_frames(12), tmp_path / "c.avi")
+    out = tmp_path / "out"
+    args = ["watch", str(clip), "--gallery", str(colour_gallery), "--out", str(out)]
+    args += ["--student", "none", "--full-every", "1"]
+    single = _calibration(tmp_path / "single.json", "faces", 0.97)
+    tracks = _calibration(tmp_path / "tracks.json", "tracks", 0.93)
+    for files, kind, value in [([single], "single-face", 0.97), ([single, tracks], "track", 0.93)]:
+        given = [arg for path in files for arg in ("--calibration", str(path))]
+        result = CliRunner().invoke(app, [*args, *given])
+        assert result.exit_code == 0, result.output
+        used = str(files[-1] if kind == "track" else single)
+        assert f"threshold: colour: {kind} open-set thresholds from {used}" in result.output
+        assert "this gallery holds 3 identities" in result.output
+        assert ("set for a gallery of 40" in result.output) == (kind == "track")
+        assert {e["threshold"] for e in _events(out)} == {value}
+    result = CliRunner().invoke(app, [*args, "--threshold", "0.5"])
+    assert "threshold: --threshold 0.5" in result.output and {
+        e["threshold"] for e in _events(out)
+    } == {0.5}
+    missing, broken = tmp_path / "missing.json", tmp_path / "broken.json"
+    broken.write_text("{")
+    for bad, why in [(missing, "cannot read calibration file"), (broken, "not valid JSON")]:
+        result = CliRunner().invoke(app, [*args, "--calibration", str(bad)])
+        assert result.exit_code == 1 and f"error: {bad}: " in result.output, result.output
+        assert why in result.output and "Traceback" not in result.output

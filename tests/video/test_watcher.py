@@ -77,3 +77,28 @@ def test_weights_and_aggregate():
     pooled = aggregate(e, np.array([1.0, 3.0]))
     assert np.isclose(np.linalg.norm(pooled), 1) and pooled[1] > pooled[0]
     assert np.allclose(aggregate(e, np.zeros(2)), np.full(2, 2**-0.5))
+
+
+def test_watcher_takes_the_track_threshold_and_falls_back_to_single_faces(tmp_path):
+    import json
+
+    from lrface.calibration import Calibration, ThresholdBook
+    from lrface.video.decide import book_thresholds
+
+    def calib(name, kind, encoder, value):
+        data = {"probes": kind, "probe_encoder": encoder, "gallery_encoder": "colour"}
+        path = tmp_path / name
+        path.write_text(json.dumps(data | {"openset": {"16": value}, "openset_fpir": 0.01}))
+        return Calibration.load(path)
+
+    single = calib("single.json", "faces", "colour", 0.97)
+    frames = [Frame(i, i / 10, f) for i, f in enumerate(crossing_frames(stranger=True))]
+    for files, expected in [
+        ([calib("tracks.json", "tracks", "colour", 0.93), single], 0.93),
+        ([calib("other.json", "tracks", "another-encoder", 0.5), single], 0.97),
+    ]:
+        thresholds = book_thresholds(ThresholdBook(files), "colour", tracks=True)
+        watcher = FaceWatcher(ColourDetector(), colour_embed, colour_searcher, thresholds)
+        events = list(watcher.watch(frames))
+        assert len(events) == 3 and {e.to_dict()["threshold"] for e in events} == {expected}
+        assert thresholds.choice("colour", 16).tracks == (expected == 0.93)

@@ -40,6 +40,19 @@ class OpenSetSplit:
     probe_half: np.ndarray
 
 
+def assign_people(
+    images: Mapping[str, Sequence[str]], seed: int = 0
+) -> tuple[set[str], dict[str, int]]:
+    """The seeded people-level split behind ``split_people``: the enrolled people (half of
+    those with two or more images) and every person's half (0: calibration, 1: report)."""
+    rng = np.random.default_rng(seed)
+    people = sorted(images)
+    multi = [p for p in people if len(images[p]) >= 2]
+    enrolled = set(rng.permutation(multi)[: len(multi) // 2].tolist())
+    half = {p: i % 2 for i, p in enumerate(rng.permutation(people).tolist())}
+    return enrolled, half
+
+
 def split_people(
     images: Mapping[str, Sequence[str]],
     seed: int = 0,
@@ -48,11 +61,8 @@ def split_people(
 ) -> OpenSetSplit:
     """The seeded enrolled / stranger and calibration / report split of ``{person: relpaths}``
     (the module docstring states it)."""
-    rng = np.random.default_rng(seed)
     people = sorted(images)
-    multi = [p for p in people if len(images[p]) >= 2]
-    enrolled = set(rng.permutation(multi)[: len(multi) // 2].tolist())
-    half = {p: i % 2 for i, p in enumerate(rng.permutation(people).tolist())}
+    enrolled, half = assign_people(images, seed)
     gallery, gallery_names, probes, names, halves = [], [], [], [], []
     for person in people:
         files = sorted(images[person])

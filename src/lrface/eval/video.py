@@ -181,6 +181,34 @@ def make_clip(spec: ClipSpec) -> Clip:
     return Clip(frames, np.array(boxes, np.float32), sizes)
 
 
+class Replay:
+    """A clip's detections, made once by ``detector`` and replayed to each encoder
+    configuration's watcher (a ``FaceDetector`` over exactly these frames)."""
+
+    name = "mtcnn"
+
+    def __init__(self, detector, frames: list[np.ndarray]):
+        self.min_face = detector.min_face
+        self._faces = {id(f): detector.detect(f) for f in frames}
+
+    def detect(self, image: np.ndarray):
+        return self._faces[id(image)]
+
+    def detect_batch(self, images):
+        return [self.detect(i) for i in images]
+
+
+def face_photo(path, detector):
+    """An LFW photo (RGB) and its largest detected face, or None when none is found."""
+    from lrface.data.images import load_rgb
+
+    image = load_rgb(path)
+    faces = detector.detect(image)
+    if not faces:
+        return None
+    return image, max(faces, key=lambda f: f.area)
+
+
 def fnir_at_fpir(
     mated_correct: np.ndarray,
     mated_scores: np.ndarray,
@@ -234,6 +262,9 @@ class BinResult:
     detected: int = 0
     track_top: dict[str, tuple[str, float] | None] = field(default_factory=dict)
     extra_tracks: int = 0
+    track_probe: tuple[str, int] | None = None
+    """What that track's open-set threshold is looked up by under the watcher's own weighting
+    (``lrface.video.watcher.track_probe``: main encoder, median native size)."""
 
 
 @dataclass
@@ -249,11 +280,20 @@ def on_face(face, box: np.ndarray) -> bool:
     return bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3])
 
 
-def run_clip(clip: Clip, spec: ClipSpec, enrolled: bool, watcher, weightings, bins: list[Bin]):
+def run_clip(
+    clip: Clip,
+    spec: ClipSpec,
+    enrolled: bool,
+    watcher,
+    weightings,
+    bins: list[Bin],
+    whole: str | None = None,
+):
     """Frame-level top-1 of every detected face and, per bin, the top-1 of the clip's track
     with the most faces in the bin, pooled from those faces under each of ``weightings`` (one
-    detection and embedding pass)."""
-    from lrface.video.aggregate import aggregate, face_weights
+    detection and embedding pass). ``whole``: also an entry of that label for the clip's
+    track with the most faces overall, pooled from all of them (what ``lrface watch`` decides
+    on)."""
     from lrface.video.sources import Frame
 
     labels = frame_bins(clip.sizes, bins)
@@ -269,29 +309,40 @@ def run_clip(clip: Clip, spec: ClipSpec, enrolled: bool, watcher, weightings, bi
                 frame_top[o.frame] = top[0]
             detected[o.frame] |= on_face(o.face, clip.boxes[o.frame])
     result = ClipResult(spec.person, enrolled, {})
-    for b in bins:
-        label = bin_label(b)
-        frames = [i for i, lab in enumerate(labels) if lab == label]
+    groups = [
+        (bin_label(b), {i for i, lab in enumerate(labels) if lab == bin_label(b)}) for b in bins
+    ]
+    if whole is not None:
+        groups.append((whole, set(range(len(clip.frames)))))
+    for label, frames in groups:
         if not frames:
             continue
         entry = result.bins[label] = BinResult(
-            [frame_top[i] for i in frames], sum(detected[i] for i in frames)
+            [frame_top[i] for i in sorted(frames)], sum(detected[i] for i in frames)
         )
-        in_bin = [[o for o in e.observations if labels[o.frame] == label] for e in events]
-        in_bin = [obs for obs in in_bin if obs]
-        if not in_bin:
-            entry.track_top = dict.fromkeys(weightings)
-            continue
-        main = max(in_bin, key=len)
-        entry.extra_tracks = len(in_bin) - 1
-        embeddings = np.stack([o.embedding for o in main])
-        widths = np.array([o.face.width for o in main])
-        scores = np.array([o.face.score for o in main])
-        for weighting in weightings:
-            pooled = aggregate(embeddings, face_weights(widths, scores, weighting))
-            top = watcher.searcher(pooled[None], 1)[0]
-            entry.track_top[weighting] = top[0] if top else None
+        in_bin = [[o for o in e.observations if o.frame in frames] for e in events]
+        _pool_main(entry, [obs for obs in in_bin if obs], watcher, weightings)
     return result
+
+
+def _pool_main(entry: BinResult, tracks: list, watcher, weightings) -> None:
+    """Fill ``entry``'s track fields from the longest of ``tracks`` (lists of observations)."""
+    from lrface.video.aggregate import aggregate, face_weights
+    from lrface.video.watcher import track_probe
+
+    if not tracks:
+        entry.track_top = dict.fromkeys(weightings)
+        return
+    main = max(tracks, key=len)
+    entry.extra_tracks = len(tracks) - 1
+    embeddings = np.stack([o.embedding for o in main])
+    widths = np.array([o.face.width for o in main])
+    scores = np.array([o.face.score for o in main])
+    entry.track_probe = track_probe(main, face_weights(widths, scores, watcher.config.weighting))
+    for weighting in weightings:
+        pooled = aggregate(embeddings, face_weights(widths, scores, weighting))
+        top = watcher.searcher(pooled[None], 1)[0]
+        entry.track_top[weighting] = top[0] if top else None
 
 
 def _level(tops: list, people: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -59,17 +59,32 @@ def gallery_searcher(gallery) -> Searcher:
     return search
 
 
-def book_thresholds(book, gallery_encoder: str) -> ThresholdFn:
-    """A ``ThresholdFn`` from an ``lrface.calibration.ThresholdBook``: the open-set threshold
+@dataclass
+class BookThresholds:
+    """A ``ThresholdFn`` over an ``lrface.calibration.ThresholdBook``: the open-set threshold
     calibrated for the encoder and the resolution nearest the face's (``openset`` in the
-    calibration files, set at a stated FPIR for single faces; ValueError when no file has one
-    for that encoder and gallery)."""
-    from lrface.calibration import FaceRef, as_resolution
+    calibration files). With ``tracks`` a track calibration of the encoder (set on pooled
+    tracks, ``lrface calibrate-watch``) comes first and the single-face one is the fallback.
+    ValueError when no file has one for that encoder and gallery."""
 
-    def threshold(encoder: str, size: int) -> float | None:
-        return book.openset(FaceRef(encoder, as_resolution(size)), gallery_encoder).threshold
+    book: object
+    gallery_encoder: str
+    tracks: bool = False
 
-    return threshold
+    def choice(self, encoder: str, size: int):
+        """The ``lrface.calibration.Choice`` (threshold, file and key, reason)."""
+        from lrface.calibration import FaceRef, as_resolution
+
+        probe = FaceRef(encoder, as_resolution(size))
+        return self.book.openset(probe, self.gallery_encoder, self.tracks)
+
+    def __call__(self, encoder: str, size: int) -> float:
+        return self.choice(encoder, size).threshold
+
+
+def book_thresholds(book, gallery_encoder: str, tracks: bool = False) -> BookThresholds:
+    """``BookThresholds`` for ``book`` and a gallery of ``gallery_encoder`` templates."""
+    return BookThresholds(book, gallery_encoder, tracks)
 
 
 def fixed_threshold(value: float | None) -> ThresholdFn:

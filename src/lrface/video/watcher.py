@@ -219,9 +219,14 @@ class FaceWatcher:
 
     def track_threshold(self, observations: list[Observation], weights: np.ndarray) -> float | None:
         """Threshold of the encoder carrying most of the weight, at its faces' median size."""
-        by_encoder: Counter[str] = Counter()
-        for o, w in zip(observations, weights, strict=True):
-            by_encoder[o.encoder] += float(w)
-        encoder = by_encoder.most_common(1)[0][0]
-        size = int(np.median([o.size for o in observations if o.encoder == encoder]))
-        return self.thresholds(encoder, size)
+        return self.thresholds(*track_probe(observations, weights))
+
+
+def track_probe(observations: list[Observation], weights: np.ndarray) -> tuple[str, int]:
+    """What a track's threshold is looked up by: the encoder carrying most of its weight and
+    the median native size of that encoder's faces."""
+    by_encoder: Counter[str] = Counter()
+    for o, w in zip(observations, weights, strict=True):
+        by_encoder[o.encoder] += float(w)
+    encoder = by_encoder.most_common(1)[0][0]
+    return encoder, int(np.median([o.size for o in observations if o.encoder == encoder]))

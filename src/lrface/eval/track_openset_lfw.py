@@ -1,0 +1,112 @@
+"""The track open-set protocol of ``lrface.eval.track_openset`` on LFW View 2's people: choose
+the people, enrol the gallery, film every clip once and run each encoder configuration's
+``FaceWatcher`` over it (detections made once, embedded by each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from lrface.data.lfw import LFW
+from lrface.eval.openset import assign_people
+from lrface.eval.openset_lfw import view2_people
+from lrface.eval.track_openset import WHOLE, TrackRecipe, TrackScore, track_scores
+from lrface.eval.video import ClipSpec, Replay, face_photo, make_clip, run_clip
+
+
+@dataclass
+class FilmedTracks:
+    """Per configuration the searches of every clip; who was filmed."""
+
+    scores: dict[str, list[TrackScore]]
+    gallery_size: int
+    probes: int
+    calibration_passersby: int
+    passersby: int
+
+
+def _take(pool: list[str], n: int, photos: dict[str, list[str]], detector, need: int, keep: int):
+    """Up to ``n`` people of ``pool`` (in order) with at least ``need`` photos where the
+    detector finds a face: ``{person: [(image, face), ...]}`` (their first ``keep`` such)."""
+    out = {}
+    for person in pool:
+        if len(out) == n:
+            break
+        found = []
+        for path in photos[person]:
+            if len(found) == keep:
+                break
+            if (hit := face_photo(path, detector)) is not None:
+                found.append(hit)
+        if len(found) >= need:
+            out[person] = found
+    return out
+
+
+def film_tracks(lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = True):
+    """``FilmedTracks`` for ``configs`` (``{name: FacePipeline}``, all with the same teacher;
+    the gallery is enrolled by it at full resolution)."""
+    from lrface.detect.mtcnn import MTCNN
+    from lrface.pipeline import FacePipeline
+    from lrface.search.gallery import Gallery
+    from lrface.video.decide import fixed_threshold, gallery_searcher
+    from lrface.video.motion import GateConfig
+    from lrface.video.watcher import FaceWatcher, WatchConfig
+
+    images = view2_people(lfw)
+    photos = {p: [lfw.path(r) for r in sorted(paths)] for p, paths in images.items()}
+    enrolled, half = assign_people(images, recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+
+    def pool(is_enrolled: bool, h: int) -> list[str]:
+        chosen = sorted(p for p in images if half[p] == h and (p in enrolled) == is_enrolled)
+        return rng.permutation(chosen).tolist()
+
+    photo_detector = MTCNN(min_face=20)
+    enrolled_pool = pool(True, 1)
+    probes = _take(enrolled_pool, recipe.people, photos, photo_detector, 2, 4)
+    rest = [p for p in enrolled_pool if p not in probes]
+    extra = _take(rest, max(recipe.gallery - len(probes), 0), photos, photo_detector, 1, 1)
+    calib = _take(pool(False, 0), recipe.calibration_passersby, photos, photo_detector, 1, 3)
+    passers = _take(pool(False, 1), recipe.passersby, photos, photo_detector, 1, 3)
+    teacher = next(iter(configs.values())).teacher
+    enrol = FacePipeline(photo_detector, teacher, None)
+    gallery = Gallery(teacher.cache_key, teacher.dim, teacher.name)
+    for person, found in (probes | extra).items():
+        image, face = found[0]
+        gallery.add(person, enrol.embed_faces(image, [face])[0].embedding[None])
+    searcher = gallery_searcher(gallery)
+    jobs = [(p, f[1:4], True, 1) for p, f in probes.items()]
+    jobs += [(p, f[:3], False, 0) for p, f in calib.items()]
+    jobs += [(p, f[:3], False, 1) for p, f in passers.items()]
+    clip_detector = MTCNN(min_face=recipe.min_face)
+    config = WatchConfig(weighting=recipe.weighting, min_faces=1, gate=GateConfig(full_every=1))
+    results: dict[str, list] = {name: [] for name in configs}
+    bins = recipe.bin_edges()
+    for i, (person, found, mated, _) in enumerate(tqdm(jobs, desc="clips", disable=not progress)):
+        spec = ClipSpec(
+            person,
+            [(image, face.box) for image, face in found],
+            recipe.start_px,
+            recipe.frames,
+            recipe.seed * 7919 + i,
+            recipe.end_px,
+            recipe.camera,
+        )
+        clip = make_clip(spec)
+        replay = Replay(clip_detector, clip.frames)
+        for name, pipe in configs.items():
+            watcher = FaceWatcher(replay, pipe.embed_faces, searcher, fixed_threshold(None), config)
+            results[name].append(
+                run_clip(clip, spec, mated, watcher, (recipe.weighting,), bins, WHOLE)
+            )
+    halves = [h for *_, h in jobs]
+    return FilmedTracks(
+        {name: track_scores(r, halves, recipe.weighting) for name, r in results.items()},
+        len(probes) + len(extra),
+        len(probes),
+        len(calib),
+        len(passers),
+    )

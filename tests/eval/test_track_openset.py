@@ -1,0 +1,101 @@
+"""Track open-set protocol: which searches set the threshold, at which quantile, per encoder and
+size, and how FPIR / FNIR are counted (synthetic scores, no data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrface.calibration import Calibration
+from lrface.eval.track_openset import (
+    WHOLE,
+    TrackRecipe,
+    TrackScore,
+    calibrate_tracks,
+    calibration_file,
+    measure,
+    snap,
+    track_scores,
+)
+from lrface.eval.video import BinResult, ClipResult
+
+
+def _passers(half, encoder, size, scores, label="14-20"):
+    return [TrackScore(half, False, label, (encoder, size), s, False) for s in scores]
+
+
+def test_threshold_is_the_fpir_quantile_of_calibration_passersby_per_encoder_and_size():
+    ten = list(np.linspace(0.80, 0.89, 10))  # 0.80, 0.81, ..., 0.89
+    scores = _passers(0, "T", 22, ten) + _passers(0, "T", 15, [0.5] * 10)
+    # neither half 1's passers-by nor anyone's mated tracks move the threshold
+    scores += _passers(1, "T", 22, [0.99] * 10)
+    scores += [TrackScore(0, True, "14-20", ("T", 22), 0.99, True)] * 10
+    scores += [TrackScore(0, False, "14-20", None, -np.inf, False)]  # no track: no key
+    thresholds, counts = calibrate_tracks(scores, 0.1)
+    assert set(thresholds["T"]) == {16, 24} and counts["T"] == {16: 10, 24: 10}
+    t = thresholds["T"][24]  # one alarm of ten allowed: just above the second highest
+    assert 0.88 < t < 0.8801
+    assert sum(s >= t for s in ten) == 1
+    assert thresholds["T"][24] < calibrate_tracks(scores, 0.0)[0]["T"][24]
+    assert calibrate_tracks(scores, 0.1, encoders={"S"})[0] == {}
+    assert calibrate_tracks(scores, 0.1, min_tracks=11)[0] == {}
+
+
+def test_sizes_snap_on_a_log_scale():
+    assert [snap(s) for s in (12, 19, 20, 27, 28, 39, 40, 150)] == [16, 16, 24, 24, 32, 32, 48, 48]
+
+
+def test_measure_counts_alarms_and_misses_per_bin_on_half_one():
+    scores = [
+        TrackScore(1, False, "14-20", ("T", 16), 0.95, False),  # alarm
+        TrackScore(1, False, "14-20", ("T", 16), 0.85, False),
+        TrackScore(1, False, "14-20", None, -np.inf, False),  # no track: no alarm
+        TrackScore(1, True, "14-20", ("T", 16), 0.95, True),  # found
+        TrackScore(1, True, "14-20", ("T", 16), 0.95, False),  # wrong person: miss
+        TrackScore(1, True, "14-20", ("T", 16), 0.85, True),  # under the threshold: miss
+        TrackScore(1, True, "20-28", ("S", 30), 0.85, True),  # found under S's threshold
+        TrackScore(1, True, "20-28", None, -np.inf, False),  # no track: miss
+        TrackScore(0, False, "14-20", ("T", 16), 0.99, False),  # calibration half: ignored
+    ]
+    rates = measure(scores, lambda encoder, size: 0.9 if encoder == "T" else 0.8)
+    low = rates["14-20"]
+    assert (low.alarms, low.passersby, low.found, low.probes) == (1, 3, 1, 3)
+    assert low.fpir == pytest.approx(1 / 3) and low.fnir == pytest.approx(2 / 3)
+    assert rates["20-28"].fnir == pytest.approx(0.5) and np.isnan(rates["20-28"].fpir)
+    assert rates["all"].probes == 5 and rates["all"].found == 2
+
+
+def test_track_scores_and_the_stored_file():
+    probe = ClipResult("Ann", True, {"14-20": BinResult(track_top={"size-score": ("Ann", 0.9)})})
+    probe.bins["14-20"].track_probe = ("T", 18)
+    probe.bins["10-14"] = BinResult(track_top={"size-score": None})
+    passer = ClipResult("Bob", False, {"14-20": BinResult(track_top={"size-score": ("Ann", 0.7)})})
+    passer.bins["14-20"].track_probe = ("T", 17)
+    found, missing, alarm = track_scores([probe, passer], [1, 0], "size-score")
+    assert found == TrackScore(1, True, "14-20", ("T", 18), 0.9, True)
+    assert missing.probe is None and missing.score == -np.inf and not missing.correct
+    assert alarm == TrackScore(0, False, "14-20", ("T", 17), 0.7, False)
+    data = calibration_file("T", "T", {16: 0.9, 24: 0.8}, {16: 10, 24: 12}, 0.01, 40, TrackRecipe())
+    assert data["probes"] == "tracks" and data["gallery_size"] == 40
+    assert data["recipe"]["camera"] == "blur 3 px, noise 3, JPEG 50"
+
+
+def test_the_stored_file_loads_as_a_track_calibration(tmp_path):
+    import json
+
+    path = tmp_path / "t.json"
+    data = calibration_file("T", "G", {16: 0.9}, {16: 10}, 0.01, 40, TrackRecipe())
+    path.write_text(json.dumps(data))
+    calib = Calibration.load(path)
+    assert calib.tracks and calib.openset == {16: 0.9} and calib.gallery == "G"
+    assert calib.openset_fpir == 0.01
+
+
+def test_whole_clip_tracks_are_measured_apart_and_never_calibrated_on():
+    scores = _passers(0, "T", 30, [0.99] * 10, WHOLE) + _passers(0, "T", 30, [0.5] * 10)
+    thresholds, counts = calibrate_tracks(scores, 0.0)
+    assert counts == {"T": {32: 10}} and thresholds["T"][32] < 0.51
+    measured = _passers(1, "T", 30, [0.6, 0.4], WHOLE) + _passers(1, "T", 30, [0.6], "20-28")
+    rates = measure(measured, lambda encoder, size: 0.55)
+    assert rates[WHOLE].alarms == 1 and rates[WHOLE].passersby == 2
+    assert rates["all"].passersby == 1  # "all" is over the bins, not the whole clips

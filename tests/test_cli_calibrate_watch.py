@@ -1,0 +1,32 @@
+"""``lrface calibrate-watch``: bad options are one line; a tiny run on LFW writes a track
+calibration that loads and a report measured on the other half of the people."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from lrface.calibration import Calibration
+from lrface.cli import app
+
+
+def test_bad_options_are_one_line(tmp_path):
+    for option, value in [("--fpir", "0.01,x"), ("--fpir", "1.5"), ("--camera", "3,3")]:
+        result = CliRunner().invoke(app, ["calibrate-watch", option, value, "--out", str(tmp_path)])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+
+
+def test_tiny_run_writes_a_track_calibration(tmp_path, lfw_root):
+    args = ["calibrate-watch", "--lfw", str(lfw_root), "--student", "none", "--out", str(tmp_path)]
+    args += ["--people", "2", "--passersby", "2", "--calibration-passersby", "3"]
+    args += ["--frames", "8", "--min-tracks", "1", "--fpir", "0.5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    calib = Calibration.load(tmp_path / "fpir-0.5" / "dlib-resnet-torch-tracks.json")
+    assert calib.tracks and calib.openset_fpir == 0.5 and calib.openset
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["gallery_size"], report["probes"], report["passersby"]) == (2, 2, 2)
+    rates = report["fpir"]["0.5"]["teacher/track"]["all"]
+    assert rates["probes"] == 8 and rates["passersby"] == 8  # 2 clips x 4 face bins
+    assert "| teacher | all | track @ 0.5 |" in result.output
