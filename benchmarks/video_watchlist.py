@@ -53,6 +53,7 @@ from lrface.video.aggregate import WEIGHTINGS
 from lrface.video.decide import fixed_threshold, gallery_searcher
 from lrface.video.motion import GateConfig
 from lrface.video.sources import Frame
+from lrface.video.tracking import TrackerConfig
 from lrface.video.watcher import FaceWatcher, WatchConfig
 
 
@@ -194,6 +195,11 @@ def main() -> None:
     ap.add_argument(
         "--crossings", action="store_true", help="also cross each probe with a passer-by"
     )
+    ap.add_argument(
+        "--tracker",
+        default="",
+        help="TrackerConfig fields, e.g. first_distance=1.5,velocity_std=1 (default: defaults)",
+    )
     ap.add_argument("--student", default=None)
     ap.add_argument("--fold", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -201,6 +207,11 @@ def main() -> None:
     ap.add_argument("--demo", type=Path, default=None, help="write one demo clip and exit")
     args = ap.parse_args()
 
+    fields = dict(kv.split("=") for kv in args.tracker.split(",") if kv)
+    defaults = TrackerConfig()
+    if unknown := set(fields) - set(vars(defaults)):
+        ap.error(f"--tracker: no TrackerConfig field {sorted(unknown)}")
+    tracker = TrackerConfig(**{k: type(getattr(defaults, k))(v) for k, v in fields.items()})
     lfw = LFW(args.lfw)
     n_probe = 2 if args.demo else args.people
     probes, passers, photos = choose_people(
@@ -252,9 +263,12 @@ def main() -> None:
         "bins": [bin_label(b) for b in bins],
         "frames": args.frames,
         "student": args.student,
+        "tracker": str(tracker),
         "cameras": {},
     }
-    config = WatchConfig(weighting=WEIGHTINGS[0], min_faces=1, gate=GateConfig(full_every=1))
+    config = WatchConfig(
+        weighting=WEIGHTINGS[0], min_faces=1, gate=GateConfig(full_every=1), tracker=tracker
+    )
     started, cpu_started = time.time(), time.process_time()
     for camera in cameras:
         results: dict[str, list] = {name: [] for name in configs}
