@@ -14,9 +14,9 @@ relative change of width, so the rule is the same at 12 px and at 40 px. Fast sm
 12 px face walking 28 px between processed frames moves 2.3 of its widths) need two things:
 
 - a velocity learnt from the first two faces: norfair's Kalman filter starts a track with a
-  velocity prior of 1 px per frame, so it takes about eight frames to learn a steady walk and
-  its prediction lags by more than a small face's width meanwhile; ``velocity_std`` widens
-  that prior;
+  velocity prior of 1 px per frame, so it learns a steady walk only over several frames and
+  meanwhile predicts a small face more than its width behind; ``velocity_std`` widens that
+  prior;
 - a wider gate for a track seen once, whose velocity is not known yet (``first_distance``).
   norfair matches such still-initializing tracks in a second pass, to the faces the
   established tracks left over (as ByteTrack's second association), so the wide gate never
