@@ -3,12 +3,14 @@ one track, and two such faces passing each other keep their identities."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from lrface.detect import Face
 from lrface.video.decide import fixed_threshold
 from lrface.video.motion import GateConfig
 from lrface.video.sources import Frame
-from lrface.video.tracking import TrackerConfig
+from lrface.video.tracking import FaceTracker, TrackerConfig
 from lrface.video.watcher import FaceWatcher, WatchConfig
 from tests.video.clips import ColourDetector, colour_embed, colour_searcher, fast_frames
 
@@ -48,3 +50,18 @@ def test_each_half_of_the_gate_is_needed(tracker):
 def test_gates_are_checked():
     with pytest.raises(ValueError, match="max_distance <= first_distance"):
         TrackerConfig(max_distance=2.0, first_distance=1.0)
+
+
+def _face(cx: float, cy: float, side: float) -> Face:
+    box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
+    return Face(box, 0.99, np.tile(np.array([[cx, cy]], np.float32), (5, 1)))
+
+
+def test_a_large_box_beside_a_small_face_is_not_its_track():
+    # widths are compared to the smaller face: a 100 px box centred 10 px from a 12 px face's
+    # track is 7 of the small face's widths away, not 0.98 of the large box's
+    tracker = FaceTracker()
+    first = tracker.update([_face(100, 100, 12)], 0)[0]
+    assert tracker.update([_face(101, 100, 12)], 1)[0] == first
+    joined, _ = tracker.update([_face(110, 100, 100)], 2)
+    assert [key for key, _ in joined] != [key for key, _ in first]

@@ -9,8 +9,9 @@ numpy; supervision 0.31 no longer ships ByteTrack, and Roboflow's ``trackers`` p
 ``opencv-python`` beside our headless OpenCV.
 
 Distance: the gap between a detected box's centre and the track's predicted centre (the Kalman
-estimate moved by the track's velocity), in units of the detected face's width, plus the
-relative change of width, so the rule is the same at 12 px and at 40 px. Fast small faces (a
+estimate moved by the track's velocity) plus the change of width, in units of the smaller of
+the two widths, so the rule is the same at 12 px and at 40 px and a large box (a near face, a
+false detection) next to a small face's track is far from it. Fast small faces (a
 12 px face walking 28 px between processed frames moves 2.3 of its widths) need two things:
 
 - a velocity learnt from the first two faces: norfair's Kalman filter starts a track with a
@@ -72,12 +73,13 @@ def _points(face: Face) -> np.ndarray:
 def face_distance(
     detection: Detection, track: TrackedObject, max_distance: float, first_distance: float
 ) -> float:
-    """Centre gap to the track's predicted centre over the detection's width plus relative
-    width change, divided by the track's gate (``first_distance`` while it has one face,
-    ``max_distance`` after): under 1 is a match."""
+    """Centre gap to the track's predicted centre plus width change, over the smaller of the
+    two widths (so a much larger box near a small face is far, not close), divided by the
+    track's gate (``first_distance`` while it has one face, ``max_distance`` after): under 1
+    is a match."""
     (cx, cy), (w, _) = detection.points
     (tx, ty), (tw, _) = track.estimate
-    width = max(float(w), 1.0)
+    width = max(min(float(w), float(tw)), 1.0)
     gap = (np.hypot(cx - tx, cy - ty) + abs(w - tw)) / width
     seen_once = len(track.past_detections) < 2
     return float(gap / (first_distance if seen_once else max_distance))
