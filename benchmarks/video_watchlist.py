@@ -15,6 +15,12 @@ are run one after the other. ``--detect-only`` measures the detection rate alone
 no embedding). Detection is full-frame on every frame (no motion gating): this measures
 recognition, not speed; tracks of a single face are kept (``min_faces=1``), so every detected
 face counts at frame level. Wall and CPU seconds are reported.
+
+Tracking is reported per clip set: tracks holding the person's faces (one per clip when
+nothing fragments), clips split, tracks mixing the person with other detections; with
+``--crossings`` each probe clip is also crossed with a passer-by's (``crossing``) and tracks
+holding faces of both people (identity switches) are counted. ``--tracker`` sets
+``TrackerConfig`` fields (e.g. ``first_distance=1.5``) for ablations.
 """
 
 from __future__ import annotations
