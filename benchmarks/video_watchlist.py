@@ -15,6 +15,12 @@ are run one after the other. ``--detect-only`` measures the detection rate alone
 no embedding). Detection is full-frame on every frame (no motion gating): this measures
 recognition, not speed; tracks of a single face are kept (``min_faces=1``), so every detected
 face counts at frame level. Wall and CPU seconds are reported.
+
+Tracking is reported per clip set: tracks holding the person's faces (one per clip when
+nothing fragments), clips split, tracks mixing the person with other detections; with
+``--crossings`` each probe clip is also crossed with a passer-by's (``crossing``) and tracks
+holding faces of both people (identity switches) are counted. ``--tracker`` sets
+``TrackerConfig`` fields (e.g. ``first_distance=1.5``) for ablations.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import argparse
 import json
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import cv2
@@ -33,7 +39,9 @@ from tqdm import tqdm
 from lrface.data.lfw import LFW, fold_people
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.video import (
+    PATCH_WIDTHS,
     Camera,
+    Clip,
     ClipSpec,
     Replay,
     bin_label,
@@ -50,7 +58,86 @@ from lrface.search.gallery import Gallery
 from lrface.video.aggregate import WEIGHTINGS
 from lrface.video.decide import fixed_threshold, gallery_searcher
 from lrface.video.motion import GateConfig
+from lrface.video.sources import Frame
+from lrface.video.tracking import TrackerConfig
 from lrface.video.watcher import FaceWatcher, WatchConfig
+
+
+class RecordingWatcher(FaceWatcher):
+    """A ``FaceWatcher`` that keeps the events it yields, for the tracking figures."""
+
+    def watch(self, frames):
+        self.events = []
+        for event in super().watch(frames):
+            self.events.append(event)
+            yield event
+
+
+def track_stats(clip, events) -> dict[str, int]:
+    """How one clip was tracked: ``clips``; ``person_tracks``, tracks holding a face detected
+    on the person's true box (1 per clip when nothing fragments); ``split_clips``, clips whose
+    person faces went to more than one track; ``mixed_tracks``, tracks holding faces on the
+    person and off it (a false detection, or another person, joined the track)."""
+    on = [[on_face(o.face, clip.boxes[o.frame]) for o in e.observations] for e in events]
+    person = [flags for flags in on if any(flags)]
+    return {
+        "clips": 1,
+        "person_tracks": len(person),
+        "split_clips": int(len(person) > 1),
+        "mixed_tracks": sum(not all(flags) for flags in person),
+    }
+
+
+def crossing(a: Clip, b: Clip) -> Clip:
+    """``a``'s frames with ``b``'s face patch pasted over them, mirrored if both walk the same
+    way and moved to half a face below ``a``'s path, so the two faces cross (``b`` in front)
+    mid-clip. The returned boxes stack ``a``'s then ``b``'s (frames x 2 x 4)."""
+    h, w = a.frames[0].shape[:2]
+    mirror = np.sign(a.boxes[-1, 0] - a.boxes[0, 0]) == np.sign(b.boxes[-1, 0] - b.boxes[0, 0])
+    frames, boxes = [], []
+    for image, b_image, a_box, b_box in zip(a.frames, b.frames, a.boxes, b.boxes, strict=True):
+        if mirror:
+            b_image = b_image[:, ::-1]
+            b_box = np.array([w - b_box[2], b_box[1], w - b_box[0], b_box[3]], np.float32)
+        width = float(b_box[2] - b_box[0])
+        dy = int(round((a_box[1] + a_box[3]) / 2 + width / 2 - (b_box[1] + b_box[3]) / 2))
+        side = int(round(PATCH_WIDTHS * width))
+        x0 = int(round((b_box[0] + b_box[2]) / 2 - side / 2))
+        y0 = int(round((b_box[1] + b_box[3]) / 2 - side / 2))
+        mask = np.zeros((side, side), np.float32)
+        axes = (int(side * 0.4), int(side * 0.45))
+        cv2.ellipse(mask, (side // 2, side // 2), axes, 0, 0, 360, 1, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), side / 12)[..., None]
+        # the patch's rows and columns inside both frames (source at y0, destination at y0 + dy)
+        top, left = max(0, -y0, -(y0 + dy)), max(0, -x0)
+        bottom, right = min(side, h - y0, h - y0 - dy), min(side, w - x0)
+        out = image.astype(np.float32)
+        if bottom > top and right > left:
+            src = b_image[y0 + top : y0 + bottom, x0 + left : x0 + right].astype(np.float32)
+            dst = out[y0 + dy + top : y0 + dy + bottom, x0 + left : x0 + right]
+            m = mask[top:bottom, left:right]
+            out[y0 + dy + top : y0 + dy + bottom, x0 + left : x0 + right] = m * src + (1 - m) * dst
+        frames.append(np.clip(out, 0, 255).astype(np.uint8))
+        boxes.append([a_box, b_box + np.array([0, dy, 0, dy], np.float32)])
+    return Clip(frames, np.array(boxes, np.float32), a.sizes)
+
+
+def crossing_stats(clip: Clip, events) -> dict[str, int]:
+    """Two people crossing: ``person_tracks`` holding faces of either (2 when nothing
+    fragments), ``switches``: tracks holding faces of both (an identity switch or merge)."""
+    whose = []
+    for event in events:
+        people = set()
+        for o in event.observations:
+            hits = [on_face(o.face, box) for box in clip.boxes[o.frame]]
+            if sum(hits) == 1:  # a face on both boxes (they overlap) says nothing
+                people.add(hits.index(True))
+        whose.append(people)
+    return {
+        "pairs": 1,
+        "person_tracks": sum(bool(p) for p in whose),
+        "switches": sum(len(p) > 1 for p in whose),
+    }
 
 
 def detection_rates(clip, faces_per_frame, bins) -> dict[str, list[int]]:
@@ -111,6 +198,14 @@ def main() -> None:
     ap.add_argument("--bins", default="10,14,20,28,40", help="bin edges (px) with --shrink")
     ap.add_argument("--camera", default="3,3,50", help="blur,noise,jpeg[;...] (jpeg: none)")
     ap.add_argument("--detect-only", action="store_true")
+    ap.add_argument(
+        "--crossings", action="store_true", help="also cross each probe with a passer-by"
+    )
+    ap.add_argument(
+        "--tracker",
+        default="",
+        help="TrackerConfig fields, e.g. first_distance=1.5,velocity_std=1 (default: defaults)",
+    )
     ap.add_argument("--student", default=None)
     ap.add_argument("--fold", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -118,6 +213,11 @@ def main() -> None:
     ap.add_argument("--demo", type=Path, default=None, help="write one demo clip and exit")
     args = ap.parse_args()
 
+    fields = dict(kv.split("=") for kv in args.tracker.split(",") if kv)
+    defaults = TrackerConfig()
+    if unknown := set(fields) - set(vars(defaults)):
+        ap.error(f"--tracker: no TrackerConfig field {sorted(unknown)}")
+    tracker = TrackerConfig(**{k: type(getattr(defaults, k))(v) for k, v in fields.items()})
     lfw = LFW(args.lfw)
     n_probe = 2 if args.demo else args.people
     probes, passers, photos = choose_people(
@@ -169,14 +269,21 @@ def main() -> None:
         "bins": [bin_label(b) for b in bins],
         "frames": args.frames,
         "student": args.student,
+        "tracker": str(tracker),
         "cameras": {},
     }
+    config = WatchConfig(
+        weighting=WEIGHTINGS[0], min_faces=1, gate=GateConfig(full_every=1), tracker=tracker
+    )
     started, cpu_started = time.time(), time.process_time()
     for camera in cameras:
         results: dict[str, list] = {name: [] for name in configs}
         rates: dict[str, list[int]] = {}
+        tracking: dict[str, dict[str, Counter]] = {name: {} for name in configs}
         for size, end_size in clip_sizes:
             desc = f"{camera.label()}, {size}" + (f"-{end_size}" if end_size else "") + " px"
+            probe_clips: list[Clip] = []
+            passer_clips: list[Clip] = []
             for i, (person, found, enrolled) in enumerate(tqdm(jobs, desc=desc)):
                 spec = ClipSpec(
                     person, found, size, args.frames, args.seed * 7919 + i, end_size, camera
@@ -189,18 +296,39 @@ def main() -> None:
                     counts[0] += hits
                     counts[1] += n
                 for name, pipe in configs.items():
-                    config = WatchConfig(
-                        weighting=WEIGHTINGS[0], min_faces=1, gate=GateConfig(full_every=1)
-                    )
-                    watcher = FaceWatcher(
+                    watcher = RecordingWatcher(
                         replay, pipe.embed_faces, searcher, fixed_threshold(None), config
                     )
                     results[name].append(run_clip(clip, spec, enrolled, watcher, WEIGHTINGS, bins))
+                    counts = tracking[name].setdefault(desc, Counter())
+                    counts.update(track_stats(clip, watcher.events))
+                if args.crossings and configs:
+                    (probe_clips if enrolled else passer_clips).append(clip)
+            # the i-th probe crosses the i-th passer-by; unpaired clips are left out
+            for a, b in zip(probe_clips, passer_clips, strict=False):
+                clip = crossing(a, b)
+                replay = Replay(clip_detector, clip.frames)
+                for name, pipe in configs.items():
+                    watcher = RecordingWatcher(
+                        replay, pipe.embed_faces, searcher, fixed_threshold(None), config
+                    )
+                    list(watcher.watch(Frame(i, i / 25, f) for i, f in enumerate(clip.frames)))
+                    counts = tracking[name].setdefault(f"{desc}, crossing", Counter())
+                    counts.update(crossing_stats(clip, watcher.events))
         entry: dict = {"detection_rate": {k: h / max(n, 1) for k, (h, n) in rates.items()}}
         for name in configs:
             entry[name] = summarize(results[name], WEIGHTINGS)
             print(f"\n{camera.label()}, {name}: weightings {' / '.join(WEIGHTINGS)}")
             print("\n".join(markdown(entry[name], WEIGHTINGS)))
+            entry[f"{name}/tracking"] = {k: dict(v) for k, v in tracking[name].items()}
+            for clips, c in tracking[name].items():
+                print(
+                    f"tracking, {clips}: {c['person_tracks']} person tracks in {c['clips']} "
+                    f"clips, {c['split_clips']} clips split, {c['mixed_tracks']} mixed tracks"
+                    if "clips" in c
+                    else f"tracking, {clips}: {c['person_tracks']} person tracks for "
+                    f"{c['pairs']} pairs, {c['switches']} tracks holding both people"
+                )
         if args.detect_only:
             print(f"{camera.label()}: detection rate {json.dumps(entry['detection_rate'])}")
         report["cameras"][camera.label()] = entry

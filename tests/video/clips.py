@@ -36,6 +36,20 @@ def crossing_frames(n: int = 24, stranger: bool = False) -> list[np.ndarray]:
     return frames
 
 
+def fast_frames(step: int = 30, side: int = 10, width: int = 480) -> list[np.ndarray]:
+    """Red walks left to right and blue right to left, half a face lower, each ``step`` px per
+    frame (3 widths of a 10 px face): they pass each other mid-clip."""
+    h = SIZE[0]
+    frames = []
+    for t in range((width - 16 - side) // step + 1):
+        image = np.full((h, width, 3), 90, np.uint8)
+        red_x, blue_x = 8 + t * step, width - 8 - side - t * step
+        image[40 : 40 + side, red_x : red_x + side] = COLOURS["red"]
+        image[45 : 45 + side, blue_x : blue_x + side] = COLOURS["blue"]
+        frames.append(image)
+    return frames
+
+
 def write_avi(frames: list[np.ndarray], path: Path, fps: float = 10.0) -> Path:
     h, w = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
