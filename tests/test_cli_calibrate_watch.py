@@ -13,7 +13,8 @@ from lrface.cli import app
 
 
 def test_bad_options_are_one_line(tmp_path):
-    for option, value in [("--fpir", "0.01,x"), ("--fpir", "1.5"), ("--camera", "3,3")]:
+    bad = [("--fpir", "0.01,x"), ("--fpir", "1.5"), ("--camera", "3,3"), ("--subgalleries", "0")]
+    for option, value in bad:
         result = CliRunner().invoke(app, ["calibrate-watch", option, value, "--out", str(tmp_path)])
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
 

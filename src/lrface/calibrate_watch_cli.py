@@ -16,6 +16,8 @@ import typer
 from lrface.pipeline_cli import DEFAULT_STUDENT, CutoffOpt, DeviceOpt, StudentOpt, _fail
 
 TEACHER = "dlib-resnet-torch"
+SUB_DRAWS = 200
+"""Random sub-galleries per search for ``--subgalleries``."""
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -129,6 +131,8 @@ def calibrate_watch_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     sub_sizes = [int(n) for n in _floats(subgalleries, "--subgalleries")] if subgalleries else []
+    if any(n < 1 for n in sub_sizes):
+        raise typer.BadParameter("sizes must be at least 1", param_hint="--subgalleries")
     if searches is None:
         try:
             dataset = LFW(lfw)
@@ -229,9 +233,9 @@ def calibrate_watch_command(
     table = "\n".join(lines)
     if sub_sizes:
         table += (
-            "\n\nHalf 1 against random sub-galleries of the gallery's people (200 per search), "
-            "judged by the track thresholds for the whole gallery and for the sub-gallery's "
-            "size:\n\n" + "\n".join(sub_lines)
+            "\n\nHalf 1 against random sub-galleries of the gallery's people "
+            f"({SUB_DRAWS} per search), judged by the track thresholds for the whole gallery "
+            "and for the sub-gallery's size:\n\n" + "\n".join(sub_lines)
         )
     (out / "report.md").write_text(table + "\n")
     typer.echo(table)
@@ -302,7 +306,8 @@ def _sub_measured(config: str, n: int, target: float, scores, fixed, sized):
 
     # the same draws for both threshold sets (same seed)
     judged = {
-        k: measure_subgalleries(scores, fn, n) for k, fn in (("fixed", fixed), ("sized", sized))
+        k: measure_subgalleries(scores, fn, n, SUB_DRAWS)
+        for k, fn in (("fixed", fixed), ("sized", sized))
     }
     rows, out = [], {}
     for label in ("all", WHOLE):

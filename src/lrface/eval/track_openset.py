@@ -24,12 +24,15 @@ Conventions (those of ``lrface.eval.openset`` where they apply):
   frame whole and keeping one-face tracks; per face-size bin the clip's track is the one with
   most faces in the bin, pooled from those faces (``run_clip``). A *search* is one such
   sub-track; a bin where a clip has no track is a search with no answer (no alarm, a miss).
+  Each clip's *whole-clip* track (``WHOLE``: its longest track pooled from all its faces, the
+  one decision ``lrface watch`` makes for a person walking past) is one more search.
 * A track's threshold is looked up by its main encoder and the median native size of that
   encoder's faces (``lrface.video.watcher.track_probe``), snapped to the nearest of
   ``TRACK_SIZES`` on a log scale as ``ThresholdBook`` does. Per (encoder, size) the threshold
-  is ``threshold_at_fpir`` over half 0's passer-by tracks of that key (with ``whole``, their
-  whole-clip tracks as well as the bin tracks); keys with fewer than ``min_tracks`` tracks get
-  none (the lookup then takes the nearest stored size).
+  is ``threshold_at_fpir`` over half 0's passer-by tracks of that key: their size-bin tracks
+  and, with ``whole`` (``lrface calibrate-watch``'s default; measured better on whole-clip
+  tracks, no worse on bins), their whole-clip tracks; keys with fewer than ``min_tracks``
+  tracks get none (the lookup then takes the nearest stored size).
 * Watch-lists of other sizes (``threshold_ladder``): every search keeps its scores against
   *every* gallery identity. For a watch-list of N people a passer-by's best score is the
   maximum over N identities; its distribution is that of the maximum over a random N-subset of
@@ -41,13 +44,9 @@ Conventions (those of ``lrface.eval.openset`` where they apply):
   interpolates on log N. **Assumption**: the calibration gallery's people (LFW, one full-size
   template each) stand in for the user's; a watch-list of people who look more alike than
   random LFW people raises more alarms than this predicts.
-* Measured on half 1, per bin and over all bins: FPIR = share of passer-by searches with a
-  best score at or above their threshold; FNIR = share of probe searches not answered with the
-  right identity at or above it. Also on *whole-clip* tracks (``WHOLE``: each clip's longest
-  track pooled from all its faces, the one decision ``lrface watch`` makes for a person
-  walking past), which never set a threshold: they show whether thresholds set on one size
-  band hold for a track that spans several.
-
+* Measured on half 1, per bin, over all bins and on whole-clip tracks apart: FPIR = share of
+  passer-by searches with a best score at or above their threshold; FNIR = share of probe
+  searches not answered with the right identity at or above it.
 * Sub-galleries (``measure_subgalleries``): half 1's searches judged as if the gallery held
   only N of its people: per search ``draws`` random N-subsets (seeded; a probe's own person
   always in it), a passer-by's alarm is the subset's best score at or above the threshold, a
