@@ -177,3 +177,34 @@ def test_track_calibrations_are_stored_where_they_are_found(tmp_path):
     packaged = track_calibration_target("dlib-resnet-torch")
     assert packaged == track_calibration_path("dlib-resnet-torch")  # the shipped one
     assert Calibration.load(packaged).tracks
+
+
+def test_thresholds_by_watch_list_size_interpolate_on_log_n(tmp_path):
+    import math
+
+    from lrface.calibration import for_gallery_size
+
+    ladder = {1: {16: 0.80, 48: 0.85}, 10: {16: 0.90, 48: 0.95}, 100: {16: 0.92, 48: 0.97}}
+    assert for_gallery_size(ladder, 16, 10) == (0.90, "for a gallery of 10")
+    value, note = for_gallery_size(ladder, 48, 3)
+    assert value == pytest.approx(0.85 + 0.10 * math.log(3) / math.log(10))
+    assert note == "for a gallery of 3, interpolated between 1 and 10"
+    assert for_gallery_size(ladder, 16, 31)[0] == pytest.approx(0.91, abs=0.001)  # mid-decade
+    value, note = for_gallery_size(ladder, 16, 5000)
+    assert value == 0.92 and "above the largest calibrated size (100)" in note
+    assert for_gallery_size(ladder, 16, 0)[0] == 0.80
+    # through the book: a file with a ladder, picked for the gallery's size (or its own openset)
+    path = tmp_path / "t-tracks.json"
+    data = {"probes": "tracks", "probe_encoder": "T", "gallery_size": 100, "openset_fpir": 0.01}
+    data |= {"openset": {"16": 0.92, "48": 0.97}}
+    data["openset_by_gallery_size"] = {
+        str(n): {str(s): t for s, t in by.items()} for n, by in ladder.items()
+    }
+    path.write_text(json.dumps(data))
+    book = ThresholdBook([Calibration.load(path)])
+    choice = book.openset(FaceRef("T", 18), "T", tracks=True, gallery_size=3)
+    assert choice.threshold == pytest.approx(0.80 + 0.10 * math.log(3) / math.log(10))
+    assert choice.for_gallery == "for a gallery of 3, interpolated between 1 and 10"
+    assert choice.source.endswith("[openset@16, N=3]") and "for a gallery of 3" in choice.reason
+    plain = book.openset(FaceRef("T", 18), "T", tracks=True)
+    assert plain.threshold == 0.92 and plain.for_gallery is None

@@ -16,6 +16,8 @@ import typer
 from lrface.pipeline_cli import DEFAULT_STUDENT, CutoffOpt, DeviceOpt, StudentOpt, _fail
 
 TEACHER = "dlib-resnet-torch"
+SUB_DRAWS = 200
+"""Random sub-galleries per search for ``--subgalleries``."""
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -74,6 +76,27 @@ def calibrate_watch_command(
     min_tracks: Annotated[
         int, typer.Option(help="Fewest calibration tracks to set a threshold on.", min=1)
     ] = 10,
+    whole: Annotated[
+        bool,
+        typer.Option(
+            help="Set the thresholds on the passers-by's whole-clip tracks as well as on their "
+            "size-bin tracks (both are tracks lrface watch may see)."
+        ),
+    ] = True,
+    subgalleries: Annotated[
+        str,
+        typer.Option(
+            help="Also measure half 1 against random sub-galleries of these sizes: thresholds "
+            "for that size vs those for the whole gallery."
+        ),
+    ] = "10,40",
+    searches: Annotated[
+        Path | None,
+        typer.Option(
+            help="Set and measure the thresholds from the searches.npz of an earlier run "
+            "instead of filming (same --student; the recipe options are then ignored)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the people split and the clips.")] = 0,
     lfw: Annotated[
         Path | None, typer.Option(help="LFW root (else $LRFACE_LFW, ../shared/data/lfw).")
@@ -88,7 +111,7 @@ def calibrate_watch_command(
     from lrface.calibration import ThresholdBook, track_calibration_target
     from lrface.data.lfw import LFW
     from lrface.eval.track_openset import TrackRecipe
-    from lrface.eval.track_openset_lfw import film_tracks
+    from lrface.eval.track_openset_lfw import film_tracks, load_filmed, save_filmed
     from lrface.eval.video import Camera
     from lrface.machine import describe_machine
     from lrface.paths import DatasetNotFoundError
@@ -107,10 +130,14 @@ def calibrate_watch_command(
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    try:
-        dataset = LFW(lfw)
-    except DatasetNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--lfw") from None
+    sub_sizes = [int(n) for n in _floats(subgalleries, "--subgalleries")] if subgalleries else []
+    if any(n < 1 for n in sub_sizes):
+        raise typer.BadParameter("sizes must be at least 1", param_hint="--subgalleries")
+    if searches is None:
+        try:
+            dataset = LFW(lfw)
+        except DatasetNotFoundError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--lfw") from None
     configs = {"teacher": _pipeline(TEACHER, None, "mtcnn", recipe.min_face, None, "all", device)}
     if student:
         configs["teacher+student"] = _pipeline(
@@ -128,10 +155,25 @@ def calibrate_watch_command(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     started, cpu = time.time(), time.process_time()
-    filmed = film_tracks(dataset, configs, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    if searches is not None:
+        try:
+            filmed = load_filmed(searches)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        if set(filmed.scores) != set(configs):
+            raise _fail(f"{searches}: holds {', '.join(filmed.scores)}, not {', '.join(configs)}")
+    else:
+        filmed = film_tracks(dataset, configs, recipe)
+        save_filmed(out / "searches.npz", filmed)
     elapsed, cpu = time.time() - started, time.process_time() - cpu
+    if any(n > filmed.gallery_size for n in sub_sizes):
+        raise _fail(f"--subgalleries must be at most the gallery's {filmed.gallery_size} people")
+    recipe_dict = filmed.recipe or recipe.to_dict()
     report = {
-        "recipe": recipe.to_dict(),
+        "recipe": recipe_dict,
+        "searches": str(searches or out / "searches.npz"),
+        "calibrated_on": "size-bin and whole-clip tracks" if whole else "size-bin tracks",
         "student": student,
         "gallery_size": filmed.gallery_size,
         "probes": filmed.probes,
@@ -147,9 +189,15 @@ def calibrate_watch_command(
         "| encoders | face bin | threshold | value(s) | FPIR achieved (alarms) | FNIR (misses) |",
         "|---|---|---|---|---|---|",
     ]
+    sub_lines = [
+        "| encoders | gallery | tracks | nominal FPIR | FPIR: whole-gallery / size thresholds "
+        "| FNIR: whole-gallery / size thresholds |",
+        "|---|---|---|---|---|---|",
+    ]
     written: dict[float, list[tuple[str, Path]]] = {}
     for target in targets:
-        files = _track_files(out / f"fpir-{target:g}", filmed, owners, target, min_tracks, recipe)
+        folder = out / f"fpir-{target:g}"
+        files = _track_files(folder, filmed, owners, target, min_tracks, recipe_dict, whole)
         written[target] = [(c.owner, Path(c.path)) for c in files]
         entry = report["fpir"][f"{target:g}"] = {
             "track_calibrations": [c.path for c in files],
@@ -170,11 +218,25 @@ def calibrate_watch_command(
                     continue
                 entry[f"{config}/{source}"] = rates
                 lines += rows
+            if not files:
+                continue
+            for n in sub_sizes:
+                fixed = book_thresholds(book, teacher_key, tracks=True)
+                sized = book_thresholds(book, teacher_key, True, n)
+                rates, rows = _sub_measured(config, n, target, filmed.scores[config], fixed, sized)
+                entry[f"{config}/track/gallery-{n}"] = rates
+                sub_lines += rows
     if not any(written.values()):
         raise _fail(f"no track thresholds set (fewer than {min_tracks} tracks per size)")
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     table = "\n".join(lines)
+    if sub_sizes:
+        table += (
+            "\n\nHalf 1 against random sub-galleries of the gallery's people "
+            f"({SUB_DRAWS} per search), judged by the track thresholds for the whole gallery "
+            "and for the sub-gallery's size:\n\n" + "\n".join(sub_lines)
+        )
     (out / "report.md").write_text(table + "\n")
     typer.echo(table)
     typer.echo(
@@ -189,22 +251,28 @@ def calibrate_watch_command(
         typer.echo(f"stored {path} as {track_calibration_target(name)}")
 
 
-def _track_files(folder: Path, filmed, owners: dict, target: float, min_tracks: int, recipe):
-    """Each owner's track calibration at ``target`` written into ``folder`` and loaded
-    (``owner`` set to the encoder's name); owners with no threshold are left out."""
+def _track_files(
+    folder: Path, filmed, owners: dict, target: float, min_tracks: int, recipe: dict, whole: bool
+):
+    """Each owner's track calibration at ``target`` (with thresholds by watch-list size)
+    written into ``folder`` and loaded (``owner`` set to the encoder's name); owners with no
+    threshold are left out."""
     from lrface.calibration import Calibration
-    from lrface.eval.track_openset import calibrate_tracks, calibration_file
+    from lrface.eval.track_openset import calibrate_tracks, calibration_file, threshold_ladder
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     teacher_key = owners["teacher"][1]
     for config, (name, key) in owners.items():
-        thresholds, counts = calibrate_tracks(filmed.scores[config], target, {key}, min_tracks)
+        scores = filmed.scores[config]
+        thresholds, counts = calibrate_tracks(scores, target, {key}, min_tracks, whole=whole)
         if key not in thresholds:
             continue
+        ladder = threshold_ladder(scores, target, {key}, min_tracks, whole=whole)[key]
         data = calibration_file(
-            key, teacher_key, thresholds[key], counts[key], target, filmed.gallery_size, recipe
-        )
+            key, teacher_key, thresholds[key], counts[key], target, filmed.gallery_size, recipe,
+            ladder, whole,
+        )  # fmt: skip
         path = folder / f"{Path(name).name}-tracks.json"
         path.write_text(json.dumps(data, indent=2) + "\n")
         files.append(Calibration.load(path))
@@ -228,6 +296,30 @@ def _measured(config: str, label: str, scores, fn) -> tuple[dict, list[str]]:
         )
     out = {name: r.to_dict() for name, r in rates.items()}
     out["thresholds"] = sorted({f"{c.source} = {c.threshold:.4f}" for c in _choices(scores, fn)})
+    return out, rows
+
+
+def _sub_measured(config: str, n: int, target: float, scores, fixed, sized):
+    """Rates of half 1 against random sub-galleries of ``n`` judged by the ``fixed`` (whole
+    gallery) and the ``sized`` (for ``n``) track thresholds, and their table rows."""
+    from lrface.eval.track_openset import WHOLE, measure_subgalleries
+
+    # the same draws for both threshold sets (same seed)
+    judged = {
+        k: measure_subgalleries(scores, fn, n, SUB_DRAWS)
+        for k, fn in (("fixed", fixed), ("sized", sized))
+    }
+    rows, out = [], {}
+    for label in ("all", WHOLE):
+        a, b = judged["fixed"].get(label), judged["sized"].get(label)
+        if a is None or b is None:
+            continue
+        out[label] = {"whole-gallery": a.to_dict(), "size": b.to_dict()}
+        tracks = f"{'size bins' if label == 'all' else label} ({a.passersby} + {a.probes})"
+        rows.append(
+            f"| {config} | {n} | {tracks} | {target:g} | {a.fpir:.3f} / **{b.fpir:.3f}** | "
+            f"{a.fnir:.3f} / {b.fnir:.3f} |"
+        )
     return out, rows
 
 

@@ -9,7 +9,11 @@ writes ``{"gallery_encoder", "probe_encoder", "view", "flip", "thresholds": {"hr
 ``{"threshold": t, "encoder": name}`` is read too. A *track* calibration
 (``"probes": "tracks"``, written by ``lrface calibrate-watch``, ``lrface.eval.track_openset``)
 holds open-set thresholds for pooled video tracks rather than single faces; only
-``lrface watch`` reads it (``ThresholdBook.openset(..., tracks=True)``). ``flip`` says whether
+``lrface watch`` reads it (``ThresholdBook.openset(..., tracks=True)``). Its
+``"openset_by_gallery_size": {"1": {"16": t, ...}, "3": {...}, ...}`` holds them for watch-lists
+of several sizes (a stranger's best score is a maximum over the watch-list, so it grows with
+it); a search is judged at its gallery's size, interpolated on log N between the stored sizes
+(above the largest, the largest's). ``flip`` says whether
 the embeddings were averaged with the mirrored face's; the pipeline embeds without flip, so a
 flip calibration is refused (its thresholds sit higher).
 
@@ -96,6 +100,36 @@ def nearest_size(resolution: int | None, sizes: list[int | None]) -> int | None:
     return min(sizes, key=lambda s: (abs(math.log(s or FULL_SIZE) - target), s or FULL_SIZE))
 
 
+def _sized(table) -> dict[int | None, float]:
+    """``{"16": t, "full": t}`` as ``{16: t, None: t}``."""
+    return {None if k == "full" else int(k): float(v) for k, v in dict(table).items()}
+
+
+def for_gallery_size(
+    ladder: dict[int, dict[int | None, float]], size: int | None, n: int
+) -> tuple[float, str]:
+    """The threshold at face ``size`` for a watch-list of ``n`` identities from ``{N: {size:
+    threshold}}`` and a note saying how: linear in log N between the stored sizes around ``n``;
+    under the smallest, the smallest's; above the largest, the largest's (too low there: more
+    strangers reach it than the calibrated FPIR)."""
+    sizes = sorted(ladder)
+    if n in ladder:
+        return ladder[n][size], f"for a gallery of {n}"
+    if n > sizes[-1]:
+        note = (
+            f"for a gallery of {n}, above the largest calibrated size ({sizes[-1]}): its "
+            "thresholds, which let more strangers through here"
+        )
+        return ladder[sizes[-1]][size], note
+    if n < sizes[0]:
+        return ladder[sizes[0]][size], f"for a gallery of {n}: the smallest calibrated size's"
+    high = next(m for m in sizes if m > n)
+    low = sizes[sizes.index(high) - 1]
+    w = (math.log(n) - math.log(low)) / (math.log(high) - math.log(low))
+    value = (1 - w) * ladder[low][size] + w * ladder[high][size]
+    return value, f"for a gallery of {n}, interpolated between {low} and {high}"
+
+
 @dataclass
 class Calibration:
     """Thresholds of one file; ``gallery``/``probe`` are the encoder keys it was made with."""
@@ -112,6 +146,9 @@ class Calibration:
     """Open-set thresholds set on pooled video tracks (``"probes": "tracks"``), not faces."""
     gallery_size: int | None = None
     """Enrolled identities the open-set thresholds were set against, where the file says."""
+    openset_by_gallery: dict[int, dict[int | None, float]] = field(default_factory=dict)
+    """Open-set thresholds per watch-list size (``{N: {size: threshold}}``), where the file has
+    them."""
     owner: str | None = None
     """The encoder name this file is stored with (its probe side by that name too, so a shipped
     student whose weights were rounded after calibration still finds its file)."""
@@ -146,7 +183,10 @@ class Calibration:
         try:
             single = None if single is None else float(single)
             table = {str(k): float(v) for k, v in dict(table).items()}
-            openset = {None if k == "full" else int(k): float(v) for k, v in dict(openset).items()}
+            openset = _sized(openset)
+            ladder = {
+                int(n): _sized(v) for n, v in dict(data.get("openset_by_gallery_size", {})).items()
+            }
             fpir = data.get("openset_fpir")
             fpir = None if fpir is None else float(fpir)
         except (TypeError, ValueError):
@@ -160,10 +200,16 @@ class Calibration:
         size = data.get("gallery_size")
         if size is not None and (not isinstance(size, int) or size < 1):
             raise ValueError(f"{path}: 'gallery_size' must be a positive integer, got {size!r}")
+        if any(n < 1 or set(v) != set(openset) for n, v in ladder.items()):
+            raise ValueError(
+                f"{path}: 'openset_by_gallery_size' needs positive sizes, each with the sizes of "
+                "'openset'"
+            )
         tracks = kind == "tracks"
         return cls(
-            str(path), str(gallery), str(probe), flip, single, table, openset, fpir, tracks, size
-        )
+            str(path), str(gallery), str(probe), flip, single, table, openset, fpir, tracks, size,
+            ladder,
+        )  # fmt: skip
 
     def check_flip(self, flip: bool = False) -> None:
         """ValueError when the file's embeddings were made with a different ``flip``."""
@@ -204,6 +250,9 @@ class Choice:
     """Set on pooled video tracks (a track calibration), not on single faces."""
     gallery_size: int | None = None
     """Enrolled identities it was set against, where its file says."""
+    for_gallery: str | None = None
+    """For which watch-list size it was picked and how, where its file has thresholds by
+    watch-list size (``for_gallery_size``)."""
 
 
 class ThresholdBook:
@@ -275,11 +324,19 @@ class ThresholdBook:
             reason += f"; {high.encoder} served the larger face, not {calib.gallery}"
         return Choice(calib.thresholds[key], f"{calib.path} [{key}]", reason)
 
-    def openset(self, probe: FaceRef, gallery_encoder: str, tracks: bool = False) -> Choice:
+    def openset(
+        self,
+        probe: FaceRef,
+        gallery_encoder: str,
+        tracks: bool = False,
+        gallery_size: int | None = None,
+    ) -> Choice:
         """The open-set (watch-list) threshold for a probe searched in a gallery of
         ``gallery_encoder`` templates: under it, the answer is *unknown*. ``tracks``: the probe
         is a pooled video track, judged by a track calibration of its encoder when there is
-        one, else by the single-face one; single faces never get a track threshold."""
+        one, else by the single-face one; single faces never get a track threshold.
+        ``gallery_size``: the gallery's identities, for files with thresholds by watch-list
+        size (``for_gallery_size``); without it, the file's own ``openset``."""
         files = self._files(probe.encoder, gallery_encoder)
         ordered = [c for c in files if c.tracks] if tracks else []
         for calib in ordered + [c for c in files if not c.tracks]:
@@ -294,6 +351,11 @@ class ThresholdBook:
                 + ("" if calib.openset_fpir is None else f", FPIR {calib.openset_fpir:g}")
             )
             key = f"openset@{size_label(size)}"
+            value, for_gallery = calib.openset[size], None
+            if gallery_size is not None and calib.openset_by_gallery:
+                value, for_gallery = for_gallery_size(calib.openset_by_gallery, size, gallery_size)
+                key += f", N={gallery_size}"
+                reason += f", {for_gallery}"
             source = f"{calib.path} [{key}]"
-            return Choice(calib.openset[size], source, reason, calib.tracks, calib.gallery_size)
+            return Choice(value, source, reason, calib.tracks, calib.gallery_size, for_gallery)
         raise self._missing("open-set", probe.encoder, gallery_encoder)

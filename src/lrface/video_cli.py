@@ -28,9 +28,9 @@ from lrface.pipeline_cli import (
 def _thresholds(threshold: float | None, calibrations: list[Path], gal, student, pipe):
     """The open-set threshold function and a line saying where it comes from: ``--threshold``,
     else per encoder its track calibration (``--calibration`` files that are one, then the one
-    stored with the encoder: ``lrface calibrate-watch``) and, where it has none, its single-face
-    open-set thresholds (other ``--calibration`` files, then the stored ones, as ``gallery
-    search``)."""
+    stored with the encoder: ``lrface calibrate-watch``; for this gallery's size where the file
+    has thresholds by size) and, where it has none, its single-face open-set thresholds (other
+    ``--calibration`` files, then the stored ones, as ``gallery search``)."""
     from lrface.calibration import Calibration, track_calibrations
     from lrface.pipeline import default_calibrations
     from lrface.video.decide import book_thresholds, fixed_threshold
@@ -41,7 +41,7 @@ def _thresholds(threshold: float | None, calibrations: list[Path], gal, student,
         calibs = [Calibration.load(path) for path in calibrations]
         calibs += track_calibrations([student, gal.encoder_name])
         calibs += default_calibrations(gal.encoder_name, student)
-        thresholds = book_thresholds(pipe.thresholds(calibs), gal.encoder, tracks=True)
+        thresholds = book_thresholds(pipe.thresholds(calibs), gal.encoder, True, len(gal))
         encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
         # a missing open-set calibration fails now, not mid-video
         used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]
@@ -49,10 +49,17 @@ def _thresholds(threshold: float | None, calibrations: list[Path], gal, student,
         raise _fail(str(exc)) from None
     return thresholds, "; ".join(
         f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
-        f"from {choice.source.rsplit(' [', 1)[0]}"
-        + (f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else "")
+        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice)
         for name, choice in used
     ) + f"; this gallery holds {len(gal)} identities"
+
+
+def _set_for(choice) -> str:
+    """What gallery size a threshold choice was set for, and (where its file holds thresholds
+    by watch-list size) which size it was picked for."""
+    if choice.for_gallery:
+        return f" (calibrated on a gallery of {choice.gallery_size}; {choice.for_gallery})"
+    return f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else ""
 
 
 def watch_command(

@@ -158,3 +158,24 @@ def test_watch_says_which_threshold_it_used_and_a_bad_file_is_named(tmp_path, co
         result = CliRunner().invoke(app, [*args, "--calibration", str(bad)])
         assert result.exit_code == 1 and f"error: {bad}: " in result.output, result.output
         assert why in result.output and "Traceback" not in result.output
+
+
+def test_watch_picks_the_track_threshold_for_its_gallery_size(tmp_path, colour_gallery):
+    clip = write_avi(crossing_frames(12), tmp_path / "c.avi")
+    out = tmp_path / "out"
+    args = ["watch", str(clip), "--gallery", str(colour_gallery), "--out", str(out)]
+    args += ["--student", "none", "--full-every", "1"]
+    path = tmp_path / "tracks.json"
+    for ladder, value, said in [
+        ({1: 0.90, 10: 0.95}, 0.9239, "for a gallery of 3, interpolated between 1 and 10"),
+        ({1: 0.90, 2: 0.93}, 0.93, "for a gallery of 3, above the largest calibrated size (2)"),
+    ]:
+        _calibration(path, "tracks", max(ladder.values()))
+        data = json.loads(path.read_text())
+        data["gallery_size"] = max(ladder)
+        data["openset_by_gallery_size"] = {str(n): {"16": t} for n, t in ladder.items()}
+        path.write_text(json.dumps(data))
+        result = CliRunner().invoke(app, [*args, "--calibration", str(path)])
+        assert result.exit_code == 0, result.output
+        assert f"(calibrated on a gallery of {max(ladder)}; {said}" in result.output
+        assert {e["threshold"] for e in _events(out)} == {value}

@@ -24,23 +24,39 @@ Conventions (those of ``lrface.eval.openset`` where they apply):
   frame whole and keeping one-face tracks; per face-size bin the clip's track is the one with
   most faces in the bin, pooled from those faces (``run_clip``). A *search* is one such
   sub-track; a bin where a clip has no track is a search with no answer (no alarm, a miss).
+  Each clip's *whole-clip* track (``WHOLE``: its longest track pooled from all its faces, the
+  one decision ``lrface watch`` makes for a person walking past) is one more search.
 * A track's threshold is looked up by its main encoder and the median native size of that
   encoder's faces (``lrface.video.watcher.track_probe``), snapped to the nearest of
   ``TRACK_SIZES`` on a log scale as ``ThresholdBook`` does. Per (encoder, size) the threshold
-  is ``threshold_at_fpir`` over half 0's passer-by tracks of that key; keys with fewer than
-  ``min_tracks`` tracks get none (the lookup then takes the nearest stored size).
-* Measured on half 1, per bin and over all bins: FPIR = share of passer-by searches with a
-  best score at or above their threshold; FNIR = share of probe searches not answered with the
-  right identity at or above it. Also on *whole-clip* tracks (``WHOLE``: each clip's longest
-  track pooled from all its faces, the one decision ``lrface watch`` makes for a person
-  walking past), which never set a threshold: they show whether thresholds set on one size
-  band hold for a track that spans several.
+  is ``threshold_at_fpir`` over half 0's passer-by tracks of that key: their size-bin tracks
+  and, with ``whole`` (``lrface calibrate-watch``'s default; measured better on whole-clip
+  tracks, no worse on bins), their whole-clip tracks; keys with fewer than ``min_tracks``
+  tracks get none (the lookup then takes the nearest stored size).
+* Watch-lists of other sizes (``threshold_ladder``): every search keeps its scores against
+  *every* gallery identity. For a watch-list of N people a passer-by's best score is the
+  maximum over N identities; its distribution is that of the maximum over a random N-subset of
+  the calibration gallery, computed exactly (hypergeometric: the chance that a subset of N
+  misses all of a search's scores at or above t), not sampled. The threshold for N is the
+  smallest at which the expected share of alarms is at most the target FPIR; at N = the whole
+  gallery it is the plain threshold. Thresholds are stored for a ladder of sizes
+  (``GALLERY_SIZES`` under the gallery's size, and the gallery's size); ``ThresholdBook``
+  interpolates on log N. **Assumption**: the calibration gallery's people (LFW, one full-size
+  template each) stand in for the user's; a watch-list of people who look more alike than
+  random LFW people raises more alarms than this predicts.
+* Measured on half 1, per bin, over all bins and on whole-clip tracks apart: FPIR = share of
+  passer-by searches with a best score at or above their threshold; FNIR = share of probe
+  searches not answered with the right identity at or above it.
+* Sub-galleries (``measure_subgalleries``): half 1's searches judged as if the gallery held
+  only N of its people: per search ``draws`` random N-subsets (seeded; a probe's own person
+  always in it), a passer-by's alarm is the subset's best score at or above the threshold, a
+  probe is found when its own person beats the rest of the subset and reaches the threshold;
+  rates are averaged over the draws. This checks the ladder on other people than it was set
+  on; it shares its assumption (sub-galleries of the same LFW people).
 
 What the threshold depends on: the encoder(s) and face size (its keys); the gallery's size
-(a passer-by's best score is a maximum over the gallery, so a larger watch-list raises more
-false alarms at the same threshold: it holds for a gallery of about ``gallery_size``, stored
-in the file; calibrate again for a very different size); and the recipe (camera, clip length,
-weighting, detector), also stored in the file.
+(the ladder above; above the largest calibrated size the largest's thresholds are too low);
+and the recipe (camera, clip length, weighting, detector), stored in the file.
 """
 
 from __future__ import annotations
@@ -57,6 +73,10 @@ from lrface.eval.video import Camera, ClipResult
 
 WHOLE = "whole clip"
 """The label of whole-clip searches (measured, never calibrated on)."""
+
+GALLERY_SIZES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
+"""Watch-list sizes the thresholds are stored for (those under the calibration gallery's size,
+then that size)."""
 
 TRACK_SIZES = (16, 24, 32, 48)
 """Native sizes (chip side at one chip px per image px, about 4/3 of the face's box width) the
@@ -100,14 +120,30 @@ class TrackScore:
     """Best gallery score (-inf without a track)."""
     correct: bool
     """Top-1 is the clip's person (always False for a passer-by)."""
+    gallery_scores: np.ndarray | None = field(default=None, compare=False)
+    """Scores against every gallery identity, in the gallery's order (None without a track)."""
+    own: int = -1
+    """The clip's person's index in the gallery (-1: a passer-by)."""
 
 
-def track_scores(results: list[ClipResult], halves: list[int], weighting: str) -> list[TrackScore]:
-    """Every (clip, bin) search of ``results`` (``run_clip``), clip ``i`` in ``halves[i]``."""
+def track_scores(
+    results: list[ClipResult],
+    halves: list[int],
+    weighting: str,
+    templates: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> list[TrackScore]:
+    """Every (clip, bin) search of ``results`` (``run_clip``), clip ``i`` in ``halves[i]``;
+    with the gallery's unit ``templates`` (rows in the order of ``names``) also each search's
+    scores against every identity."""
     out = []
+    index = {name: i for i, name in enumerate(names or [])}
     for result, half in zip(results, halves, strict=True):
         for label, entry in result.bins.items():
             top = entry.track_top.get(weighting)
+            every = None
+            if templates is not None and top is not None and entry.track_embedding is not None:
+                every = templates.astype(np.float64) @ entry.track_embedding.astype(np.float64)
             out.append(
                 TrackScore(
                     half,
@@ -116,6 +152,8 @@ def track_scores(results: list[ClipResult], halves: list[int], weighting: str) -
                     entry.track_probe if top is not None else None,
                     float(top[1]) if top is not None else -np.inf,
                     top is not None and result.enrolled and top[0] == result.person,
+                    every,
+                    index.get(result.person, -1) if result.enrolled else -1,
                 )
             )
     return out
@@ -126,29 +164,98 @@ def snap(size: int, sizes: tuple[int, ...] = TRACK_SIZES) -> int:
     return int(nearest_size(as_resolution(size), list(sizes)))
 
 
+def _calibration_groups(
+    scores: list[TrackScore], encoders: set[str] | None, sizes: tuple[int, ...], whole: bool
+) -> dict[str, dict[int, list[TrackScore]]]:
+    """Half 0's passer-by tracks by encoder and snapped size (whole-clip ones if ``whole``)."""
+    groups: dict[str, dict[int, list[TrackScore]]] = defaultdict(lambda: defaultdict(list))
+    for s in scores:
+        if s.half == 0 and not s.mated and s.probe is not None and (whole or s.bin != WHOLE):
+            encoder, size = s.probe
+            if encoders is None or encoder in encoders:
+                groups[encoder][snap(size, sizes)].append(s)
+    return groups
+
+
 def calibrate_tracks(
     scores: list[TrackScore],
     fpir: float,
     encoders: set[str] | None = None,
     min_tracks: int = 10,
     sizes: tuple[int, ...] = TRACK_SIZES,
+    whole: bool = False,
 ) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, int]]]:
     """``{encoder: {size: threshold}}`` at ``fpir`` from half 0's passer-by tracks (of
-    ``encoders`` only, if given), and the number of tracks behind each threshold."""
-    groups: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for s in scores:
-        if s.half == 0 and not s.mated and s.probe is not None and s.bin != WHOLE:
-            encoder, size = s.probe
-            if encoders is None or encoder in encoders:
-                groups[encoder][snap(size, sizes)].append(s.score)
+    ``encoders`` only, if given; with ``whole`` their whole-clip tracks too), and the number of
+    tracks behind each threshold."""
     thresholds: dict[str, dict[int, float]] = {}
     counts: dict[str, dict[int, int]] = {}
-    for encoder, by_size in groups.items():
-        for size, values in sorted(by_size.items()):
-            if len(values) >= min_tracks:
+    for encoder, by_size in _calibration_groups(scores, encoders, sizes, whole).items():
+        for size, group in sorted(by_size.items()):
+            if len(group) >= min_tracks:
+                values = [s.score for s in group]
                 thresholds.setdefault(encoder, {})[size] = threshold_at_fpir(values, fpir)
-                counts.setdefault(encoder, {})[size] = len(values)
+                counts.setdefault(encoder, {})[size] = len(group)
     return thresholds, counts
+
+
+def subset_fpir(gallery_scores: np.ndarray, threshold: float, n: int) -> float:
+    """Expected share of searches (rows: scores against every identity of a gallery of G) whose
+    best score over a random ``n``-subset of the identities is at or above ``threshold``."""
+    from scipy.stats import hypergeom
+
+    rows = np.atleast_2d(gallery_scores)
+    reached = (rows >= threshold).sum(1)
+    # P(the n drawn identities include none of the ``reached`` ones)
+    return float(np.mean(1.0 - hypergeom.pmf(0, rows.shape[1], reached, n)))
+
+
+def ladder_threshold(gallery_scores: np.ndarray, fpir: float, n: int) -> float:
+    """The smallest threshold at which ``subset_fpir`` is at most ``fpir`` for watch-lists of
+    ``n`` of the gallery's identities (at ``n`` = G: ``threshold_at_fpir`` of the row maxima)."""
+    rows = np.atleast_2d(np.asarray(gallery_scores, np.float64))
+    if not 1 <= n <= rows.shape[1]:
+        raise ValueError(f"watch-list size {n} is not in 1..{rows.shape[1]} (the gallery's)")
+    if not 0 <= fpir < 1:
+        raise ValueError(f"target FPIR must be in [0, 1), got {fpir}")
+    # candidates: just above each score (alarms are scores at or above the threshold)
+    candidates = np.nextafter(np.unique(rows), np.inf)
+    low, high = 0, len(candidates) - 1  # the highest candidate lets nothing through
+    while low < high:
+        mid = (low + high) // 2
+        if subset_fpir(rows, candidates[mid], n) <= fpir + 1e-12:
+            high = mid
+        else:
+            low = mid + 1
+    return float(candidates[low])
+
+
+def ladder_sizes(gallery_size: int, sizes: tuple[int, ...] = GALLERY_SIZES) -> list[int]:
+    """The watch-list sizes stored for a calibration gallery of ``gallery_size``."""
+    return [n for n in sizes if n < gallery_size] + [gallery_size]
+
+
+def threshold_ladder(
+    scores: list[TrackScore],
+    fpir: float,
+    encoders: set[str] | None = None,
+    min_tracks: int = 10,
+    sizes: tuple[int, ...] = TRACK_SIZES,
+    whole: bool = False,
+    gallery_sizes: tuple[int, ...] = GALLERY_SIZES,
+) -> dict[str, dict[int, dict[int, float]]]:
+    """``{encoder: {watch-list size N: {size: threshold}}}`` at ``fpir`` from the same tracks as
+    ``calibrate_tracks``, for every N of ``ladder_sizes`` (the module docstring)."""
+    out: dict[str, dict[int, dict[int, float]]] = {}
+    for encoder, by_size in _calibration_groups(scores, encoders, sizes, whole).items():
+        for size, group in sorted(by_size.items()):
+            if len(group) < min_tracks:
+                continue
+            rows = np.stack([s.gallery_scores for s in group])
+            for n in ladder_sizes(rows.shape[1], gallery_sizes):
+                threshold = ladder_threshold(rows, fpir, n)
+                out.setdefault(encoder, {}).setdefault(n, {})[size] = threshold
+    return out
 
 
 @dataclass
@@ -157,9 +264,11 @@ class Rates:
 
     fpir: float
     fnir: float
-    alarms: int
+    alarms: float
+    """Passer-by searches that raised an alarm (an expected count over sub-gallery draws)."""
     passersby: int
-    found: int
+    found: float
+    """Probe searches answered right (an expected count over sub-gallery draws)."""
     probes: int
 
     def to_dict(self) -> dict:
@@ -193,6 +302,55 @@ def measure(
     return out
 
 
+def measure_subgalleries(
+    scores: list[TrackScore],
+    threshold: Callable[[str, int], float],
+    n: int,
+    draws: int = 200,
+    seed: int = 0,
+    half: int = 1,
+) -> dict[str, Rates]:
+    """FPIR and FNIR of ``half``'s searches as if the gallery held ``n`` of its identities
+    (``draws`` random subsets per search, a probe's own person always in; the module
+    docstring), judged by ``threshold(encoder, native size)``; groups as ``measure``. Alarms
+    and finds are expected counts (averaged over the draws)."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[tuple[bool, float, float]]] = defaultdict(list)
+    for s in scores:
+        if s.half != half:
+            continue
+        passed = found = 0.0
+        if s.probe is not None and s.gallery_scores is not None:
+            every = s.gallery_scores
+            if len(every) < n:
+                raise ValueError(f"a sub-gallery of {n} is larger than the gallery ({len(every)})")
+            t = threshold(*s.probe)
+            if s.mated:
+                others = np.delete(every, s.own)
+                keys = rng.random((draws, len(others))).argsort(1)[:, : n - 1]
+                rivals = others[keys].max(1) if n > 1 else np.full(draws, -np.inf)
+                found = float(np.mean((every[s.own] >= t) & (every[s.own] > rivals)))
+            else:
+                keys = rng.random((draws, len(every))).argsort(1)[:, :n]
+                passed = float(np.mean(every[keys].max(1) >= t))
+        groups[s.bin].append((s.mated, passed, found))
+        if s.bin != WHOLE:
+            groups["all"].append((s.mated, passed, found))
+    out = {}
+    for label, group in groups.items():
+        non = [p for mated, p, _ in group if not mated]
+        hits = [f for mated, _, f in group if mated]
+        out[label] = Rates(
+            float(np.mean(non)) if non else float("nan"),
+            1.0 - float(np.mean(hits)) if hits else float("nan"),
+            float(sum(non)),
+            len(non),
+            float(sum(hits)),
+            len(hits),
+        )
+    return out
+
+
 def calibration_file(
     encoder: str,
     gallery_encoder: str,
@@ -200,10 +358,14 @@ def calibration_file(
     counts: dict[int, int],
     fpir: float,
     gallery_size: int,
-    recipe: TrackRecipe,
+    recipe: dict,
+    ladder: dict[int, dict[int, float]] | None = None,
+    whole: bool = False,
 ) -> dict:
-    """A track calibration (``lrface.calibration.Calibration`` reads it) for one encoder."""
-    return {
+    """A track calibration (``lrface.calibration.Calibration`` reads it) for one encoder;
+    ``recipe``: ``TrackRecipe.to_dict()``; ``ladder``: ``{watch-list size: {size: threshold}}``
+    (``threshold_ladder``); ``whole``: whole-clip tracks were calibrated on too."""
+    data = {
         "probes": "tracks",
         "gallery_encoder": gallery_encoder,
         "probe_encoder": encoder,
@@ -212,5 +374,12 @@ def calibration_file(
         "openset_fpir": fpir,
         "tracks_per_size": {str(size): n for size, n in sorted(counts.items())},
         "gallery_size": gallery_size,
-        "recipe": recipe.to_dict(),
+        "calibrated_on": "size-bin and whole-clip tracks" if whole else "size-bin tracks",
+        "recipe": recipe,
     }
+    if ladder:
+        data["openset_by_gallery_size"] = {
+            str(n): {str(size): t for size, t in sorted(by_size.items())}
+            for n, by_size in sorted(ladder.items())
+        }
+    return data

@@ -1,10 +1,14 @@
 """The track open-set protocol of ``lrface.eval.track_openset`` on LFW View 2's people: choose
 the people, enrol the gallery, film every clip once and run each encoder configuration's
-``FaceWatcher`` over it (detections made once, embedded by each)."""
+``FaceWatcher`` over it (detections made once, embedded by each). ``save_filmed`` /
+``load_filmed`` keep every search (with its scores against every gallery identity) so that
+thresholds can be set again without filming."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -25,6 +29,8 @@ class FilmedTracks:
     probes: int
     calibration_passersby: int
     passersby: int
+    recipe: dict | None = None
+    """``TrackRecipe.to_dict()`` of the run that filmed them."""
 
 
 def _take(pool: list[str], n: int, photos: dict[str, list[str]], detector, need: int, keep: int):
@@ -78,6 +84,8 @@ def film_tracks(lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = T
         image, face = found[0]
         gallery.add(person, enrol.embed_faces(image, [face])[0].embedding[None])
     searcher = gallery_searcher(gallery)
+    names = list(gallery.names)
+    templates = np.stack([gallery.identity(name).template for name in names])
     jobs = [(p, f[1:4], True, 1) for p, f in probes.items()]
     jobs += [(p, f[:3], False, 0) for p, f in calib.items()]
     jobs += [(p, f[:3], False, 1) for p, f in passers.items()]
@@ -104,9 +112,69 @@ def film_tracks(lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = T
             )
     halves = [h for *_, h in jobs]
     return FilmedTracks(
-        {name: track_scores(r, halves, recipe.weighting) for name, r in results.items()},
+        {
+            name: track_scores(r, halves, recipe.weighting, templates, names)
+            for name, r in results.items()
+        },
         len(probes) + len(extra),
         len(probes),
         len(calib),
         len(passers),
+        recipe.to_dict(),
     )
+
+
+_FIELDS = ("half", "mated", "bin", "encoder", "size", "score", "correct", "own")
+
+
+def save_filmed(path: str | os.PathLike, filmed: FilmedTracks) -> None:
+    """Every search of ``filmed`` as one ``.npz`` (plain arrays, no pickle)."""
+    arrays: dict[str, np.ndarray] = {}
+    meta = {k: v for k, v in asdict(filmed).items() if k != "scores"}
+    meta["configs"] = list(filmed.scores)
+    for config, scores in filmed.scores.items():
+        columns = {
+            "half": [s.half for s in scores],
+            "mated": [s.mated for s in scores],
+            "bin": [s.bin for s in scores],
+            "encoder": [s.probe[0] if s.probe else "" for s in scores],
+            "size": [s.probe[1] if s.probe else -1 for s in scores],
+            "score": [s.score for s in scores],
+            "correct": [s.correct for s in scores],
+            "own": [s.own for s in scores],
+        }
+        for name, values in columns.items():
+            arrays[f"{config}/{name}"] = np.asarray(values)
+        every = np.full((len(scores), filmed.gallery_size), np.nan)
+        for i, s in enumerate(scores):
+            if s.gallery_scores is not None:
+                every[i] = s.gallery_scores
+        arrays[f"{config}/gallery_scores"] = every
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez_compressed(path, **arrays)
+
+
+def load_filmed(path: str | os.PathLike) -> FilmedTracks:
+    """What ``save_filmed`` wrote (ValueError naming the file when it is not such a file)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            scores = {}
+            for config in meta.pop("configs"):
+                c = {name: data[f"{config}/{name}"] for name in (*_FIELDS, "gallery_scores")}
+                scores[config] = [
+                    TrackScore(
+                        int(c["half"][i]),
+                        bool(c["mated"][i]),
+                        str(c["bin"][i]),
+                        (str(c["encoder"][i]), int(c["size"][i])) if c["encoder"][i] else None,
+                        float(c["score"][i]),
+                        bool(c["correct"][i]),
+                        None if np.isnan(c["gallery_scores"][i]).any() else c["gallery_scores"][i],
+                        int(c["own"][i]),
+                    )
+                    for i in range(len(c["half"]))
+                ]
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a searches file of lrface calibrate-watch ({exc})") from None
+    return FilmedTracks(scores, **meta)

@@ -265,6 +265,9 @@ class BinResult:
     track_probe: tuple[str, int] | None = None
     """What that track's open-set threshold is looked up by under the watcher's own weighting
     (``lrface.video.watcher.track_probe``: main encoder, median native size)."""
+    track_embedding: np.ndarray | None = None
+    """That track's pooled unit embedding under the watcher's own weighting (to score it
+    against every gallery identity, not only the top-1)."""
 
 
 @dataclass
@@ -341,6 +344,8 @@ def _pool_main(entry: BinResult, tracks: list, watcher, weightings) -> None:
     entry.track_probe = track_probe(main, face_weights(widths, scores, watcher.config.weighting))
     for weighting in weightings:
         pooled = aggregate(embeddings, face_weights(widths, scores, weighting))
+        if weighting == watcher.config.weighting:
+            entry.track_embedding = pooled
         top = watcher.searcher(pooled[None], 1)[0]
         entry.track_top[weighting] = top[0] if top else None
 

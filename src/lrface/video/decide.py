@@ -65,26 +65,32 @@ class BookThresholds:
     calibrated for the encoder and the resolution nearest the face's (``openset`` in the
     calibration files). With ``tracks`` a track calibration of the encoder (set on pooled
     tracks, ``lrface calibrate-watch``) comes first and the single-face one is the fallback.
+    ``gallery_size``: the watch-list's identities; a file with thresholds by watch-list size
+    gives the one for this size (interpolated on log N; above its largest size, the largest's).
     ValueError when no file has one for that encoder and gallery."""
 
     book: object
     gallery_encoder: str
     tracks: bool = False
+    gallery_size: int | None = None
 
     def choice(self, encoder: str, size: int):
         """The ``lrface.calibration.Choice`` (threshold, file and key, reason)."""
         from lrface.calibration import FaceRef, as_resolution
 
         probe = FaceRef(encoder, as_resolution(size))
-        return self.book.openset(probe, self.gallery_encoder, self.tracks)
+        return self.book.openset(probe, self.gallery_encoder, self.tracks, self.gallery_size)
 
     def __call__(self, encoder: str, size: int) -> float:
         return self.choice(encoder, size).threshold
 
 
-def book_thresholds(book, gallery_encoder: str, tracks: bool = False) -> BookThresholds:
-    """``BookThresholds`` for ``book`` and a gallery of ``gallery_encoder`` templates."""
-    return BookThresholds(book, gallery_encoder, tracks)
+def book_thresholds(
+    book, gallery_encoder: str, tracks: bool = False, gallery_size: int | None = None
+) -> BookThresholds:
+    """``BookThresholds`` for ``book`` and a gallery of ``gallery_size`` ``gallery_encoder``
+    templates."""
+    return BookThresholds(book, gallery_encoder, tracks, gallery_size)
 
 
 def fixed_threshold(value: float | None) -> ThresholdFn:
