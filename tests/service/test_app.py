@@ -4,6 +4,7 @@ tests/test_pipeline.py: every endpoint, the pipeline's bad inputs, keys, limits 
 from __future__ import annotations
 
 import io
+import json
 
 import cv2
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from lrface.calibration import Calibration
 from lrface.pipeline import FacePipeline
 from lrface.search.store import Enrolment, SqliteStore, open_store
 from lrface.service.app import ServiceConfig, create_app
@@ -263,3 +265,28 @@ def test_watch_names_a_bad_upload(client, tmp_path):
     assert "upload.video" not in r.json()["error"]
     empty = client.post("/api/watch", files={"file": ("clip.mp4", b"")})
     assert empty.status_code == 422 and empty.json()["error"] == "clip.mp4: empty upload"
+
+
+def test_watch_judges_tracks_by_the_track_calibration_for_the_gallery_s_size(
+    store, pipeline, tmp_path
+):
+    files = []
+    for probe in ("teacher", "student"):  # whichever encoder serves the walking face
+        path = tmp_path / f"{probe}-tracks.json"
+        ladder = {"1": {"16": -1.0}, "2": {"16": 1.01}}  # anyone for 1 identity, no one for 2
+        data = {"probes": "tracks", "probe_encoder": probe, "gallery_encoder": "teacher"}
+        data |= {"flip": False, "openset": {"16": 1.01}, "openset_fpir": 0.01}
+        data |= {"gallery_size": 2, "openset_by_gallery_size": ladder}
+        path.write_text(json.dumps(data))
+        files.append(Calibration.load(path))
+    client = TestClient(
+        create_app(store, pipeline, ServiceConfig(api_key=KEY), [], files),
+        headers={"X-API-Key": KEY},
+    )
+    video = _clip(tmp_path / "walk.avi")
+    assert enroll(client, "Ann", RED).status_code == 200
+    (event,) = client.post("/api/watch", files={"file": ("walk.avi", video)}).json()["events"]
+    assert (event["identity"], event["threshold"]) == ("Ann", -1.0)
+    assert enroll(client, "Bob", BLUE).status_code == 200
+    (event,) = client.post("/api/watch", files={"file": ("walk.avi", video)}).json()["events"]
+    assert (event["identity"], event["threshold"]) == ("unknown", 1.01)
