@@ -280,26 +280,12 @@ def measure(
 ) -> dict[str, Rates]:
     """FPIR and FNIR of ``half``'s searches judged by ``threshold(encoder, native size)``, per
     bin, over all bins (``"all"``) and for whole-clip tracks (``WHOLE``)."""
-    groups: dict[str, list[TrackScore]] = defaultdict(list)
-    for s in scores:
-        if s.half == half:
-            groups[s.bin].append(s)
-            if s.bin != WHOLE:
-                groups["all"].append(s)
-    out = {}
-    for label, group in groups.items():
-        passed = [s.probe is not None and s.score >= threshold(*s.probe) for s in group]
-        non = [p for p, s in zip(passed, group, strict=True) if not s.mated]
-        hits = [p and s.correct for p, s in zip(passed, group, strict=True) if s.mated]
-        out[label] = Rates(
-            float(np.mean(non)) if non else float("nan"),
-            1.0 - float(np.mean(hits)) if hits else float("nan"),
-            int(sum(non)),
-            len(non),
-            int(sum(hits)),
-            len(hits),
-        )
-    return out
+
+    def judge(s: TrackScore) -> tuple[float, float]:
+        passed = s.probe is not None and s.score >= threshold(*s.probe)
+        return float(passed), float(passed and s.correct)
+
+    return _rates_by_group(scores, half, judge, int)
 
 
 def measure_subgalleries(
@@ -315,10 +301,8 @@ def measure_subgalleries(
     docstring), judged by ``threshold(encoder, native size)``; groups as ``measure``. Alarms
     and finds are expected counts (averaged over the draws)."""
     rng = np.random.default_rng(seed)
-    groups: dict[str, list[tuple[bool, float, float]]] = defaultdict(list)
-    for s in scores:
-        if s.half != half:
-            continue
+
+    def judge(s: TrackScore) -> tuple[float, float]:
         passed = found = 0.0
         if s.probe is not None and s.gallery_scores is not None:
             every = s.gallery_scores
@@ -333,9 +317,28 @@ def measure_subgalleries(
             else:
                 keys = rng.random((draws, len(every))).argsort(1)[:, :n]
                 passed = float(np.mean(every[keys].max(1) >= t))
-        groups[s.bin].append((s.mated, passed, found))
+        return passed, found
+
+    return _rates_by_group(scores, half, judge, float)
+
+
+def _rates_by_group(
+    scores: list[TrackScore],
+    half: int,
+    judge: Callable[[TrackScore], tuple[float, float]],
+    count: Callable[[float], float],
+) -> dict[str, Rates]:
+    """``Rates`` of ``half``'s searches per bin, over all bins (``"all"``) and for whole-clip
+    tracks (``WHOLE``); ``judge`` gives each search's (alarm, find) in [0, 1] (a passer-by
+    passing the threshold, a probe found at rank 1 above it); ``count`` types the totals."""
+    groups: dict[str, list[tuple[bool, float, float]]] = defaultdict(list)
+    for s in scores:
+        if s.half != half:
+            continue
+        verdict = (s.mated, *judge(s))
+        groups[s.bin].append(verdict)
         if s.bin != WHOLE:
-            groups["all"].append((s.mated, passed, found))
+            groups["all"].append(verdict)
     out = {}
     for label, group in groups.items():
         non = [p for mated, p, _ in group if not mated]
@@ -343,9 +346,9 @@ def measure_subgalleries(
         out[label] = Rates(
             float(np.mean(non)) if non else float("nan"),
             1.0 - float(np.mean(hits)) if hits else float("nan"),
-            float(sum(non)),
+            count(sum(non)),
             len(non),
-            float(sum(hits)),
+            count(sum(hits)),
             len(hits),
         )
     return out
