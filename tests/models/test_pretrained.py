@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -47,6 +48,23 @@ def test_a_damaged_weights_file_is_refused_with_its_name(shipped):
     weights.write_bytes(bytes(data))
     with pytest.raises(pretrained.PretrainedIntegrityError, match="student.safetensors.*sha256"):
         pretrained.load_pretrained("tiny-v1")
+
+
+def test_files_are_hashed_once_unless_they_change(shipped, monkeypatch):
+    hashed = []
+    digest = pretrained.file_digest
+    monkeypatch.setattr(pretrained, "file_digest", lambda p: hashed.append(p.name) or digest(p))
+    pretrained.pretrained_dir("tiny-v1")
+    pretrained.pretrained_dir("tiny-v1")
+    assert sorted(hashed) == sorted(pretrained.FILES)
+    weights = pretrained.PRETRAINED_DIR / "tiny-v1" / "student.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    stat = weights.stat()  # a new mtime even if the write fell in the same clock tick
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    with pytest.raises(pretrained.PretrainedIntegrityError, match="student.safetensors.*sha256"):
+        pretrained.pretrained_dir("tiny-v1")
 
 
 def test_a_missing_file_and_an_unknown_name_are_clear(shipped):
