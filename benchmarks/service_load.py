@@ -6,10 +6,12 @@ The gallery is ``--identities`` random unit vectors (one enrolment each, in the 
 dimension and under its encoder key, so the server accepts it), written through
 ``SqliteStore.add`` one transaction per identity (the time is printed: the store's commit
 rate). The server is a real ``lrface serve`` subprocess (MTCNN + the dlib teacher, an API key,
-``OMP_NUM_THREADS=--threads``); every request detects, aligns and embeds the probe, then
+``OMP_NUM_THREADS=--threads``, its encoders under each of ``--runtimes`` in turn: one server
+each, same gallery and probe); every request detects, aligns and embeds the probe, then
 searches the faiss index. The probe is an LFW photo shrunk to ``--probe-size`` px.
 
-    python benchmarks/service_load.py --identities 10000 --clients 1,4,16 --requests 200
+    python benchmarks/service_load.py --identities 10000 --clients 1,4,16 --requests 200 \
+        --runtimes torch,onnx
 """
 
 from __future__ import annotations
@@ -66,9 +68,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(gallery: Path, port: int, threads: int) -> subprocess.Popen:
+def start_server(gallery: Path, port: int, threads: int, runtime: str) -> subprocess.Popen:
     env = {**os.environ, "LRFACE_API_KEY": KEY, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "lrface.cli", "serve", "--gallery", str(gallery)]
+    cmd += ["--runtime", runtime]
     proc = subprocess.Popen(cmd + ["--port", str(port)], env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -138,6 +141,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120, help="time limit per client count")
     parser.add_argument("--probe-size", type=int, default=100, help="probe photo side, px")
     parser.add_argument("--threads", type=int, default=1, help="server's OMP threads")
+    parser.add_argument(
+        "--runtimes", default="onnx", help="server encoder runtimes, one server each: onnx, torch"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
@@ -155,29 +161,31 @@ def main() -> None:
             f"({args.identities / built:.0f} commits/s)",
             flush=True,
         )
-        port = free_port()
-        server = start_server(gallery, port, args.threads)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            asyncio.run(load(url, probe, 1, 3, 60))  # warm-up, not counted
-            rows = []
-            for n in (int(c) for c in args.clients.split(",")):
-                row = asyncio.run(load(url, probe, n, args.requests, args.seconds))
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        rows = []
+        for runtime in args.runtimes.split(","):
+            port = free_port()
+            server = start_server(gallery, port, args.threads, runtime)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                asyncio.run(load(url, probe, 1, 3, 60))  # warm-up, not counted
+                for n in (int(c) for c in args.clients.split(",")):
+                    row = asyncio.run(load(url, probe, n, args.requests, args.seconds))
+                    rows.append({"runtime": runtime} | row)
+                    print(json.dumps(rows[-1]), flush=True)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
     print(
         f"\n{cpu_model()}, {os.cpu_count()} logical CPUs, server OMP threads {args.threads}, "
         f"load average {os.getloadavg()[0]:.2f}; probe {args.probe_size} px, "
         f"{args.identities} identities\n"
     )
-    print("| clients | requests | errors | req/s | p50 ms | p90 ms | p99 ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| runtime | clients | requests | errors | req/s | p50 ms | p90 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['requests_per_s']} | "
+            f"| {r['runtime']} | {r['clients']} | {r['requests']} | {r['errors']} | "
+            f"{r['requests_per_s']} | "
             f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} |"
         )
     if args.out:

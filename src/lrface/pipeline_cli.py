@@ -29,6 +29,13 @@ MinFaceOpt = Annotated[
     float, typer.Option(help="MTCNN: smallest face searched for, px (>= 12).", min=12)
 ]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Run the face encoders on the CPU with onnx (ONNX Runtime: same embeddings, about "
+        "2x faster on a few faces at a time) or torch (PyTorch).",
+    ),
+]
 StudentOpt = Annotated[
     str,
     typer.Option(
@@ -177,6 +184,15 @@ def _draw(image, faces, out: Path) -> None:
 def chosen_student(student: str | None) -> str | None:
     """The ``--student`` value as an encoder name, ``None`` for 'none'."""
     return None if student is None or student.lower() == "none" else student
+
+
+def chosen_runtime(runtime: str) -> str:
+    """The ``--runtime`` value, or a one-line exit naming the choices."""
+    from lrface.models.onnx_encoder import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise _fail(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    return runtime
 
 
 def _pipeline(

@@ -17,10 +17,12 @@ from lrface.pipeline_cli import (
     CutoffOpt,
     DeviceOpt,
     MinFaceOpt,
+    RuntimeOpt,
     StudentOpt,
     _fail,
     _load_gallery,
     _pipeline,
+    chosen_runtime,
     chosen_student,
 )
 
@@ -98,18 +100,11 @@ def watch_command(
     ] = 10,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
     device: DeviceOpt = "cpu",
-    runtime: Annotated[
-        str,
-        typer.Option(
-            help="Run the face encoders on the CPU with onnx (ONNX Runtime: same embeddings, "
-            "about 2x faster on a few faces per frame) or torch (PyTorch).",
-        ),
-    ] = "onnx",
+    runtime: RuntimeOpt = "onnx",
 ) -> None:
     """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
     from tqdm import tqdm
 
-    from lrface.models.onnx_encoder import RUNTIMES
     from lrface.search.gallery import GalleryError
     from lrface.video.aggregate import WEIGHTINGS
     from lrface.video.decide import gallery_searcher
@@ -126,8 +121,7 @@ def watch_command(
         frames = open_source(source, stride, fps)
     except VideoReadError as exc:
         raise _fail(str(exc)) from None
-    if runtime not in RUNTIMES:
-        raise _fail(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    runtime = chosen_runtime(runtime)
     pipe = _pipeline(
         gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime
     )

@@ -48,3 +48,14 @@ def test_serve_needs_a_key_or_no_auth_on_loopback(monkeypatch, tmp_path):
     (tmp_path / "junk.db").write_bytes(b"junk")
     result, _ = _run(monkeypatch, tmp_path, "--no-auth", "--gallery", tmp_path / "junk.db")
     assert result.exit_code == 1 and "junk.db: not an lrface gallery" in result.output
+
+
+def test_serve_refuses_an_unknown_runtime(monkeypatch, tmp_path):
+    args = ("--no-auth", "--student", "none", "--runtime", "tensorrt")
+    result, started = _run(monkeypatch, tmp_path, *args)
+    assert result.exit_code == 1 and "--runtime must be one of torch, onnx" in result.output
+    assert not started and "Traceback" not in result.output
+    result, started = _run(
+        monkeypatch, tmp_path, "--no-auth", "--student", "none", "--runtime", "torch"
+    )
+    assert result.exit_code == 0 and started

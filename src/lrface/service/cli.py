@@ -13,9 +13,11 @@ from lrface.pipeline_cli import (
     CutoffOpt,
     DetectorOpt,
     DeviceOpt,
+    RuntimeOpt,
     StudentOpt,
     _fail,
     _pipeline,
+    chosen_runtime,
     chosen_student,
 )
 
@@ -44,6 +46,7 @@ def serve_command(
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload per file, MiB.")] = 10,
     max_pixels: Annotated[int, typer.Option(help="Largest image, pixels.")] = 25_000_000,
     device: DeviceOpt = "cpu",
+    runtime: RuntimeOpt = "onnx",
 ) -> None:
     """Serve the watch-list: REST API (docs at /docs) and a web page at /."""
     import uvicorn
@@ -74,7 +77,8 @@ def serve_command(
         except GalleryError as exc:
             raise _fail(str(exc)) from None
         encoder = store.encoder_name
-    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device)
+    runtime = chosen_runtime(runtime)
+    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device, runtime)
     try:
         if existing:
             store.check_compatible(pipe.teacher.cache_key, pipe.dim)
