@@ -116,7 +116,7 @@ def calibrate_watch_command(
     from lrface.machine import describe_machine
     from lrface.paths import DatasetNotFoundError
     from lrface.pipeline_cli import _pipeline, chosen_student
-    from lrface.video.decide import book_thresholds
+    from lrface.video.decide import BookThresholds
 
     student = chosen_student(student)
     targets = _floats(fpir, "--fpir")
@@ -206,9 +206,9 @@ def calibrate_watch_command(
         for config, p in configs.items():
             aliases = {e.cache_key: {e.name} for e in (p.teacher, p.student) if e is not None}
             book = ThresholdBook(files + singles[target], aliases)
-            sources = {"track": book_thresholds(book, teacher_key, tracks=True)}
+            sources = {"track": BookThresholds(book, teacher_key, tracks=True)}
             if singles[target]:
-                sources["single-face"] = book_thresholds(book, teacher_key)
+                sources["single-face"] = BookThresholds(book, teacher_key)
             for source, fn in sources.items():
                 label = f"{source} @ {target:g}"
                 try:
@@ -221,14 +221,13 @@ def calibrate_watch_command(
             if not files:
                 continue
             for n in sub_sizes:
-                fixed = book_thresholds(book, teacher_key, tracks=True)
-                sized = book_thresholds(book, teacher_key, True, n)
+                fixed = BookThresholds(book, teacher_key, tracks=True)
+                sized = BookThresholds(book, teacher_key, True, n)
                 rates, rows = _sub_measured(config, n, target, filmed.scores[config], fixed, sized)
                 entry[f"{config}/track/gallery-{n}"] = rates
                 sub_lines += rows
     if not any(written.values()):
         raise _fail(f"no track thresholds set (fewer than {min_tracks} tracks per size)")
-    out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     table = "\n".join(lines)
     if sub_sizes:

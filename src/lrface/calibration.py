@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,33 +55,39 @@ def calibration_path(encoder: str) -> Path | None:
 
 
 def track_calibration_path(encoder: str) -> Path | None:
-    """The track open-set calibration stored with an encoder: ``<checkpoint
-    dir>/calibration-tracks.json`` or the packaged ``models/calibration/<name>-tracks.json``
-    (also for shipped students, whose own directories are hash-pinned)."""
-    candidates = [
-        Path(encoder) / "calibration-tracks.json",
-        _MODELS / "calibration" / f"{encoder}-tracks.json",
-    ]
-    return next((p for p in candidates if p.is_file()), None)
+    """The track open-set calibration stored with an encoder (``track_calibration_target``),
+    if there is one."""
+    path = track_calibration_target(encoder)
+    return path if path.is_file() else None
 
 
 def track_calibration_target(encoder: str) -> Path:
-    """Where an encoder's track calibration is stored (``track_calibration_path`` finds it):
-    inside a checkpoint directory, else the packaged calibration folder."""
+    """Where an encoder's track calibration is stored: ``<checkpoint dir>/
+    calibration-tracks.json``, else the packaged ``models/calibration/<name>-tracks.json`` (also
+    for shipped students, whose own directories are hash-pinned)."""
     if Path(encoder).is_dir():
         return Path(encoder) / "calibration-tracks.json"
     return _MODELS / "calibration" / f"{encoder}-tracks.json"
 
 
-def track_calibrations(encoders: list[str | None]) -> list[Calibration]:
-    """The track calibrations stored with these encoder names (those that have one)."""
+def stored_calibrations(
+    encoders: list[str | None], path_of: Callable[[str], Path | None] = calibration_path
+) -> list[Calibration]:
+    """The calibrations stored with these encoder names, in order (those that have one; each
+    with ``owner`` set to its name): single-face ones by default, track ones with
+    ``path_of=track_calibration_path``."""
     out = []
     for name in encoders:
-        path = track_calibration_path(name) if name else None
+        path = path_of(name) if name else None
         if path is not None:
             out.append(Calibration.load(path))
             out[-1].owner = name
     return out
+
+
+def track_calibrations(encoders: list[str | None]) -> list[Calibration]:
+    """The track calibrations stored with these encoder names (those that have one)."""
+    return stored_calibrations(encoders, track_calibration_path)
 
 
 def size_label(size: int | None) -> str:

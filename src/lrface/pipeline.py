@@ -29,7 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrface.calibration import Calibration, FaceRef, ThresholdBook, as_resolution, calibration_path
+from lrface.calibration import (
+    Calibration,
+    FaceRef,
+    ThresholdBook,
+    as_resolution,
+    stored_calibrations,
+    track_calibrations,
+)
 from lrface.data.degrade import CHIP_SIZE
 from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector, detect_bounded
@@ -310,13 +317,14 @@ class FacePipeline:
 def default_calibrations(encoder: str, student: str | None) -> list[Calibration]:
     """The calibrations stored with the student (if any) and the teacher (if any); see
     ``lrface.calibration.calibration_path``."""
-    calibrations = []
-    for name in (student, encoder):
-        path = calibration_path(name) if name else None
-        if path is not None:
-            calibrations.append(Calibration.load(path))
-            calibrations[-1].owner = name
-    return calibrations
+    return stored_calibrations([student, encoder])
+
+
+def watch_calibrations(encoder: str, student: str | None) -> list[Calibration]:
+    """What video tracks are judged by (``lrface watch``, the service's ``/api/watch``): the
+    track calibrations stored with the student and the teacher, then their single-face ones
+    (``ThresholdBook.openset(..., tracks=True)`` prefers the former, falls back to the latter)."""
+    return track_calibrations([student, encoder]) + default_calibrations(encoder, student)
 
 
 THUMBNAIL_SIZE = 112

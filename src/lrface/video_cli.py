@@ -33,17 +33,16 @@ def _thresholds(threshold: float | None, calibrations: list[Path], gal, student,
     stored with the encoder: ``lrface calibrate-watch``; for this gallery's size where the file
     has thresholds by size) and, where it has none, its single-face open-set thresholds (other
     ``--calibration`` files, then the stored ones, as ``gallery search``)."""
-    from lrface.calibration import Calibration, track_calibrations
-    from lrface.pipeline import default_calibrations
-    from lrface.video.decide import book_thresholds, fixed_threshold
+    from lrface.calibration import Calibration
+    from lrface.pipeline import watch_calibrations
+    from lrface.video.decide import BookThresholds, fixed_threshold
 
     if threshold is not None:
         return fixed_threshold(threshold), f"--threshold {threshold}"
     try:
         calibs = [Calibration.load(path) for path in calibrations]
-        calibs += track_calibrations([student, gal.encoder_name])
-        calibs += default_calibrations(gal.encoder_name, student)
-        thresholds = book_thresholds(pipe.thresholds(calibs), gal.encoder, True, len(gal))
+        calibs += watch_calibrations(gal.encoder_name, student)
+        thresholds = BookThresholds(pipe.thresholds(calibs), gal.encoder, True, len(gal))
         encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
         # a missing open-set calibration fails now, not mid-video
         used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]

@@ -83,7 +83,7 @@ def test_watcher_takes_the_track_threshold_and_falls_back_to_single_faces(tmp_pa
     import json
 
     from lrface.calibration import Calibration, ThresholdBook
-    from lrface.video.decide import book_thresholds
+    from lrface.video.decide import BookThresholds
 
     def calib(name, kind, encoder, value):
         data = {"probes": kind, "probe_encoder": encoder, "gallery_encoder": "colour"}
@@ -97,7 +97,7 @@ def test_watcher_takes_the_track_threshold_and_falls_back_to_single_faces(tmp_pa
         ([calib("tracks.json", "tracks", "colour", 0.93), single], 0.93),
         ([calib("other.json", "tracks", "another-encoder", 0.5), single], 0.97),
     ]:
-        thresholds = book_thresholds(ThresholdBook(files), "colour", tracks=True)
+        thresholds = BookThresholds(ThresholdBook(files), "colour", tracks=True)
         watcher = FaceWatcher(ColourDetector(), colour_embed, colour_searcher, thresholds)
         events = list(watcher.watch(frames))
         assert len(events) == 3 and {e.to_dict()["threshold"] for e in events} == {expected}

@@ -146,19 +146,19 @@ def create_app(
     pipeline: FacePipeline,
     config: ServiceConfig | None = None,
     calibrations: list[Calibration] | None = None,
-    track_calibrations: list[Calibration] | None = None,
+    watch_calibrations: list[Calibration] | None = None,
 ) -> FastAPI:
     """The app serving ``store`` through ``pipeline``. ``calibrations`` (the student's and the
     teacher's, as ``lrface.pipeline.default_calibrations`` finds them) decide ``/api/verify``
     and each searched face's open-set ``decision`` (known or unknown); without them the
-    decision says it is undecided and why. ``track_calibrations`` (``lrface calibrate-watch``)
-    judge ``/api/watch``'s tracks first, for the gallery's size at each upload, as
-    ``lrface watch`` does."""
+    decision says it is undecided and why. ``watch_calibrations``
+    (``lrface.pipeline.watch_calibrations``: track calibrations, then single-face ones) judge
+    ``/api/watch``'s tracks, for the gallery's size at each upload, as ``lrface watch`` does;
+    without them, ``calibrations``."""
     config = config or ServiceConfig()
     calibrations = calibrations or []
     book = pipeline.thresholds(calibrations)
-    # /api/watch: track calibrations first, for the gallery's size at the time of the upload
-    track_book = pipeline.thresholds((track_calibrations or []) + calibrations)
+    watch_book = pipeline.thresholds(watch_calibrations or calibrations)
     watch = WatchList(store, pipeline)
     app = FastAPI(
         title="lrface watch-list",
@@ -364,7 +364,7 @@ def create_app(
         to events.jsonl. A video that breaks off returns the finished tracks and the error."""
         import tempfile
 
-        from lrface.video.decide import book_thresholds
+        from lrface.video.decide import BookThresholds
         from lrface.video.sources import VideoReadError, open_source
         from lrface.video.watcher import FaceWatcher
 
@@ -383,7 +383,7 @@ def create_app(
         def searcher(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
             return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)]
 
-        calibrated = book_thresholds(track_book, store.encoder, True, watch.size())
+        calibrated = BookThresholds(watch_book, store.encoder, True, watch.size())
 
         def threshold(encoder: str, size: int) -> float | None:
             """The open-set threshold, or None (ranked, never unknown) without a calibration,

@@ -51,8 +51,7 @@ def serve_command(
     """Serve the watch-list: REST API (docs at /docs) and a web page at /."""
     import uvicorn
 
-    from lrface.calibration import track_calibrations
-    from lrface.pipeline import default_calibrations
+    from lrface.pipeline import default_calibrations, watch_calibrations
     from lrface.search.gallery import GalleryError
     from lrface.search.store import SqliteStore, open_store
     from lrface.service.app import ServiceConfig, create_app
@@ -88,14 +87,14 @@ def serve_command(
         raise _fail(str(exc)) from None
     try:
         calibrations = default_calibrations(encoder, student)
-        tracks = track_calibrations([student, encoder])
-        pipe.thresholds(calibrations + tracks)  # refuses calibrations that do not fit
+        watching = watch_calibrations(encoder, student)
+        pipe.thresholds(watching)  # refuses calibrations that do not fit this pipeline
     except ValueError as exc:
         raise _fail(str(exc)) from None
     config = ServiceConfig(
         api_key=key, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels
     )
-    app = create_app(store, pipe, config, calibrations, tracks)
+    app = create_app(store, pipe, config, calibrations, watching)
     typer.echo(
         f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
         f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "

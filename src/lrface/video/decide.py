@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lrface.calibration import ThresholdBook
 
 Searcher = Callable[[np.ndarray, int], list[list[tuple[str, float]]]]
 ThresholdFn = Callable[[str, int], float | None]
@@ -69,7 +73,7 @@ class BookThresholds:
     gives the one for this size (interpolated on log N; above its largest size, the largest's).
     ValueError when no file has one for that encoder and gallery."""
 
-    book: object
+    book: ThresholdBook
     gallery_encoder: str
     tracks: bool = False
     gallery_size: int | None = None
@@ -83,14 +87,6 @@ class BookThresholds:
 
     def __call__(self, encoder: str, size: int) -> float:
         return self.choice(encoder, size).threshold
-
-
-def book_thresholds(
-    book, gallery_encoder: str, tracks: bool = False, gallery_size: int | None = None
-) -> BookThresholds:
-    """``BookThresholds`` for ``book`` and a gallery of ``gallery_size`` ``gallery_encoder``
-    templates."""
-    return BookThresholds(book, gallery_encoder, tracks, gallery_size)
 
 
 def fixed_threshold(value: float | None) -> ThresholdFn:
