@@ -47,3 +47,11 @@ def test_torch_runtime_and_unknown_runtime(encoder):
     assert with_runtime(None, "onnx") is None
     with pytest.raises(ValueError, match="unknown runtime 'tensorrt'"):
         with_runtime(encoder, "tensorrt")
+
+
+def test_a_damaged_cached_export_is_made_again(encoder):
+    path = onnx_file(encoder)
+    path.write_bytes(b"not an onnx model")
+    chips = np.random.default_rng(0).integers(0, 256, (2, 20, 20, 3), dtype=np.uint8)
+    np.testing.assert_allclose(OnnxEncoder(encoder).embed(chips), encoder.embed(chips), atol=1e-5)
+    assert path.stat().st_size > 1000

@@ -24,12 +24,13 @@ from lrface.paths import cache_dir
 RUNTIMES = ("torch", "onnx")
 
 
-def onnx_file(encoder: TorchEncoder) -> Path:
-    """The encoder's network as ONNX, exported on first use (written whole, then renamed, so
-    a crash or a concurrent process never leaves half a file under the final name)."""
+def onnx_file(encoder: TorchEncoder, fresh: bool = False) -> Path:
+    """The encoder's network as ONNX, exported on first use or with ``fresh`` (written whole,
+    then renamed, so a crash or a concurrent process never leaves half a file under the final
+    name)."""
     directory = cache_dir() / "onnx"
     path = directory / f"{encoder.cache_key}.onnx"
-    if not path.is_file():
+    if fresh or not path.is_file():
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=directory)
         os.close(fd)
@@ -60,9 +61,16 @@ class OnnxEncoder(FaceEncoder):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(onnx_file(encoder)), options, providers=["CPUExecutionProvider"]
-        )
+        path = onnx_file(encoder)
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception:  # onnxruntime's own types: a cached file damaged since it was written
+            path = onnx_file(encoder, fresh=True)
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
         self._input = self.session.get_inputs()[0].name
 
     @property
