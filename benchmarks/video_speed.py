@@ -153,7 +153,7 @@ def measure(
     row: dict = {"frame": f"{w}x{h}", "min_face": det.min_face, "faces_found": len(faces)}
     imgs = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float()
     with torch.inference_mode():
-        row["pnet_s"] = timed(partial(det._stage1, imgs, h, w), repeats)
+        row["pnet_s"] = timed(partial(det._stage1, image[None], imgs), repeats)
     row["mtcnn_s"] = timed(partial(det.detect, image), repeats)
     row["track_s"] = timed(partial(FaceTracker().update, faces, 0), repeats)
     configs = {}

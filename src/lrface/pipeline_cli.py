@@ -64,8 +64,9 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def make_detector(name: str, min_face: float = 20, device: str = "cpu"):
-    """``mtcnn`` or ``dlib`` as a FaceDetector; exits with a message when it cannot be built."""
+def make_detector(name: str, min_face: float = 20, device: str = "cpu", pyramid: str = "area"):
+    """``mtcnn`` or ``dlib`` as a FaceDetector; exits with a message when it cannot be built.
+    ``pyramid``: MTCNN's (``lrface.detect.mtcnn``; ``lrface watch`` uses ``cascade``)."""
     if name == "dlib":
         from lrface.detect.dlib_detector import DlibDetector
 
@@ -76,7 +77,7 @@ def make_detector(name: str, min_face: float = 20, device: str = "cpu"):
     from lrface.detect.weights import WeightsUnavailableError
 
     try:
-        return MTCNN(min_face=min_face, device=device)
+        return MTCNN(min_face=min_face, device=device, pyramid=pyramid)
     except WeightsUnavailableError as exc:
         raise _fail(str(exc), 2) from None
 
@@ -204,13 +205,14 @@ def _pipeline(
     multi_face: str,
     device: str,
     runtime: str = "torch",
+    pyramid: str = "area",
 ):
     from lrface.models.onnx_encoder import with_runtime
     from lrface.pipeline import FacePipeline
 
     low = _encoder(student, device) if student else None  # a wrong path fails first
     return FacePipeline(
-        make_detector(detector, min_face, device),
+        make_detector(detector, min_face, device, pyramid),
         with_runtime(_encoder(encoder, device), runtime),
         with_runtime(low, runtime),
         size_cutoff=size_cutoff,

@@ -97,6 +97,18 @@ def watch_command(
             min=1,
         ),
     ] = 10,
+    crowd_full_every: Annotated[
+        int,
+        typer.Option(
+            help="While most of the picture moves (a crowd), detect around live tracks only and "
+            "the whole frame every N-th frame; 1 = every such frame whole.",
+            min=1,
+        ),
+    ] = 5,
+    threads: Annotated[
+        bool,
+        typer.Option(help="Decode, detect and embed in three threads (both cores for one camera)."),
+    ] = True,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
     device: DeviceOpt = "cpu",
     runtime: RuntimeOpt = "onnx",
@@ -122,7 +134,15 @@ def watch_command(
         raise _fail(str(exc)) from None
     runtime = chosen_runtime(runtime)
     pipe = _pipeline(
-        gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime
+        gal.encoder_name,
+        student,
+        "mtcnn",
+        min_face,
+        size_cutoff,
+        "all",
+        device,
+        runtime,
+        pyramid="cascade",  # docs/video.md, "Real footage"
     )
     try:
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
@@ -134,20 +154,26 @@ def watch_command(
         pipe.embed_faces,
         gallery_searcher(gal),
         thresholds,
-        WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every)),
+        WatchConfig(
+            weighting=weighting,
+            gate=GateConfig(full_every=full_every, crowd_full_every=crowd_full_every),
+            pipelined=threads,
+        ),
     )
     writer = EventWriter(out)
     video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
     typer.echo(f"threshold: {threshold_source}", err=True)
     error, interrupted = None, False
     bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
+
+    def after_frame(frame) -> None:
+        if video is not None:
+            video.write(frame.image, _labels(watcher))
+        bar.set_postfix(tracks=len(watcher.tracker.active()), events=writer.count)
+
     try:
-        for frame in bar:
-            for event in watcher.process(frame):
-                writer.write(event)
-            if video is not None:
-                video.write(frame.image, _labels(watcher))
-            bar.set_postfix(tracks=len(watcher.tracker.active()), events=writer.count)
+        for event in watcher.watch(bar, after_frame):
+            writer.write(event)
     except VideoReadError as exc:
         error = str(exc)
     except KeyboardInterrupt:

@@ -1,15 +1,26 @@
-"""Motion-gated detection: run the face detector only where the picture changes.
+"""Motion-gated detection: run the face detector only where the picture changes and where
+live tracks are expected.
 
 CCTV backgrounds are mostly static, and MTCNN's P-Net over the whole pyramid is 80-95% of a
-frame's time (docs/video.md). OpenCV's MOG2 background subtractor on a downscaled grey copy
-of the frame marks the moving pixels; their connected regions, padded by ``pad`` minimum face
-sides, and the boxes of live tracks (padded by ``track_pad`` of their width, so a face that
-stops moving keeps being detected while its track lives), merged into disjoint rectangles,
-are the only parts of the frame the detector sees. Every ``full_every``-th processed frame
-(and the first) is detected whole, so a face that stands still with no live track (MOG2
-absorbs it into the background) is found again within ``full_every`` frames; so is the whole
-frame whenever the rectangles would cover more than ``max_area`` of it (one pass is then
-cheaper than overlapping crops). ``full_every = 1`` turns gating off.
+frame's time (docs/video.md). Each processed frame gets a ``DetectionPlan``:
+
+- **moving regions**: OpenCV's MOG2 background subtractor on a downscaled grey copy of the
+  frame marks the moving pixels; their connected regions, padded by ``pad`` minimum face sides
+  and merged into disjoint rectangles, are detected as crops at full resolution;
+- **track canvases**: around each live track's predicted box (padded by ``track_pad`` of its
+  width, so a face that stops moving keeps being detected while its track lives) a square is
+  cut and scaled so the face is ``canvas_face_px`` wide (never enlarged), on a black canvas of
+  one size: all tracks of a frame go through the detector as one batch, and the pyramid of a
+  small canvas has few, small levels whatever the face's size in the frame;
+- **the whole frame** every ``full_every``-th processed frame (and the first), so a face that
+  stands still with no live track (MOG2 absorbs it into the background) is found again within
+  ``full_every`` frames.
+
+When the moving regions would cover more than ``max_area`` of the frame (a crowd: everyone
+moves) they are dropped: the frame is searched around its tracks only, and new faces are
+found at the whole-frame passes, which come every ``crowd_full_every``-th frame while the
+crowd lasts (``crowd_full_every = 1``: every crowded frame is searched whole, the behaviour
+before track canvases). ``full_every = 1`` turns gating off.
 """
 
 from __future__ import annotations
@@ -20,9 +31,16 @@ import cv2
 import numpy as np
 
 from lrface.detect import Face, FaceDetector
+from lrface.detect.mtcnn import MTCNN, nms
 
 Region = tuple[int, int, int, int]
 """``(x1, y1, x2, y2)`` in frame pixels, end-exclusive."""
+
+DUPLICATE_OVERLAP = 0.7
+"""Faces found twice (overlapping canvases, a canvas and a moving region) whose boxes share
+more than this of the smaller one's area are one face, the higher-scoring kept: MTCNN's own
+last suppression (O-Net's, ``min`` mode at 0.7), so a frame searched in parts keeps what the
+whole frame would."""
 
 
 @dataclass
@@ -32,7 +50,12 @@ class GateConfig:
     margin around a live track's box in its widths; ``max_area``: share of the frame above
     which the whole frame is detected; ``history`` / ``var_threshold``: MOG2's (frames of
     background memory, squared Mahalanobis distance marking a pixel as moving);
-    ``mask_face_px``: a minimum-size face spans about this many pixels of the motion mask."""
+    ``mask_face_px``: a minimum-size face spans about this many pixels of the motion mask;
+    ``crowd_full_every``: while moving regions exceed ``max_area``, the whole frame every N-th
+    frame (tracks only in between); ``canvas_face_px``: a tracked face's width on its canvas
+    (0: twice the detector's minimum face, at least MTCNN's O-Net input, 48 px);
+    ``canvas_range``: on canvases, faces from 1/``canvas_range`` to ``canvas_range`` times the
+    tracked faces' widths are searched for (MTCNN)."""
 
     full_every: int = 10
     pad: float = 1.0
@@ -41,10 +64,27 @@ class GateConfig:
     history: int = 200
     var_threshold: float = 16.0
     mask_face_px: float = 6.0
+    crowd_full_every: int = 5
+    canvas_face_px: float = 0.0
+    canvas_range: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.full_every < 1:
-            raise ValueError(f"full_every must be at least 1, got {self.full_every}")
+        if self.full_every < 1 or self.crowd_full_every < 1:
+            raise ValueError(
+                f"full_every and crowd_full_every must be at least 1, got {self.full_every} "
+                f"and {self.crowd_full_every}"
+            )
+
+
+@dataclass
+class DetectionPlan:
+    """Where to detect in one frame: the whole of it, or ``regions`` (crops at full
+    resolution) and ``tracks`` (predicted ``[x1, y1, x2, y2]`` boxes, each detected on a
+    canvas around it)."""
+
+    whole: bool
+    regions: list[Region]
+    tracks: list[np.ndarray]
 
 
 def merge_regions(regions: list[Region]) -> list[Region]:
@@ -67,7 +107,7 @@ def merge_regions(regions: list[Region]) -> list[Region]:
 
 
 class MotionGate:
-    """Per processed frame: the regions to detect in, or None for the whole frame."""
+    """Per processed frame: the ``DetectionPlan`` (module docstring)."""
 
     def __init__(self, min_face: float, config: GateConfig | None = None):
         self.config = config or GateConfig()
@@ -79,7 +119,9 @@ class MotionGate:
             detectShadows=False,
         )
         self._frames = 0
+        self._since_whole = 0
         self.full_frames = 0
+        self.crowded_frames = 0
 
     def motion_mask(self, image: np.ndarray) -> np.ndarray:
         """MOG2's foreground (0/255) on the grey frame shrunk by ``step``; updates the model."""
@@ -90,14 +132,14 @@ class MotionGate:
         mask = self._subtractor.apply(grey)
         return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
 
-    def regions(self, image: np.ndarray, track_boxes: list[np.ndarray]) -> list[Region] | None:
-        """Where to detect in ``image`` (None: everywhere), given the live tracks' boxes."""
+    def plan(self, image: np.ndarray, track_boxes: list[np.ndarray]) -> DetectionPlan:
+        """Where to detect in ``image``, given the live tracks' predicted boxes."""
         mask = self.motion_mask(image)  # every frame, so the background model stays current
         index = self._frames
         self._frames += 1
+        self._since_whole += 1
         if index % self.config.full_every == 0:
-            self.full_frames += 1
-            return None
+            return self._whole()
         h, w = image.shape[:2]
         rects = []
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -105,29 +147,45 @@ class MotionGate:
         for x, y, bw, bh, _area in stats[1:count]:
             s = self.step
             rects.append((x * s - pad, y * s - pad, (x + bw) * s + pad, (y + bh) * s + pad))
-        for box in track_boxes:
-            x1, y1, x2, y2 = (float(v) for v in box)
-            m = self.config.track_pad * max(x2 - x1, y2 - y1, self.min_face)
-            rects.append((x1 - m, y1 - m, x2 + m, y2 + m))
         clipped = [
             (max(int(x1), 0), max(int(y1), 0), min(int(np.ceil(x2)), w), min(int(np.ceil(y2)), h))
             for x1, y1, x2, y2 in rects
         ]
         regions = merge_regions([r for r in clipped if r[2] > r[0] and r[3] > r[1]])
         if sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) > self.config.max_area * h * w:
-            self.full_frames += 1
-            return None
-        return regions
+            self.crowded_frames += 1
+            if self._since_whole >= self.config.crowd_full_every:
+                return self._whole()
+            regions = []
+        return DetectionPlan(False, regions, list(track_boxes))
+
+    def _whole(self) -> DetectionPlan:
+        self.full_frames += 1
+        self._since_whole = 0
+        return DetectionPlan(True, [], [])
 
 
-def detect_regions(
-    detector: FaceDetector, image: np.ndarray, regions: list[Region] | None
+def detect_planned(
+    detector: FaceDetector, image: np.ndarray, plan: DetectionPlan | None, config: GateConfig
 ) -> list[Face]:
-    """Faces found in each region (whole frame for None), in frame coordinates, best first.
+    """Faces ``plan`` finds in ``image`` (the whole frame for None), in frame coordinates,
+    best first; a face found by two parts of the plan is kept once."""
+    if plan is None or plan.whole:
+        return detector.detect(image)
+    min_face = float(getattr(detector, "min_face", 1))
+    # canvases first: of two equal-scoring copies the whole face on a canvas is kept
+    faces = detect_tracks(detector, image, plan.tracks, config, min_face)
+    faces += detect_regions(detector, image, plan.regions)
+    if len(plan.regions) + len(plan.tracks) > 1 and len(faces) > 1:
+        boxes, scores = np.stack([f.box for f in faces]), np.array([f.score for f in faces])
+        faces = [faces[i] for i in nms(boxes, scores, DUPLICATE_OVERLAP, mode="min")]
+    return sorted(faces, key=lambda f: -f.score)
+
+
+def detect_regions(detector: FaceDetector, image: np.ndarray, regions: list[Region]) -> list[Face]:
+    """Faces found in each region (crops at full resolution), in frame coordinates.
 
     Regions narrower than the detector's minimum face cannot hold one and are skipped."""
-    if regions is None:
-        return detector.detect(image)
     min_face = float(getattr(detector, "min_face", 1))
     faces = []
     for x1, y1, x2, y2 in regions:
@@ -135,12 +193,85 @@ def detect_regions(
             continue
         shift = np.array([x1, y1], np.float32)
         for face in detector.detect(np.ascontiguousarray(image[y1:y2, x1:x2])):
-            faces.append(
-                Face(
-                    face.box + np.tile(shift, 2),
-                    face.score,
-                    face.landmarks + shift,
-                    face.kind,
-                )
-            )
-    return sorted(faces, key=lambda f: -f.score)
+            faces.append(_moved(face, shift, np.ones(2, np.float32)))
+    return faces
+
+
+def detect_tracks(
+    detector: FaceDetector,
+    image: np.ndarray,
+    boxes: list[np.ndarray],
+    config: GateConfig,
+    min_face: float,
+) -> list[Face]:
+    """Faces found on a canvas around each predicted box, in frame coordinates.
+
+    Each canvas is the square of side ``(1 + 2 track_pad)`` face widths about the box's centre,
+    scaled (INTER_AREA, never enlarged) so the face is ``canvas_face_px`` wide, on black where
+    it leaves the frame; all canvases share one size, so they are detected as one batch. Faces
+    cut by a canvas's edge (inside the frame) are dropped."""
+    if not boxes:
+        return []
+    face_px = config.canvas_face_px or max(2 * min_face, 48.0)
+    side = int(np.ceil((1 + 2 * config.track_pad) * face_px))
+    h, w = image.shape[:2]
+    canvases, placements, expected = [], [], []
+    for box in boxes:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        width = max(x2 - x1, y2 - y1, min_face)
+        scale = min(1.0, face_px / width)
+        half = (0.5 + config.track_pad) * width  # frame px; the canvas holds 2 half * scale
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        left, top = cx - half, cy - half
+        # the part of the square inside the frame, and where it lands on the canvas
+        fx1, fy1 = max(int(np.floor(left)), 0), max(int(np.floor(top)), 0)
+        fx2, fy2 = min(int(np.ceil(cx + half)), w), min(int(np.ceil(cy + half)), h)
+        canvas = np.zeros((side, side, 3), np.uint8)
+        if fx2 - fx1 >= 1 and fy2 - fy1 >= 1:
+            cw = min(max(int(round((fx2 - fx1) * scale)), 1), side)
+            ch = min(max(int(round((fy2 - fy1) * scale)), 1), side)
+            part = image[fy1:fy2, fx1:fx2]
+            if (cw, ch) != (fx2 - fx1, fy2 - fy1):
+                part = cv2.resize(part, (cw, ch), interpolation=cv2.INTER_AREA)
+            ox = min(max(int(round((fx1 - left) * scale)), 0), side - cw)
+            oy = min(max(int(round((fy1 - top) * scale)), 0), side - ch)
+            canvas[oy : oy + ch, ox : ox + cw] = part
+            # canvas pixel (ox, oy) is frame pixel (fx1, fy1), per_px frame px per canvas px
+            per_px = np.array([(fx2 - fx1) / cw, (fy2 - fy1) / ch], np.float32)
+            shift = np.array([fx1, fy1], np.float32) - np.array([ox, oy], np.float32) * per_px
+            placements.append((shift, per_px, (fx1, fy1, fx2, fy2)))
+            canvases.append(canvas)
+            expected.append(width * scale)
+    if isinstance(detector, MTCNN):
+        # only faces from half to twice the tracked faces' canvas widths are searched for
+        low = max(min_face, min(expected) / config.canvas_range)
+        found = detector.detect_batch(canvases, low, max(low, max(expected) * config.canvas_range))
+    else:
+        found = [detector.detect(canvas) for canvas in canvases]
+    faces = []
+    for (shift, per_px, window), in_canvas in zip(placements, found, strict=True):
+        moved = (_moved(face, shift, per_px) for face in in_canvas)
+        faces += [face for face in moved if not _cut(face.box, window, (w, h))]
+    return faces
+
+
+def _cut(box: np.ndarray, window: Region, size: tuple[int, int]) -> bool:
+    """Whether ``box`` reaches an edge of ``window`` that is inside the frame (of ``size``, w
+    x h): a face cut by a canvas's edge, whole on a neighbouring canvas or the next full pass."""
+    x1, y1, x2, y2 = window
+    return bool(
+        (x1 > 0 and box[0] <= x1 + 1)
+        or (y1 > 0 and box[1] <= y1 + 1)
+        or (x2 < size[0] and box[2] >= x2 - 1)
+        or (y2 < size[1] and box[3] >= y2 - 1)
+    )
+
+
+def _moved(face: Face, shift: np.ndarray, per_px: np.ndarray) -> Face:
+    """``face`` of a crop or canvas, in frame coordinates: ``frame = crop * per_px + shift``."""
+    return Face(
+        face.box * np.tile(per_px, 2) + np.tile(shift, 2),
+        face.score,
+        face.landmarks * per_px + shift,
+        face.kind,
+    )

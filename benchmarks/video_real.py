@@ -1,0 +1,262 @@
+"""``lrface watch`` on a real crowd: frames/s and the tracks found, before and after.
+
+    OMP_NUM_THREADS=1 python benchmarks/video_real.py --out out/video-real
+
+Footage: ``../shared/data/video/arcade-1080p.mp4`` (people walking through an arcade towards
+the camera, 105 frames, 1920x1080, no LFW person in it) and a 1280x720 copy written once into
+``--out`` (INTER_AREA, MJPG at quality 95), so both sizes are decoded from a file as a camera's
+stream would be. Watch-list: ``--people`` LFW people (seeded sample of every LFW person, the
+first photo of each), enrolled by MTCNN (``--min-face 20``, the dominant face) and the teacher,
+kept in ``--out/gallery-<N>.safetensors`` and reused. Thresholds: the shipped track
+calibrations for this watch-list's size, as ``lrface watch`` picks them.
+
+Settings, each run on the same file in this one process (``--settings``):
+
+- ``full``: every frame detected whole (``--full-every 1``) with the previous MTCNN pyramid,
+  every face embedded: the reference;
+- ``before``: ``lrface watch``'s defaults before this work;
+- ``after``: its defaults now.
+
+Per setting: start-up (detector, encoders, gallery, thresholds built; first frame not
+included) apart from the frames' wall seconds (decode, detect, embed, track, decide), frames/s
+in wall time, this process's CPU seconds, and the tracks (``min_faces`` 2, as the CLI). Each
+setting's tracks are matched to the reference's: a reference track is *found* when a track of
+the setting has a face in at least one of the same frames with box IoU >= 0.5 (the candidate
+sharing most such frames is its match); *same decision* when the match's answer (identity or
+unknown) is the reference's. The 1-minute load average before and after each setting is
+recorded: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from lrface.data.lfw import LFW
+from lrface.detect.mtcnn import MTCNN
+from lrface.models.onnx_encoder import with_runtime
+from lrface.models.registry import create_encoder
+from lrface.pipeline import FaceInputError, FacePipeline, watch_calibrations
+from lrface.search.gallery import Gallery
+from lrface.video.decide import BookThresholds, gallery_searcher
+from lrface.video.motion import GateConfig
+from lrface.video.sources import open_source
+from lrface.video.watcher import FaceWatcher, TrackEvent, WatchConfig
+
+VIDEO = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "arcade-1080p.mp4"
+)
+TEACHER = "dlib-resnet-torch"
+STUDENT = "lrface-lr-v2"
+
+
+@dataclass
+class Setting:
+    """How one run detects and watches: MTCNN keyword arguments and the WatchConfig."""
+
+    detector: dict = field(default_factory=dict)
+    watch: dict = field(default_factory=dict)
+
+
+SETTINGS = {
+    "full": Setting({"pyramid": "area"}, {"gate": GateConfig(full_every=1)}),
+    "before": Setting({"pyramid": "area"}, {"gate": GateConfig(full_every=10)}),
+    "after": Setting(),
+}
+
+
+def build_gallery(lfw: LFW, people: int, seed: int, path: Path) -> Gallery:
+    """``people`` LFW people (seeded), one photo each (their first), enrolled by the teacher;
+    loaded from ``path`` when it is there."""
+    if path.is_file():
+        return Gallery.load(path)
+    first: dict[str, Path] = {}
+    for image in lfw.images():
+        first.setdefault(image.identity, lfw.path(image.relpath))
+    chosen = random.Random(seed).sample(sorted(first), people)
+    teacher = create_encoder(TEACHER)
+    pipe = FacePipeline(MTCNN(min_face=20), with_runtime(teacher, "onnx"), None)
+    gallery = Gallery(teacher.cache_key, teacher.dim, TEACHER)
+    skipped = 0
+    for person in chosen:
+        try:
+            embedded = pipe.embed_image(first[person], "dominant")[0]
+        except FaceInputError:
+            skipped += 1
+            continue
+        gallery.add(person, embedded.embedding[None], [str(first[person])])
+    print(f"watch-list: {len(gallery)} of {people} people enrolled ({skipped} photos skipped)")
+    gallery.save(path)
+    return gallery
+
+
+def scaled_copy(video: Path, height: int, out: Path) -> Path:
+    """``video`` at ``height`` (INTER_AREA), written once as MJPG (quality 95) into ``out``."""
+    if height == 1080:
+        return video
+    path = out / f"{video.stem}-{height}p.avi"
+    if path.is_file():
+        return path
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        width = round(frame.shape[1] * height / frame.shape[0])
+        small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        if writer is None:
+            writer = cv2.VideoWriter(
+                str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height)
+            )
+            writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+        writer.write(small)
+    cap.release()
+    writer.release()
+    return path
+
+
+def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> dict:
+    """Start-up, then every frame of ``source`` through FaceWatcher; times and tracks."""
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    det = MTCNN(min_face=min_face, **setting.detector)
+    teacher = with_runtime(create_encoder(TEACHER), "onnx")
+    student = with_runtime(create_encoder(STUDENT), "onnx")
+    pipe = FacePipeline(det, teacher, student)
+    thresholds = BookThresholds(
+        pipe.thresholds(watch_calibrations(TEACHER, STUDENT)), gallery.encoder, True, len(gallery)
+    )
+    watcher = FaceWatcher(
+        det, pipe.embed_faces, gallery_searcher(gallery), thresholds, WatchConfig(**setting.watch)
+    )
+    frames = open_source(source)
+    startup = time.perf_counter() - start
+    wall, cpu = time.perf_counter(), time.process_time()
+    events = list(watcher.watch(frames))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n = watcher.frames_processed
+    return {
+        "startup_s": round(startup, 2),
+        "frames": n,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "fps": round(n / wall, 2),
+        "faces": watcher.faces_seen,
+        "tracks": len(events),
+        "unknown": sum(e.decision.unknown for e in events),
+        "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "events": events,
+    }
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / max(union, 1e-9))
+
+
+def shared_frames(a: TrackEvent, b: TrackEvent, iou: float = 0.5) -> int:
+    """Frames where both tracks have a face and the boxes overlap by ``iou`` or more."""
+    boxes = {o.frame: o.face.box for o in b.observations}
+    return sum(
+        o.frame in boxes and box_iou(o.face.box, boxes[o.frame]) >= iou for o in a.observations
+    )
+
+
+def compare(reference: list[TrackEvent], other: list[TrackEvent]) -> dict:
+    """Reference tracks found in ``other`` and those with the same identity or unknown."""
+    found = same = 0
+    lost = []
+    for ref in reference:
+        overlaps = [(shared_frames(ref, e), e) for e in other]
+        best = max(overlaps, key=lambda p: p[0], default=(0, None))
+        if best[0] == 0:
+            lost.append(ref.to_dict() | {"why": "not found"})
+            continue
+        found += 1
+        if best[1].decision.identity == ref.decision.identity:
+            same += 1
+        else:
+            lost.append(ref.to_dict() | {"why": f"decided {best[1].decision.identity}"})
+    n = max(len(reference), 1)
+    return {
+        "reference_tracks": len(reference),
+        "found": found,
+        "found_pct": round(100 * found / n, 1),
+        "same_decision": same,
+        "same_decision_pct": round(100 * same / n, 1),
+        "lost": [
+            {
+                k: t[k]
+                for k in (
+                    "track_id",
+                    "first_frame",
+                    "last_frame",
+                    "frames_used",
+                    "median_face_px",
+                    "identity",
+                    "why",
+                )
+            }  # fmt: skip
+            for t in lost
+        ],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--video", type=Path, default=VIDEO)
+    ap.add_argument("--heights", default="1080,720")
+    ap.add_argument("--settings", default="full,before,after")
+    ap.add_argument("--people", type=int, default=400)
+    ap.add_argument("--min-face", type=float, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lfw", default=None)
+    ap.add_argument("--out", type=Path, default=Path("out/video-real"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    gallery = build_gallery(
+        LFW(args.lfw), args.people, args.seed, args.out / f"gallery-{args.people}.safetensors"
+    )
+    report: dict = {
+        "video": str(args.video),
+        "watch_list": len(gallery),
+        "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "runs": [],
+    }
+    for height in (int(h) for h in args.heights.split(",")):
+        source = scaled_copy(args.video, height, args.out)
+        results = {}
+        for name in args.settings.split(","):
+            results[name] = run(SETTINGS[name], source, gallery, args.min_face)
+        reference = results.get("full", {}).get("events")
+        for name, row in results.items():
+            events = row.pop("events")
+            if reference is not None and name != "full":
+                row["vs_full"] = compare(reference, events)
+            row |= {"height": height, "setting": name}
+            print(json.dumps({k: v for k, v in row.items() if k != "vs_full"}), flush=True)
+            if "vs_full" in row:
+                print("  vs full:", json.dumps({k: v for k, v in row["vs_full"].items()
+                                                 if k != "lost"}), flush=True)  # fmt: skip
+            report["runs"].append(row)
+    (args.out / "results.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
