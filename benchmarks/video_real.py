@@ -12,10 +12,14 @@ calibrations for this watch-list's size, as ``lrface watch`` picks them.
 
 Settings, each run on the same file in this one process (``--settings``):
 
-- ``full``: every frame detected whole (``--full-every 1``) with the previous MTCNN pyramid,
-  every face embedded: the reference;
-- ``before``: ``lrface watch``'s defaults before this work;
-- ``after``: its defaults now.
+- ``full``: every frame detected whole (``--full-every 1``) with the previous MTCNN pyramid
+  (``area``), every tracked face embedded, one thread: the reference;
+- ``before``: ``lrface watch``'s defaults before this work: ``area`` pyramid, motion gating
+  with the whole frame whenever the moving regions cover more than half of it
+  (``--crowd-full-every 1``), one thread;
+- ``after-1-thread``: the defaults now (``cascade`` pyramid, track canvases, a crowd searched
+  whole every 5th frame) in one thread;
+- ``after``: the defaults now, decode / detect / embed in three threads.
 
 Per setting: start-up (detector, encoders, gallery, thresholds built; first frame not
 included) apart from the frames' wall seconds (decode, detect, embed, track, decide), frames/s
@@ -69,9 +73,13 @@ class Setting:
 
 
 SETTINGS = {
-    "full": Setting({"pyramid": "area"}, {"gate": GateConfig(full_every=1)}),
-    "before": Setting({"pyramid": "area"}, {"gate": GateConfig(full_every=10)}),
-    "after": Setting(),
+    "full": Setting({"pyramid": "area"}, {"gate": GateConfig(full_every=1), "pipelined": False}),
+    "before": Setting(
+        {"pyramid": "area"},
+        {"gate": GateConfig(full_every=10, crowd_full_every=1), "pipelined": False},
+    ),
+    "after-1-thread": Setting({"pyramid": "cascade"}, {"pipelined": False}),
+    "after": Setting({"pyramid": "cascade"}),
 }
 
 
@@ -219,7 +227,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--video", type=Path, default=VIDEO)
     ap.add_argument("--heights", default="1080,720")
-    ap.add_argument("--settings", default="full,before,after")
+    ap.add_argument("--settings", default="full,before,after-1-thread,after")
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--min-face", type=float, default=20)
     ap.add_argument("--seed", type=int, default=0)

@@ -112,22 +112,30 @@ def test_a_tracked_face_that_stops_moving_is_kept_by_its_track_region():
     assert event.decision.identity == "red"
 
 
-def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames():
+def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames(monkeypatch):
     gate = MotionGate(12, GateConfig(full_every=50, max_area=0.5, crowd_full_every=3))
     assert gate.plan(scene({}, seed=0), []).whole  # first frame
+    everything = np.full((H // gate.step, W // gate.step), 255, np.uint8)
+    monkeypatch.setattr(gate, "motion_mask", lambda image: everything)  # everyone moves
     tracks = [np.array([100, 100, 120, 120])]
-    plans = []
-    for t in range(1, 5):  # everything moves: a new random background each frame
-        noise = np.random.default_rng(t).integers(0, 255, (H, W, 3), dtype=np.uint8)
-        plans.append(gate.plan(noise, tracks))
-    assert [p.whole for p in plans] == [False, False, True, False]
+    plans = [gate.plan(scene({}, seed=t), tracks) for t in range(1, 7)]
+    assert [p.whole for p in plans] == [False, False, True, False, False, True]
     for plan in plans:
         assert plan.regions == [] and len(plan.tracks) == (0 if plan.whole else 1)
-    assert gate.crowded_frames == 4 and gate.full_frames == 2
+    assert gate.crowded_frames == 6 and gate.full_frames == 3
     # crowd_full_every 1: every crowded frame is searched whole (before track canvases)
     every = MotionGate(12, GateConfig(full_every=50, crowd_full_every=1))
     every.plan(scene({}, seed=0), [])
-    assert every.plan(np.full((H, W, 3), 255, np.uint8), tracks).whole
+    monkeypatch.setattr(every, "motion_mask", lambda image: everything)
+    assert every.plan(scene({}, seed=1), tracks).whole
+    # a little motion: its regions and the tracks
+    quiet = MotionGate(12, GateConfig(full_every=50))
+    quiet.plan(scene({}, seed=0), [])
+    some = np.zeros_like(everything)
+    some[10:20, 10:20] = 255
+    monkeypatch.setattr(quiet, "motion_mask", lambda image: some)
+    plan = quiet.plan(scene({}, seed=1), tracks)
+    assert not plan.whole and len(plan.regions) == 1 and len(plan.tracks) == 1
 
 
 def test_track_canvases_give_boxes_in_frame_pixels():

@@ -16,11 +16,12 @@ frame's time (docs/video.md). Each processed frame gets a ``DetectionPlan``:
   stands still with no live track (MOG2 absorbs it into the background) is found again within
   ``full_every`` frames.
 
-When the moving regions would cover more than ``max_area`` of the frame (a crowd: everyone
-moves) they are dropped: the frame is searched around its tracks only, and new faces are
-found at the whole-frame passes, which come every ``crowd_full_every``-th frame while the
-crowd lasts (``crowd_full_every = 1``: every crowded frame is searched whole, the behaviour
-before track canvases). ``full_every = 1`` turns gating off.
+When the padded moving regions (or the rectangles they merge into) cover more than
+``max_area`` of the frame (a crowd: everyone moves) they are dropped: the frame is searched
+around its tracks only, and new faces are found at the whole-frame passes, which come every
+``crowd_full_every``-th frame while the crowd lasts (``crowd_full_every = 1``: every crowded
+frame is searched whole, the behaviour before track canvases). ``full_every = 1`` turns gating
+off.
 """
 
 from __future__ import annotations
@@ -151,13 +152,25 @@ class MotionGate:
             (max(int(x1), 0), max(int(y1), 0), min(int(np.ceil(x2)), w), min(int(np.ceil(y2)), h))
             for x1, y1, x2, y2 in rects
         ]
-        regions = merge_regions([r for r in clipped if r[2] > r[0] and r[3] > r[1]])
-        if sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) > self.config.max_area * h * w:
-            self.crowded_frames += 1
-            if self._since_whole >= self.config.crowd_full_every:
-                return self._whole()
-            regions = []
-        return DetectionPlan(False, regions, list(track_boxes))
+        clipped = [r for r in clipped if r[2] > r[0] and r[3] > r[1]]
+        # the share of the frame the padded regions cover, on the mask's grid: merging
+        # hundreds of regions of a crowd one pair at a time cost more than detecting them
+        covered = np.zeros(mask.shape, bool)
+        s = self.step
+        for x1, y1, x2, y2 in clipped:
+            covered[y1 // s : -(-y2 // s), x1 // s : -(-x2 // s)] = True
+        crowded = covered.mean() > self.config.max_area
+        if not crowded:
+            regions = merge_regions(clipped)
+            crowded = sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) > (
+                self.config.max_area * h * w
+            )
+            if not crowded:
+                return DetectionPlan(False, regions, list(track_boxes))
+        self.crowded_frames += 1
+        if self._since_whole >= self.config.crowd_full_every:
+            return self._whole()
+        return DetectionPlan(False, [], list(track_boxes))
 
     def _whole(self) -> DetectionPlan:
         self.full_frames += 1
