@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from lrface.detect import Face, FaceDetector
 from lrface.detect.mtcnn import MTCNN, nms
@@ -89,22 +91,30 @@ class DetectionPlan:
 
 
 def merge_regions(regions: list[Region]) -> list[Region]:
-    """Union overlapping or touching rectangles until they are disjoint."""
-    out = [tuple(r) for r in regions]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                a, b = out[i], out[j]
-                if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]:
-                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    del out[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return sorted(out)
+    """Union overlapping or touching rectangles until they are disjoint.
+
+    Each round joins every group of rectangles connected by overlaps into its bounding box
+    (the overlaps tested all at once: a crowd's frame has hundreds of moving regions); the
+    boxes of one round can overlap again, so rounds repeat until none do."""
+    boxes = np.asarray(regions, np.int64).reshape(-1, 4)
+    while len(boxes) > 1:
+        x1, y1, x2, y2 = boxes.T
+        touching = (
+            (x1[:, None] <= x2[None])
+            & (x1[None] <= x2[:, None])
+            & (y1[:, None] <= y2[None])
+            & (y1[None] <= y2[:, None])
+        )
+        count, group = connected_components(csr_matrix(touching), directed=False)
+        if count == len(boxes):
+            break
+        boxes = np.stack(
+            [
+                np.concatenate([boxes[group == g, :2].min(0), boxes[group == g, 2:].max(0)])
+                for g in range(count)
+            ]
+        )
+    return sorted(tuple(int(v) for v in box) for box in boxes)
 
 
 class MotionGate:
