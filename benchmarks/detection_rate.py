@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--detectors", default="mtcnn,dlib", help="comma-separated: mtcnn, dlib")
     parser.add_argument("--min-face", type=float, default=12, help="MTCNN smallest face (px)")
     parser.add_argument(
+        "--pyramid", default="area", help="MTCNN pyramid: area (reference) or cascade (watch)"
+    )
+    parser.add_argument(
         "--dlib-upsample", type=int, default=1, help="dlib: image doublings before the scan"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -71,7 +74,7 @@ def main() -> None:
         if name == "mtcnn":
             from lrface.detect.mtcnn import MTCNN
 
-            detectors[name] = MTCNN(min_face=args.min_face)
+            detectors[name] = MTCNN(min_face=args.min_face, pyramid=args.pyramid)
         elif name == "dlib":
             from lrface.detect.dlib_detector import DlibDetector
 
@@ -85,6 +88,8 @@ def main() -> None:
         "min_face": args.min_face,
         "dlib_upsample": args.dlib_upsample,
     }
+    if args.pyramid != "area":  # rows saved before the option resume as they were
+        settings["pyramid"] = args.pyramid
     rows = []
     if args.out is not None and args.out.is_file():
         saved = json.loads(args.out.read_text())
@@ -120,7 +125,8 @@ def main() -> None:
 
     print(
         f"\nLFW detection rate, {len(paths)} images (evenly spread over the sorted list); "
-        f"MTCNN min face {args.min_face:g} px, thresholds 0.6/0.7/0.7, factor 0.709; "
+        f"MTCNN min face {args.min_face:g} px, thresholds 0.6/0.7/0.7, factor 0.709, "
+        f"{args.pyramid} pyramid; "
         f"dlib HOG upsample {args.dlib_upsample}.\n\nMachine: {describe_machine()}\n"
     )
     print("| detector | face px | image px | detected | rate | faces/s |")

@@ -55,8 +55,10 @@ class GateConfig:
     background memory, squared Mahalanobis distance marking a pixel as moving);
     ``mask_face_px``: a minimum-size face spans about this many pixels of the motion mask;
     ``crowd_full_every``: while moving regions exceed ``max_area``, the whole frame every N-th
-    frame (tracks only in between); ``canvas_face_px``: a tracked face's width on its canvas
-    (0: twice the detector's minimum face, at least MTCNN's O-Net input, 48 px);
+    frame (tracks only in between), and around the tracks every ``crowd_track_every``-th
+    frame (no detection in between: the tracker's prediction carries them);
+    ``canvas_face_px``: a tracked face's width on its canvas (0: twice the detector's minimum
+    face, at least MTCNN's O-Net input, 48 px);
     ``canvas_range``: on canvases, faces from 1/``canvas_range`` to ``canvas_range`` times the
     tracked faces' widths are searched for (MTCNN)."""
 
@@ -68,14 +70,15 @@ class GateConfig:
     var_threshold: float = 16.0
     mask_face_px: float = 6.0
     crowd_full_every: int = 5
+    crowd_track_every: int = 1
     canvas_face_px: float = 0.0
     canvas_range: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.full_every < 1 or self.crowd_full_every < 1:
+        if min(self.full_every, self.crowd_full_every, self.crowd_track_every) < 1:
             raise ValueError(
-                f"full_every and crowd_full_every must be at least 1, got {self.full_every} "
-                f"and {self.crowd_full_every}"
+                "full_every, crowd_full_every and crowd_track_every must be at least 1, got "
+                f"{self.full_every}, {self.crowd_full_every} and {self.crowd_track_every}"
             )
 
 
@@ -133,6 +136,7 @@ class MotionGate:
         self._since_whole = 0
         self.full_frames = 0
         self.crowded_frames = 0
+        self.skipped_frames = 0
 
     def motion_mask(self, image: np.ndarray) -> np.ndarray:
         """MOG2's foreground (0/255) on the grey frame shrunk by ``step``; updates the model."""
@@ -180,6 +184,9 @@ class MotionGate:
         self.crowded_frames += 1
         if self._since_whole >= self.config.crowd_full_every:
             return self._whole()
+        if self._since_whole % self.config.crowd_track_every:
+            self.skipped_frames += 1
+            return DetectionPlan(False, [], [])  # the tracker's prediction carries the tracks
         return DetectionPlan(False, [], list(track_boxes))
 
     def _whole(self) -> DetectionPlan:
