@@ -17,9 +17,11 @@ Settings, each run on the same file in this one process (``--settings``):
 - ``before``: ``lrface watch``'s defaults before this work: ``area`` pyramid, motion gating
   with the whole frame whenever the moving regions cover more than half of it
   (``--crowd-full-every 1``), one thread;
-- ``after-1-thread``: the defaults now (``cascade`` pyramid, track canvases, a crowd searched
-  whole every 5th frame) in one thread;
-- ``after``: the defaults now, decode / detect / embed in three threads.
+- ``after-1-thread``: the defaults now (``cascade`` pyramid, track canvases; a crowd searched
+  whole every 10th frame and around its tracks every 2nd) in one thread;
+- ``after``: the defaults now, decode / detect / embed in three threads;
+- ``upscaled``: ``after`` with ``--min-face 6``, MTCNN's upscaled pass for faces under 12 px
+  (issue 25; for downscaled copies, ``--heights 270``, where faces are 8-25 px).
 
 Per setting: start-up (detector, encoders, gallery, thresholds built; first frame not
 included) apart from the frames' wall seconds (decode, detect, embed, track, decide), frames/s
@@ -80,6 +82,7 @@ SETTINGS = {
     ),
     "after-1-thread": Setting({"pyramid": "cascade"}, {"pipelined": False}),
     "after": Setting({"pyramid": "cascade"}),
+    "upscaled": Setting({"pyramid": "cascade", "min_face": 6}),
 }
 
 
@@ -139,7 +142,7 @@ def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> di
     """Start-up, then every frame of ``source`` through FaceWatcher; times and tracks."""
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    det = MTCNN(min_face=min_face, **setting.detector)
+    det = MTCNN(**({"min_face": min_face} | setting.detector))
     teacher = with_runtime(create_encoder(TEACHER), "onnx")
     student = with_runtime(create_encoder(STUDENT), "onnx")
     pipe = FacePipeline(det, teacher, student)

@@ -104,7 +104,15 @@ def watch_command(
             "the whole frame every N-th frame; 1 = every such frame whole.",
             min=1,
         ),
-    ] = 5,
+    ] = 10,
+    crowd_track_every: Annotated[
+        int,
+        typer.Option(
+            help="In a crowd, detect around live tracks every N-th frame (the tracker's "
+            "prediction carries them in between); 1 = every frame.",
+            min=1,
+        ),
+    ] = 2,
     threads: Annotated[
         bool,
         typer.Option(help="Decode, detect and embed in three threads (both cores for one camera)."),
@@ -156,7 +164,11 @@ def watch_command(
         thresholds,
         WatchConfig(
             weighting=weighting,
-            gate=GateConfig(full_every=full_every, crowd_full_every=crowd_full_every),
+            gate=GateConfig(
+                full_every=full_every,
+                crowd_full_every=crowd_full_every,
+                crowd_track_every=crowd_track_every,
+            ),
             pipelined=threads,
         ),
     )
@@ -187,7 +199,10 @@ def watch_command(
             video.close()
     gated = ""
     if watcher.gate is not None:
-        gated = f" ({watcher.gate.full_frames} searched whole, the rest where they moved)"
+        gated = (
+            f" ({watcher.gate.full_frames} searched whole, the rest where they moved and around "
+            f"live tracks; {watcher.gate.skipped_frames} crowded frames left to the tracker)"
+        )
     typer.echo(
         f"{watcher.frames_processed} frames processed{gated}, {watcher.faces_seen} faces, "
         f"{writer.count} tracks written to {out} ({watcher.dropped_tracks} tracks of fewer than "

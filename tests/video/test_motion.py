@@ -113,7 +113,8 @@ def test_a_tracked_face_that_stops_moving_is_kept_by_its_track_region():
 
 
 def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames(monkeypatch):
-    gate = MotionGate(12, GateConfig(full_every=50, max_area=0.5, crowd_full_every=3))
+    config = GateConfig(full_every=50, max_area=0.5, crowd_full_every=3, crowd_track_every=1)
+    gate = MotionGate(12, config)
     assert gate.plan(scene({}, seed=0), []).whole  # first frame
     everything = np.full((H // gate.step, W // gate.step), 255, np.uint8)
     monkeypatch.setattr(gate, "motion_mask", lambda image: everything)  # everyone moves
@@ -123,6 +124,19 @@ def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames(monkey
     for plan in plans:
         assert plan.regions == [] and len(plan.tracks) == (0 if plan.whole else 1)
     assert gate.crowded_frames == 6 and gate.full_frames == 3
+    # crowd_track_every 2: every other frame between full passes is not searched at all
+    skipping = MotionGate(12, GateConfig(full_every=50, crowd_full_every=5, crowd_track_every=2))
+    skipping.plan(scene({}, seed=0), [])
+    monkeypatch.setattr(skipping, "motion_mask", lambda image: everything)
+    plans = [skipping.plan(scene({}, seed=t), tracks) for t in range(1, 6)]
+    assert [(p.whole, len(p.tracks)) for p in plans] == [
+        (False, 0),
+        (False, 1),
+        (False, 0),
+        (False, 1),
+        (True, 0),
+    ]
+    assert skipping.skipped_frames == 2
     # crowd_full_every 1: every crowded frame is searched whole (before track canvases)
     every = MotionGate(12, GateConfig(full_every=50, crowd_full_every=1))
     every.plan(scene({}, seed=0), [])

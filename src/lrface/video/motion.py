@@ -69,8 +69,8 @@ class GateConfig:
     history: int = 200
     var_threshold: float = 16.0
     mask_face_px: float = 6.0
-    crowd_full_every: int = 5
-    crowd_track_every: int = 1
+    crowd_full_every: int = 10
+    crowd_track_every: int = 2
     canvas_face_px: float = 0.0
     canvas_range: float = 2.0
 
