@@ -40,34 +40,13 @@ import torch
 
 from lrface.data.detected import FACE_PX, is_subject
 from lrface.data.images import load_rgb
+from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
 from lrface.machine import describe_machine
-from lrface.paths import resolve_lfw
+from lrface.paths import resolve_lfw, shared_video
+from lrface.video.sources import open_source
 
-VIDEO = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "arcade-1080p.mp4"
-)
 LFW_SIDE = 250
-
-
-def video_frames(path: Path, every: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames, index = [], 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index % every == 0:
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        index += 1
-    cap.release()
-    return frames
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / max(union, 1e-9))
 
 
 def pairs(reference: list, other: list, threshold: float = 0.5) -> list[tuple]:
@@ -267,7 +246,7 @@ def onnx_rows(frame: np.ndarray, min_face: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--video", type=Path, default=VIDEO)
+    ap.add_argument("--video", type=Path, default=None, help="default: ../shared/data/video/")
     ap.add_argument("--every", type=int, default=5, help="every k-th frame of the video")
     ap.add_argument("--min-face", type=float, default=20, help="for the real scene")
     ap.add_argument("--limit", type=int, default=1000, help="LFW images (0: none)")
@@ -277,7 +256,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    frames = video_frames(args.video, args.every)
+    frames = [frame.image for frame in open_source(args.video or shared_video(), args.every)]
     report: dict = {"machine": describe_machine(), "scene": scene_rows(frames, args.min_face)}
     if args.limit:
         sizes = [None if s == "full" else int(s) for s in args.sizes.split(",")]

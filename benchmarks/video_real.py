@@ -38,20 +38,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from lrface.data.lfw import LFW
+from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
+from lrface.machine import describe_machine
 from lrface.models.onnx_encoder import with_runtime
 from lrface.models.registry import create_encoder
+from lrface.paths import shared_video
 from lrface.pipeline import FaceInputError, FacePipeline, watch_calibrations
 from lrface.search.gallery import Gallery
 from lrface.video.decide import BookThresholds, gallery_searcher
@@ -59,9 +60,6 @@ from lrface.video.motion import GateConfig
 from lrface.video.sources import open_source
 from lrface.video.watcher import FaceWatcher, TrackEvent, WatchConfig
 
-VIDEO = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "arcade-1080p.mp4"
-)
 TEACHER = "dlib-resnet-torch"
 STUDENT = "lrface-lr-v2"
 
@@ -172,12 +170,6 @@ def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> di
     }
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / max(union, 1e-9))
-
-
 def shared_frames(a: TrackEvent, b: TrackEvent, iou: float = 0.5) -> int:
     """Frames where both tracks have a face and the boxes overlap by ``iou`` or more."""
     boxes = {o.frame: o.face.box for o in b.observations}
@@ -228,7 +220,7 @@ def compare(reference: list[TrackEvent], other: list[TrackEvent]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--video", type=Path, default=VIDEO)
+    ap.add_argument("--video", type=Path, default=None, help="default: ../shared/data/video/")
     ap.add_argument("--heights", default="1080,720")
     ap.add_argument("--settings", default="full,before,after-1-thread,after")
     ap.add_argument("--people", type=int, default=400)
@@ -242,15 +234,16 @@ def main() -> None:
     gallery = build_gallery(
         LFW(args.lfw), args.people, args.seed, args.out / f"gallery-{args.people}.safetensors"
     )
+    video = args.video or shared_video()
     report: dict = {
-        "video": str(args.video),
+        "video": str(video),
         "watch_list": len(gallery),
-        "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": describe_machine(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "runs": [],
     }
     for height in (int(h) for h in args.heights.split(",")):
-        source = scaled_copy(args.video, height, args.out)
+        source = scaled_copy(video, height, args.out)
         results = {}
         for name in args.settings.split(","):
             results[name] = run(SETTINGS[name], source, gallery, args.min_face)

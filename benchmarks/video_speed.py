@@ -33,6 +33,7 @@ import torch
 
 from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW
+from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.video import make_background
 from lrface.models.onnx_encoder import with_runtime
@@ -84,12 +85,6 @@ def moving_scene(height: int, width: int, lfw: LFW, frames: int, seed: int = 0) 
 def no_gallery(embeddings: np.ndarray, k: int) -> list:
     """An empty watch list: tracks that end are decided as unknown at no search cost."""
     return [[] for _ in embeddings]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / max(union, 1e-9))
 
 
 def run_watcher(frames: list, det: MTCNN, embed, full_every: int) -> tuple[float, list]:
