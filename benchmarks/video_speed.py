@@ -206,7 +206,7 @@ def main() -> None:
     for height in (int(v) for v in args.sizes.split(",")):
         frames = moving_scene(height, height * 16 // 9, lfw, max(args.moving, 1))
         for min_face in (float(v) for v in args.min_faces.split(",")):
-            det = MTCNN(min_face=min_face)
+            det = MTCNN(min_face=min_face, pyramid="cascade")  # as lrface watch
             row = measure(frames, det, teacher, student, args.repeats, full_every, runtimes)
             print(json.dumps(row), flush=True)
             report["results"].append(row)

@@ -57,8 +57,9 @@ class GateConfig:
     ``crowd_full_every``: while moving regions exceed ``max_area``, the whole frame every N-th
     frame (tracks only in between), and around the tracks every ``crowd_track_every``-th
     frame (no detection in between: the tracker's prediction carries them);
-    ``canvas_face_px``: a tracked face's width on its canvas (0: twice the detector's minimum
-    face, at least MTCNN's O-Net input, 48 px);
+    ``canvas_face_px``: a tracked face's width on its canvas (0: MTCNN's O-Net input, 48 px,
+    or the widest tracked face when every one is smaller, and at least twice the detector's
+    minimum face);
     ``canvas_range``: on canvases, faces from 1/``canvas_range`` to ``canvas_range`` times the
     tracked faces' widths are searched for (MTCNN)."""
 
@@ -242,8 +243,10 @@ def detect_tracks(
     cut by a canvas's edge (inside the frame) are dropped."""
     if not boxes:
         return []
-    face_px = config.canvas_face_px or max(2 * min_face, 48.0)
-    side = int(np.ceil((1 + 2 * config.track_pad) * face_px))
+    widest = max(max(b[2] - b[0], b[3] - b[1]) for b in boxes)
+    # O-Net's input size, unless every tracked face is smaller (never under 2 min_face)
+    face_px = config.canvas_face_px or max(2 * min_face, min(48.0, float(widest)))
+    side = int(np.ceil((1 + 2 * config.track_pad) * face_px)) + 2  # + the pixels' rounding
     h, w = image.shape[:2]
     canvases, placements, expected = [], [], []
     for box in boxes:
