@@ -20,10 +20,8 @@ import json
 import time
 from pathlib import Path
 
-from lrface.data.detected import FACE_PX, is_subject
+from lrface.data.detected import is_subject, lfw_at_width
 from lrface.machine import describe_machine
-
-LFW_SIDE = 250
 
 
 def is_hit(faces, side: int, target: float) -> bool:
@@ -100,12 +98,8 @@ def main() -> None:
     done = {(row[0], row[1]) for row in rows}
     images = [load_rgb(p) for p in paths]
     for size in sizes:
-        target = FACE_PX if size is None else size
-        side = LFW_SIDE if size is None else round(LFW_SIDE * size / FACE_PX)
-        scaled = [
-            img if size is None else cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
-            for img in images
-        ]
+        target, scaled = lfw_at_width(images, size)
+        side = scaled[0].shape[0]
         size_label = "full (~110)" if size is None else str(size)
         for name, det in detectors.items():
             if (name, size_label) in done:

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import torch
 
-from lrface.data.detected import FACE_PX, is_subject
+from lrface.data.detected import FACE_PX, is_subject, lfw_at_width
 from lrface.data.images import load_rgb
 from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
@@ -152,12 +152,8 @@ def lfw_rows(limit: int, sizes: list[int | None]) -> list[dict]:
         subject_eyes.append(subject[0].landmarks[:2] if subject else None)
     rows = []
     for size in sizes:
-        target = FACE_PX if size is None else size
-        side = LFW_SIDE if size is None else round(LFW_SIDE * size / FACE_PX)
-        scaled = [
-            img if size is None else cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
-            for img in images
-        ]
+        target, scaled = lfw_at_width(images, size)
+        side = scaled[0].shape[0]
         row: dict = {"face_px": "full" if size is None else size, "image_px": side}
         for name, det in detectors.items():
             hits, errors, spent = 0, [], 0.0

@@ -169,3 +169,12 @@ def test_subset_keeps_the_chosen_rows_in_order(images):
     assert np.array_equal(part.images[1][0], faces.images[1][4])
     assert np.array_equal(part.landmarks[:, 1], faces.landmarks[:, 0])
     assert np.array_equal(part.chip(0, 0, 32), faces.chip(0, 4, 32))
+
+
+def test_lfw_at_width_shrinks_the_whole_image_so_the_face_has_that_width():
+    from lrface.data.detected import lfw_at_width
+
+    images = [np.zeros((250, 250, 3), np.uint8)] * 2
+    assert lfw_at_width(images, None) == (FACE_PX, images)
+    target, small = lfw_at_width(images, 16)
+    assert target == 16 and [i.shape for i in small] == [(36, 36, 3)] * 2

@@ -43,6 +43,18 @@ def shrink_image(image: np.ndarray, face_px: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
+def lfw_at_width(images: list[np.ndarray], face_px: int | None) -> tuple[float, list]:
+    """(subject face width, images) with LFW's 250 px images area-shrunk (OpenCV INTER_AREA,
+    square) so the face is about ``face_px`` wide; None: as they are (``FACE_PX``). The
+    detection benchmarks' sizes."""
+    import cv2
+
+    if face_px is None:
+        return FACE_PX, list(images)
+    side = round(250 * face_px / FACE_PX)
+    return face_px, [cv2.resize(i, (side, side), interpolation=cv2.INTER_AREA) for i in images]
+
+
 def is_subject(face: Face, shape: tuple[int, ...], face_px: float) -> bool:
     """The centred subject of an LFW-like image (not a background face or a false box)."""
     height, width = shape[:2]
