@@ -26,7 +26,12 @@ SIZE_CUTOFF_HELP = 16  # lrface.pipeline.DEFAULT_SIZE_CUTOFF, not imported here 
 
 DetectorOpt = Annotated[str, typer.Option(help="Face detector: mtcnn or dlib.")]
 MinFaceOpt = Annotated[
-    float, typer.Option(help="MTCNN: smallest face searched for, px (>= 12).", min=12)
+    float,
+    typer.Option(
+        help="MTCNN: smallest face searched for, px (>= 6; under 12 the image is upscaled for "
+        "it: slower).",
+        min=6,
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
 RuntimeOpt = Annotated[
