@@ -19,13 +19,20 @@ Settings, each run on the same file in this one process (``--settings``):
   (``--crowd-full-every 1``), one thread;
 - ``after-1-thread``: the defaults now (``cascade`` pyramid, track canvases; a crowd searched
   whole every 10th frame and around its tracks every 2nd) in one thread;
-- ``after``: the defaults now, decode / detect / embed in three threads;
+- ``after``: the defaults now, in four threads (decode / whole frames / the rest of detection
+  and tracking / embed);
 - ``upscaled``: ``after`` with ``--min-face 6``, MTCNN's upscaled pass for faces under 12 px
   (issue 25; for downscaled copies, ``--heights 270``, where faces are 8-25 px).
 
 Per setting: start-up (detector, encoders, gallery, thresholds built; first frame not
 included) apart from the frames' wall seconds (decode, detect, embed, track, decide), frames/s
-in wall time, this process's CPU seconds, and the tracks (``min_faces`` 2, as the CLI). Each
+in wall time, this process's CPU seconds, each stage's CPU seconds per frame (decoding;
+``whole``: the frames the gate searches whole, found ahead, pipelined only; ``locate``: motion
+gate, the other detections, tracking; ``record``: embedding, pooling, deciding; each stage's
+own thread's CPU time, ``time.thread_time``), for the pipelined setting the frames/s these
+allow on two free cores (no stage faster than its own thread, the whole no faster than two
+cores' worth: ``1 / max(stages, sum / 2)``, a figure the other jobs on a shared machine move
+far less than wall time), and the tracks (``min_faces`` 2, as the CLI). Each
 setting's tracks are matched to the reference's: a reference track is *found* when a track of
 the setting has a face in at least one of the same frames with box IoU >= 0.5 (the candidate
 sharing most such frames is its match); *same decision* when the match's answer (identity or
@@ -152,7 +159,9 @@ def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> di
     )
     frames = open_source(source)
     startup = time.perf_counter() - start
-    stages = {"decode": 0.0, "locate": 0.0, "record": 0.0}
+    stages = {"decode": 0.0, "whole": 0.0, "locate": 0.0, "record": 0.0}
+    search_whole = watcher.search_whole
+    watcher.search_whole = lambda: thread_timed(search_whole(), stages, "whole")
     watcher.locate = thread_timed(watcher.locate, stages, "locate")
     watcher.record = thread_timed(watcher.record, stages, "record")
     wall, cpu = time.perf_counter(), time.process_time()

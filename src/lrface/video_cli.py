@@ -115,7 +115,10 @@ def watch_command(
     ] = 2,
     threads: Annotated[
         bool,
-        typer.Option(help="Decode, detect and embed in three threads (both cores for one camera)."),
+        typer.Option(
+            help="Decode, detect whole frames, detect the rest and track, embed: four threads "
+            "(both cores for one camera)."
+        ),
     ] = True,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
     device: DeviceOpt = "cpu",

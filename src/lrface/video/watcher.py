@@ -7,12 +7,13 @@ through the ``embed`` callable, normally ``FacePipeline.embed_faces``). A track
 that ends (no detection for the tracker's patience) is aggregated (``aggregate``) and decided
 (``decide``) into a ``TrackEvent``.
 
-``watch`` runs this as a pipeline of three threads when ``config.pipelined`` (the default):
-decoding the next frames, detecting and tracking (``locate``), and embedding and deciding
-(``record``, in the caller's thread), each handing its results on in frame order through a
-short queue. Detection of a frame needs the tracks of the frame before, not their embeddings,
-so the stages overlap; OpenCV, PyTorch and ONNX Runtime release the GIL while they compute,
-so on two cores one camera gets both (docs/video.md, "Real footage").
+``watch`` runs this as a pipeline of four threads when ``config.pipelined`` (the default):
+decoding the next frames, detecting the frames the gate searches whole (``search_whole``, up
+to a gate cycle ahead: they need no tracks), detecting the rest and tracking (``locate``), and
+embedding and deciding (``record``, in the caller's thread), each handing its results on in
+frame order through a short queue. Detection of a frame needs the tracks of the frame before,
+not their embeddings, so the stages overlap; OpenCV, PyTorch and ONNX Runtime release the GIL
+while they compute, so on two cores one camera gets both (docs/video.md, "Real footage").
 
 Tracks with fewer than ``min_faces`` faces are dropped as spurious detections and counted
 (``dropped_tracks``). ``flush`` ends every open track (end of video, an error, Ctrl-C), so
@@ -167,16 +168,34 @@ class FaceWatcher:
         """Take one frame; events of the tracks that ended with it."""
         return self.record(self.locate(frame))
 
-    def locate(self, frame: Frame) -> Located:
-        """Detect ``frame``'s faces where the gate says and link them to tracks."""
+    def locate(self, frame: Frame, whole: list[Face] | None = None) -> Located:
+        """Detect ``frame``'s faces where the gate says and link them to tracks; ``whole``:
+        the faces of the whole frame when already found (``search_whole``)."""
         plan = None
         if self.gate is not None:
             plan = self.gate.plan(frame.image, self.tracker.predicted_boxes())
-        faces = detect_planned(self.detector, frame.image, plan, self.config.gate)
+        if whole is not None and (plan is None or plan.whole):
+            faces = whole
+        else:
+            faces = detect_planned(self.detector, frame.image, plan, self.config.gate)
         joined, ended = self.tracker.update(faces, frame.index)
         self.frames_processed += 1
         self.faces_seen += len(faces)
         return Located(frame, faces, joined, ended)
+
+    def search_whole(self) -> Callable[[Frame], tuple[Frame, list[Face] | None]]:
+        """A step taking the frames in order: (frame, its faces) for the frames the gate will
+        search whole (every ``full_every``-th; every frame without a gate), (frame, None) for
+        the others. The pipeline runs it in a thread of its own ahead of ``locate``: the whole
+        frames need no tracks, and are most of a gated watch's detection time."""
+        every = self.config.gate.full_every if self.gate is not None else 1
+        count = iter(range(1 << 62))
+
+        def step(frame: Frame) -> tuple[Frame, list[Face] | None]:
+            whole = next(count) % every == 0
+            return frame, self.detector.detect(frame.image) if whole else None
+
+        return step
 
     def record(self, located: Located) -> list[TrackEvent]:
         """Embed the located faces that joined a track, add them to their tracks; events of
@@ -215,7 +234,9 @@ class FaceWatcher:
         describe it then). An error reading ``frames`` is raised after the frames before it
         are recorded; the open tracks are not flushed then (call ``flush``)."""
         if self.config.pipelined:
-            located = _ahead(_ahead(frames), self.locate)
+            ahead = self.config.gate.full_every + 2  # a whole cycle of the gate
+            searched = _ahead(_ahead(frames), self.search_whole(), depth=ahead)
+            located = _ahead(searched, lambda item: self.locate(*item))
         else:
             located = map(self.locate, frames)
         for item in located:
