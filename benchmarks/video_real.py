@@ -21,6 +21,8 @@ Settings, each run on the same file in this one process (``--settings``):
   whole every 10th frame and around its tracks every 2nd) in one thread;
 - ``after``: the defaults now, in four threads (decode / whole frames / the rest of detection
   and tracking / embed);
+- ``crowd WxT`` (``--crowd``): ``after-1-thread`` with the crowd searched whole every W-th
+  frame and around its tracks every T-th;
 - ``upscaled``: ``after`` with ``--min-face 6``, MTCNN's upscaled pass for faces under 12 px
   (issue 25; for downscaled copies, ``--heights 270``, where faces are 8-25 px).
 
@@ -264,6 +266,12 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=None, help="default: ../shared/data/video/")
     ap.add_argument("--heights", default="1080,720")
     ap.add_argument("--settings", default="full,before,after-1-thread,after")
+    ap.add_argument(
+        "--crowd",
+        default="",
+        help="extra one-thread settings of the crowd schedule, WxT,...: the whole frame every "
+        "W-th crowded frame, the tracks every T-th (e.g. 5x1,5x2,10x2,10x3)",
+    )
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--min-face", type=float, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -288,6 +296,11 @@ def main() -> None:
         results = {}
         for name in args.settings.split(","):
             results[name] = run(SETTINGS[name], source, gallery, args.min_face)
+        for schedule in filter(None, args.crowd.split(",")):
+            whole, tracks = (int(v) for v in schedule.split("x"))
+            gate = GateConfig(crowd_full_every=whole, crowd_track_every=tracks)
+            setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
+            results[f"crowd {schedule}"] = run(setting, source, gallery, args.min_face)
         reference = results.get("full", {}).get("events")
         for name, row in results.items():
             events = row.pop("events")
