@@ -34,7 +34,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from lrface.detect import Face, FaceDetector
-from lrface.detect.mtcnn import MTCNN, nms
+from lrface.detect.mtcnn import MTCNN, PNET_CELL, nms
 
 Region = tuple[int, int, int, int]
 """``(x1, y1, x2, y2)`` in frame pixels, end-exclusive."""
@@ -148,8 +148,15 @@ class MotionGate:
         mask = self._subtractor.apply(grey)
         return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
 
-    def plan(self, image: np.ndarray, track_boxes: list[np.ndarray]) -> DetectionPlan:
-        """Where to detect in ``image``, given the live tracks' predicted boxes."""
+    def plan(
+        self,
+        image: np.ndarray,
+        track_boxes: list[np.ndarray],
+        young_boxes: list[np.ndarray] | None = None,
+    ) -> DetectionPlan:
+        """Where to detect in ``image``, given the live tracks' predicted boxes and those of
+        the tracks seen only once (searched even on the crowded frames left to the tracker:
+        a new track dies at its second miss)."""
         mask = self.motion_mask(image)  # every frame, so the background model stays current
         index = self._frames
         self._frames += 1
@@ -187,7 +194,8 @@ class MotionGate:
             return self._whole()
         if self._since_whole % self.config.crowd_track_every:
             self.skipped_frames += 1
-            return DetectionPlan(False, [], [])  # the tracker's prediction carries the tracks
+            # the tracker's prediction carries the tracks, but for the new ones
+            return DetectionPlan(False, [], list(young_boxes or []))
         return DetectionPlan(False, [], list(track_boxes))
 
     def _whole(self) -> DetectionPlan:
@@ -276,9 +284,7 @@ def detect_tracks(
             canvases.append(canvas)
             expected.append(width * scale)
     if isinstance(detector, MTCNN):
-        # only faces from half to twice the tracked faces' canvas widths are searched for
-        low = max(min_face, min(expected) / config.canvas_range)
-        found = detector.detect_batch(canvases, low, max(low, max(expected) * config.canvas_range))
+        found = _detect_sized(detector, canvases, expected, config.canvas_range, min_face)
     else:
         found = [detector.detect(canvas) for canvas in canvases]
     faces = []
@@ -286,6 +292,28 @@ def detect_tracks(
         moved = (_moved(face, shift, per_px) for face in in_canvas)
         faces += [face for face in moved if not _cut(face.box, window, (w, h))]
     return faces
+
+
+def _detect_sized(
+    detector: MTCNN, canvases: list, expected: list[float], spread: float, min_face: float
+) -> list[list[Face]]:
+    """Faces on each canvas, searched from 1/``spread`` to ``spread`` times its expected face
+    width: one batch per half-octave of expected widths, so a small face's search is not
+    widened to a large one's (more pyramid levels mean more proposals, and a coarse level's
+    box can win the suppression over the right one and then fail R-Net)."""
+    groups: dict[int, list[int]] = {}
+    for i, width in enumerate(expected):
+        groups.setdefault(round(2 * np.log2(width)), []).append(i)
+    found: list[list[Face]] = [[] for _ in canvases]
+    for rows in groups.values():
+        # a tracked face near min_face is followed below it (down to P-Net's 12 px window):
+        # MTCNN finds such a face in some frames only, and a track needs it in most
+        low = max(min(min_face, PNET_CELL * 1.0), min(expected[i] for i in rows) / spread)
+        high = max(low, max(expected[i] for i in rows) * spread)
+        batch = detector.detect_batch([canvases[i] for i in rows], low, high)
+        for i, faces in zip(rows, batch, strict=True):
+            found[i] = faces
+    return found
 
 
 def _cut(box: np.ndarray, window: Region, size: tuple[int, int]) -> bool:

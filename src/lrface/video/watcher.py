@@ -173,7 +173,10 @@ class FaceWatcher:
         the faces of the whole frame when already found (``search_whole``)."""
         plan = None
         if self.gate is not None:
-            plan = self.gate.plan(frame.image, self.tracker.predicted_boxes())
+            tracker = self.tracker
+            plan = self.gate.plan(
+                frame.image, tracker.predicted_boxes(), tracker.predicted_boxes(True)
+            )
         if whole is not None and (plan is None or plan.whole):
             faces = whole
         else:
