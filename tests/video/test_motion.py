@@ -137,6 +137,9 @@ def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames(monkey
         (True, 0),
     ]
     assert skipping.skipped_frames == 2
+    # a track seen once is searched on those frames too: it dies at its second miss
+    young = [np.array([10, 10, 30, 30])]
+    assert skipping.plan(scene({}, seed=6), tracks, young).tracks == young
     # crowd_full_every 1: every crowded frame is searched whole (before track canvases)
     every = MotionGate(12, GateConfig(full_every=50, crowd_full_every=1))
     every.plan(scene({}, seed=0), [])
