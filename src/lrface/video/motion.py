@@ -34,7 +34,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from lrface.detect import Face, FaceDetector
-from lrface.detect.mtcnn import MTCNN, PNET_CELL, nms
+from lrface.detect.mtcnn import MTCNN, nms
 
 Region = tuple[int, int, int, int]
 """``(x1, y1, x2, y2)`` in frame pixels, end-exclusive."""
@@ -57,9 +57,8 @@ class GateConfig:
     ``crowd_full_every``: while moving regions exceed ``max_area``, the whole frame every N-th
     frame (tracks only in between), and around the tracks every ``crowd_track_every``-th
     frame (no detection in between: the tracker's prediction carries them);
-    ``canvas_face_px``: a tracked face's width on its canvas (0: MTCNN's O-Net input, 48 px,
-    or the widest tracked face when every one is smaller, and at least twice the detector's
-    minimum face);
+    ``canvas_face_px``: the widest a tracked face is on its canvas (0: MTCNN's O-Net input,
+    48 px, or twice the detector's minimum face when that is more);
     ``canvas_range``: on canvases, faces from 1/``canvas_range`` to ``canvas_range`` times the
     tracked faces' widths are searched for (MTCNN)."""
 
@@ -246,74 +245,69 @@ def detect_tracks(
     """Faces found on a canvas around each predicted box, in frame coordinates.
 
     Each canvas is the square of side ``(1 + 2 track_pad)`` face widths about the box's centre,
-    scaled (INTER_AREA, never enlarged) so the face is ``canvas_face_px`` wide, on black where
-    it leaves the frame; all canvases share one size, so they are detected as one batch. Faces
-    cut by a canvas's edge (inside the frame) are dropped."""
-    if not boxes:
-        return []
-    widest = max(max(b[2] - b[0], b[3] - b[1]) for b in boxes)
-    # O-Net's input size, unless every tracked face is smaller (never under 2 min_face)
-    face_px = config.canvas_face_px or max(2 * min_face, min(48.0, float(widest)))
-    side = int(np.ceil((1 + 2 * config.track_pad) * face_px)) + 2  # + the pixels' rounding
-    h, w = image.shape[:2]
-    canvases, placements, expected = [], [], []
+    scaled (INTER_AREA, never enlarged) so the face is at most ``canvas_face_px`` wide, on black
+    where it leaves the frame. Canvases are grouped by half-octave of the face width on them:
+    each group shares one size (its widest face's) and one batch through the detector, which
+    searches it for faces from 1/``canvas_range`` to ``canvas_range`` times its widths (a
+    small face's canvas is small and its search is not widened to a large one's: more pyramid
+    levels mean more proposals, and a coarse level's box can win the suppression over the
+    right one and then fail R-Net). Faces cut by a canvas's edge (inside the frame) are
+    dropped."""
+    face_px = config.canvas_face_px or max(2 * min_face, 48.0)
+    groups: dict[int, list[tuple[np.ndarray, float, float]]] = {}
     for box in boxes:
-        x1, y1, x2, y2 = (float(v) for v in box)
-        width = max(x2 - x1, y2 - y1, min_face)
+        width = max(float(box[2] - box[0]), float(box[3] - box[1]), min_face)
         scale = min(1.0, face_px / width)
-        half = (0.5 + config.track_pad) * width  # frame px; the canvas holds 2 half * scale
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        left, top = cx - half, cy - half
-        # the part of the square inside the frame, and where it lands on the canvas
-        fx1, fy1 = max(int(np.floor(left)), 0), max(int(np.floor(top)), 0)
-        fx2, fy2 = min(int(np.ceil(cx + half)), w), min(int(np.ceil(cy + half)), h)
-        canvas = np.zeros((side, side, 3), np.uint8)
-        if fx2 - fx1 >= 1 and fy2 - fy1 >= 1:
-            cw = min(max(int(round((fx2 - fx1) * scale)), 1), side)
-            ch = min(max(int(round((fy2 - fy1) * scale)), 1), side)
-            part = image[fy1:fy2, fx1:fx2]
-            if (cw, ch) != (fx2 - fx1, fy2 - fy1):
-                part = cv2.resize(part, (cw, ch), interpolation=cv2.INTER_AREA)
-            ox = min(max(int(round((fx1 - left) * scale)), 0), side - cw)
-            oy = min(max(int(round((fy1 - top) * scale)), 0), side - ch)
-            canvas[oy : oy + ch, ox : ox + cw] = part
-            # canvas pixel (ox, oy) is frame pixel (fx1, fy1), per_px frame px per canvas px
-            per_px = np.array([(fx2 - fx1) / cw, (fy2 - fy1) / ch], np.float32)
-            shift = np.array([fx1, fy1], np.float32) - np.array([ox, oy], np.float32) * per_px
-            placements.append((shift, per_px, (fx1, fy1, fx2, fy2)))
-            canvases.append(canvas)
-            expected.append(width * scale)
-    if isinstance(detector, MTCNN):
-        found = _detect_sized(detector, canvases, expected, config.canvas_range, min_face)
-    else:
-        found = [detector.detect(canvas) for canvas in canvases]
+        groups.setdefault(round(2 * np.log2(width * scale)), []).append((box, width, scale))
     faces = []
-    for (shift, per_px, window), in_canvas in zip(placements, found, strict=True):
-        moved = (_moved(face, shift, per_px) for face in in_canvas)
-        faces += [face for face in moved if not _cut(face.box, window, (w, h))]
+    for group in groups.values():
+        on_canvas = [width * scale for _, width, scale in group]
+        side = int(np.ceil((1 + 2 * config.track_pad) * max(on_canvas))) + 2  # + rounding
+        placed = [
+            _canvas(image, box, width, scale, side, config.track_pad) for box, width, scale in group
+        ]
+        placed = [p for p in placed if p is not None]
+        canvases = [canvas for canvas, _ in placed]
+        if isinstance(detector, MTCNN):
+            low = max(min_face, min(on_canvas) / config.canvas_range)
+            high = max(low, max(on_canvas) * config.canvas_range)
+            found = detector.detect_batch(canvases, low, high)
+        else:
+            found = [detector.detect(canvas) for canvas in canvases]
+        for (_, (shift, per_px, window)), in_canvas in zip(placed, found, strict=True):
+            moved = (_moved(face, shift, per_px) for face in in_canvas)
+            faces += [face for face in moved if not _cut(face.box, window, image.shape[1::-1])]
     return faces
 
 
-def _detect_sized(
-    detector: MTCNN, canvases: list, expected: list[float], spread: float, min_face: float
-) -> list[list[Face]]:
-    """Faces on each canvas, searched from 1/``spread`` to ``spread`` times its expected face
-    width: one batch per half-octave of expected widths, so a small face's search is not
-    widened to a large one's (more pyramid levels mean more proposals, and a coarse level's
-    box can win the suppression over the right one and then fail R-Net)."""
-    groups: dict[int, list[int]] = {}
-    for i, width in enumerate(expected):
-        groups.setdefault(round(2 * np.log2(width)), []).append(i)
-    found: list[list[Face]] = [[] for _ in canvases]
-    for rows in groups.values():
-        # a tracked face near min_face is followed below it (down to P-Net's 12 px window):
-        # MTCNN finds such a face in some frames only, and a track needs it in most
-        low = max(min(min_face, PNET_CELL * 1.0), min(expected[i] for i in rows) / spread)
-        high = max(low, max(expected[i] for i in rows) * spread)
-        batch = detector.detect_batch([canvases[i] for i in rows], low, high)
-        for i, faces in zip(rows, batch, strict=True):
-            found[i] = faces
-    return found
+def _canvas(
+    image: np.ndarray, box: np.ndarray, width: float, scale: float, side: int, pad: float
+) -> tuple[np.ndarray, tuple] | None:
+    """The ``side`` px canvas around ``box``: the square of ``(1 + 2 pad) width`` frame px
+    about its centre, shrunk by ``scale``, black outside the frame; with (shift, frame px per
+    canvas px, the frame window it shows), or None when the square misses the frame."""
+    h, w = image.shape[:2]
+    half = (0.5 + pad) * width  # frame px
+    cx, cy = (float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2
+    left, top = cx - half, cy - half
+    # the part of the square inside the frame, and where it lands on the canvas
+    fx1, fy1 = max(int(np.floor(left)), 0), max(int(np.floor(top)), 0)
+    fx2, fy2 = min(int(np.ceil(cx + half)), w), min(int(np.ceil(cy + half)), h)
+    if fx2 - fx1 < 1 or fy2 - fy1 < 1:
+        return None
+    cw = min(max(int(round((fx2 - fx1) * scale)), 1), side)
+    ch = min(max(int(round((fy2 - fy1) * scale)), 1), side)
+    part = image[fy1:fy2, fx1:fx2]
+    if (cw, ch) != (fx2 - fx1, fy2 - fy1):
+        part = cv2.resize(part, (cw, ch), interpolation=cv2.INTER_AREA)
+    ox = min(max(int(round((fx1 - left) * scale)), 0), side - cw)
+    oy = min(max(int(round((fy1 - top) * scale)), 0), side - ch)
+    canvas = np.zeros((side, side, 3), np.uint8)
+    canvas[oy : oy + ch, ox : ox + cw] = part
+    # canvas pixel (ox, oy) is frame pixel (fx1, fy1), per_px frame px per canvas px
+    per_px = np.array([(fx2 - fx1) / cw, (fy2 - fy1) / ch], np.float32)
+    shift = np.array([fx1, fy1], np.float32) - np.array([ox, oy], np.float32) * per_px
+    return canvas, (shift, per_px, (fx1, fy1, fx2, fy2))
 
 
 def _cut(box: np.ndarray, window: Region, size: tuple[int, int]) -> bool:
