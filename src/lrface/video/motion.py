@@ -9,9 +9,10 @@ frame's time (docs/video.md). Each processed frame gets a ``DetectionPlan``:
   and merged into disjoint rectangles, are detected as crops at full resolution;
 - **track canvases**: around each live track's predicted box (padded by ``track_pad`` of its
   width, so a face that stops moving keeps being detected while its track lives) a square is
-  cut and scaled so the face is ``canvas_face_px`` wide (never enlarged), on a black canvas of
-  one size: all tracks of a frame go through the detector as one batch, and the pyramid of a
-  small canvas has few, small levels whatever the face's size in the frame;
+  cut and shrunk so the face is at most ``canvas_face_px`` wide, on black: canvases whose
+  faces are within half an octave share one size and go through the detector as one batch,
+  and the pyramid of a small canvas has few, small levels whatever the face's size in the
+  frame;
 - **the whole frame** every ``full_every``-th processed frame (and the first), so a face that
   stands still with no live track (MOG2 absorbs it into the background) is found again within
   ``full_every`` frames.
@@ -20,8 +21,9 @@ When the padded moving regions (or the rectangles they merge into) cover more th
 ``max_area`` of the frame (a crowd: everyone moves) they are dropped: the frame is searched
 around its tracks only, and new faces are found at the whole-frame passes, which come every
 ``crowd_full_every``-th frame while the crowd lasts (``crowd_full_every = 1``: every crowded
-frame is searched whole, the behaviour before track canvases). ``full_every = 1`` turns gating
-off.
+frame is searched whole, the behaviour before track canvases), and the tracks only every
+``crowd_track_every``-th frame (the tracker's prediction carries them over the others, but for
+tracks seen once, which die at their second miss). ``full_every = 1`` turns gating off.
 """
 
 from __future__ import annotations
@@ -174,8 +176,8 @@ class MotionGate:
             for x1, y1, x2, y2 in rects
         ]
         clipped = [r for r in clipped if r[2] > r[0] and r[3] > r[1]]
-        # the share of the frame the padded regions cover, on the mask's grid: merging
-        # hundreds of regions of a crowd one pair at a time cost more than detecting them
+        # the share of the frame the padded regions cover, on the mask's grid, before any
+        # merging: a crowd's frame has hundreds of regions
         covered = np.zeros(mask.shape, bool)
         s = self.step
         for x1, y1, x2, y2 in clipped:

@@ -26,6 +26,7 @@ nothing seen is lost.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections import Counter
@@ -49,7 +50,7 @@ Embedder = Callable[[np.ndarray, list[Face]], list[EmbeddedFace]]
 class WatchConfig:
     """``weighting``: see ``lrface.video.aggregate``; ``top_k`` identities per event;
     ``gate``: motion-gated detection (``lrface.video.motion``; ``full_every=1`` turns it off);
-    ``pipelined``: ``watch`` decodes, detects and embeds in three threads (module docstring)."""
+    ``pipelined``: ``watch`` decodes, detects and embeds in four threads (module docstring)."""
 
     weighting: str = "size-score"
     top_k: int = 5
@@ -192,7 +193,7 @@ class FaceWatcher:
         the others. The pipeline runs it in a thread of its own ahead of ``locate``: the whole
         frames need no tracks, and are most of a gated watch's detection time."""
         every = self.config.gate.full_every if self.gate is not None else 1
-        count = iter(range(1 << 62))
+        count = itertools.count()
 
         def step(frame: Frame) -> tuple[Frame, list[Face] | None]:
             whole = next(count) % every == 0
