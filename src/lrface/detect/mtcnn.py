@@ -16,9 +16,10 @@ The P-Net pyramid (``pyramid``) is built one of two ways:
   ``area``, i.e. adaptive average pooling), the reference this detector's published figures
   were measured with;
 - ``cascade``: each scale resized on uint8 by OpenCV (``INTER_AREA``) from the previous one
-  (from the image for the first): 6-10x cheaper on a 1080p frame, where the ``area`` pyramid was
-  a third of a frame's detection time (docs/video.md, "Real footage"); boxes and landmarks move
-  by a fraction of a pixel (measured there).
+  (from the image for the first): 8-11x cheaper at 720p and 1080p, where the ``area`` pyramid
+  was more than half of a whole frame's detection time (docs/video.md, "Real footage"); it
+  finds the same faces, their boxes and landmarks moved by about 2% of the face's width on
+  average (measured there).
 
 Scales where a face is smaller than 12 px (``min_face`` under 12) upsample the image
 (``INTER_LINEAR``): an upscaled pass that finds faces down to ``min_face`` px at the cost of a
