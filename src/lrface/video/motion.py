@@ -6,7 +6,8 @@ frame's time (docs/video.md). Each processed frame gets a ``DetectionPlan``:
 
 - **moving regions**: OpenCV's MOG2 background subtractor on a downscaled grey copy of the
   frame marks the moving pixels; their connected regions, padded by ``pad`` minimum face sides
-  and merged into disjoint rectangles, are detected as crops at full resolution;
+  (those inside a track's canvas dropped: the canvas searches them) and merged into disjoint
+  rectangles, are detected as crops at full resolution;
 - **track canvases**: around each live track's predicted box (padded by ``track_pad`` of its
   width, so a face that stops moving keeps being detected while its track lives) a square is
   cut and shrunk so the face is at most ``canvas_face_px`` wide, on black: canvases whose
@@ -176,6 +177,8 @@ class MotionGate:
             for x1, y1, x2, y2 in rects
         ]
         clipped = [r for r in clipped if r[2] > r[0] and r[3] > r[1]]
+        covered_by_canvas = [_canvas_window(box, self.config.track_pad) for box in track_boxes]
+        clipped = [r for r in clipped if not any(_inside(r, c) for c in covered_by_canvas)]
         # the share of the frame the padded regions cover, on the mask's grid, before any
         # merging: a crowd's frame has hundreds of regions
         covered = np.zeros(mask.shape, bool)
@@ -310,6 +313,24 @@ def _canvas(
     per_px = np.array([(fx2 - fx1) / cw, (fy2 - fy1) / ch], np.float32)
     shift = np.array([fx1, fy1], np.float32) - np.array([ox, oy], np.float32) * per_px
     return canvas, (shift, per_px, (fx1, fy1, fx2, fy2))
+
+
+def _canvas_window(box: np.ndarray, pad: float) -> tuple[float, float, float, float]:
+    """The frame square a track's canvas shows (``detect_tracks``)."""
+    half = (0.5 + pad) * max(float(box[2] - box[0]), float(box[3] - box[1]))
+    cx, cy = (float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def _inside(region: Region, window: tuple[float, float, float, float]) -> bool:
+    """Whether ``region`` lies within ``window``: a moving region a track's canvas searches
+    already (the tracked face itself, moving), not detected a second time as a crop."""
+    return (
+        region[0] >= window[0]
+        and region[1] >= window[1]
+        and region[2] <= window[2]
+        and region[3] <= window[3]
+    )
 
 
 def _cut(box: np.ndarray, window: Region, size: tuple[int, int]) -> bool:
