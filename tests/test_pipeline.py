@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lrface import pipeline_cli
+from lrface.cli import photos as pipeline_cli
 from lrface.detect import Face
 from lrface.detect.align import MTCNN_TEMPLATE_150
 from lrface.models.encoder import FaceEncoder

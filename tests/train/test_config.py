@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from lrface.cli.train import build_config
 from lrface.data.degrade import TrainDegradation
 from lrface.losses.registry import parse_method
 from lrface.models.students import list_students
-from lrface.train.cli import build_config
 from lrface.train.config import TrainConfig
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))

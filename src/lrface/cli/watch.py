@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from lrface.pipeline_cli import (
+from lrface.cli.photos import (
     DEFAULT_STUDENT,
     CutoffOpt,
     DeviceOpt,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from lrface import pipeline_cli
-from lrface.service import cli as serve_cli
+from lrface.cli import photos as pipeline_cli
+from lrface.cli import serve as serve_cli
 from tests.test_pipeline import ColourEncoder, SquareDetector
 
 

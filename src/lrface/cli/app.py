@@ -522,20 +522,20 @@ def _report_bad_input(data) -> None:
 
 def _register_subcommands() -> None:
     """Commands implemented next to their subsystems."""
-    from lrface.calibrate_watch_cli import calibrate_watch_command
-    from lrface.pipeline_cli import (
+    from lrface.cli.calibrate import calibrate_watch_command
+    from lrface.cli.photos import (
         detect_command,
         fetch_weights_command,
         gallery_app,
         verify_command,
     )
-    from lrface.service.cli import serve_command
-    from lrface.train.cli import (
+    from lrface.cli.serve import serve_command
+    from lrface.cli.train import (
         decontaminate_command,
         package_student_command,
         train_command,
     )
-    from lrface.video_cli import watch_command
+    from lrface.cli.watch import watch_command
 
     app.command("train")(train_command)
     app.command("decontaminate")(decontaminate_command)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from lrface.pipeline_cli import DEFAULT_STUDENT, CutoffOpt, DeviceOpt, StudentOpt, _fail
+from lrface.cli.photos import DEFAULT_STUDENT, CutoffOpt, DeviceOpt, StudentOpt, _fail
 
 TEACHER = "dlib-resnet-torch"
 SUB_DRAWS = 200
@@ -109,13 +109,13 @@ def calibrate_watch_command(
     on the other half with these and with the single-face thresholds."""
     from lrface import __version__
     from lrface.calibration import ThresholdBook, track_calibration_target
+    from lrface.cli.photos import _pipeline, chosen_student
     from lrface.data.lfw import LFW
     from lrface.eval.track_openset import TrackRecipe
     from lrface.eval.track_openset_lfw import film_tracks, load_filmed, save_filmed
     from lrface.eval.video import Camera
     from lrface.machine import describe_machine
     from lrface.paths import DatasetNotFoundError
-    from lrface.pipeline_cli import _pipeline, chosen_student
     from lrface.video.decide import BookThresholds
 
     student = chosen_student(student)

@@ -6,10 +6,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from lrface.cli import app, parse_sizes
+from lrface.cli.app import app, parse_sizes
 from lrface.data.lfw import LFW
-
-from .conftest import needs_lfw
+from tests.conftest import needs_lfw
 
 
 def test_parse_sizes():
@@ -56,7 +55,7 @@ def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
 
 
 def test_per_fold_runs_take_finished_final_checkpoints_and_ensembles(tmp_path):
-    from lrface.cli import per_fold_runs
+    from lrface.cli.app import per_fold_runs
     from lrface.train.config import TrainConfig
 
     for fold, last in [(0, 1000), (1, 750), (3, 1000)]:
