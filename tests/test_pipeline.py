@@ -390,9 +390,9 @@ def test_search_answers_unknown_under_the_openset_threshold(cli, tmp_path):
     assert "answer: unknown (best score" in text and "open-set threshold at 16" in text
     assert "1. red" in text
     (answer,) = json.loads(cli(*args, "--json").output)
-    assert answer["answer"] == "unknown" and answer["openset_threshold"] == 0.999
+    assert answer["decision"]["identity"] == "unknown" and answer["decision"]["threshold"] == 0.999
     known = json.loads(cli(*args, "--json", "--threshold", "0.1").output)[0]
-    assert known["answer"] == "red" and known["faces_in_image"] == 1
+    assert known["decision"]["identity"] == "red" and known["faces_in_image"] == 1
 
 
 @pytest.mark.lfw

@@ -43,6 +43,7 @@ from lrface.detect import Face, FaceDetector, detect_bounded
 from lrface.detect.align import align_face, native_chip_size, student_chip
 from lrface.models.encoder import FaceEncoder
 from lrface.models.pretrained import DEFAULT_STUDENT
+from lrface.search.decision import Decision, Searcher, decide
 
 MULTI_FACE_POLICIES = ("all", "dominant", "largest", "error")
 
@@ -341,59 +342,51 @@ def thumbnail_jpeg(image: np.ndarray, face: Face, size: int = THUMBNAIL_SIZE) ->
     return data.tobytes()
 
 
-@dataclass
-class Answer:
-    """A watch-list answer for one face: ``identity`` None means unknown (best score under the
-    open-set ``threshold``); ``threshold`` None means no open-set threshold was available,
-    so only the ranking is given."""
-
-    identity: str | None
-    score: float | None
-    threshold: float | None
-    source: str | None
-    reason: str
-
-    def describe(self) -> str:
-        if self.threshold is None:
-            return f"undecided ({self.reason})"
-        if self.identity is None:
-            best = "empty gallery" if self.score is None else f"best score {self.score:.4f}"
-            return f"unknown ({best} < threshold {self.threshold:.4f}; {self.reason})"
-        return (
-            f"{self.identity} ({self.score:.4f} >= threshold {self.threshold:.4f}; {self.reason})"
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "answer": "unknown"
-            if self.identity is None and self.threshold is not None
-            else self.identity,
-            "answer_score": None if self.score is None else round(self.score, 4),
-            "openset_threshold": self.threshold,
-            "openset_threshold_source": self.source,
-            "openset_reason": self.reason,
-        }
-
-
 def identify(
     book: ThresholdBook,
     face: EmbeddedFace,
-    matches: list,
+    top: list[tuple[str, float]],
     gallery_encoder: str,
     threshold: float | None = None,
-) -> Answer:
-    """The open-set decision for ``face`` given its ranked ``matches`` (``.name``, ``.score``):
-    the top identity if its score is at least the open-set threshold for the face's resolution and
-    encoder (``threshold`` overrides), else unknown."""
-    top = matches[0] if matches else None
-    score = None if top is None else float(top.score)
+) -> Decision:
+    """The open-set decision for ``face`` given its ranked ``top`` (name, score) matches: the
+    top identity if its score is at least the open-set threshold for the face's resolution and
+    encoder (``threshold`` overrides), else unknown; without a calibrated threshold, a ranking
+    that says why."""
     if threshold is not None:
-        source, reason = "--threshold", "given"
-    else:
-        try:
-            choice = book.openset(face.ref, gallery_encoder)
-        except ValueError as exc:
-            return Answer(None if top is None else top.name, score, None, None, str(exc))
-        threshold, source, reason = choice.threshold, choice.source, choice.reason
-    known = score is not None and score >= threshold  # FPIR counts scores >= threshold
-    return Answer(top.name if known else None, score, threshold, source, reason)
+        return decide(top, threshold, "--threshold", "given")
+    try:
+        choice = book.openset(face.ref, gallery_encoder)
+    except ValueError as exc:
+        return decide(top, None, None, str(exc))
+    return decide(top, choice.threshold, choice.source, choice.reason)
+
+
+@dataclass
+class FaceAnswer:
+    """One face of a probe image and its open-set decision: what a search answers."""
+
+    face: EmbeddedFace
+    decision: Decision
+
+    def to_dict(self) -> dict:
+        return {**self.face.to_dict(), "decision": self.decision.to_dict()}
+
+
+def answer_faces(
+    faces: list[EmbeddedFace],
+    search: Searcher,
+    k: int,
+    book: ThresholdBook,
+    gallery_encoder: str,
+    threshold: float | None = None,
+) -> list[FaceAnswer]:
+    """The search answer, written once (``lrface gallery search``, the service, the Python
+    API): each face's top-``k`` identities and its open-set decision."""
+    if not faces:
+        return []
+    tops = search(np.stack([f.embedding for f in faces]), k)
+    return [
+        FaceAnswer(face, identify(book, face, top, gallery_encoder, threshold))
+        for face, top in zip(faces, tops, strict=True)
+    ]

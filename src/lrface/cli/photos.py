@@ -480,11 +480,10 @@ def search_command(
     the open-set threshold calibrated for the face's resolution and the encoder that served it
     (set at a stated false-positive identification rate on LFW people outside the gallery:
     docs/openset.md); then the top-k identities with cosine scores."""
-    import numpy as np
-
     from lrface.data.images import BadImageError
-    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, FaceInputError, identify
+    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, FaceInputError, answer_faces
     from lrface.pipeline import default_calibrations as defaults
+    from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import GalleryError
 
     student = chosen_student(student)
@@ -508,26 +507,15 @@ def search_command(
         book = pipe.thresholds(calibs)
     except (BadImageError, FaceInputError, GalleryError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    matches = gal.search(np.stack([f.embedding for f in faces]), k)
-    answers = [
-        identify(book, f, ms, gal.encoder, threshold) for f, ms in zip(faces, matches, strict=True)
-    ]
+    answers = answer_faces(faces, gallery_searcher(gal), k, book, gal.encoder, threshold)
     if as_json:
-        out = [
-            {
-                **f.to_dict(),
-                **a.to_dict(),
-                "matches": [{"name": m.name, "score": round(m.score, 4)} for m in ms],
-            }
-            for f, a, ms in zip(faces, answers, matches, strict=True)
-        ]
-        typer.echo(json.dumps(out, indent=2))
+        typer.echo(json.dumps([a.to_dict() for a in answers], indent=2))
         return
-    for face, answer, ms in zip(faces, answers, matches, strict=True):
-        typer.echo(f"{_face_line(face)}:")
-        typer.echo(f"  answer: {answer.describe()}")
-        for rank, m in enumerate(ms, 1):
-            typer.echo(f"  {rank}. {m.name}  {m.score:.4f}")
+    for answer in answers:
+        typer.echo(f"{_face_line(answer.face)}:")
+        typer.echo(f"  answer: {answer.decision.describe()}")
+        for rank, (name, score) in enumerate(answer.decision.top, 1):
+            typer.echo(f"  {rank}. {name}  {score:.4f}")
 
 
 @gallery_app.command("remove")

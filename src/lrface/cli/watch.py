@@ -104,9 +104,9 @@ def watch_command(
     """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
     from tqdm import tqdm
 
+    from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import GalleryError
     from lrface.video.aggregate import WEIGHTINGS
-    from lrface.video.decide import gallery_searcher
     from lrface.video.motion import GateConfig
     from lrface.video.outputs import AnnotatedVideo, EventWriter
     from lrface.video.sources import VideoReadError, open_source

@@ -36,9 +36,10 @@ from lrface.pipeline import (
     EmbeddedFace,
     FaceInputError,
     FacePipeline,
-    identify,
+    answer_faces,
     thumbnail_jpeg,
 )
+from lrface.search.decision import gallery_searcher
 from lrface.search.gallery import Gallery
 from lrface.search.store import Enrolment, GalleryStore, file_sha256
 from lrface.service.security import API_KEY_HEADER, SecurityError, key_matches, validate_name
@@ -124,9 +125,10 @@ class WatchList:
             generation = self.store.remove(name)
             self._applied(generation, lambda g: g.remove(name))
 
-    def search(self, embeddings: np.ndarray, k: int):
+    def search_top(self, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """A ``lrface.search.decision.Searcher`` over the index kept in step."""
         with self._lock:
-            return self._in_step().search(embeddings, k)
+            return gallery_searcher(self._in_step())(embeddings, k)
 
     def size(self) -> int:
         with self._lock:
@@ -331,16 +333,8 @@ def create_app(
         if watch.size() == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
         image, faces = embed_probe(file)
-        results = watch.search(np.stack([f.embedding for f in faces]), k)
-        out = []
-        for face, matches in zip(faces, results, strict=True):
-            out.append(
-                {
-                    **face.to_dict(),
-                    "matches": [{"name": m.name, "score": round(m.score, 4)} for m in matches],
-                    "decision": identify(book, face, matches, store.encoder).to_dict(),
-                }
-            )
+        answers = answer_faces(faces, watch.search_top, k, book, store.encoder)
+        out = [answer.to_dict() for answer in answers]
         return {"image": {"width": image.shape[1], "height": image.shape[0]}, "faces": out}
 
     @app.post("/api/verify", dependencies=auth, summary="Are the people in two photos the same?")
@@ -380,9 +374,6 @@ def create_app(
         if watch.size() == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
 
-        def searcher(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-            return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)]
-
         calibrated = BookThresholds(watch_book, store.encoder, True, watch.size())
 
         def threshold(encoder: str, size: int) -> float | None:
@@ -393,7 +384,7 @@ def create_app(
             except ValueError:
                 return None
 
-        watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, searcher, threshold)
+        watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, watch.search_top, threshold)
         events, error = [], None
         with tempfile.TemporaryDirectory(prefix="lrface-watch-") as tmp:
             path = Path(tmp) / "upload.video"
