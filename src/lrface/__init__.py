@@ -1,3 +1,3 @@
 """lrface: low-resolution face recognition by transfer from a high-resolution teacher."""
 
-__version__ = "0.1.0"
+from lrface.constants import __version__ as __version__

@@ -37,12 +37,11 @@ from lrface.calibration import (
     stored_calibrations,
     track_calibrations,
 )
-from lrface.data.degrade import CHIP_SIZE
+from lrface.constants import CHIP_SIZE, DEFAULT_SIZE_CUTOFF, DEFAULT_STUDENT
 from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector, detect_bounded
 from lrface.detect.align import align_face, native_chip_size, student_chip
 from lrface.models.encoder import FaceEncoder
-from lrface.models.pretrained import DEFAULT_STUDENT
 from lrface.search.decision import Decision, Searcher, decide
 
 MULTI_FACE_POLICIES = ("all", "dominant", "largest", "error")
@@ -51,12 +50,6 @@ DOMINANT_RATIO = 0.7
 """Under ``dominant``, the largest face is taken only if every other face is narrower than this
 share of its width (a group photo of similar faces is refused rather than guessed at)."""
 
-# Faces narrower than this go to a student that states no cutoff of its own. A shipped student
-# carries its own in student.json, chosen from its View 2 figures: lrface-lr-v2 (student and
-# teacher fused) 20 px, as it beats the teacher on clean 20 px chips (9/10 folds) and is level at
-# 24 px (docs/lrface-lr-v2.md). 16 px suits a student alone such as lrface-lr-v1 (level with the
-# teacher at 20 px, behind from 24). A detected face of width w gives a chip of about 1.13 w px.
-DEFAULT_SIZE_CUTOFF = 16.0
 
 
 def routing_cutoff(student: FaceEncoder | None, size_cutoff: float | None = None) -> float:

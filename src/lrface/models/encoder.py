@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from lrface.data.degrade import resize_chips
+from lrface.resize import resize_chips
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

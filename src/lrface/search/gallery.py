@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from lrface import __version__
+from lrface.constants import __version__
 
 FORMAT = "lrface-gallery"
 FORMAT_VERSION = 1

@@ -29,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lrface import __version__
+from lrface.constants import __version__
 from lrface.data.images import BadImageError, decode_rgb
 from lrface.pipeline import (
     Calibration,
