@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lrface.cli.train import build_config
 from lrface.data.degrade import TrainDegradation
 from lrface.losses.registry import parse_method
 from lrface.models.students import list_students
 from lrface.train.config import TrainConfig
+from lrface.train.runner import build_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
 

@@ -45,3 +45,27 @@ class BookThresholds:
 def fixed_threshold(value: float | None) -> ThresholdFn:
     """The same threshold for every encoder and size (None: never unknown)."""
     return lambda encoder, size: value
+
+
+def watch_thresholds(pipe, gallery, calibrations: list) -> tuple[BookThresholds, str]:
+    """The open-set thresholds ``lrface watch`` (and ``lrface.watch``) judge tracks by, and a
+    line saying where they come from: per encoder of ``pipe``, its track calibration (for
+    ``gallery``'s size where the file has thresholds by size) else its single-face open-set
+    thresholds, from ``calibrations`` in order (``lrface.pipeline.watch_calibrations`` lists
+    the stored ones). ValueError now, not mid-video, when an encoder has none."""
+    thresholds = BookThresholds(pipe.thresholds(calibrations), gallery.encoder, True, len(gallery))
+    encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
+    used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]
+    return thresholds, "; ".join(
+        f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
+        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice)
+        for name, choice in used
+    ) + f"; this gallery holds {len(gallery)} identities"
+
+
+def _set_for(choice) -> str:
+    """What gallery size a threshold choice was set for, and (where its file holds thresholds
+    by watch-list size) which size it was picked for."""
+    if choice.for_gallery:
+        return f" (calibrated on a gallery of {choice.gallery_size}; {choice.for_gallery})"
+    return f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else ""
