@@ -33,7 +33,7 @@ def watch_pipeline(monkeypatch) -> SimpleNamespace:
         calls=[],
         thresholds=ThresholdBook,
     )
-    monkeypatch.setattr("lrface.cli.watch._pipeline", lambda *a: fake.calls.append(a) or fake)
+    monkeypatch.setattr("lrface.cli.watch.build_pipeline", lambda *a: fake.calls.append(a) or fake)
     return fake
 
 

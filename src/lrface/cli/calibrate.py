@@ -1,7 +1,8 @@
-"""``lrface calibrate-watch``: open-set thresholds for ``lrface watch``'s pooled tracks, set on
-synthetic clips of half of LFW View 2's people and measured on the other half
-(``lrface.eval.track_openset`` states the protocol), next to the single-face thresholds the
-watcher would otherwise use."""
+"""``lrface calibrate-openset`` and ``lrface calibrate-watch``: open-set thresholds for single
+faces (``gallery search``) and for ``lrface watch``'s pooled tracks, set on half of LFW View 2's
+people and measured on the other half (protocols: ``lrface.eval.openset``,
+``lrface.eval.track_openset``; reports: ``lrface.eval.openset_lfw``,
+``lrface.eval.calibrate_watch``)."""
 
 from __future__ import annotations
 
@@ -13,32 +14,78 @@ from typing import Annotated
 
 import typer
 
-from lrface.cli.photos import DEFAULT_STUDENT, CutoffOpt, DeviceOpt, StudentOpt, _fail
-
-TEACHER = "dlib-resnet-torch"
-SUB_DRAWS = 200
-"""Random sub-galleries per search for ``--subgalleries``."""
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a list of numbers", param_hint=what) from None
-
-
-def _single_face(files: list[Path], student: str | None, fpir: float):
-    """Single-face calibrations set at ``fpir``: the ``--single`` files, then those stored with
-    the encoders."""
-    from lrface.calibration import Calibration
-    from lrface.pipeline import default_calibrations
-
-    calibs = [Calibration.load(path) for path in files]
-    calibs += default_calibrations(TEACHER, student)
-    return [c for c in calibs if c.openset and c.openset_fpir == fpir]
+from lrface.cli.common import (
+    CutoffOpt,
+    DeviceOpt,
+    LfwOpt,
+    StudentOpt,
+    WorkersOpt,
+    build_pipeline,
+    chosen_student,
+    fail,
+    load_encoder,
+    parse_floats,
+    parse_sizes,
+    reported,
+    run_info,
+)
+from lrface.constants import DEFAULT_STUDENT, DEFAULT_TEACHER
 
 
-def calibrate_watch_command(
+def calibrate_openset(
+    encoder: Annotated[
+        str, typer.Option(help="Probe encoder: registered name or student checkpoint dir.")
+    ] = DEFAULT_TEACHER,
+    lfw: LfwOpt = None,
+    sizes: Annotated[
+        str, typer.Option(help="Probe sizes; 'full' = no degradation.")
+    ] = "16,24,full",
+    fpir: Annotated[
+        float, typer.Option(help="Target false-positive identification rate.", min=0, max=0.5)
+    ] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of the enrolled / stranger split.")] = 0,
+    store: Annotated[
+        bool,
+        typer.Option(
+            help="Write the thresholds into the encoder's own calibration file (the packaged "
+            "one, or <checkpoint>/calibration.json) instead of <out>/calibration.json."
+        ),
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/openset"),
+    device: DeviceOpt = "cpu",
+    workers: WorkersOpt = 2,
+) -> None:
+    """Open-set thresholds ("unknown" for `lrface gallery search`) on LFW View 2's people.
+
+    Half of the people with two or more photos are enrolled (one photo each), the rest are
+    strangers; probes are degraded to each size. The threshold is set at --fpir on half of the
+    people and FPIR / FNIR are reported on the other half (src/lrface/eval/openset.py).
+    """
+    from lrface.calibration import calibration_path
+    from lrface.eval.openset_lfw import markdown_rows, run_openset, write_openset
+
+    size_list = parse_sizes(sizes)
+    own = calibration_path(encoder)
+    if store and own is None:
+        raise fail(f"--store: {encoder!r} has no calibration file to store into")
+    probe = load_encoder(encoder, device, option="--encoder")
+    gallery = load_encoder(probe.teacher, device, option="--encoder") if probe.teacher else probe
+    dataset = open_lfw(lfw)
+    started = time.perf_counter()
+    rows, split, dropped = run_openset(dataset, gallery, probe, size_list, fpir, seed, workers)
+    info = run_info(started)
+    keys = gallery.cache_key, probe.cache_key
+    paths = write_openset(out, rows, split, dropped, *keys, fpir, seed, info, own, store)
+    typer.echo(markdown_rows(rows))
+    typer.echo(
+        f"{len(split.gallery)} enrolled people; threshold set on half of the people, rates on "
+        f"the other half; {dropped} images unusable"
+    )
+    typer.echo(f"wall time {info['wall_time_s']:.1f} s on {info['machine']}")
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+def calibrate_watch(
     student: StudentOpt = DEFAULT_STUDENT,
     size_cutoff: CutoffOpt = None,
     fpir: Annotated[
@@ -98,144 +145,121 @@ def calibrate_watch_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the people split and the clips.")] = 0,
-    lfw: Annotated[
-        Path | None, typer.Option(help="LFW root (else $LRFACE_LFW, ../shared/data/lfw).")
-    ] = None,
+    lfw: LfwOpt = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/calibrate-watch"),
     device: DeviceOpt = "cpu",
 ) -> None:
     """Open-set thresholds for video tracks (what `lrface watch` judges), per encoder and face
     size: set at each --fpir on passers-by of half of LFW View 2's people, FPIR / FNIR measured
     on the other half with these and with the single-face thresholds."""
-    from lrface import __version__
-    from lrface.calibration import ThresholdBook, track_calibration_target
-    from lrface.cli.photos import _pipeline, chosen_student
-    from lrface.data.lfw import LFW
-    from lrface.eval.track_openset import TrackRecipe
-    from lrface.eval.track_openset_lfw import film_tracks, load_filmed, save_filmed
-    from lrface.eval.video import Camera
-    from lrface.machine import describe_machine
-    from lrface.paths import DatasetNotFoundError
-    from lrface.video.decide import BookThresholds
+    from lrface.calibration import track_calibration_target
+    from lrface.eval.calibrate_watch import calibrate_watch as calibrate
+    from lrface.eval.calibrate_watch import watch_report
 
     student = chosen_student(student)
-    targets = _floats(fpir, "--fpir")
+    targets = parse_floats(fpir, "--fpir")
     if not all(0 <= t < 1 for t in targets):
-        raise typer.BadParameter("FPIRs must be in [0, 1)", param_hint="--fpir")
-    try:
-        start_px, end_px = (int(v) for v in shrink.split(","))
-        recipe = TrackRecipe(
-            people, gallery, passersby, calibration_passersby, frames, start_px, end_px,
-            tuple(_floats(bins, "--bins")), Camera.parse(camera), seed=seed,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    sub_sizes = [int(n) for n in _floats(subgalleries, "--subgalleries")] if subgalleries else []
+        raise fail("--fpir: FPIRs must be in [0, 1)")
+    counts = people, gallery, passersby, calibration_passersby, frames
+    recipe = track_recipe(*counts, shrink, bins, camera, seed)
+    sub_sizes = (
+        [int(n) for n in parse_floats(subgalleries, "--subgalleries")] if subgalleries else []
+    )
     if any(n < 1 for n in sub_sizes):
-        raise typer.BadParameter("sizes must be at least 1", param_hint="--subgalleries")
-    if searches is None:
-        try:
-            dataset = LFW(lfw)
-        except DatasetNotFoundError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--lfw") from None
-    configs = {"teacher": _pipeline(TEACHER, None, "mtcnn", recipe.min_face, None, "all", device)}
-    if student:
-        configs["teacher+student"] = _pipeline(
-            TEACHER, student, "mtcnn", recipe.min_face, size_cutoff, "all", device
-        )
-    pipe = configs["teacher+student" if student else "teacher"]
-    teacher_key = pipe.teacher.cache_key
-    # each encoder's thresholds from the configuration it serves in: the teacher alone, and
-    # the student's tracks of teacher + student
-    owners = {"teacher": (TEACHER, teacher_key)}
-    if student:
-        owners["teacher+student"] = (student, pipe.student.cache_key)
-    try:
-        singles = {t: _single_face(single or [], student, t) for t in targets}
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    started, cpu = time.time(), time.process_time()
+        raise fail("--subgalleries: sizes must be at least 1")
+    dataset = None if searches is not None else open_lfw(lfw)
+    configs, owners = watch_pipelines(student, size_cutoff, recipe.min_face, device)
+    with reported(ValueError):
+        singles = {t: single_face(single or [], student, t) for t in targets}
+    started, cpu = time.perf_counter(), time.process_time()
     out.mkdir(parents=True, exist_ok=True)
-    if searches is not None:
-        try:
-            filmed = load_filmed(searches)
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-        if set(filmed.scores) != set(configs):
-            raise _fail(f"{searches}: holds {', '.join(filmed.scores)}, not {', '.join(configs)}")
-    else:
-        filmed = film_tracks(dataset, configs, recipe)
-        save_filmed(out / "searches.npz", filmed)
-    elapsed, cpu = time.time() - started, time.process_time() - cpu
+    filmed = film_or_load(searches, dataset, configs, recipe, out)
+    info, cpu = run_info(started), time.process_time() - cpu
     if any(n > filmed.gallery_size for n in sub_sizes):
-        raise _fail(f"--subgalleries must be at most the gallery's {filmed.gallery_size} people")
+        raise fail(f"--subgalleries must be at most the gallery's {filmed.gallery_size} people")
     recipe_dict = filmed.recipe or recipe.to_dict()
-    report = {
-        "recipe": recipe_dict,
-        "searches": str(searches or out / "searches.npz"),
-        "calibrated_on": "size-bin and whole-clip tracks" if whole else "size-bin tracks",
-        "student": student,
-        "gallery_size": filmed.gallery_size,
-        "probes": filmed.probes,
-        "calibration_passersby": filmed.calibration_passersby,
-        "passersby": filmed.passersby,
-        "lrface_version": __version__,
-        "machine": describe_machine(),
-        "wall_time_s": round(elapsed),
-        "cpu_time_s": round(cpu),
-        "fpir": {},
-    }
-    lines = [
-        "| encoders | face bin | threshold | value(s) | FPIR achieved (alarms) | FNIR (misses) |",
-        "|---|---|---|---|---|---|",
-    ]
-    sub_lines = [
-        "| encoders | gallery | tracks | nominal FPIR | FPIR: whole-gallery / size thresholds "
-        "| FNIR: whole-gallery / size thresholds |",
-        "|---|---|---|---|---|---|",
-    ]
-    written: dict[float, list[tuple[str, Path]]] = {}
-    for target in targets:
-        folder = out / f"fpir-{target:g}"
-        files = _track_files(folder, filmed, owners, target, min_tracks, recipe_dict, whole)
-        written[target] = [(c.owner, Path(c.path)) for c in files]
-        entry = report["fpir"][f"{target:g}"] = {
-            "track_calibrations": [c.path for c in files],
-            "single_face_calibrations": [c.path for c in singles[target]],
-        }
-        for config, p in configs.items():
-            aliases = {e.cache_key: {e.name} for e in (p.teacher, p.student) if e is not None}
-            book = ThresholdBook(files + singles[target], aliases)
-            sources = {"track": BookThresholds(book, teacher_key, tracks=True)}
-            if singles[target]:
-                sources["single-face"] = BookThresholds(book, teacher_key)
-            for source, fn in sources.items():
-                label = f"{source} @ {target:g}"
-                try:
-                    rates, rows = _measured(config, label, filmed.scores[config], fn)
-                except ValueError as exc:  # no threshold at all for an encoder
-                    typer.echo(f"{config}, {label}: {exc}", err=True)
-                    continue
-                entry[f"{config}/{source}"] = rates
-                lines += rows
-            if not files:
-                continue
-            for n in sub_sizes:
-                fixed = BookThresholds(book, teacher_key, tracks=True)
-                sized = BookThresholds(book, teacher_key, True, n)
-                rates, rows = _sub_measured(config, n, target, filmed.scores[config], fixed, sized)
-                entry[f"{config}/track/gallery-{n}"] = rates
-                sub_lines += rows
-    if not any(written.values()):
-        raise _fail(f"no track thresholds set (fewer than {min_tracks} tracks per size)")
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = "\n".join(lines)
-    if sub_sizes:
-        table += (
-            "\n\nHalf 1 against random sub-galleries of the gallery's people "
-            f"({SUB_DRAWS} per search), judged by the track thresholds for the whole gallery "
-            "and for the sub-gallery's size:\n\n" + "\n".join(sub_lines)
+    args = (singles, targets, sub_sizes, out, min_tracks, whole, recipe_dict)
+    result = calibrate(filmed, configs, owners, *args)
+    for line in result.missing:
+        typer.echo(line, err=True)
+    if not any(result.written.values()):
+        raise fail(f"no track thresholds set (fewer than {min_tracks} tracks per size)")
+    searched = searches or out / "searches.npz"
+    report = watch_report(filmed, result, student, searched, whole, recipe_dict, info, cpu)
+    write_watch_report(report, result.table, filmed, out)
+    for name, path in result.written[targets[0]] if store else []:
+        shutil.copyfile(path, track_calibration_target(name))
+        typer.echo(f"stored {path} as {track_calibration_target(name)}")
+
+
+def watch_pipelines(student: str | None, size_cutoff, min_face: float, device: str):
+    """The configurations filmed (the teacher alone, and teacher + student) and, per
+    configuration, the encoder whose thresholds it sets (name, cache key): the teacher's from
+    the teacher alone, the student's from its tracks in teacher + student."""
+    configs = {"teacher": build_pipeline(DEFAULT_TEACHER, None, min_face=min_face, device=device)}
+    if student:
+        configs["teacher+student"] = build_pipeline(
+            DEFAULT_TEACHER, student, "mtcnn", min_face, size_cutoff, device=device
         )
+    owners = {"teacher": (DEFAULT_TEACHER, configs["teacher"].teacher.cache_key)}
+    if student:
+        owners["teacher+student"] = (student, configs["teacher+student"].student.cache_key)
+    return configs, owners
+
+
+def track_recipe(
+    people, gallery, passersby, calibration_passersby, frames, shrink, bins, camera, seed
+):
+    """The clips' ``TrackRecipe`` from the options, or the one-line exit naming the problem."""
+    from lrface.eval.track_openset import TrackRecipe
+    from lrface.eval.video import Camera
+
+    with reported(ValueError):
+        start_px, end_px = (int(v) for v in shrink.split(","))
+        return TrackRecipe(
+            people, gallery, passersby, calibration_passersby, frames, start_px, end_px,
+            tuple(parse_floats(bins, "--bins")), Camera.parse(camera), seed=seed,
+        )  # fmt: skip
+
+
+def single_face(files: list[Path], student: str | None, fpir: float):
+    """Single-face calibrations set at ``fpir``: the ``--single`` files, then those stored with
+    the encoders."""
+    from lrface.calibration import Calibration
+    from lrface.pipeline import default_calibrations
+
+    calibs = [Calibration.load(path) for path in files]
+    calibs += default_calibrations(DEFAULT_TEACHER, student)
+    return [c for c in calibs if c.openset and c.openset_fpir == fpir]
+
+
+def open_lfw(lfw: Path | None):
+    """The LFW dataset, or the one-line exit saying where it was looked for."""
+    from lrface.data.lfw import LFW
+    from lrface.paths import DatasetNotFoundError
+
+    with reported(DatasetNotFoundError, option="--lfw"):
+        return LFW(lfw)
+
+
+def film_or_load(searches: Path | None, dataset, configs: dict, recipe, out: Path):
+    """The searches of an earlier run (``--searches``), or the clips filmed now (saved)."""
+    from lrface.eval.track_openset_lfw import film_tracks, load_filmed, save_filmed
+
+    if searches is not None:
+        with reported(ValueError):
+            filmed = load_filmed(searches)
+        if set(filmed.scores) != set(configs):
+            raise fail(f"{searches}: holds {', '.join(filmed.scores)}, not {', '.join(configs)}")
+        return filmed
+    filmed = film_tracks(dataset, configs, recipe)
+    save_filmed(out / "searches.npz", filmed)
+    return filmed
+
+
+def write_watch_report(report: dict, table: str, filmed, out: Path) -> None:
+    """report.json and report.md in ``out``, and the table and summary on stdout."""
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(table + "\n")
     typer.echo(table)
     typer.echo(
@@ -243,96 +267,8 @@ def calibrate_watch_command(
         f"{filmed.calibration_passersby} passers-by of half 0, rates on {filmed.probes} probe "
         f"people and {filmed.passersby} passers-by of half 1"
     )
-    typer.echo(f"wall time {elapsed:.0f} s, CPU {cpu:.0f} s on {report['machine']}")
+    typer.echo(
+        f"wall time {report['wall_time_s']:.0f} s, CPU {report['cpu_time_s']:.0f} s on "
+        f"{report['machine']}"
+    )
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}")
-    for name, path in written[targets[0]] if store else []:
-        shutil.copyfile(path, track_calibration_target(name))
-        typer.echo(f"stored {path} as {track_calibration_target(name)}")
-
-
-def _track_files(
-    folder: Path, filmed, owners: dict, target: float, min_tracks: int, recipe: dict, whole: bool
-):
-    """Each owner's track calibration at ``target`` (with thresholds by watch-list size)
-    written into ``folder`` and loaded (``owner`` set to the encoder's name); owners with no
-    threshold are left out."""
-    from lrface.calibration import Calibration
-    from lrface.eval.track_openset import calibrate_tracks, calibration_file, threshold_ladder
-
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    teacher_key = owners["teacher"][1]
-    for config, (name, key) in owners.items():
-        scores = filmed.scores[config]
-        thresholds, counts = calibrate_tracks(scores, target, {key}, min_tracks, whole=whole)
-        if key not in thresholds:
-            continue
-        ladder = threshold_ladder(scores, target, {key}, min_tracks, whole=whole)[key]
-        data = calibration_file(
-            key, teacher_key, thresholds[key], counts[key], target, filmed.gallery_size, recipe,
-            ladder, whole,
-        )  # fmt: skip
-        path = folder / f"{Path(name).name}-tracks.json"
-        path.write_text(json.dumps(data, indent=2) + "\n")
-        files.append(Calibration.load(path))
-        files[-1].owner = name
-    return files
-
-
-def _measured(config: str, label: str, scores, fn) -> tuple[dict, list[str]]:
-    """Rates per bin of ``scores`` judged by ``fn`` and their table rows (with the thresholds
-    each bin's tracks were judged by)."""
-    from lrface.eval.track_openset import measure
-
-    rates = measure(scores, fn)
-    rows = []
-    for name, r in sorted(rates.items(), key=lambda kv: _bin_order(kv[0])):
-        used = [] if name == "all" else _choices([s for s in scores if s.bin == name], fn)
-        values = ", ".join(f"{c.threshold:.4f}" for c in used) if len(used) < 4 else "various"
-        rows.append(
-            f"| {config} | {name} | {label} | {values} | {r.fpir:.3f} ({r.alarms}/"
-            f"{r.passersby}) | {r.fnir:.3f} ({r.probes - r.found}/{r.probes}) |"
-        )
-    out = {name: r.to_dict() for name, r in rates.items()}
-    out["thresholds"] = sorted({f"{c.source} = {c.threshold:.4f}" for c in _choices(scores, fn)})
-    return out, rows
-
-
-def _sub_measured(config: str, n: int, target: float, scores, fixed, sized):
-    """Rates of half 1 against random sub-galleries of ``n`` judged by the ``fixed`` (whole
-    gallery) and the ``sized`` (for ``n``) track thresholds, and their table rows."""
-    from lrface.eval.track_openset import WHOLE, measure_subgalleries
-
-    # the same draws for both threshold sets (same seed)
-    judged = {
-        k: measure_subgalleries(scores, fn, n, SUB_DRAWS)
-        for k, fn in (("fixed", fixed), ("sized", sized))
-    }
-    rows, out = [], {}
-    for label in ("all", WHOLE):
-        a, b = judged["fixed"].get(label), judged["sized"].get(label)
-        if a is None or b is None:
-            continue
-        out[label] = {"whole-gallery": a.to_dict(), "size": b.to_dict()}
-        tracks = f"{'size bins' if label == 'all' else label} ({a.passersby} + {a.probes})"
-        rows.append(
-            f"| {config} | {n} | {tracks} | {target:g} | {a.fpir:.3f} / **{b.fpir:.3f}** | "
-            f"{a.fnir:.3f} / {b.fnir:.3f} |"
-        )
-    return out, rows
-
-
-def _choices(scores, fn) -> list:
-    """The distinct threshold choices ``fn`` makes for these searches, by threshold."""
-    seen = {}
-    for s in scores:
-        if s.probe is not None:
-            choice = fn.choice(*s.probe)
-            seen[(choice.source, choice.threshold)] = choice
-    return sorted(seen.values(), key=lambda c: c.threshold)
-
-
-def _bin_order(label: str) -> float:
-    from lrface.eval.track_openset import WHOLE
-
-    return {"all": 1e9, WHOLE: 2e9}.get(label) or float(label.split("-")[0])
