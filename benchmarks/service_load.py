@@ -42,7 +42,7 @@ KEY = "service-load-benchmark-key"
 
 def build_gallery(path: Path, identities: int, seed: int) -> float:
     """A gallery of ``identities`` random unit vectors under the teacher's key; seconds taken."""
-    from lrface.models.registry import create_encoder
+    from lrface.models.factory import create_encoder
 
     teacher = create_encoder("dlib-resnet-torch")
     rng = np.random.default_rng(seed)

@@ -52,7 +52,7 @@ from lrface.eval.video import (
     run_clip,
     summarize,
 )
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 from lrface.pipeline import FacePipeline
 from lrface.search.decision import gallery_searcher
 from lrface.search.gallery import Gallery

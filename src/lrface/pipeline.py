@@ -180,7 +180,7 @@ class FacePipeline:
         multi_face: str = "all",
     ):
         if isinstance(student, str):  # a name: the shipped student by default
-            from lrface.models.registry import create_encoder
+            from lrface.models.factory import create_encoder
 
             student = create_encoder(student, device=teacher.device)
         if student is not None and student.dim != teacher.dim:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lrface.data.degrade import TrainDegradation
-from lrface.losses.registry import parse_method
+from lrface.losses.methods import parse_method
 from lrface.models.students import list_students
 from lrface.train.config import TrainConfig
 from lrface.train.runner import build_config

@@ -123,7 +123,7 @@ def chosen_student(student: str | None) -> str | None:
 
 def load_encoder(name: str, device: str = "cpu", batch_size: int = 64, option: str = ""):
     """The encoder ``name`` (registered name or checkpoint dir), or the one-line exit."""
-    from lrface.models.registry import create_encoder
+    from lrface.models.factory import create_encoder
 
     try:
         return create_encoder(name, batch_size=batch_size, device=device)

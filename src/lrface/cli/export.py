@@ -14,7 +14,7 @@ from lrface.cli.common import fail, load_encoder
 
 def encoders() -> None:
     """List the registered encoders."""
-    from lrface.models.registry import list_encoders
+    from lrface.models.factory import list_encoders
 
     typer.echo(json.dumps(list_encoders()))
 

@@ -108,7 +108,7 @@ def decontaminate(
     Writes the list to the user's cache (or --out), never into the installed package; training
     on that folder requires it and applies it (the shipped lists are read-only package data).
     """
-    from lrface.models.registry import create_encoder
+    from lrface.models.factory import create_encoder
     from lrface.paths import DatasetNotFoundError
     from lrface.train.sources import decontaminate as find_matches
     from lrface.train.sources import user_decontamination_path

@@ -1,8 +1,7 @@
 """Transfer losses: small modules, each with a weight, composed by a method config."""
 
 from lrface.losses.base import TransferLoss, TransferOutputs
-from lrface.losses.registry import (
-    LOSSES,
+from lrface.losses.methods import (
     METHODS,
     build_losses,
     discriminator_steps,
@@ -12,6 +11,7 @@ from lrface.losses.registry import (
     required_fields,
     total_loss,
 )
+from lrface.losses.registry import LOSSES
 
 __all__ = [
     "LOSSES",

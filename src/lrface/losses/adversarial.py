@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 from lrface.models.discriminator import DomainDiscriminator
 
 TEACHER_DOMAIN = 1
@@ -61,6 +62,7 @@ def _domain_labels(n_teacher: int, n_student: int, device: torch.device) -> torc
     )
 
 
+@register_loss("dann")
 class DANNLoss(TransferLoss):
     """Domain-adversarial loss with a gradient-reversal layer; owns its discriminator.
 
@@ -140,6 +142,7 @@ class ADDA(nn.Module):
         return F.cross_entropy(logits, labels)
 
 
+@register_loss("adda")
 class ADDALoss(TransferLoss):
     """ADDA's generator loss as a TransferLoss, so it composes by weight with other losses.
 

@@ -22,7 +22,7 @@ TUPLE_FIELDS = tuple(
 class TrainConfig:
     """Everything that determines a run (with the data, it fixes the result bit for bit).
 
-    method: a ``losses.registry.METHODS`` name, ``"a+b"`` or ``"a=w1,b=w2"``.
+    method: a ``losses.methods.METHODS`` name, ``"a+b"`` or ``"a=w1,b=w2"``.
     method_kwargs: extra constructor kwargs per loss name, merged into the parsed spec.
     pairing: ``paired`` (the student's LR face and the teacher's HR face are the same image,
         for distillation) or ``unpaired`` (independent shuffles of the HR source and the LR

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from lrface.data.detected import DetectedFaces
-from lrface.losses.registry import adda_modules, loss_parameters, required_fields
+from lrface.losses.methods import adda_modules, loss_parameters, required_fields
 from lrface.machine import resolve_precision
 from lrface.models.checkpoint import load_student_weights
 from lrface.models.encoder import TorchEncoder

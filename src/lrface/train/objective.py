@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from lrface.losses.base import TransferOutputs
-from lrface.losses.prototype import teacher_prototypes
-from lrface.losses.registry import (
+from lrface.losses.methods import (
     adda_modules,
     build_losses,
     discriminator_steps,
@@ -25,6 +24,7 @@ from lrface.losses.registry import (
     required_fields,
     total_loss,
 )
+from lrface.losses.prototype import teacher_prototypes
 from lrface.models.students import resize_input
 from lrface.train.config import TrainConfig
 

@@ -45,7 +45,7 @@ def check_config(config: TrainConfig) -> None:
     """ConfigError (naming the setting) for a method, student, LFW root, unlabelled folder or
     run directory that cannot work, before any data is prepared (alignment and teacher
     embeddings take minutes on a cold cache)."""
-    from lrface.losses.registry import parse_method
+    from lrface.losses.methods import parse_method
     from lrface.models.students import list_students
     from lrface.paths import DatasetNotFoundError, resolve_lfw
 
