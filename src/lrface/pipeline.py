@@ -37,7 +37,7 @@ from lrface.calibration import (
     stored_calibrations,
     track_calibrations,
 )
-from lrface.constants import CHIP_SIZE, DEFAULT_SIZE_CUTOFF, DEFAULT_STUDENT
+from lrface.constants import CHIP_SIZE, DEFAULT_SIZE_CUTOFF, DEFAULT_STUDENT, DEFAULT_TEACHER
 from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector, detect_bounded
 from lrface.detect.align import align_face, native_chip_size, student_chip
@@ -49,7 +49,6 @@ MULTI_FACE_POLICIES = ("all", "dominant", "largest", "error")
 DOMINANT_RATIO = 0.7
 """Under ``dominant``, the largest face is taken only if every other face is narrower than this
 share of its width (a group photo of similar faces is refused rather than guessed at)."""
-
 
 
 def routing_cutoff(student: FaceEncoder | None, size_cutoff: float | None = None) -> float:
@@ -306,6 +305,52 @@ class FacePipeline:
         return VerifyResult(
             score, threshold, same, faces_a[i], faces_b[j], source, reason, sims.size
         )
+
+
+def create_detector(name: str = "mtcnn", min_face: float = 20, device: str = "cpu") -> FaceDetector:
+    """``mtcnn`` (the default: finds faces from 12 px) or ``dlib`` (HOG, faces of 80 px and
+    up) as a FaceDetector; MTCNN raises ``WeightsUnavailableError`` when its weights can be
+    neither found nor fetched."""
+    if name == "dlib":
+        from lrface.detect.dlib_detector import DlibDetector
+
+        return DlibDetector()
+    if name != "mtcnn":
+        raise ValueError(f"unknown detector {name!r}; choose mtcnn or dlib")
+    from lrface.detect.mtcnn import MTCNN
+
+    return MTCNN(min_face=min_face, device=device)
+
+
+def load_pipeline(
+    teacher: str | FaceEncoder = DEFAULT_TEACHER,
+    student: str | FaceEncoder | None = DEFAULT_STUDENT,
+    detector: str | FaceDetector = "mtcnn",
+    min_face: float = 20,
+    size_cutoff: float | None = None,
+    multi_face: str = "all",
+    device: str = "cpu",
+    runtime: str = "torch",
+) -> FacePipeline:
+    """A ``FacePipeline`` from names (or objects): encoders by ``create_encoder``, run under
+    ``runtime`` (``torch`` or ``onnx``: ONNX Runtime, the same embeddings, faster on a few
+    faces at a time), the detector by ``create_detector``."""
+    from lrface.models.factory import create_encoder
+    from lrface.models.onnx_encoder import with_runtime
+
+    if isinstance(student, str):  # a wrong path is the cheapest error: load it first
+        student = create_encoder(student, device=device)
+    if isinstance(teacher, str):
+        teacher = create_encoder(teacher, device=device)
+    if isinstance(detector, str):
+        detector = create_detector(detector, min_face, device)
+    return FacePipeline(
+        detector,
+        with_runtime(teacher, runtime),
+        with_runtime(student, runtime),
+        size_cutoff=size_cutoff,
+        multi_face=multi_face,
+    )
 
 
 def default_calibrations(encoder: str, student: str | None) -> list[Calibration]:

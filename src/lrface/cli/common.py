@@ -134,17 +134,13 @@ def load_encoder(name: str, device: str = "cpu", batch_size: int = 64, option: s
 
 
 def make_detector(name: str, min_face: float = 20, device: str = "cpu"):
-    """``mtcnn`` or ``dlib`` as a FaceDetector; the one-line exit when it cannot be built."""
-    check_choice(name, ("mtcnn", "dlib"), "--detector")
-    if name == "dlib":
-        from lrface.detect.dlib_detector import DlibDetector
-
-        return DlibDetector()
-    from lrface.detect.mtcnn import MTCNN
+    """``lrface.pipeline.create_detector``, or the one-line exit when it cannot be built."""
     from lrface.detect.weights import WeightsUnavailableError
+    from lrface.pipeline import create_detector
 
+    check_choice(name, ("mtcnn", "dlib"), "--detector")
     with reported(WeightsUnavailableError):
-        return MTCNN(min_face=min_face, device=device)
+        return create_detector(name, min_face, device)
 
 
 def build_pipeline(
@@ -157,21 +153,17 @@ def build_pipeline(
     device: str = "cpu",
     runtime: str = "torch",
 ):
-    """The ``FacePipeline`` the options describe (the student is loaded first: a wrong path is
-    the cheapest error to report)."""
-    from lrface.models.onnx_encoder import RUNTIMES, with_runtime
-    from lrface.pipeline import MULTI_FACE_POLICIES, FacePipeline
+    """``lrface.pipeline.load_pipeline`` for the options given, each encoder's and the
+    detector's problem reported as the one-line exit (the student first: a wrong path is the
+    cheapest error to report)."""
+    from lrface.models.onnx_encoder import RUNTIMES
+    from lrface.pipeline import MULTI_FACE_POLICIES, load_pipeline
 
     check_choice(runtime, RUNTIMES, "--runtime")
     check_choice(multi_face, MULTI_FACE_POLICIES, "--multi-face")
     low = load_encoder(student, device) if student else None
-    return FacePipeline(
-        make_detector(detector, min_face, device),
-        with_runtime(load_encoder(encoder, device), runtime),
-        with_runtime(low, runtime),
-        size_cutoff=size_cutoff,
-        multi_face=multi_face,
-    )
+    teacher, faces = load_encoder(encoder, device), make_detector(detector, min_face, device)
+    return load_pipeline(teacher, low, faces, min_face, size_cutoff, multi_face, device, runtime)
 
 
 def open_gallery(path: Path, encoder: str | None = None, dim: int | None = None, name=None):
