@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from lrface.machine import cpu_model
-from lrface.paths import find_lfw
+from lrface.paths import DatasetNotFoundError, resolve_lfw
 from lrface.search.store import Enrolment, SqliteStore
 
 KEY = "service-load-benchmark-key"
@@ -147,11 +147,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
-    lfw = find_lfw()
-    if lfw is None:
-        raise SystemExit(
-            "LFW not found (../shared/data/lfw or $LRFACE_LFW): the probe is an LFW photo"
-        )
+    try:
+        lfw = resolve_lfw()
+    except DatasetNotFoundError as exc:
+        raise SystemExit(f"{exc}: the probe is an LFW photo") from None
     probe = probe_png(lfw, args.probe_size)
     with tempfile.TemporaryDirectory(prefix="lrface-load-") as tmp:
         gallery = Path(tmp) / "load.db"

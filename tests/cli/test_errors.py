@@ -58,9 +58,9 @@ def test_training_on_a_folder_never_decontaminated_stops_before_any_work(tmp_pat
     from typer.testing import CliRunner
 
     from lrface.cli import app
-    from lrface.paths import find_lfw
+    from tests.conftest import LFW_ROOT
 
-    if find_lfw() is None:
+    if LFW_ROOT is None:
         pytest.skip("needs ../shared/data/lfw (LFW not present): the LFW check comes first")
     faces = tmp_path / "faces"
     faces.mkdir()
