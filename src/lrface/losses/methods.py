@@ -26,7 +26,7 @@ from lrface.losses import (  # noqa: F401 (imported to register the built-in los
     prototype,
 )
 from lrface.losses.adversarial import ADDA, ADDALoss
-from lrface.losses.base import TransferOutputs
+from lrface.losses.base import TransferLoss, TransferOutputs
 from lrface.losses.registry import LOSSES
 
 Spec = dict[str, dict[str, Any]]
@@ -71,69 +71,60 @@ def parse_method(text: str) -> Spec:
     return spec
 
 
-def build_losses(spec: Spec, **shared: Any) -> nn.ModuleDict:
-    """Instantiate a spec: ``{name: {"weight": w, **kwargs}}`` -> ``ModuleDict`` of losses.
+class LossSet(nn.ModuleDict):
+    """The losses of one method, built once and asked once: ``fields`` (the optional
+    ``TransferOutputs`` fields they read), ``stages`` (the teacher-map stages, sorted),
+    ``adda_modules`` (the ADDA helpers, which carry their own optimizer), the parameters the
+    student's optimizer trains with them, the discriminator steps and the weighted total."""
+
+    def __init__(self, losses: dict[str, TransferLoss]):
+        super().__init__(losses)
+        self.fields = frozenset(f for loss in losses.values() for f in loss.needs)
+        self.stages = tuple(sorted({s for loss in losses.values() for s in loss.stages}))
+        self.adda_modules: list[ADDA] = [
+            loss.adda for loss in losses.values() if isinstance(loss, ADDALoss)
+        ]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the student's optimizer must also train (DANN discriminator, classifier
+        heads); ADDA discriminators are left out: their own optimizer trains them."""
+        excluded = {id(p) for adda in self.adda_modules for p in adda.parameters()}
+        return [p for p in self.parameters() if id(p) not in excluded]
+
+    def discriminator_steps(self, outputs: TransferOutputs) -> dict[str, float]:
+        """Run every ADDA discriminator step on this batch; call before ``total`` each step."""
+        metrics: dict[str, float] = {}
+        for name, loss in self.items():
+            if isinstance(loss, ADDALoss):
+                step = loss.adda.discriminator_step(outputs.student, outputs.teacher)
+                metrics.update({f"{name}_disc_{k}": v for k, v in step.items()})
+        return metrics
+
+    def total(self, outputs: TransferOutputs) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted sum of the losses, and each loss's unweighted value (plus ``total``)."""
+        if not len(self):
+            raise ValueError("no losses to sum")
+        parts: dict[str, float] = {}
+        total = None
+        for name, loss in self.items():
+            value = loss(outputs)
+            parts[name] = value.item()
+            total = loss.weight * value if total is None else total + loss.weight * value
+        parts["total"] = total.item()
+        return total, parts
+
+
+def build_losses(spec: Spec, **shared: Any) -> LossSet:
+    """Instantiate a spec: ``{name: {"weight": w, **kwargs}}`` -> the ``LossSet``.
 
     ``shared`` kwargs (e.g. ``num_classes``, ``dim``) go to every constructor that accepts
     them; a spec's own kwargs override them.
     """
-    losses = nn.ModuleDict()
+    losses = {}
     for name, options in spec.items():
-        if name not in LOSSES:
-            raise KeyError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
         cls = LOSSES.get(name)
         accepted = inspect.signature(cls.__init__).parameters
         kwargs = {k: v for k, v in shared.items() if k in accepted}
         kwargs.update(options)
         losses[name] = cls(**kwargs)
-    return losses
-
-
-def required_fields(losses: nn.ModuleDict) -> set[str]:
-    """Union of the losses' ``needs``: which optional ``TransferOutputs`` fields to compute."""
-    return {field for loss in losses.values() for field in loss.needs}
-
-
-def map_stages(losses: nn.ModuleDict) -> tuple[int, ...]:
-    """Sorted union of the teacher-map stages the losses read (empty when none does)."""
-    return tuple(sorted({s for loss in losses.values() for s in loss.stages}))
-
-
-def total_loss(
-    losses: nn.ModuleDict, outputs: TransferOutputs
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the losses, and each loss's unweighted value (plus ``total``) as floats."""
-    if not len(losses):
-        raise ValueError("no losses to sum")
-    parts: dict[str, float] = {}
-    total = None
-    for name, loss in losses.items():
-        value = loss(outputs)
-        parts[name] = value.item()
-        total = loss.weight * value if total is None else total + loss.weight * value
-    parts["total"] = total.item()
-    return total, parts
-
-
-def adda_modules(losses: nn.ModuleDict) -> list[ADDA]:
-    """The ADDA helpers inside these losses (they carry their own optimizer)."""
-    return [loss.adda for loss in losses.values() if isinstance(loss, ADDALoss)]
-
-
-def discriminator_steps(losses: nn.ModuleDict, outputs: TransferOutputs) -> dict[str, float]:
-    """Run every ADDA discriminator step on this batch; call before ``total_loss`` each step."""
-    metrics: dict[str, float] = {}
-    for name, loss in losses.items():
-        if isinstance(loss, ADDALoss):
-            step = loss.adda.discriminator_step(outputs.student, outputs.teacher)
-            metrics.update({f"{name}_disc_{k}": v for k, v in step.items()})
-    return metrics
-
-
-def loss_parameters(losses: nn.ModuleDict) -> list[nn.Parameter]:
-    """Parameters the student's optimizer must also train (DANN discriminator, classifier heads).
-
-    ADDA discriminators are left out: their own optimizer trains them.
-    """
-    excluded = {id(p) for adda in adda_modules(losses) for p in adda.parameters()}
-    return [p for p in losses.parameters() if id(p) not in excluded]
+    return LossSet(losses)
