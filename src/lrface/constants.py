@@ -19,11 +19,9 @@ DEFAULT_STUDENT = "lrface-lr-v2"
 """The shipped student every command routes small faces to unless told otherwise."""
 DEFAULT_SIZE_CUTOFF = 16.0
 """Faces narrower than this (px) go to a student that states no cutoff of its own. A shipped
-student carries its own in student.json, chosen from its View 2 figures: lrface-lr-v2 (student
-and teacher fused) 20 px, as it beats the teacher on clean 20 px chips (9/10 folds) and is level
-at 24 px (docs/lrface-lr-v2.md). 16 px suits a student alone such as lrface-lr-v1 (level with
-the teacher at 20 px, behind from 24). A detected face of width w gives a chip of about
-1.13 w px."""
+student carries its own in student.json, chosen from its View 2 figures (lrface-lr-v2: 20 px;
+why, in docs/lrface-lr-v2.md); 16 px suits a student alone such as lrface-lr-v1 (its card:
+docs/lrface-lr-v1.md). A detected face of width w gives a chip of about 1.13 w px."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 """File suffixes read as images (identity folders, unlabelled folders, folders of frames)."""

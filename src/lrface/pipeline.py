@@ -6,7 +6,7 @@ detected box is narrower than ``size_cutoff`` px (default: the student's own mea
 unless another encoder, name, or ``None`` for the teacher alone, is given), every other face by
 the teacher from a 150 px chip. The student's chip is warped in one interpolation straight to
 the student's input size (never first to the face's native resolution and then resampled
-again: that double interpolation cost 4.6 points of rank-1 at 16 px on View 1 dev probes); its
+again, which costs rank-1: docs/results.md, section 8); its
 resolution, for the calibrated thresholds, is still the native one
 (``lrface.detect.align.native_chip_size``).
 Students are trained into the teacher's embedding space, so either kind of embedding compares

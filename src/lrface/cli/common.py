@@ -38,8 +38,8 @@ WorkersOpt = Annotated[int, typer.Option(help="Processes for face alignment.")]
 RuntimeOpt = Annotated[
     str,
     typer.Option(
-        help="Run the face encoders on the CPU with onnx (ONNX Runtime: same embeddings, about "
-        "2x faster on a few faces at a time) or torch (PyTorch).",
+        help="Run the face encoders on the CPU with onnx (ONNX Runtime: same embeddings, "
+        "faster on a few faces at a time) or torch (PyTorch).",
     ),
 ]
 StudentOpt = Annotated[

@@ -191,7 +191,8 @@ def load_student_weights(student: nn.Module, name: str, source: str | Path) -> N
 def fold_for_inference(student: nn.Module) -> nn.Module:
     """``student`` with each dlib ResNet inside it (a ``teacher-init`` student, the teacher
     half of a fused model) swapped for its folded channels-last copy (``fuse_for_inference``):
-    the same function up to float rounding, 1.15-1.3x faster on CPU. Not for training: the
+    the same function up to float rounding, faster on CPU (docs/results.md, section 5). Not
+    for training: the
     folded networks have no affine layers left to train."""
     from lrface.models.dlib_resnet import fuse_for_inference
     from lrface.models.students import TeacherInitStudent
