@@ -118,6 +118,7 @@ def benchmark(
     """
     from lrface.data.degrade import PRESETS
 
+    started = time.perf_counter()  # the wall time reported includes loading the encoders
     check_choice(protocol, ("verification", "identification"), "--protocol")
     check_choice(degradation, tuple(PRESETS), "--degradation")
     identifying = protocol == "identification"
@@ -129,7 +130,7 @@ def benchmark(
     gallery = load_encoder(gallery_name, device, batch_size, "--teacher") if gallery_name else first
     if identifying:
         students = probes if None not in probes else {None: first if first.teacher else None}
-        args = (view, size_list, chosen, out, size_cutoff, limit, degradation)
+        args = (view, size_list, chosen, out, size_cutoff, limit, degradation, started)
         return identification(students, gallery, lfw, *args)
     from lrface.eval.benchmark import BenchmarkConfig
 
@@ -142,7 +143,7 @@ def benchmark(
         cnn_fallback=cnn_fallback,
         degradation=degradation,
     )
-    verification(probes, gallery, encoder, lfw, config, chosen, baseline, workers, out)
+    verification(probes, gallery, encoder, lfw, config, chosen, baseline, workers, out, started)
 
 
 def parse_folds(text: str | None) -> set[int] | None:
@@ -172,13 +173,14 @@ def probe_encoders(path: Path, name: str, view: str, chosen, device: str, batch_
     return {k: load_encoder(str(run), device, batch_size, "--encoder") for k, run in runs.items()}
 
 
-def verification(probes, gallery, encoder, lfw, config, chosen, baseline, workers, out) -> None:
+def verification(
+    probes, gallery, encoder, lfw, config, chosen, baseline, workers, out, started
+) -> None:
     """The verification protocol: run, write the outputs, print the tables."""
     from lrface.data.lfw import LFW
     from lrface.eval.benchmark import limit_pairs, run_verification, write_outputs
     from lrface.paths import DatasetNotFoundError
 
-    started = time.perf_counter()
     with reported(DatasetNotFoundError, option="--lfw"):
         dataset = LFW(lfw)
     with reported(ValueError, option="--view"):  # an unknown view, or a malformed pair list
@@ -190,6 +192,8 @@ def verification(probes, gallery, encoder, lfw, config, chosen, baseline, worker
         pairs = [p for p in pairs if p.fold in probes]
     typer.echo(f"LFW {config.view}: {len(pairs)} pairs from {dataset.root}")
     probe = probes if per_fold else probes[None]
+    if baseline and probe is not gallery:
+        typer.echo(f"baseline: {gallery.name} on the probe side too")
     run = run_verification(dataset, pairs, gallery, probe, config, baseline, workers)
     first = next(iter(probes.values()))
     meta = {
@@ -208,7 +212,7 @@ def verification(probes, gallery, encoder, lfw, config, chosen, baseline, worker
 
 
 def identification(
-    students, gallery, lfw, view, widths, chosen, out, size_cutoff, limit, degradation
+    students, gallery, lfw, view, widths, chosen, out, size_cutoff, limit, degradation, started
 ) -> None:
     """``--protocol identification``: per-fold students probe their folds' people (pooled);
     a single student probes View 1's pairsDevTest people (``--view view1``) or the chosen
@@ -224,7 +228,9 @@ def identification(
     with reported(DatasetNotFoundError, option="--lfw"):
         dataset = LFW(lfw)
     args = (view, chosen, size_cutoff, limit, degradation)
-    report = run_identification(dataset, gallery, students, widths, *args, log=typer.echo)
+    report = run_identification(
+        dataset, gallery, students, widths, *args, log=typer.echo, started=started
+    )
     paths = write_identification(report, out)
     typer.echo(markdown_table(report["results"]))
     if report["left_out"]:

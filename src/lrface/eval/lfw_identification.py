@@ -252,19 +252,21 @@ def run_identification(
     limit: int | None = None,
     degradation: str = "clean",
     log=print,
+    started: float | None = None,
 ) -> dict:
     """The identification benchmark as ``lrface benchmark --protocol identification`` reports
     it: every LFW person with two or more photos enrolled (``gallery_encoder``), then probes.
     ``students`` maps a View 2 fold to the student trained without its people (probing that
     fold's people, the folds pooled), or ``None`` to one student (or None: the teacher alone)
-    probing View 1's pairsDevTest people (``view1``), the chosen ``folds``' people, or all."""
+    probing View 1's pairsDevTest people (``view1``), the chosen ``folds``' people, or all.
+    ``started`` (``time.perf_counter()``) is when the reported wall time began (default: now)."""
     from lrface.constants import __version__
     from lrface.data.lfw import fold_people
     from lrface.eval.identification import benchmark_people, pool_folds
     from lrface.machine import describe_machine
     from lrface.pipeline import routing_cutoff
 
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     people = benchmark_people(((i.identity, i.relpath) for i in lfw.images()), limit)
     gallery, left_out = enroll(lfw, people, gallery_encoder)
     people = [p for p in people if p.name not in left_out]
