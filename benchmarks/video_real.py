@@ -59,12 +59,11 @@ from lrface.data.lfw import LFW
 from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
 from lrface.machine import describe_machine
-from lrface.models.onnx_encoder import with_runtime
-from lrface.models.registry import create_encoder
 from lrface.paths import shared_video
-from lrface.pipeline import FaceInputError, FacePipeline, watch_calibrations
+from lrface.pipeline import FaceInputError, load_pipeline, watch_calibrations
+from lrface.search.decision import gallery_searcher
 from lrface.search.gallery import Gallery
-from lrface.video.decide import BookThresholds, gallery_searcher
+from lrface.video.decide import watch_thresholds
 from lrface.video.motion import GateConfig
 from lrface.video.sources import open_source
 from lrface.video.watcher import FaceWatcher, TrackEvent, WatchConfig
@@ -102,9 +101,8 @@ def build_gallery(lfw: LFW, people: int, seed: int, path: Path) -> Gallery:
     for image in lfw.images():
         first.setdefault(image.identity, lfw.path(image.relpath))
     chosen = random.Random(seed).sample(sorted(first), people)
-    teacher = create_encoder(TEACHER)
-    pipe = FacePipeline(MTCNN(min_face=20), with_runtime(teacher, "onnx"), None)
-    gallery = Gallery(teacher.cache_key, teacher.dim, TEACHER)
+    pipe = load_pipeline(TEACHER, None, "mtcnn", 20, runtime="onnx")
+    gallery = Gallery(pipe.teacher.cache_key, pipe.dim, TEACHER)
     skipped = 0
     for person in chosen:
         try:
@@ -150,12 +148,8 @@ def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> di
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     det = MTCNN(**({"min_face": min_face} | setting.detector))
-    teacher = with_runtime(create_encoder(TEACHER), "onnx")
-    student = with_runtime(create_encoder(STUDENT), "onnx")
-    pipe = FacePipeline(det, teacher, student)
-    thresholds = BookThresholds(
-        pipe.thresholds(watch_calibrations(TEACHER, STUDENT)), gallery.encoder, True, len(gallery)
-    )
+    pipe = load_pipeline(TEACHER, STUDENT, det, runtime="onnx")  # as lrface watch
+    thresholds = watch_thresholds(pipe, gallery, watch_calibrations(TEACHER, STUDENT))[0]
     watcher = FaceWatcher(
         det, pipe.embed_faces, gallery_searcher(gallery), thresholds, WatchConfig(**setting.watch)
     )

@@ -36,8 +36,8 @@ from lrface.data.lfw import LFW
 from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.video import make_background
+from lrface.models.factory import create_encoder
 from lrface.models.onnx_encoder import with_runtime
-from lrface.models.registry import create_encoder
 from lrface.pipeline import FacePipeline
 from lrface.video.decide import fixed_threshold
 from lrface.video.motion import GateConfig

@@ -71,22 +71,6 @@ def resolve_utkface(path: str | os.PathLike | None = None) -> Path:
     raise DatasetNotFoundError(f"{UTKFACE_HELP} (looked in: {tried})")
 
 
-def find_utkface() -> Path | None:
-    """The default UTKFace root if present, else None (for tests that skip without data)."""
-    try:
-        return resolve_utkface()
-    except DatasetNotFoundError:
-        return None
-
-
-def find_lfw() -> Path | None:
-    """The default LFW root if present, else None (for tests that skip without data)."""
-    try:
-        return resolve_lfw()
-    except DatasetNotFoundError:
-        return None
-
-
 ARCADE_VIDEO = "arcade-1080p.mp4"
 """A real crowd walking towards the camera, 105 frames at 1080p (the real-footage benchmarks)."""
 
