@@ -5,13 +5,14 @@ CCTV backgrounds are mostly static, and MTCNN's P-Net over the whole pyramid is 
 frame's time (docs/video.md). Each processed frame gets a ``DetectionPlan``:
 
 - **moving regions**: OpenCV's MOG2 background subtractor on a downscaled grey copy of the
-  frame marks the moving pixels; their connected regions, padded by ``pad`` minimum face sides
-  (those inside a track's canvas dropped: the canvas searches them) and merged into disjoint
-  rectangles, are detected as crops at full resolution;
-- **track canvases**: around each live track's predicted box (padded by ``track_pad`` of its
-  width, so a face that stops moving keeps being detected while its track lives) a square is
-  cut and shrunk so the face is at most ``canvas_face_px`` wide, on black: canvases whose
-  faces are within half an octave share one size and go through the detector as one batch,
+  frame marks the moving pixels; their connected regions, padded by ``pad`` minimum face sides,
+  and the live tracks' predicted boxes (padded by ``track_pad`` of their width, so a face that
+  stops moving keeps being detected while its track lives), merged into disjoint rectangles,
+  are detected as crops at full resolution;
+- **track canvases**, in a crowd (below) instead: around each live track's predicted box
+  (padded the same) a square is cut and shrunk so the face is at most ``canvas_face_px`` wide,
+  on black: canvases whose faces are within half an octave share one size and go through the
+  detector as one batch,
   and the pyramid of a small canvas has few, small levels whatever the face's size in the
   frame;
 - **the whole frame** every ``full_every``-th processed frame (and the first), so a face that
@@ -177,8 +178,6 @@ class MotionGate:
             for x1, y1, x2, y2 in rects
         ]
         clipped = [r for r in clipped if r[2] > r[0] and r[3] > r[1]]
-        covered_by_canvas = [_canvas_window(box, self.config.track_pad) for box in track_boxes]
-        clipped = [r for r in clipped if not any(_inside(r, c) for c in covered_by_canvas)]
         # the share of the frame the padded regions cover, on the mask's grid, before any
         # merging: a crowd's frame has hundreds of regions
         covered = np.zeros(mask.shape, bool)
@@ -192,7 +191,10 @@ class MotionGate:
                 self.config.max_area * h * w
             )
             if not crowded:
-                return DetectionPlan(False, regions, list(track_boxes))
+                # a few movers: the tracks' boxes join the moving regions as crops at full
+                # resolution (one pass over each part of the frame; canvases are for crowds)
+                tracked = self._track_regions(track_boxes, w, h)
+                return DetectionPlan(False, merge_regions(regions + tracked), [])
         self.crowded_frames += 1
         if self._since_whole >= self.config.crowd_full_every:
             return self._whole()
@@ -201,6 +203,18 @@ class MotionGate:
             # the tracker's prediction carries the tracks, but for the new ones
             return DetectionPlan(False, [], list(young_boxes or []))
         return DetectionPlan(False, [], list(track_boxes))
+
+    def _track_regions(self, boxes: list[np.ndarray], w: int, h: int) -> list[Region]:
+        """Each box grown by ``track_pad`` of its size on every side, clipped to the frame."""
+        regions = []
+        for box in boxes:
+            x1, y1, x2, y2 = (float(v) for v in box)
+            m = self.config.track_pad * max(x2 - x1, y2 - y1, self.min_face)
+            region = (max(int(x1 - m), 0), max(int(y1 - m), 0))
+            region += (min(int(np.ceil(x2 + m)), w), min(int(np.ceil(y2 + m)), h))
+            if region[2] > region[0] and region[3] > region[1]:
+                regions.append(region)
+        return regions
 
     def _whole(self) -> DetectionPlan:
         self.full_frames += 1
@@ -313,24 +327,6 @@ def _canvas(
     per_px = np.array([(fx2 - fx1) / cw, (fy2 - fy1) / ch], np.float32)
     shift = np.array([fx1, fy1], np.float32) - np.array([ox, oy], np.float32) * per_px
     return canvas, (shift, per_px, (fx1, fy1, fx2, fy2))
-
-
-def _canvas_window(box: np.ndarray, pad: float) -> tuple[float, float, float, float]:
-    """The frame square a track's canvas shows (``detect_tracks``)."""
-    half = (0.5 + pad) * max(float(box[2] - box[0]), float(box[3] - box[1]))
-    cx, cy = (float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2
-    return cx - half, cy - half, cx + half, cy + half
-
-
-def _inside(region: Region, window: tuple[float, float, float, float]) -> bool:
-    """Whether ``region`` lies within ``window``: a moving region a track's canvas searches
-    already (the tracked face itself, moving), not detected a second time as a crop."""
-    return (
-        region[0] >= window[0]
-        and region[1] >= window[1]
-        and region[2] <= window[2]
-        and region[3] <= window[3]
-    )
 
 
 def _cut(box: np.ndarray, window: Region, size: tuple[int, int]) -> bool:
