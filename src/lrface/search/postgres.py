@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lrface.search.gallery import GalleryError
-from lrface.search.store import MIGRATIONS, SCHEMA, Change, SqlStore
+from lrface.search.store import MIGRATIONS, Change, SqlStore, new_schema
 
 CHANNEL = "lrface_gallery"
 SCHEMA_LOCK = 0x6C7266616365  # pg_advisory_xact_lock key of schema changes ("lrface")
@@ -104,7 +104,7 @@ class _PgConnection:
 class PostgresStore(SqlStore):
     """A gallery in the PostgreSQL database at ``url``; see the module docstring."""
 
-    migrations = {version: postgres_ddl(sql) for version, sql in MIGRATIONS.items()}
+    migrations = {v: [postgres_ddl(sql) for sql in steps] for v, steps in MIGRATIONS.items()}
 
     def __init__(self, url: str, pool_size: int = 4):
         _, psycopg_pool = _psycopg()
@@ -131,10 +131,8 @@ class PostgresStore(SqlStore):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             if conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]:
                 raise GalleryError(f"{redacted(url)}: already holds a gallery")
-            ddl = postgres_ddl(SCHEMA + "".join(MIGRATIONS.values()))
-            for statement in ddl.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in new_schema():
+                conn.execute(postgres_ddl(statement))
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO meta VALUES (%s, %s)",

@@ -14,7 +14,7 @@ Every change is one transaction that first bumps the generation, which locks out
 writer until it commits (SQLite: ``BEGIN IMMEDIATE``, waiting up to ``timeout`` s;
 PostgreSQL: the row lock), so several processes enrolling at once lose nothing, and a process
 killed mid-write leaves every earlier commit intact. The schema has a version (``meta``
-key ``schema_version``); an older database is brought up to date when opened (``MIGRATIONS``).
+key ``format_version``); an older database is brought up to date when opened (``MIGRATIONS``).
 
 ``SqliteStore`` uses the standard library's ``sqlite3`` in WAL mode. Deleted rows are
 overwritten with zeros (``secure_delete``). The database (and SQLite's ``-wal``/``-shm``
@@ -43,8 +43,7 @@ from lrface import __version__
 from lrface.search.gallery import Gallery, GalleryError
 
 FORMAT = "lrface-gallery-sqlite"
-FORMAT_VERSION = 1
-SCHEMA_VERSION = 2
+FORMAT_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SAFETENSORS_SUFFIX = ".safetensors"
 DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
@@ -72,9 +71,11 @@ CREATE TABLE embeddings (
 CREATE INDEX embeddings_identity ON embeddings(identity_id);
 """
 
-MIGRATIONS = {
-    2: """
-CREATE TABLE changes (generation INTEGER PRIMARY KEY, identity_id INTEGER NOT NULL);
+CHANGES = "CREATE TABLE changes (generation INTEGER PRIMARY KEY, identity_id INTEGER NOT NULL)"
+"""Which identity each generation touched (by row id: no personal data), for holders of an
+index to update just that (``changes_since``); the last ``CHANGES_KEPT`` generations."""
+
+EVENTS = """
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     camera TEXT NOT NULL,
@@ -87,11 +88,12 @@ CREATE TABLE events (
     details TEXT NOT NULL,
     thumbnail BLOB,
     UNIQUE (camera, run, track_id)
-);
-CREATE INDEX events_time ON events(time);
-""",
-}
-"""SQLite schema steps by the version they bring the database to (``SCHEMA`` is version 1)."""
+)
+"""
+"""The watch event log: one row per finished track (``EventRecord``)."""
+
+MIGRATIONS = {1: [CHANGES, EVENTS, "CREATE INDEX events_time ON events(time)"]}
+"""``{version: statements}`` that take a database of ``version`` to the next one."""
 
 
 @dataclass
@@ -162,6 +164,12 @@ class EventQuery:
     until: float | None = None
     after_id: int | None = None
     limit: int = 100
+
+
+def new_schema() -> list[str]:
+    """The statements that create the tables of a new gallery at ``FORMAT_VERSION``."""
+    steps = [step for version in sorted(MIGRATIONS) for step in MIGRATIONS[version]]
+    return [*filter(str.strip, SCHEMA.split(";")), *steps]
 
 
 def file_sha256(data: bytes) -> str:
@@ -285,7 +293,7 @@ class SqlStore(GalleryStore):
     subclass opens transactions (``_transaction``), creates the schema and may act after a
     commit (``_committed``: PostgreSQL notifies, and vacuums after a removal)."""
 
-    migrations: dict[int, str] = MIGRATIONS
+    migrations: dict[int, list[str]] = MIGRATIONS
 
     @abc.abstractmethod
     def _transaction(self, write: bool) -> contextlib.AbstractContextManager[Any]:
@@ -302,36 +310,25 @@ class SqlStore(GalleryStore):
         """Keep two processes from migrating at once (SQLite's write lock already does)."""
 
     def _read_meta(self) -> dict[str, str]:
-        """The meta table, after bringing the schema up to date (``migrations``)."""
+        """The meta table, after bringing an older format up to date (``migrations``, in one
+        transaction; a database another process migrated meanwhile is left as it is)."""
         with self._transaction(write=False) as db:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if int(meta.get("schema_version", 1)) < SCHEMA_VERSION:
+        if int(meta.get("format_version", -1)) in self.migrations:
             with self._transaction(write=True) as db:
                 self._lock_schema(db)
-                self._upgrade(db)
+                (version,) = db.execute(
+                    "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'format_version'"
+                ).fetchone()
+                while version in self.migrations:
+                    for statement in self.migrations[version]:
+                        db.execute(statement)
+                    version += 1
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'format_version'", (str(version),)
+                )
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if int(meta.get("schema_version", 1)) > SCHEMA_VERSION:
-            raise GalleryError(
-                f"{self.path}: gallery schema version {meta['schema_version']} (written by "
-                f"lrface {meta.get('lrface_version')}) is newer than lrface {__version__} reads "
-                f"({SCHEMA_VERSION})"
-            )
         return meta
-
-    def _upgrade(self, db: Any) -> None:
-        """Run every migration step the database has not had, inside ``db``'s transaction."""
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 1
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in self.migrations[target].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            version = target
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(version),),
-        )
 
     @staticmethod
     def initial_meta(encoder: str, dim: int, encoder_name: str | None) -> dict[str, str]:
@@ -344,7 +341,6 @@ class SqlStore(GalleryStore):
             "encoder_name": encoder_name or encoder,
             "dim": str(dim),
             "generation": "0",
-            "schema_version": str(SCHEMA_VERSION),
         }
 
     def _check_meta(self, meta: dict[str, str], kind: str) -> None:
@@ -637,7 +633,7 @@ class SqliteStore(SqlStore):
         try:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("BEGIN IMMEDIATE")
-            for statement in (SCHEMA + "".join(MIGRATIONS.values())).split(";"):
+            for statement in new_schema():
                 db.execute(statement)
             db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
