@@ -41,6 +41,7 @@ from lrface.pipeline import (
 )
 from lrface.search.store import Enrolment, GalleryStore, file_sha256
 from lrface.search.sync import LiveGallery
+from lrface.service.events import events_router
 from lrface.service.security import API_KEY_HEADER, SecurityError, key_matches, validate_name
 
 log = logging.getLogger("lrface.service")
@@ -212,6 +213,7 @@ def create_app(
             raise ApiError(422, f"{filename}: {exc.reason}") from None
 
     auth = [Depends(require_key)]
+    app.include_router(events_router(store, auth, ApiError))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
