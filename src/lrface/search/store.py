@@ -261,10 +261,12 @@ class GalleryStore(abc.ABC):
             yield name, vectors
 
     def load_gallery(self) -> Gallery:
-        """The faiss-searchable gallery of every identity's template."""
+        """The faiss-searchable gallery of every identity's template (exact or approximate
+        search by its size: ``Gallery.choose_index``)."""
         gallery = Gallery(self.encoder, self.dim, self.encoder_name)
         for name, vectors in self.embeddings():
             gallery.add(name, vectors)
+        gallery.choose_index()
         return gallery
 
     def check_compatible(self, encoder: str, dim: int) -> None:

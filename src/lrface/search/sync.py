@@ -55,6 +55,7 @@ class LiveGallery:
         for ident, name, vectors in self.store.identity_rows():
             gallery.add(name, vectors)
             names[ident] = name
+        gallery.choose_index()
         self._gallery, self._names, self._generation = gallery, names, generation
         self.reloads += 1
 
