@@ -535,7 +535,7 @@ def _register_subcommands() -> None:
         package_student_command,
         train_command,
     )
-    from lrface.video_cli import watch_command
+    from lrface.video_cli import cameras_command, watch_command
 
     app.command("train")(train_command)
     app.command("decontaminate")(decontaminate_command)
@@ -545,6 +545,7 @@ def _register_subcommands() -> None:
     app.command("fetch-weights")(fetch_weights_command)
     app.add_typer(gallery_app, name="gallery")
     app.command("watch")(watch_command)
+    app.command("cameras")(cameras_command)
     app.command("calibrate-watch")(calibrate_watch_command)
     app.command("serve")(serve_command)
 

@@ -293,26 +293,42 @@ gallery_app = typer.Typer(
     help="1:N gallery: enroll, search, remove, list, migrate.", no_args_is_help=True
 )
 GalleryOpt = Annotated[
-    Path, typer.Option(help="Gallery database (SQLite, e.g. watchlist.db; enroll creates it).")
+    str,
+    typer.Option(
+        help="Gallery: an SQLite file (e.g. watchlist.db; enroll creates it) or a PostgreSQL "
+        "database, postgresql://user@host/db (shared by several servers and cameras)."
+    ),
 ]
 ENROLL_BATCH = 16
 """Photos embedded between two commits of an enroll: an interrupted run keeps all but these."""
 
 
-def _open_store(path: Path):
+def _open_store(target: str):
     from lrface.search.gallery import GalleryError
     from lrface.search.store import open_store
 
     try:
-        return open_store(path)
+        return open_store(target)
     except GalleryError as exc:
         raise _fail(str(exc)) from None
 
 
-def _load_gallery(path: Path):
-    """The searchable (faiss) gallery of the store at ``path``; one-line exit when unusable."""
-    with _open_store(path) as store:
-        return store.load_gallery()
+def _open_or_create(target: str, key: str, dim: int, encoder: str):
+    """The gallery at ``target`` (checked against encoder ``key``), or a new one for it; a
+    one-line exit when unusable."""
+    from lrface.search.gallery import GalleryError
+    from lrface.search.store import open_or_create
+
+    try:
+        store = open_or_create(target, key, dim, encoder)
+        try:
+            store.check_compatible(key, dim)
+        except GalleryError:
+            store.close()
+            raise
+    except GalleryError as exc:
+        raise _fail(str(exc)) from None
+    return store
 
 
 @gallery_app.command("enroll")
@@ -342,22 +358,14 @@ def enroll_command(
 
     from lrface.data.images import BadImageError, load_rgb
     from lrface.pipeline import FaceInputError, thumbnail_jpeg
-    from lrface.search.gallery import GalleryError
-    from lrface.search.store import Enrolment, SqliteStore, file_sha256
+    from lrface.search.store import Enrolment, file_sha256
 
     _check_policy(multi_face, ("dominant", "largest", "error"))
     if not directory.is_dir():
         raise _fail(f"{directory}: not a directory")
     _check_writable(gallery)
     pipe = _pipeline(encoder, None, detector, min_face, 0, multi_face, device)
-    try:
-        if gallery.exists():
-            store = _open_store(gallery)
-            store.check_compatible(pipe.teacher.cache_key, pipe.dim)
-        else:
-            store = SqliteStore.create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
-    except GalleryError as exc:
-        raise _fail(str(exc)) from None
+    store = _open_or_create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
 
     skipped: list[tuple[str, str]] = []
     folders: list[tuple[str, list[Path]]] = []
@@ -416,14 +424,14 @@ def enroll_command(
         except KeyboardInterrupt:
             progress.close()
             typer.echo(
-                f"interrupted: {enrolled_images} photos committed to {gallery}; run the same "
+                f"interrupted: {enrolled_images} photos committed to {store.path}; run the same "
                 "command again to add the rest",
                 err=True,
             )
             raise typer.Exit(130) from None
         total = len(store)
     typer.echo(
-        f"enrolled {enrolled_images} photos of {len(touched)} identities into {gallery} "
+        f"enrolled {enrolled_images} photos of {len(touched)} identities into {store.path} "
         f"({total} identities in total)"
         + (f"; {already} photos were already enrolled" if already else "")
     )
@@ -438,8 +446,14 @@ def enroll_command(
         typer.echo("by reason: " + ", ".join(f"{n} {k}" for k, n in counts.most_common()), err=True)
 
 
-def _check_writable(path: Path) -> None:
-    """Fail now, not after minutes of embedding, when ``path`` cannot be written."""
+def _check_writable(target: str) -> None:
+    """Fail now, not after minutes of embedding, when the gallery file cannot be written (a
+    database is checked when it is opened)."""
+    from lrface.search.store import is_database_url
+
+    if is_database_url(target):
+        return
+    path = Path(target)
     if path.is_dir():
         raise _fail(f"{path}: is a directory; give a gallery file path")
     parent = next(p for p in path.absolute().parents if p.exists())
@@ -492,8 +506,8 @@ def search_command(
     with _open_store(gallery) as store:
         if not len(store):
             raise _fail(
-                f"{gallery}: the gallery is empty; enroll identities first "
-                f"(lrface gallery enroll DIR --gallery {gallery})"
+                f"{store.path}: the gallery is empty; enroll identities first "
+                f"(lrface gallery enroll DIR --gallery {store.path})"
             )
         gal = store.load_gallery()
     try:
@@ -539,9 +553,9 @@ def remove_command(
         try:
             store.remove(name)
         except KeyError:
-            raise _fail(f"{gallery}: no identity named {name!r}") from None
+            raise _fail(f"{store.path}: no identity named {name!r}") from None
         left = len(store)
-    typer.echo(f"removed {name!r}; {left} identities left in {gallery}")
+        typer.echo(f"removed {name!r}; {left} identities left in {store.path}")
 
 
 @gallery_app.command("list")
@@ -549,22 +563,34 @@ def list_command(gallery: GalleryOpt) -> None:
     """The gallery's encoder and identities with their photo counts."""
     with _open_store(gallery) as store:
         people = store.identities()
-        typer.echo(f"{gallery}: {len(people)} identities, encoder {store.encoder} ({store.dim}-d)")
+        shown = f"{store.path}: {len(people)} identities"
+        typer.echo(f"{shown}, encoder {store.encoder} ({store.dim}-d)")
     for person in people:
         typer.echo(f"  {person.name}\t{person.photos} photo(s)")
 
 
 @gallery_app.command("migrate")
 def migrate_command(
-    old: Annotated[Path, typer.Argument(help="Gallery of the older format (.safetensors).")],
-    new: Annotated[Path, typer.Argument(help="New SQLite gallery (must not exist).")],
+    old: Annotated[
+        str,
+        typer.Argument(
+            help="Gallery to copy: SQLite file, postgresql:// URL, or the older .safetensors."
+        ),
+    ],
+    new: Annotated[
+        str,
+        typer.Argument(help="New gallery: a file that must not exist, or an empty database."),
+    ],
 ) -> None:
-    """Copy a single-file gallery into a new SQLite database (the old file is left as it is)."""
+    """Copy a gallery into a new one: SQLite to PostgreSQL and back (every photo's embedding,
+    source, hash, thumbnail and time, and the event log), or the older single-file format into
+    either. The old gallery is left as it is."""
     from lrface.search.gallery import GalleryError
-    from lrface.search.store import migrate
+    from lrface.search.store import migrate, redacted
 
     try:
         identities, photos = migrate(old, new)
     except GalleryError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"migrated {identities} identities ({photos} photos) from {old} into {new}")
+    source, target = redacted(old), redacted(new)
+    typer.echo(f"migrated {identities} identities ({photos} photos) from {source} into {target}")

@@ -7,6 +7,7 @@ where the input stopped) before the error line or the exit.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -20,14 +21,14 @@ from lrface.pipeline_cli import (
     RuntimeOpt,
     StudentOpt,
     _fail,
-    _load_gallery,
+    _open_store,
     _pipeline,
     chosen_runtime,
     chosen_student,
 )
 
 
-def _thresholds(threshold: float | None, calibrations: list[Path], gal, student, pipe):
+def _thresholds(threshold: float | None, calibrations: list[Path], store, student, pipe):
     """The open-set threshold function and a line saying where it comes from: ``--threshold``,
     else per encoder its track calibration (``--calibration`` files that are one, then the one
     stored with the encoder: ``lrface calibrate-watch``; for this gallery's size where the file
@@ -41,8 +42,8 @@ def _thresholds(threshold: float | None, calibrations: list[Path], gal, student,
         return fixed_threshold(threshold), f"--threshold {threshold}"
     try:
         calibs = [Calibration.load(path) for path in calibrations]
-        calibs += watch_calibrations(gal.encoder_name, student)
-        thresholds = BookThresholds(pipe.thresholds(calibs), gal.encoder, True, len(gal))
+        calibs += watch_calibrations(store.encoder_name, student)
+        thresholds = BookThresholds(pipe.thresholds(calibs), store.encoder, True, len(store))
         encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
         # a missing open-set calibration fails now, not mid-video
         used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]
@@ -52,7 +53,7 @@ def _thresholds(threshold: float | None, calibrations: list[Path], gal, student,
         f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
         f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice)
         for name, choice in used
-    ) + f"; this gallery holds {len(gal)} identities"
+    ) + f"; this gallery holds {len(store)} identities"
 
 
 def _set_for(choice) -> str:
@@ -67,7 +68,10 @@ def watch_command(
     source: Annotated[
         str, typer.Argument(help="Video file, folder of frames, camera index or URL.")
     ],
-    gallery: Annotated[Path, typer.Option(help="Watch-list gallery file.")],
+    gallery: Annotated[
+        str,
+        typer.Option(help="Watch-list gallery: SQLite file or postgresql:// URL."),
+    ],
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/watch"),
     stride: Annotated[int, typer.Option(help="Process every k-th frame.", min=1)] = 1,
     min_face: MinFaceOpt = 20,
@@ -98,45 +102,62 @@ def watch_command(
         ),
     ] = 10,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
+    camera: Annotated[
+        str | None,
+        typer.Option(
+            help="Camera name: also log every finished track in the gallery's shared event "
+            "log under it (lrface serve lists and pushes them)."
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     runtime: RuntimeOpt = "onnx",
 ) -> None:
-    """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
+    """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out.
+
+    The gallery is followed live: people enrolled or removed while watching (by any process)
+    are searched from the next track on."""
     from tqdm import tqdm
 
     from lrface.search.gallery import GalleryError
+    from lrface.search.sync import LiveGallery
     from lrface.video.aggregate import WEIGHTINGS
     from lrface.video.decide import gallery_searcher
     from lrface.video.motion import GateConfig
-    from lrface.video.outputs import AnnotatedVideo, EventWriter
+    from lrface.video.outputs import AnnotatedVideo, EventWriter, StoreEventLog, run_key
     from lrface.video.sources import VideoReadError, open_source
     from lrface.video.watcher import FaceWatcher, WatchConfig
 
     student = chosen_student(student)
     if weighting not in WEIGHTINGS:
         raise _fail(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-    gal = _load_gallery(gallery)
+    if camera is not None and not camera.strip():
+        raise _fail("--camera must not be empty")
+    store = _open_store(gallery)
     try:
         frames = open_source(source, stride, fps)
     except VideoReadError as exc:
+        store.close()
         raise _fail(str(exc)) from None
     runtime = chosen_runtime(runtime)
     pipe = _pipeline(
-        gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime
+        store.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime
     )
     try:
-        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
+        store.check_compatible(pipe.teacher.cache_key, pipe.dim)
     except GalleryError as exc:
+        store.close()
         raise _fail(str(exc)) from None
-    thresholds, threshold_source = _thresholds(threshold, calibration or [], gal, student, pipe)
+    thresholds, threshold_source = _thresholds(threshold, calibration or [], store, student, pipe)
+    live = LiveGallery(store)
     watcher = FaceWatcher(
         pipe.detector,
         pipe.embed_faces,
-        gallery_searcher(gal),
+        gallery_searcher(live),
         thresholds,
         WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every)),
     )
-    writer = EventWriter(out)
+    log = None if camera is None else StoreEventLog(store, camera, run_key(source, time.time()))
+    writer = EventWriter(out, log)
     video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
     typer.echo(f"threshold: {threshold_source}", err=True)
     error, interrupted = None, False
@@ -157,15 +178,22 @@ def watch_command(
         for event in watcher.flush():
             writer.write(event)
         writer.close()
+        live.close()
+        store.close()
         if video is not None:
             video.close()
     gated = ""
     if watcher.gate is not None:
         gated = f" ({watcher.gate.full_frames} searched whole, the rest where they moved)"
+    logged = ""
+    if log is not None:
+        logged = f" and to the event log as camera {camera}"
+        if log.repeats:
+            logged += f" ({log.repeats} were logged by an earlier run of this input)"
     typer.echo(
         f"{watcher.frames_processed} frames processed{gated}, {watcher.faces_seen} faces, "
-        f"{writer.count} tracks written to {out} ({watcher.dropped_tracks} tracks of fewer than "
-        f"{watcher.config.min_faces} faces dropped)"
+        f"{writer.count} tracks written to {out}{logged} ({watcher.dropped_tracks} tracks of "
+        f"fewer than {watcher.config.min_faces} faces dropped)"
     )
     skipped = getattr(frames, "skipped", [])
     if skipped:
@@ -189,3 +217,39 @@ def _labels(watcher) -> list:
         name = "unknown" if decision is None or decision.unknown else decision.identity
         out.append((face, f"{track_id} {name}"))
     return out
+
+
+def cameras_command(
+    config: Annotated[Path, typer.Argument(help="Cameras file (YAML): gallery, out, cameras.")],
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only these cameras (comma-separated names): split one file across machines."
+        ),
+    ] = None,
+    backoff: Annotated[
+        float, typer.Option(help="Seconds before restarting a dead worker (doubling).", min=0)
+    ] = 1.0,
+) -> None:
+    """Watch several cameras: one `lrface watch --camera NAME` worker process per camera of
+    CONFIG, against its one gallery; a worker that dies is restarted, Ctrl-C or SIGTERM stops
+    them all (each writes the tracks it saw)."""
+    import logging
+    import sys
+
+    from lrface.video.cameras import CameraConfigError, Supervisor, load_cameras, watch_arguments
+
+    try:
+        cameras = load_cameras(config, only.split(",") if only else None)
+    except CameraConfigError as exc:
+        raise _fail(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    watch = [sys.executable, "-m", "lrface.cli", "watch"]
+    supervisor = Supervisor(
+        {c.name: watch + watch_arguments(c, cameras) for c in cameras.cameras}, backoff=backoff
+    )
+    typer.echo(f"watching {len(cameras.cameras)} cameras; Ctrl-C stops them", err=True)
+    restarts = supervisor.run()
+    typer.echo(
+        "stopped; restarts: " + ", ".join(f"{name} {n}" for name, n in restarts.items()), err=True
+    )

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lrface.search.gallery import GalleryError
-from lrface.search.postgres import postgres_ddl, redacted
+from lrface.search.postgres import postgres_ddl
 from lrface.search.store import (
     FORMAT,
     SCHEMA,
@@ -26,6 +26,7 @@ from lrface.search.store import (
     create_store,
     migrate,
     open_store,
+    redacted,
 )
 from lrface.search.sync import LiveGallery
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lrface.search.gallery import GalleryError
-from lrface.search.store import MIGRATIONS, Change, SqlStore, new_schema
+from lrface.search.store import MIGRATIONS, Change, SqlStore, new_schema, redacted
 
 CHANNEL = "lrface_gallery"
 SCHEMA_LOCK = 0x6C7266616365  # pg_advisory_xact_lock key of schema changes ("lrface")
@@ -58,11 +58,6 @@ def _psycopg():
             "pip install 'lrface[postgres]'"
         ) from None
     return psycopg, psycopg_pool
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _connect(url: str):

@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -174,6 +175,11 @@ def new_schema() -> list[str]:
 
 def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def redacted(target: str | os.PathLike) -> str:
+    """A gallery target as messages and logs may show it: a URL without its password."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", str(target))
 
 
 def is_database_url(target: str | os.PathLike) -> bool:

@@ -16,6 +16,8 @@ from lrface.pipeline_cli import (
     RuntimeOpt,
     StudentOpt,
     _fail,
+    _open_or_create,
+    _open_store,
     _pipeline,
     chosen_runtime,
     chosen_student,
@@ -24,7 +26,11 @@ from lrface.pipeline_cli import (
 
 def serve_command(
     gallery: Annotated[
-        Path, typer.Option(help="Gallery database (SQLite); created empty if missing.")
+        str,
+        typer.Option(
+            help="Gallery: SQLite file or postgresql:// URL (several servers may share one "
+            "database); created empty if missing."
+        ),
     ],
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
@@ -53,7 +59,7 @@ def serve_command(
 
     from lrface.pipeline import default_calibrations, watch_calibrations
     from lrface.search.gallery import GalleryError
-    from lrface.search.store import SqliteStore, open_store
+    from lrface.search.store import gallery_exists
     from lrface.service.app import ServiceConfig, create_app
     from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
 
@@ -69,22 +75,15 @@ def serve_command(
             f"no API key: set ${API_KEY_ENV} or give --api-key-file "
             "(or --no-auth to serve without one on loopback)"
         )
-    existing = gallery.exists()
-    if existing:
-        try:
-            store = open_store(gallery)
-        except GalleryError as exc:
-            raise _fail(str(exc)) from None
-        encoder = store.encoder_name
-    runtime = chosen_runtime(runtime)
-    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device, runtime)
     try:
-        if existing:
-            store.check_compatible(pipe.teacher.cache_key, pipe.dim)
-        else:
-            store = SqliteStore.create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
+        if gallery_exists(gallery):
+            with _open_store(gallery) as existing:
+                encoder = existing.encoder_name
     except GalleryError as exc:
         raise _fail(str(exc)) from None
+    runtime = chosen_runtime(runtime)
+    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device, runtime)
+    store = _open_or_create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
     try:
         calibrations = default_calibrations(encoder, student)
         watching = watch_calibrations(encoder, student)
@@ -96,7 +95,7 @@ def serve_command(
     )
     app = create_app(store, pipe, config, calibrations, watching)
     typer.echo(
-        f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
+        f"serving {store.path} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
         f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
         f"at http://{host}:{port}/  (API docs at /docs; "
         f"{'API key required' if key else 'no API key'})"
