@@ -150,7 +150,7 @@ def test_a_large_gallery_switches_to_ivf_and_still_adds_removes_and_finds(monkey
     assert small.choose_index() == "flat (exact)"
     with caplog.at_level("INFO", logger="lrface.search"):
         kind = gallery.choose_index()
-    assert kind.startswith("IVF64 nprobe=32 (approximate") and "3000 identities" in caplog.text
+    assert kind.startswith("IVF64 nprobe=16 (approximate") and "3000 identities" in caplog.text
     probes = templates[:200] + 0.3 * rng.normal(size=(200, 16)).astype(np.float32)
     found = [row[0].name for row in gallery.search(probes, 5)]
     assert np.mean([f == f"id{i}" for i, f in enumerate(found)]) > 0.95

@@ -36,10 +36,9 @@ from lrface import __version__
 FORMAT = "lrface-gallery"
 FORMAT_VERSION = 1
 META_KEY = "lrface_gallery"
-APPROXIMATE_FROM = 200_000
-"""Identities from which ``choose_index`` picks IVF over exact search (docs/service.md)."""
-IVF_NPROBE = 32
-"""Inverted lists an IVF search visits (of ``ivf_lists``)."""
+APPROXIMATE_FROM = 1_500_000
+"""Identities from which ``choose_index`` picks IVF over exact search: below, exact search
+costs under ~50 ms a probe on one core (docs/service.md, "Search at scale")."""
 
 log = logging.getLogger("lrface.search")
 
@@ -49,9 +48,13 @@ def ivf_lists(size: int) -> int:
     return int(min(max(2 ** round(np.log2(max(size, 1)) / 2), 64), 4096))
 
 
-def ivf_index(templates: np.ndarray, ids: np.ndarray, nprobe: int = IVF_NPROBE, seed: int = 0):
+def ivf_index(
+    templates: np.ndarray, ids: np.ndarray, nprobe: int | None = None, seed: int = 0
+) -> faiss.IndexIVFFlat:
     """An ``IndexIVFFlat`` (inner product) holding ``templates`` under ``ids``: k-means (10
-    rounds) on a sample of 32 templates per list, then every template added."""
+    rounds) on a sample of 32 templates per list, then every template added. A search visits
+    ``nprobe`` lists, a quarter of them by default: the setting that kept recall@1 of clear
+    matches at 100% in benchmarks/index_scale.py."""
     size, dim = templates.shape
     lists = ivf_lists(size)
     quantizer = faiss.IndexFlatIP(dim)
@@ -60,7 +63,7 @@ def ivf_index(templates: np.ndarray, ids: np.ndarray, nprobe: int = IVF_NPROBE, 
     sample = np.random.default_rng(seed).choice(size, min(size, 32 * lists), replace=False)
     index.train(np.ascontiguousarray(templates[np.sort(sample)]))
     index.add_with_ids(templates, ids)
-    index.nprobe = nprobe
+    index.nprobe = nprobe or max(lists // 4, 1)
     return index
 
 
