@@ -430,26 +430,28 @@ class SqlStore(GalleryStore):
         self._committed(change, removal=True)
         return change.generation
 
-    def identities(self) -> list[IdentityInfo]:
+    def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        """Every row one read query returns."""
         with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT i.name, COUNT(e.id), i.created FROM identities i "
-                "LEFT JOIN embeddings e ON e.identity_id = i.id "
-                "GROUP BY i.id, i.name, i.created ORDER BY i.name"
-            ).fetchall()
+            return db.execute(sql, params).fetchall()
+
+    def identities(self) -> list[IdentityInfo]:
+        rows = self._rows(
+            "SELECT i.name, COUNT(e.id), i.created FROM identities i "
+            "LEFT JOIN embeddings e ON e.identity_id = i.id "
+            "GROUP BY i.id, i.name, i.created ORDER BY i.name"
+        )
         return [IdentityInfo(n, int(c), float(t)) for n, c, t in rows]
 
     def __len__(self) -> int:
-        with self._transaction(write=False) as db:
-            return int(db.execute("SELECT COUNT(*) FROM identities").fetchone()[0])
+        return int(self._rows("SELECT COUNT(*) FROM identities")[0][0])
 
     def enrolled_hashes(self, name: str) -> set[str]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT e.sha256 FROM embeddings e JOIN identities i ON e.identity_id = i.id "
-                "WHERE i.name = ? AND e.sha256 IS NOT NULL",
-                (name,),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT e.sha256 FROM embeddings e JOIN identities i ON e.identity_id = i.id "
+            "WHERE i.name = ? AND e.sha256 IS NOT NULL",
+            (name,),
+        )
         return {r[0] for r in rows}
 
     def thumbnail(self, name: str) -> bytes | None:
@@ -487,15 +489,13 @@ class SqlStore(GalleryStore):
             yield ident, name, np.frombuffer(b"".join(blobs), "<f4").reshape(-1, self.dim)
 
     def records(self) -> Iterator[tuple[str, float, list[Enrolment]]]:
-        with self._transaction(write=False) as db:
-            people = db.execute("SELECT id, name, created FROM identities ORDER BY id").fetchall()
+        people = self._rows("SELECT id, name, created FROM identities ORDER BY id")
         for ident, name, created in people:
-            with self._transaction(write=False) as db:
-                rows = db.execute(
-                    "SELECT vector, source, sha256, thumbnail FROM embeddings "
-                    "WHERE identity_id = ? ORDER BY id",
-                    (ident,),
-                ).fetchall()
+            rows = self._rows(
+                "SELECT vector, source, sha256, thumbnail FROM embeddings "
+                "WHERE identity_id = ? ORDER BY id",
+                (ident,),
+            )
             enrolments = [
                 Enrolment(np.frombuffer(bytes(v), "<f4"), s, h, None if t is None else bytes(t))
                 for v, s, h, t in rows
@@ -504,9 +504,7 @@ class SqlStore(GalleryStore):
                 yield name, float(created), enrolments
 
     def generation(self) -> int:
-        with self._transaction(write=False) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        return int(row[0])
+        return int(self._rows("SELECT value FROM meta WHERE key = 'generation'")[0][0])
 
     def changes_since(self, generation: int) -> tuple[int, list[int]] | None:
         with self._transaction(write=False) as db:
@@ -572,8 +570,7 @@ class SqlStore(GalleryStore):
             + (" WHERE " + " AND ".join(where) if where else "")
             + f" ORDER BY {order} LIMIT ?"
         )
-        with self._transaction(write=False) as db:
-            rows = db.execute(sql, (*params, int(query.limit))).fetchall()
+        rows = self._rows(sql, (*params, int(query.limit)))
         return [
             EventRecord(
                 camera, run, int(track), float(t), ident, score, threshold, json.loads(details),
@@ -584,11 +581,10 @@ class SqlStore(GalleryStore):
         ]  # fmt: skip
 
     def event_thumbnail(self, event_id: int) -> bytes | None:
-        with self._transaction(write=False) as db:
-            row = db.execute("SELECT thumbnail FROM events WHERE id = ?", (event_id,)).fetchone()
-        if row is None:
+        rows = self._rows("SELECT thumbnail FROM events WHERE id = ?", (event_id,))
+        if not rows:
             raise KeyError(f"no event {event_id}")
-        return None if row[0] is None else bytes(row[0])
+        return None if rows[0][0] is None else bytes(rows[0][0])
 
 
 class SqliteStore(SqlStore):
