@@ -160,6 +160,7 @@ def watch_command(
     writer = EventWriter(out, log)
     video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
     typer.echo(f"threshold: {threshold_source}", err=True)
+    typer.echo(f"gallery: {store.path}, faiss index {live.index_kind}", err=True)
     error, interrupted = None, False
     bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
     try:

@@ -48,6 +48,11 @@ class LiveGallery:
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def index_kind(self) -> str:
+        """Exact or approximate search, as ``Gallery.choose_index`` picked at the last load."""
+        return self._gallery.index_kind
+
     def _reload(self) -> None:
         generation = self.store.generation()  # before the rows: a later change is seen again
         gallery = Gallery(self.store.encoder, self.store.dim, self.store.encoder_name)

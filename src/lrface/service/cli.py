@@ -95,7 +95,8 @@ def serve_command(
     )
     app = create_app(store, pipe, config, calibrations, watching)
     typer.echo(
-        f"serving {store.path} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
+        f"serving {store.path} ({len(store)} identities, faiss index "
+        f"{app.state.watch.live.index_kind}, encoder {pipe.teacher.cache_key}"
         f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
         f"at http://{host}:{port}/  (API docs at /docs; "
         f"{'API key required' if key else 'no API key'})"
