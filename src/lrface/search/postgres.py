@@ -10,8 +10,11 @@ order. In the same transaction a ``NOTIFY lrface_gallery`` (delivered at commit)
 listening process (``watch_changes``, run by ``lrface.search.sync.LiveGallery``) to update its
 faiss index at once; the generation counter catches whatever a lost notification missed.
 
-Removal deletes the rows, then runs ``VACUUM`` on the gallery's tables, so the deleted rows'
-space is reclaimed and their tuples are removed from the table's pages and its TOAST table.
+Removal deletes the rows, then runs ``VACUUM FULL`` on the gallery's two tables: PostgreSQL
+never overwrites a row in place, and a plain ``VACUUM`` only marks the dead tuples' space
+free (tried on PostgreSQL 15: a removed embedding's bytes were still in the table's file);
+``VACUUM FULL`` writes the tables anew without them and drops the old files, after which
+tests/search/test_postgres.py finds them in none of the database's files.
 What PostgreSQL does not promise (docs/service.md, "Erasure"): the bytes of a removed tuple can
 survive in the write-ahead log until it is recycled, in base backups, WAL archives and
 replicas, and in file-system blocks PostgreSQL freed; those need the operator's retention
@@ -147,7 +150,7 @@ class PostgresStore(SqlStore):
         change.db.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(change.generation)))
 
     def _committed(self, change: Change, removal: bool) -> None:
-        if removal:  # reclaim the deleted tuples now, not at autovacuum's leisure
+        if removal:  # the tables written anew without the removed rows (module docstring)
             with self._pool.connection() as conn:
                 conn.autocommit = True
                 try:
@@ -168,7 +171,7 @@ class PostgresStore(SqlStore):
                         changed()
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             pass
-            except psycopg.OperationalError:
+            except psycopg.Error:  # the database restarting, the network: try again
                 stop.wait(1.0)
         return True
 
