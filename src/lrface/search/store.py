@@ -298,8 +298,9 @@ class Change:
 
 class SqlStore(GalleryStore):
     """Everything both databases run alike, written once in SQL with ``?`` placeholders; a
-    subclass opens transactions (``_transaction``), creates the schema and may act after a
-    commit (``_committed``: PostgreSQL notifies, and vacuums after a removal)."""
+    subclass opens transactions (``_transaction``), creates the schema and may act before a
+    change commits (``_before_commit``: PostgreSQL notifies) and after (``_committed``: it
+    rewrites the tables after a removal)."""
 
     migrations: dict[int, list[str]] = MIGRATIONS
 
