@@ -41,7 +41,7 @@ from lrface.pipeline import (
 )
 from lrface.search.store import Enrolment, GalleryStore, file_sha256
 from lrface.search.sync import LiveGallery
-from lrface.service.events import events_router
+from lrface.service.events import events_router, jpeg_response
 from lrface.service.security import API_KEY_HEADER, SecurityError, key_matches, validate_name
 
 log = logging.getLogger("lrface.service")
@@ -287,13 +287,11 @@ def create_app(
         response_class=Response,
     )
     def thumbnail(name: str) -> Response:
-        try:
-            data = watch.thumbnail(name)
-        except KeyError:
-            raise ApiError(404, f"no identity named {name!r}") from None
-        if data is None:
-            raise ApiError(404, f"{name!r} has no thumbnail (enrolled from embeddings only)")
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return jpeg_response(
+            lambda: watch.thumbnail(name),
+            ApiError(404, f"no identity named {name!r}"),
+            ApiError(404, f"{name!r} has no thumbnail (enrolled from embeddings only)"),
+        )
 
     @app.delete("/api/identities/{name}", dependencies=auth, summary="Remove a person entirely")
     def remove(name: str) -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +40,20 @@ Identity = Annotated[
 ]
 Since = Annotated[str | None, Query(description="From this time: epoch s or ISO 8601.")]
 Until = Annotated[str | None, Query(description="Up to this time: epoch s or ISO 8601.")]
+
+
+def jpeg_response(
+    fetch: Callable[[], bytes | None], missing: Exception, empty: Exception
+) -> Response:
+    """The JPEG ``fetch`` returns, uncached; ``missing`` raised when it raises KeyError (no
+    such record), ``empty`` when it returns None (a record without an image)."""
+    try:
+        data = fetch()
+    except KeyError:
+        raise missing from None
+    if data is None:
+        raise empty
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 class EventQueryError(ValueError):
@@ -115,13 +130,11 @@ def events_router(
         response_class=Response,
     )
     def event_thumbnail(event_id: int) -> Response:
-        try:
-            data = store.event_thumbnail(event_id)
-        except KeyError:
-            raise error(404, f"no event {event_id}") from None
-        if data is None:
-            raise error(404, f"event {event_id} has no thumbnail")
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return jpeg_response(
+            lambda: store.event_thumbnail(event_id),
+            error(404, f"no event {event_id}"),
+            error(404, f"event {event_id} has no thumbnail"),
+        )
 
     @router.get(
         "/api/events/stream",
