@@ -179,3 +179,25 @@ def test_sqlite_live_gallery_is_in_step_at_each_search(tmp_path):
         assert live.search(_unit(0), 1)[0][0].name == "ann"
         writer.remove("ann")
         assert len(live) == 0 and live.reloads == 1 and live.updates == 2
+
+
+def test_gallery_commands_take_a_database_url(tmp_path, postgres_url):
+    from typer.testing import CliRunner
+
+    from lrface.cli import app
+
+    source = tmp_path / "a.db"
+    with SqliteStore.create(source, "enc", 8) as store:
+        store.add("ann", [Enrolment(_unit(0)[0], "a.jpg")])
+        store.add("bob", [Enrolment(_unit(1)[0], "b.jpg")])
+    secret = postgres_url.replace("lrface@", "lrface:hunter2@")  # trust auth ignores it
+    runner = CliRunner()
+    result = runner.invoke(app, ["gallery", "migrate", str(source), secret])
+    assert result.exit_code == 0 and "migrated 2 identities (2 photos)" in result.output
+    assert "hunter2" not in result.output
+    result = runner.invoke(app, ["gallery", "remove", "bob", "--gallery", secret])
+    assert (
+        result.exit_code == 0 and "1 identities left in postgresql://lrface:***@" in result.output
+    )
+    result = runner.invoke(app, ["gallery", "list", "--gallery", postgres_url])
+    assert "1 identities, encoder enc (8-d)" in result.output and "ann\t1 photo(s)" in result.output

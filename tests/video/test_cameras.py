@@ -111,3 +111,15 @@ def test_a_worker_killed_is_restarted(tmp_path):
     supervisor.stop()
     thread.join(timeout=10)
     assert log.read_text().count("start") == 2 and log.read_text().endswith("stopped\n")
+
+
+def test_cameras_command_names_a_bad_file_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from lrface.cli import app
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(CONFIG)
+    result = CliRunner().invoke(app, ["cameras", str(path), "--only", "door,roof"])
+    assert result.exit_code == 1 and "cams.yaml: no camera named roof" in result.output
+    assert "Traceback" not in result.output
