@@ -123,3 +123,30 @@ def test_cameras_command_names_a_bad_file_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["cameras", str(path), "--only", "door,roof"])
     assert result.exit_code == 1 and "cams.yaml: no camera named roof" in result.output
     assert "Traceback" not in result.output
+
+
+def test_sigterm_stops_the_supervisor_and_its_workers(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    log = tmp_path / "run.log"
+    script = (
+        "import sys\nfrom lrface.video.cameras import Supervisor\n"
+        "s = Supervisor({'cam': sys.argv[1:]}, grace=5)\nprint(s.run())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", script, sys.executable, "-c", WORKER, str(log), "run"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while not log.exists():
+        assert time.monotonic() < deadline and supervisor.poll() is None
+        time.sleep(0.05)
+    supervisor.send_signal(signal.SIGTERM)
+    out, _ = supervisor.communicate(timeout=30)
+    assert supervisor.returncode == 0 and out.strip() == "{'cam': 0}"
+    assert log.read_text() == "start\nstopped\n"
