@@ -57,19 +57,19 @@ WORKER = textwrap.dedent(
     import signal, sys, time
     from pathlib import Path
     log, mode = Path(sys.argv[1]), sys.argv[2]
-    with log.open("a") as f:
-        f.write("start\\n")
-    if mode == "die":
-        sys.exit(3)
-    if mode == "finish":
-        sys.exit(0)
     def stopped(*_):
         log.open("a").write("stopped\\n")
         sys.exit(130)
     if mode == "run":
         signal.signal(signal.SIGINT, stopped)
-    else:  # "stubborn": ignores SIGINT
+    elif mode == "stubborn":  # ignores SIGINT
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with log.open("a") as f:  # only once the handler is in place
+        f.write("start\\n")
+    if mode == "die":
+        sys.exit(3)
+    if mode == "finish":
+        sys.exit(0)
     while True:
         time.sleep(0.05)
     """
