@@ -95,7 +95,8 @@ class LiveGallery:
         try:
             self.refresh()
         except Exception:  # noqa: BLE001 (a background thread must not die of a blip)
-            log.exception("updating the gallery index from %s failed", self.store.path)
+            if not self._stop.is_set():  # not the store closing under it
+                log.exception("updating the gallery index from %s failed", self.store.path)
 
     def search(self, embeddings: np.ndarray, k: int) -> list[list[Match]]:
         """``Gallery.search`` on the index brought up to date first."""
@@ -107,5 +108,7 @@ class LiveGallery:
             return len(self.refresh())
 
     def close(self) -> None:
-        """Stop the listener (it notices within a second)."""
+        """Stop the listener (it notices within a second), before the store is closed."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
