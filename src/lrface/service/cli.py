@@ -104,4 +104,5 @@ def serve_command(
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        app.state.watch.live.close()
         store.close()
