@@ -314,21 +314,15 @@ def _open_store(target: str):
 
 
 def _open_or_create(target: str, key: str, dim: int, encoder: str):
-    """The gallery at ``target`` (checked against encoder ``key``), or a new one for it; a
-    one-line exit when unusable."""
+    """``lrface.search.open_gallery`` (open, or create for encoder ``key``), or the one-line
+    exit."""
+    from lrface.search import open_gallery
     from lrface.search.gallery import GalleryError
-    from lrface.search.store import open_or_create
 
     try:
-        store = open_or_create(target, key, dim, encoder)
-        try:
-            store.check_compatible(key, dim)
-        except GalleryError:
-            store.close()
-            raise
+        return open_gallery(target, key, dim, encoder)
     except GalleryError as exc:
         raise _fail(str(exc)) from None
-    return store
 
 
 @gallery_app.command("enroll")

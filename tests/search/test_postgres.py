@@ -201,3 +201,14 @@ def test_gallery_commands_take_a_database_url(tmp_path, postgres_url):
     )
     result = runner.invoke(app, ["gallery", "list", "--gallery", postgres_url])
     assert "1 identities, encoder enc (8-d)" in result.output and "ann\t1 photo(s)" in result.output
+
+
+def test_open_gallery_creates_in_an_empty_database_and_checks_the_encoder(postgres_url):
+    from lrface.search import open_gallery
+
+    with open_gallery(postgres_url, "enc", 8, "enc-name") as store:
+        assert (store.encoder, store.encoder_name, len(store)) == ("enc", "enc-name", 0)
+    with open_gallery(postgres_url) as store:
+        assert store.encoder == "enc"
+    with pytest.raises(GalleryError, match="gallery was enrolled with encoder enc, not other"):
+        open_gallery(postgres_url, "other", 8)

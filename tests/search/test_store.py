@@ -22,7 +22,7 @@ from lrface.search.store import (
     SqliteStore,
     create_store,
     is_database_url,
-    open_or_create,
+    open_gallery,
     open_store,
 )
 
@@ -86,7 +86,7 @@ def test_files_are_owner_only_and_existing_paths_are_never_overwritten(tmp_path)
     path = tmp_path / "g.db"
     old = os.umask(0o022)
     try:
-        with open_or_create(path, "enc", 8) as store:
+        with open_gallery(path, "enc", 8) as store:
             store.add("ann", [Enrolment(_unit(0, 1)[0], "a.jpg")])
             modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     finally:

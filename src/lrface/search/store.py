@@ -740,12 +740,29 @@ def gallery_exists(target: str | os.PathLike) -> bool:
     return Path(target).exists()
 
 
-def open_or_create(
-    target: str | os.PathLike, encoder: str, dim: int, encoder_name: str | None = None
+def open_gallery(
+    target: str | os.PathLike,
+    encoder: str | None = None,
+    dim: int | None = None,
+    encoder_name: str | None = None,
 ) -> GalleryStore:
-    """``open_store`` if ``target`` holds a gallery, else a new one for ``encoder``."""
-    if gallery_exists(target):
-        return open_store(target)
+    """The one way to open a gallery (CLI, service, ``lrface.open_gallery``): the existing one
+    at ``target``, a file or a ``postgresql://`` database (``open_store``), or, when
+    ``encoder`` and ``dim`` are given and nothing is there yet, a new gallery for them
+    (``create_store``). Given ``encoder``, an existing gallery made by another encoder is
+    refused. GalleryError naming ``target`` (never its password) when it cannot be used."""
+    local = not is_database_url(target)
+    if encoder is None or dim is None or gallery_exists(target) or (
+        local and Path(target).is_symlink()
+    ):
+        store = open_store(target)
+        if encoder is not None:
+            try:
+                store.check_compatible(encoder, dim if dim is not None else store.dim)
+            except GalleryError:
+                store.close()
+                raise
+        return store
     return create_store(target, encoder, dim, encoder_name)
 
 
