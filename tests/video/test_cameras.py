@@ -87,7 +87,8 @@ def test_supervisor_restarts_backs_off_finishes_and_stops(tmp_path):
     assert 3.4 <= took < 20  # the stubborn worker is killed after the 1 s grace
     starts = lambda mode: logs[mode].read_text().count("start")  # noqa: E731
     # waits 0.1, 0.2, 0.4, 0.4, ... between deaths: at most 7 restarts in 2.5 s
-    assert 1 <= restarts["die"] <= 7 and starts("die") == restarts["die"] + 1
+    assert 1 <= restarts["die"] <= 7  # (the last one may be stopped before it logs its start)
+    assert starts("die") in (restarts["die"], restarts["die"] + 1)
     assert supervisor.workers[0].wait > 0.1  # the wait grew after quick deaths
     assert restarts["finish"] == 0 and starts("finish") == 1
     assert restarts["run"] == 0 and logs["run"].read_text().endswith("stopped\n")
