@@ -103,6 +103,8 @@ class StoreEventLog:
     (``repeats`` counts them)."""
 
     def __init__(self, store: GalleryStore, camera: str, run: str):
+        if not camera.strip():
+            raise ValueError("--camera: a camera needs a name")
         self.store = store
         self.camera = camera
         self.run = run
@@ -116,7 +118,9 @@ class StoreEventLog:
             event.track_id,
             time.time(),
             decision.identity,
-            decision.score if math.isfinite(decision.score) else None,
+            decision.score
+            if decision.score is not None and math.isfinite(decision.score)
+            else None,
             decision.threshold,
             event.to_dict(),
             jpeg(event.crop),
