@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from lrface.losses.adversarial import ADDA, ADDALoss, DANNLoss
+from lrface.losses.attention import AttentionSimilarityLoss
 from lrface.losses.base import TransferLoss, TransferOutputs
 from lrface.losses.contrastive import InfoNCE
 from lrface.losses.darkrank import DarkRank
@@ -39,6 +40,7 @@ LOSSES: dict[str, type[TransferLoss]] = {
     "arcface": ArcFaceLoss,
     "prototype": PrototypeLoss,
     "hint": HintLoss,
+    "askd": AttentionSimilarityLoss,
 }
 
 METHODS: dict[str, Spec] = {
@@ -54,6 +56,11 @@ METHODS: dict[str, Spec] = {
     "guided": {"guided": {"weight": 1.0}},
     "l2+arcface": {"l2": {"weight": 5.0}, "arcface": {"weight": 1.0}},
     "prototype+l2": {"prototype": {"weight": 1.0}, "l2": {"weight": 5.0}},
+    "askd+prototype+l2": {
+        "askd": {"weight": 1.0},
+        "prototype": {"weight": 1.0},
+        "l2": {"weight": 5.0},
+    },
     "hint+prototype+l2": {
         "hint": {"weight": 1.0},
         "prototype": {"weight": 1.0},
