@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lrface.data.degrade import camera_preset
 from lrface.data.images import BadImageError, load_rgb
 from lrface.detect import Face, FaceDetector
 from lrface.detect.align import student_chip
@@ -46,6 +47,26 @@ SAVE_EVERY = 1024  # images between checkpoints of a long detection run (a multi
 
 
 UPSCALE = 2  # factor of the upscaled detection pass for the smallest faces
+CAMERA_SEED = 0  # seed of a camera preset's draws, as in the verification benchmark
+
+
+def camera_view(
+    image: np.ndarray,
+    relpath: str,
+    face_px: float,
+    preset: str = "clean",
+    source_face_px: float = FACE_PX,
+) -> np.ndarray:
+    """The whole image as a camera at ``face_px`` px per face gives it: shrunk, and through
+    ``preset``'s effects (before and after the shrink) drawn from a generator seeded by the
+    path and the width, so every run and every encoder sees the same frame."""
+    camera = camera_preset(preset)
+    if camera is None:
+        return shrink_image(image, face_px, source_face_px)
+    digest = int(hashlib.sha1(relpath.encode()).hexdigest()[:15], 16)
+    rng = np.random.default_rng((CAMERA_SEED, digest, round(face_px)))
+    small = shrink_image(camera.hr_effects(image, rng), face_px, source_face_px)
+    return camera.lr_effects(small, rng)
 
 
 @dataclass(frozen=True)
@@ -55,11 +76,17 @@ class DetectionPlan:
     source_face_px: face width in the source's original images (LFW: ``FACE_PX``).
     pad: black border added on each side before shrinking, as a fraction of the side.
     upscale_max_face: widths up to this are detected on the shrunk image upscaled ``UPSCALE``x.
+    preset: camera preset applied around the shrink (``camera_view``; ``clean``: none).
     """
 
     source_face_px: float = FACE_PX
     pad: float = 0.0
     upscale_max_face: float = 0.0
+    preset: str = "clean"
+
+    def shrink(self, image: np.ndarray, face_px: float, relpath: str) -> np.ndarray:
+        """The framed image as the camera gives it with a ``face_px`` px face."""
+        return camera_view(self.frame(image), relpath, face_px, self.preset, self.source_face_px)
 
     def frame(self, image: np.ndarray) -> np.ndarray:
         """The image with its black border (itself when ``pad`` is 0)."""
@@ -186,12 +213,15 @@ def detect_faces(
         rows, originals = [], []
         for row in todo:
             try:
-                originals.append(plan.frame(load_rgb(root / relpaths[row])))
+                originals.append(load_rgb(root / relpaths[row]))
                 rows.append(row)
             except BadImageError as exc:
                 state["bad"].append(f"{relpaths[row]}: {exc}")
         for k, size in enumerate(sizes):
-            smalls = [shrink_image(image, size, plan.source_face_px) for image in originals]
+            smalls = [
+                plan.shrink(image, size, relpaths[row])
+                for row, image in zip(rows, originals, strict=True)
+            ]
             found = plan.detect(detector, smalls, size)
             for row, small, faces in zip(rows, smalls, found, strict=True):
                 _store_image(state, k, row, small, root)
