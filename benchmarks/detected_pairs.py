@@ -5,7 +5,8 @@ whole image (protocol and conventions: ``lrface.eval.detected_verification``).
         v3=out/lrface-lr-v3 --sizes 12,16,20 --out out/detected-clean.json
 
 Each argument is ``LABEL=encoder`` (a registered name or a packaged student directory). The
-gallery side is the teacher on full-resolution dlib chips for every row, so the rows share
+gallery side is the teacher on full-resolution dlib chips (no flip unless ``--flip``, as
+``lrface benchmark``) for every row, so the rows share
 their trials; the table gives accuracy (TAR at FAR 1e-3 / 1e-4) and, from the second label
 on, the paired per-fold gain over the first label. One thread; ~9 images/s for the detection
 of a width (cached afterwards), one ResNet-29 pass per found probe and encoder.
@@ -34,7 +35,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="8,12,16,20", help="probe face widths (px)")
     parser.add_argument("--degradation", default="clean", help="camera preset of the probes")
     parser.add_argument("--folds", default=None, help="View 2 folds, e.g. 0,1,2 (all: omit)")
-    parser.add_argument("--no-flip", action="store_true", help="no flip on the HR gallery side")
+    parser.add_argument(
+        "--flip", action="store_true", help="flip-average the HR gallery side (off, as benchmark)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="results JSON")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -53,14 +56,14 @@ def main() -> None:
     data = load_pair_data(lfw, pairs)
     gallery = create_encoder(TEACHER_ENCODER)
     results = {
-        label: detected_rows(lfw, data, sizes, gallery, encoder, args.degradation, not args.no_flip)
+        label: detected_rows(lfw, data, sizes, gallery, encoder, args.degradation, args.flip)
         for label, encoder in labels.items()
     }
     report = {
         "protocol": "hr-lr-detected",
         "degradation": args.degradation,
         "pairs": len(data.pairs),
-        "flip": not args.no_flip,
+        "flip": args.flip,
         "results": results,
         "wall_s": round(time.perf_counter() - started, 1),
         "machine": describe_machine(),

@@ -46,6 +46,7 @@ def test_names():
         "prototype",
         "hint",
         "askd",
+        "fused",
     }
     assert METHODS["l2"] == {"l2": {"weight": 5.0}}
     assert METHODS["adda"] == {"adda": {"weight": 1.0}}

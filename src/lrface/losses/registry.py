@@ -20,6 +20,7 @@ from lrface.losses.base import TransferLoss, TransferOutputs
 from lrface.losses.contrastive import InfoNCE
 from lrface.losses.darkrank import DarkRank
 from lrface.losses.feature import FeatureL2
+from lrface.losses.fused import FusedTargetLoss
 from lrface.losses.guided import GuidedLoss
 from lrface.losses.hint import HintLoss
 from lrface.losses.margin import ArcFaceLoss
@@ -41,6 +42,7 @@ LOSSES: dict[str, type[TransferLoss]] = {
     "prototype": PrototypeLoss,
     "hint": HintLoss,
     "askd": AttentionSimilarityLoss,
+    "fused": FusedTargetLoss,
 }
 
 METHODS: dict[str, Spec] = {
