@@ -24,7 +24,7 @@ from lrface.eval.benchmark import gain_text, load_pair_data, paired_gain
 from lrface.eval.detected_verification import detected_rows
 from lrface.machine import describe_machine
 from lrface.models.checkpoint import TEACHER_ENCODER
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 
 
 def main() -> None:

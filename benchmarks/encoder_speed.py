@@ -32,8 +32,8 @@ from lrface.data.degrade import EvalDegradation
 from lrface.machine import cpu_model
 from lrface.models.checkpoint import TEACHER_ENCODER, fold_for_inference
 from lrface.models.encoder import FaceEncoder, TorchEncoder
+from lrface.models.factory import create_encoder
 from lrface.models.onnx_encoder import OnnxEncoder, with_runtime
-from lrface.models.registry import create_encoder
 from lrface.models.students import create_student
 
 

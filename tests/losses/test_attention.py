@@ -12,7 +12,7 @@ from lrface.losses.attention import (
     channel_attention,
     spatial_attention,
 )
-from lrface.losses.registry import build_losses, parse_method, required_fields
+from lrface.losses.methods import build_losses, parse_method
 from tests.losses.test_mmd import nst_outputs as outputs
 
 
@@ -69,4 +69,4 @@ def test_registered_and_composable():
     }
     losses = build_losses(parse_method("askd=2,l2=5"))
     assert losses["askd"].weight == 2.0
-    assert {"student_features", "teacher_features"} <= required_fields(losses)
+    assert {"student_features", "teacher_features"} <= losses.fields

@@ -9,7 +9,7 @@ from torch import nn
 
 from lrface.losses.base import TransferOutputs
 from lrface.losses.fused import FusedTargetLoss
-from lrface.losses.registry import build_losses, parse_method, required_fields
+from lrface.losses.methods import build_losses, parse_method
 
 
 class MeanColour(nn.Module):
@@ -48,4 +48,4 @@ def test_target_is_the_unit_pair_embedding_and_needs_the_input():
 def test_registered_and_asks_for_the_input():
     losses = build_losses(parse_method("fused=2,l2=5"), network=MeanColour())
     assert losses["fused"].weight == 2.0
-    assert "lr_input" in required_fields(losses)
+    assert "lr_input" in losses.fields

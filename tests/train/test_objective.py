@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrface.losses.registry import build_losses
+from lrface.losses.methods import build_losses
 from lrface.models.students import create_student
 from lrface.train.objective import Objective
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from lrface.losses.base import TransferLoss, TransferOutputs
 from lrface.losses.mmd import match_spatial
+from lrface.losses.registry import register_loss
 
 
 def spatial_attention(features: torch.Tensor) -> torch.Tensor:
@@ -45,6 +46,7 @@ def attention_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Te
     return (1.0 - F.cosine_similarity(student, teacher, dim=1, eps=1e-8)).mean()
 
 
+@register_loss("askd")
 class AttentionSimilarityLoss(TransferLoss):
     """A-SKD (see the module): ``1 - cos`` between student (LR) and teacher (HR) attention.
 

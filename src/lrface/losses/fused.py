@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 
 def shipped_pair(name: str) -> nn.Module:
@@ -27,6 +28,7 @@ def shipped_pair(name: str) -> nn.Module:
     return fuse_with_teacher(student)
 
 
+@register_loss("fused")
 class FusedTargetLoss(TransferLoss):
     """Mean over the batch of ``||s/|s| - f/|f|||^2``, ``f`` the frozen pair's embedding of the
     student's own LR input (``lr_input``).

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 
 def angular_margin(
@@ -33,6 +34,7 @@ def angular_margin(
     return torch.where(target, phi, cos)
 
 
+@register_loss("arcface")
 class ArcFaceLoss(TransferLoss):
     """ArcFace (Deng et al., CVPR 2019, arXiv 1801.07698): true-class logit ``s * cos(theta + m)``.
 

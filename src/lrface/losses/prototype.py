@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from lrface.losses.base import TransferLoss, TransferOutputs
 from lrface.losses.margin import angular_margin
+from lrface.losses.registry import register_loss
 
 
 def teacher_prototypes(teacher_emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -36,6 +37,7 @@ def teacher_prototypes(teacher_emb: torch.Tensor, labels: torch.Tensor) -> torch
     return F.normalize(sums, dim=1)
 
 
+@register_loss("prototype")
 class PrototypeLoss(TransferLoss):
     """Cross-entropy over ``scale * cos(student, centre_c)`` for every identity ``c``.
 
