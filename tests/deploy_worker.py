@@ -27,12 +27,11 @@ def main() -> None:
     if sys.argv[1] == "enroll-loop":
         _enroll_loop(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
-    from lrface import pipeline_cli
-    from lrface.cli import app
+    from lrface.cli import app, common
     from tests.test_pipeline import ColourEncoder, SquareDetector
 
-    pipeline_cli.make_detector = lambda *a, **k: SquareDetector()
-    pipeline_cli._encoder = lambda name, device: ColourEncoder(name)
+    common.make_detector = lambda *a, **k: SquareDetector()
+    common.load_encoder = lambda name, *a, **k: ColourEncoder(name)
     app(sys.argv[1:])
 
 

@@ -126,7 +126,7 @@ def test_two_servers_two_workers_one_database(postgres_url, tmp_path):
 
         def found_in_b() -> bool:
             answer = httpx.post(f"{b}/api/search", files={"file": ("p.png", _png("red", 50))})
-            return answer.json()["faces"][0]["matches"][0]["name"] == "red"
+            return answer.json()["faces"][0]["decision"]["top"][0]["name"] == "red"
 
         _until(found_in_b, 1.0, "red found through B")
         assert time.monotonic() - start < 1.0

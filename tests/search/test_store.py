@@ -175,3 +175,14 @@ def test_kill_9_mid_enroll_keeps_every_earlier_commit(target):
         assert len(people) >= seen and len(people) == store.generation()
         assert all(p.photos == 2 for p in people)  # no half-written identity
         assert len(store.load_gallery()) == len(people)
+
+
+def test_open_gallery_opens_creates_and_refuses_another_encoder(tmp_path):
+    path = tmp_path / "g.db"
+    with pytest.raises(GalleryError, match="no such gallery"):
+        open_gallery(path)
+    open_gallery(path, "enc", 8, "nice-name").close()
+    with open_gallery(path) as store:
+        assert (store.encoder, store.encoder_name, store.dim) == ("enc", "nice-name", 8)
+    with pytest.raises(GalleryError, match="g.db"):
+        open_gallery(path, "other", 8)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from lrface import __version__
+from lrface.constants import __version__
 from lrface.search.gallery import Gallery, GalleryError
 
 FORMAT = "lrface-gallery-sqlite"

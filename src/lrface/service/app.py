@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -29,17 +30,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lrface import __version__
+from lrface.constants import __version__
 from lrface.data.images import BadImageError, decode_rgb
+from lrface.enrolment import Photo, enrol_photos
 from lrface.pipeline import (
     Calibration,
     EmbeddedFace,
     FaceInputError,
     FacePipeline,
-    identify,
-    thumbnail_jpeg,
+    answer_faces,
 )
-from lrface.search.store import Enrolment, GalleryStore, file_sha256
+from lrface.search.decision import gallery_searcher
+from lrface.search.store import Enrolment, GalleryStore
 from lrface.search.sync import LiveGallery
 from lrface.service.events import events_router, jpeg_response
 from lrface.service.security import API_KEY_HEADER, SecurityError, key_matches, validate_name
@@ -104,8 +106,9 @@ class WatchList:
             self.store.remove(name)
         self.live.refresh()
 
-    def search(self, embeddings: np.ndarray, k: int):
-        return self.live.search(embeddings, k)
+    def search_top(self, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """A ``lrface.search.decision.Searcher`` over the index kept in step."""
+        return gallery_searcher(self.live)(embeddings, k)
 
     def size(self) -> int:
         return len(self.live)
@@ -191,22 +194,27 @@ def create_app(
         except SecurityError as exc:
             raise ApiError(422, str(exc)) from None
 
-    def read_image(upload: UploadFile) -> tuple[str, np.ndarray, str]:
-        """(file name, decoded RGB image, sha256) of an upload, checked against the limits."""
+    def upload_photo(upload: UploadFile) -> Photo:
+        """An upload as a ``Photo`` (one over the size limit carries why, unread)."""
         filename = Path(upload.filename or "upload").name[:200]
         data = upload.file.read(config.max_upload_bytes + 1)
         if len(data) > config.max_upload_bytes:
-            raise ApiError(
-                413, f"{filename}: file too large (limit {config.max_upload_bytes // 2**20} MiB)"
-            )
+            limit = config.max_upload_bytes // 2**20
+            return Photo(filename, None, f"file too large (limit {limit} MiB)")
+        return Photo(filename, data)
+
+    def read_image(upload: UploadFile) -> tuple[str, np.ndarray]:
+        """(file name, decoded RGB image) of an upload, checked against the limits."""
+        photo = upload_photo(upload)
+        if photo.data is None:
+            raise ApiError(413, f"{photo.source}: {photo.error}")
         try:
-            image = decode_rgb(data, filename, config.max_pixels)
+            return photo.source, decode_rgb(photo.data, photo.source, config.max_pixels)
         except BadImageError as exc:
             raise ApiError(413 if "too large" in exc.reason else 422, str(exc)) from None
-        return filename, image, file_sha256(data)
 
     def embed_probe(upload: UploadFile) -> tuple[np.ndarray, list[EmbeddedFace]]:
-        filename, image, _ = read_image(upload)
+        filename, image = read_image(upload)
         try:
             return image, watch.embed(image, "all")
         except FaceInputError as exc:
@@ -253,32 +261,21 @@ def create_app(
         name = checked_name(name)
         if len(files) > config.max_files:
             raise ApiError(413, f"too many files ({len(files)} > {config.max_files})")
+        photos = [upload_photo(upload) for upload in files]
         known = watch.known(name)
-        enrolments: list[Enrolment] = []
-        skipped: list[dict] = []
-        already = 0
-        for upload in files:
-            try:
-                filename, image, sha = read_image(upload)
-                if sha in known:
-                    already += 1
-                    continue
-                face = watch.embed(image, "largest")[0]
-            except ApiError as exc:
-                skipped.append({"file": upload.filename, "reason": exc.message})
-                continue
-            except FaceInputError as exc:
-                skipped.append({"file": upload.filename, "reason": exc.reason})
-                continue
-            known.add(sha)
-            enrolments.append(
-                Enrolment(face.embedding, filename, sha, thumbnail_jpeg(image, face.face))
-            )
-        if not enrolments and not already:
+        commit = partial(watch.add, name)
+        options = {"batch": None, "max_pixels": config.max_pixels}
+        report = enrol_photos(watch.embed, name, photos, known, commit, "largest", **options)
+        skipped = [{"file": source, "reason": reason} for source, reason in report.skipped]
+        if name not in report.identities and not report.already:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped) or "no files"
             raise ApiError(422, f"nothing enrolled for {name!r}: {reasons}")
-        added = watch.add(name, enrolments) if enrolments else 0
-        return {"name": name, "added": added, "already_enrolled": already, "skipped": skipped}
+        return {
+            "name": name,
+            "added": report.added,
+            "already_enrolled": report.already,
+            "skipped": skipped,
+        }
 
     @app.get(
         "/api/identities/{name}/thumbnail",
@@ -308,16 +305,8 @@ def create_app(
         if watch.size() == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
         image, faces = embed_probe(file)
-        results = watch.search(np.stack([f.embedding for f in faces]), k)
-        out = []
-        for face, matches in zip(faces, results, strict=True):
-            out.append(
-                {
-                    **face.to_dict(),
-                    "matches": [{"name": m.name, "score": round(m.score, 4)} for m in matches],
-                    "decision": identify(book, face, matches, store.encoder).to_dict(),
-                }
-            )
+        answers = answer_faces(faces, watch.search_top, k, book, store.encoder)
+        out = [answer.to_dict() for answer in answers]
         return {"image": {"width": image.shape[1], "height": image.shape[0]}, "faces": out}
 
     @app.post("/api/verify", dependencies=auth, summary="Are the people in two photos the same?")
@@ -357,9 +346,6 @@ def create_app(
         if watch.size() == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
 
-        def searcher(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-            return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)]
-
         calibrated = BookThresholds(watch_book, store.encoder, True, watch.size())
 
         def threshold(encoder: str, size: int) -> float | None:
@@ -370,7 +356,7 @@ def create_app(
             except ValueError:
                 return None
 
-        watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, searcher, threshold)
+        watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, watch.search_top, threshold)
         events, error = [], None
         with tempfile.TemporaryDirectory(prefix="lrface-watch-") as tmp:
             path = Path(tmp) / "upload.video"

@@ -7,64 +7,31 @@ where the input stopped) before the error line or the exit.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lrface.pipeline_cli import (
-    DEFAULT_STUDENT,
+from lrface.cli.common import (
+    INTERRUPTED,
     CutoffOpt,
     DeviceOpt,
     MinFaceOpt,
     RuntimeOpt,
     StudentOpt,
-    _fail,
-    _open_store,
-    _pipeline,
-    chosen_runtime,
+    build_pipeline,
+    check_choice,
     chosen_student,
+    fail,
+    open_gallery,
+    reported,
 )
+from lrface.constants import DEFAULT_STUDENT
 
 
-def _thresholds(threshold: float | None, calibrations: list[Path], store, student, pipe):
-    """The open-set threshold function and a line saying where it comes from: ``--threshold``,
-    else per encoder its track calibration (``--calibration`` files that are one, then the one
-    stored with the encoder: ``lrface calibrate-watch``; for this gallery's size where the file
-    has thresholds by size) and, where it has none, its single-face open-set thresholds (other
-    ``--calibration`` files, then the stored ones, as ``gallery search``)."""
-    from lrface.calibration import Calibration
-    from lrface.pipeline import watch_calibrations
-    from lrface.video.decide import BookThresholds, fixed_threshold
-
-    if threshold is not None:
-        return fixed_threshold(threshold), f"--threshold {threshold}"
-    try:
-        calibs = [Calibration.load(path) for path in calibrations]
-        calibs += watch_calibrations(store.encoder_name, student)
-        thresholds = BookThresholds(pipe.thresholds(calibs), store.encoder, True, len(store))
-        encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
-        # a missing open-set calibration fails now, not mid-video
-        used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    return thresholds, "; ".join(
-        f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
-        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice)
-        for name, choice in used
-    ) + f"; this gallery holds {len(store)} identities"
-
-
-def _set_for(choice) -> str:
-    """What gallery size a threshold choice was set for, and (where its file holds thresholds
-    by watch-list size) which size it was picked for."""
-    if choice.for_gallery:
-        return f" (calibrated on a gallery of {choice.gallery_size}; {choice.for_gallery})"
-    return f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else ""
-
-
-def watch_command(
+def watch(
     source: Annotated[
         str, typer.Argument(help="Video file, folder of frames, camera index or URL.")
     ],
@@ -116,51 +83,58 @@ def watch_command(
 
     The gallery is followed live: people enrolled or removed while watching (by any process)
     are searched from the next track on."""
-    from tqdm import tqdm
-
+    from lrface.calibration import Calibration
+    from lrface.models.onnx_encoder import RUNTIMES
+    from lrface.pipeline import watch_calibrations
+    from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import GalleryError
     from lrface.search.sync import LiveGallery
     from lrface.video.aggregate import WEIGHTINGS
-    from lrface.video.decide import gallery_searcher
+    from lrface.video.decide import fixed_threshold, watch_thresholds
     from lrface.video.motion import GateConfig
-    from lrface.video.outputs import AnnotatedVideo, EventWriter, StoreEventLog, run_key
+    from lrface.video.outputs import StoreEventLog, run_key
     from lrface.video.sources import VideoReadError, open_source
     from lrface.video.watcher import FaceWatcher, WatchConfig
 
     student = chosen_student(student)
-    if weighting not in WEIGHTINGS:
-        raise _fail(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-    if camera is not None and not camera.strip():
-        raise _fail("--camera must not be empty")
-    store = _open_store(gallery)
-    try:
+    check_choice(weighting, WEIGHTINGS, "--weighting")
+    store = open_gallery(gallery)
+    with reported(VideoReadError):
         frames = open_source(source, stride, fps)
-    except VideoReadError as exc:
-        store.close()
-        raise _fail(str(exc)) from None
-    runtime = chosen_runtime(runtime)
-    pipe = _pipeline(
-        store.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime
-    )
-    try:
+    check_choice(runtime, RUNTIMES, "--runtime")
+    options = (min_face, size_cutoff, "all", device, runtime)
+    pipe = build_pipeline(store.encoder_name, student, "mtcnn", *options)
+    with reported(GalleryError, ValueError):
         store.check_compatible(pipe.teacher.cache_key, pipe.dim)
-    except GalleryError as exc:
-        store.close()
-        raise _fail(str(exc)) from None
-    thresholds, threshold_source = _thresholds(threshold, calibration or [], store, student, pipe)
-    live = LiveGallery(store)
+        if threshold is not None:
+            thresholds, where = fixed_threshold(threshold), f"--threshold {threshold}"
+        else:
+            calibs = [Calibration.load(path) for path in calibration or []]
+            calibs += watch_calibrations(store.encoder_name, student)
+            thresholds, where = watch_thresholds(pipe, store, calibs)
+        log = None if camera is None else StoreEventLog(store, camera, run_key(source, time.time()))
+    config = WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every))
+    live = LiveGallery(store)  # in step with every process's enrolments and removals
     watcher = FaceWatcher(
-        pipe.detector,
-        pipe.embed_faces,
-        gallery_searcher(live),
-        thresholds,
-        WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every)),
+        pipe.detector, pipe.embed_faces, gallery_searcher(live), thresholds, config
     )
-    log = None if camera is None else StoreEventLog(store, camera, run_key(source, time.time()))
+    typer.echo(f"threshold: {where}", err=True)
+    typer.echo(f"gallery: {store.path}, faiss index {live.index_kind}", err=True)
+    with store, contextlib.closing(live):  # the listener stops before the store closes
+        run_watch(watcher, frames, source, out, stride, annotate, log)
+
+
+def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bool, log=None):
+    """Process ``frames``, writing each event as its track ends (to the event log too, with
+    ``log``: ``lrface.video.outputs.StoreEventLog``) and the annotated video; on a broken
+    video or Ctrl-C, the tracks seen so far are still written."""
+    from tqdm import tqdm
+
+    from lrface.video.outputs import AnnotatedVideo, EventWriter
+    from lrface.video.sources import VideoReadError
+
     writer = EventWriter(out, log)
     video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
-    typer.echo(f"threshold: {threshold_source}", err=True)
-    typer.echo(f"gallery: {store.path}, faiss index {live.index_kind}", err=True)
     error, interrupted = None, False
     bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
     try:
@@ -179,21 +153,29 @@ def watch_command(
         for event in watcher.flush():
             writer.write(event)
         writer.close()
-        live.close()
-        store.close()
         if video is not None:
             video.close()
+    echo_watch_summary(watcher, frames, writer.count, out, log)
+    if interrupted:
+        typer.echo("interrupted: the tracks finished so far are written", err=True)
+        raise typer.Exit(INTERRUPTED)
+    if error is not None:
+        raise fail(f"{error}; the tracks seen before it are written")
+
+
+def echo_watch_summary(watcher, frames, written: int, out: Path, log=None) -> None:
+    """Frames, faces and tracks on stdout; unreadable frames and dropped reads on stderr."""
     gated = ""
     if watcher.gate is not None:
         gated = f" ({watcher.gate.full_frames} searched whole, the rest where they moved)"
     logged = ""
     if log is not None:
-        logged = f" and to the event log as camera {camera}"
+        logged = f" and to the event log as camera {log.camera}"
         if log.repeats:
             logged += f" ({log.repeats} were logged by an earlier run of this input)"
     typer.echo(
         f"{watcher.frames_processed} frames processed{gated}, {watcher.faces_seen} faces, "
-        f"{writer.count} tracks written to {out}{logged} ({watcher.dropped_tracks} tracks of "
+        f"{written} tracks written to {out}{logged} ({watcher.dropped_tracks} tracks of "
         f"fewer than {watcher.config.min_faces} faces dropped)"
     )
     skipped = getattr(frames, "skipped", [])
@@ -203,11 +185,6 @@ def watch_command(
             typer.echo(f"  {path}: {reason}", err=True)
     if getattr(frames, "dropped", 0):
         typer.echo(f"{frames.dropped} failed reads from the stream (dropped frames)", err=True)
-    if interrupted:
-        typer.echo("interrupted: the tracks finished so far are written", err=True)
-        raise typer.Exit(130)
-    if error is not None:
-        raise _fail(f"{error}; the tracks seen before it are written")
 
 
 def _labels(watcher) -> list:
@@ -220,7 +197,7 @@ def _labels(watcher) -> list:
     return out
 
 
-def cameras_command(
+def cameras(
     config: Annotated[Path, typer.Argument(help="Cameras file (YAML): gallery, out, cameras.")],
     only: Annotated[
         str | None,
@@ -240,16 +217,14 @@ def cameras_command(
 
     from lrface.video.cameras import CameraConfigError, Supervisor, load_cameras, watch_arguments
 
-    try:
-        cameras = load_cameras(config, only.split(",") if only else None)
-    except CameraConfigError as exc:
-        raise _fail(str(exc)) from None
+    with reported(CameraConfigError):
+        chosen = load_cameras(config, only.split(",") if only else None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     watch = [sys.executable, "-m", "lrface.cli", "watch"]
     supervisor = Supervisor(
-        {c.name: watch + watch_arguments(c, cameras) for c in cameras.cameras}, backoff=backoff
+        {c.name: watch + watch_arguments(c, chosen) for c in chosen.cameras}, backoff=backoff
     )
-    typer.echo(f"watching {len(cameras.cameras)} cameras; Ctrl-C stops them", err=True)
+    typer.echo(f"watching {len(chosen.cameras)} cameras; Ctrl-C stops them", err=True)
     restarts = supervisor.run()
     typer.echo(
         "stopped; restarts: " + ", ".join(f"{name} {n}" for name, n in restarts.items()), err=True

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 from lrface.cli import app
 from lrface.search.store import EventQuery, open_store
-from tests.video import test_cli_watch
+from tests.cli import test_watch
 from tests.video.clips import crossing_frames, write_avi
 
-colour_gallery, watch_pipeline = test_cli_watch.colour_gallery, test_cli_watch.watch_pipeline
+colour_gallery, watch_pipeline = test_watch.colour_gallery, test_watch.watch_pipeline
 
 
 def test_watch_with_a_camera_logs_each_track_once(tmp_path, colour_gallery):

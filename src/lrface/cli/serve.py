@@ -7,24 +7,22 @@ from typing import Annotated
 
 import typer
 
-from lrface.pipeline_cli import (
-    DEFAULT_STUDENT,
-    DEFAULT_TEACHER,
+from lrface.cli.common import (
     CutoffOpt,
     DetectorOpt,
     DeviceOpt,
     RuntimeOpt,
     StudentOpt,
-    _fail,
-    _open_or_create,
-    _open_store,
-    _pipeline,
-    chosen_runtime,
+    build_pipeline,
     chosen_student,
+    fail,
+    open_gallery,
+    reported,
 )
+from lrface.constants import DEFAULT_STUDENT, DEFAULT_TEACHER
 
 
-def serve_command(
+def serve(
     gallery: Annotated[
         str,
         typer.Option(
@@ -61,44 +59,30 @@ def serve_command(
     from lrface.search.gallery import GalleryError
     from lrface.search.store import gallery_exists
     from lrface.service.app import ServiceConfig, create_app
-    from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
 
     student = chosen_student(student)
-    try:
-        key = None if no_auth else load_api_key(api_key_file)
-    except SecurityError as exc:
-        raise _fail(str(exc)) from None
-    if no_auth and not is_loopback(host):
-        raise _fail(f"--no-auth is only allowed on a loopback address, not {host}")
-    if key is None and not no_auth:
-        raise _fail(
-            f"no API key: set ${API_KEY_ENV} or give --api-key-file "
-            "(or --no-auth to serve without one on loopback)"
-        )
-    try:
-        if gallery_exists(gallery):
-            with _open_store(gallery) as existing:
-                encoder = existing.encoder_name
-    except GalleryError as exc:
-        raise _fail(str(exc)) from None
-    runtime = chosen_runtime(runtime)
-    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device, runtime)
-    store = _open_or_create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
-    try:
+    key = api_key(api_key_file, no_auth, host)
+    with reported(GalleryError):
+        existing = gallery_exists(gallery)
+    if existing:  # an existing gallery decides the encoder
+        with open_gallery(gallery) as store:
+            encoder = store.encoder_name
+    options = (detector, min_face, size_cutoff, "all", device, runtime)
+    pipe = build_pipeline(encoder, student, *options)
+    store = open_gallery(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
+    with reported(ValueError):
         calibrations = default_calibrations(encoder, student)
         watching = watch_calibrations(encoder, student)
         pipe.thresholds(watching)  # refuses calibrations that do not fit this pipeline
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     config = ServiceConfig(
         api_key=key, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels
     )
     app = create_app(store, pipe, config, calibrations, watching)
+    student_key = f", student {pipe.student.cache_key}" if pipe.student else ""
     typer.echo(
         f"serving {store.path} ({len(store)} identities, faiss index "
         f"{app.state.watch.live.index_kind}, encoder {pipe.teacher.cache_key}"
-        f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
-        f"at http://{host}:{port}/  (API docs at /docs; "
+        f"{student_key}) at http://{host}:{port}/  (API docs at /docs; "
         f"{'API key required' if key else 'no API key'})"
     )
     try:
@@ -106,3 +90,19 @@ def serve_command(
     finally:
         app.state.watch.live.close()
         store.close()
+
+
+def api_key(api_key_file: Path | None, no_auth: bool, host: str) -> str | None:
+    """The API key the server requires (None with ``--no-auth``, allowed on loopback only)."""
+    from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
+
+    with reported(SecurityError):
+        key = None if no_auth else load_api_key(api_key_file)
+    if no_auth and not is_loopback(host):
+        raise fail(f"--no-auth is only allowed on a loopback address, not {host}")
+    if key is None and not no_auth:
+        raise fail(
+            f"no API key: set ${API_KEY_ENV} or give --api-key-file "
+            "(or --no-auth to serve without one on loopback)"
+        )
+    return key
