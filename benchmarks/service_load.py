@@ -2,6 +2,13 @@
 ``/api/search`` against a gallery of synthetic identities, bounded by a request count and a
 time limit. Prints requests/s, p50/p90/p99 latency and the error count per client count.
 
+Each gallery backend of ``--backends`` (an SQLite file; a PostgreSQL database, in a throw-away
+cluster this script starts, as the tests do: tests/pg_cluster.py) is served by each number of
+``--servers`` at once (the clients take turns among them), while a writer enrolls
+``--enrol-rate`` new identities a second into the same gallery (0: none), so the servers keep
+their indexes in step under load; the rows say how many enrolments went in and whether every
+server's index held all of them at the end.
+
 The gallery is ``--identities`` random unit vectors (one enrolment each, in the teacher's
 dimension and under its encoder key, so the server accepts it), written through
 ``SqliteStore.add`` one transaction per identity (the time is printed: the store's commit
@@ -26,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +43,7 @@ from PIL import Image
 
 from lrface.machine import cpu_model
 from lrface.paths import DatasetNotFoundError, resolve_lfw
-from lrface.search.store import Enrolment, SqliteStore
+from lrface.search.store import Enrolment, SqliteStore, migrate, open_store
 
 KEY = "service-load-benchmark-key"
 
@@ -68,7 +76,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(gallery: Path, port: int, threads: int, runtime: str) -> subprocess.Popen:
+def start_server(gallery: str, port: int, threads: int, runtime: str) -> subprocess.Popen:
     env = {**os.environ, "LRFACE_API_KEY": KEY, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "lrface.cli", "serve", "--gallery", str(gallery)]
     cmd += ["--runtime", runtime]
@@ -86,8 +94,28 @@ def start_server(gallery: Path, port: int, threads: int, runtime: str) -> subpro
     raise SystemExit("server did not answer within 120 s")
 
 
-async def load(url: str, probe: bytes, clients: int, requests: int, seconds: float) -> dict:
-    """``clients`` loops posting the probe until ``requests`` were sent or ``seconds`` passed."""
+def enrol_while(target: str, rate: float, stop: threading.Event, seed: int) -> list[int]:
+    """Enroll a random identity into ``target`` ``rate`` times a second until ``stop``; the
+    count (in a list, filled as it goes)."""
+    done = [0]
+    if rate <= 0:
+        return done
+
+    def run() -> None:
+        rng = np.random.default_rng(seed)
+        with open_store(target) as store:
+            while not stop.wait(1 / rate):
+                v = rng.normal(size=store.dim).astype(np.float32)
+                store.add(f"live_{seed}_{done[0]:06d}", [Enrolment(v / np.linalg.norm(v), "x")])
+                done[0] += 1
+
+    threading.Thread(target=run, daemon=True).start()
+    return done
+
+
+async def load(urls: list[str], probe: bytes, clients: int, requests: int, seconds: float) -> dict:
+    """``clients`` loops (client i on ``urls[i % len(urls)]``) posting the probe until
+    ``requests`` were sent or ``seconds`` passed."""
     latencies: list[float] = []
     errors: list[str] = []
     sent = 0
@@ -110,12 +138,15 @@ async def load(url: str, probe: bytes, clients: int, requests: int, seconds: flo
             latencies.append(time.perf_counter() - start)
 
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=url, headers={"X-API-Key": KEY}, timeout=120, limits=limits
-    ) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        wall = time.perf_counter() - start
+    https = [
+        httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=120, limits=limits)
+        for url in urls
+    ]
+    start = time.perf_counter()
+    await asyncio.gather(*(client(https[i % len(https)]) for i in range(clients)))
+    wall = time.perf_counter() - start
+    for http in https:
+        await http.aclose()
     ms = sorted(1000 * x for x in latencies)
     pct = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
     return {
@@ -142,8 +173,11 @@ def main() -> None:
     parser.add_argument("--probe-size", type=int, default=100, help="probe photo side, px")
     parser.add_argument("--threads", type=int, default=1, help="server's OMP threads")
     parser.add_argument(
-        "--runtimes", default="onnx", help="server encoder runtimes, one server each: onnx, torch"
+        "--runtimes", default="onnx", help="server encoder runtimes, one run each: onnx, torch"
     )
+    parser.add_argument("--backends", default="sqlite", help="galleries: sqlite, postgres")
+    parser.add_argument("--servers", default="1", help="servers sharing the gallery, e.g. 1,2")
+    parser.add_argument("--enrol-rate", type=float, default=0, help="enrolments/s during load")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
@@ -152,43 +186,92 @@ def main() -> None:
     except DatasetNotFoundError as exc:
         raise SystemExit(f"{exc}: the probe is an LFW photo") from None
     probe = probe_png(lfw, args.probe_size)
+    cluster = None
     with tempfile.TemporaryDirectory(prefix="lrface-load-") as tmp:
-        gallery = Path(tmp) / "load.db"
-        built = build_gallery(gallery, args.identities, args.seed)
+        source = Path(tmp) / "source.db"
+        built = build_gallery(source, args.identities, args.seed)
         print(
             f"gallery: {args.identities} identities written in {built:.1f} s "
             f"({args.identities / built:.0f} commits/s)",
             flush=True,
         )
         rows = []
-        for runtime in args.runtimes.split(","):
-            port = free_port()
-            server = start_server(gallery, port, args.threads, runtime)
-            try:
-                url = f"http://127.0.0.1:{port}"
-                asyncio.run(load(url, probe, 1, 3, 60))  # warm-up, not counted
-                for n in (int(c) for c in args.clients.split(",")):
-                    row = asyncio.run(load(url, probe, n, args.requests, args.seconds))
-                    rows.append({"runtime": runtime} | row)
-                    print(json.dumps(rows[-1]), flush=True)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+        try:
+            for backend in args.backends.split(","):
+                for runtime in args.runtimes.split(","):
+                    for servers in (int(n) for n in args.servers.split(",")):
+                        if backend == "postgres" and cluster is None:
+                            cluster = postgres_cluster()
+                        target = (
+                            cluster.database() if backend == "postgres" else f"{tmp}/{len(rows)}.db"
+                        )
+                        migrate(source, target)  # a fresh copy of the same gallery per run
+                        rows += run_servers(args, probe, target, backend, runtime, servers)
+        finally:
+            if cluster is not None:
+                cluster.stop()
     print(
         f"\n{cpu_model()}, {os.cpu_count()} logical CPUs, server OMP threads {args.threads}, "
         f"load average {os.getloadavg()[0]:.2f}; probe {args.probe_size} px, "
-        f"{args.identities} identities\n"
+        f"{args.identities} identities, enrolments during the load: {args.enrol_rate}/s\n"
     )
-    print("| runtime | clients | requests | errors | req/s | p50 ms | p90 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| gallery | servers | runtime | clients | requests | errors | req/s | p50 ms | p90 ms "
+        "| p99 ms | enrolled during | indexes in step |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(
-            f"| {r['runtime']} | {r['clients']} | {r['requests']} | {r['errors']} | "
-            f"{r['requests_per_s']} | "
-            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} |"
+            f"| {r['backend']} | {r['servers']} | {r['runtime']} | {r['clients']} | "
+            f"{r['requests']} | {r['errors']} | {r['requests_per_s']} | {r['p50_ms']} | "
+            f"{r['p90_ms']} | {r['p99_ms']} | {r['enrolled']} | {r['in_step']} |"
         )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def postgres_cluster():
+    """A throw-away PostgreSQL cluster, started as the tests start theirs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pg_cluster import Cluster, find_bin
+
+    bindir = find_bin()
+    if bindir is None:
+        raise SystemExit("PostgreSQL binaries (initdb, pg_ctl) not found: --backends sqlite")
+    return Cluster(bindir)
+
+
+def run_servers(args, probe: bytes, target: str, backend: str, runtime: str, servers: int):
+    """``servers`` servers on ``target``, loaded at each client count while a writer enrolls;
+    a row per client count."""
+    procs, urls = [], []
+    rows = []
+    try:
+        for _ in range(servers):
+            port = free_port()
+            procs.append(start_server(target, port, args.threads, runtime))
+            urls.append(f"http://127.0.0.1:{port}")
+        asyncio.run(load(urls, probe, len(urls), 3 * len(urls), 60))  # warm-up, not counted
+        for n in (int(c) for c in args.clients.split(",")):
+            stop = threading.Event()
+            enrolled = enrol_while(target, args.enrol_rate, stop, args.seed + len(rows) + 1)
+            row = asyncio.run(load(urls, probe, n, args.requests, args.seconds))
+            stop.set()
+            time.sleep(0.5)  # an enrolment in flight commits
+            with open_store(target) as store:
+                size = len(store)
+            seen = [httpx.get(f"{u}/api/health").json()["identities"] for u in urls]
+            rows.append(
+                {"backend": backend, "servers": servers, "runtime": runtime}
+                | row
+                | {"enrolled": enrolled[0], "in_step": all(s == size for s in seen)}
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""SQLite gallery store: round trip, dedup by photo hash, the generation counter, file mode,
-two processes writing at once, and a writer killed mid-enroll."""
+"""Gallery stores, SQLite and PostgreSQL alike (``target``): round trip, dedup by photo hash,
+the generation counter and change log, two processes writing at once, and a writer killed
+mid-enroll; the SQLite file's mode and an SQLite gallery of the first schema brought up to
+date."""
 
 from __future__ import annotations
 
@@ -15,7 +17,14 @@ import numpy as np
 import pytest
 
 from lrface.search.gallery import GalleryError
-from lrface.search.store import Enrolment, SqliteStore, open_gallery, open_store
+from lrface.search.store import (
+    Enrolment,
+    SqliteStore,
+    create_store,
+    is_database_url,
+    open_gallery,
+    open_store,
+)
 
 
 def _unit(seed: int, n: int, dim: int = 8) -> np.ndarray:
@@ -23,9 +32,17 @@ def _unit(seed: int, n: int, dim: int = 8) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_round_trip_dedup_generation_and_search(tmp_path):
-    path = tmp_path / "g.db"
-    store = SqliteStore.create(path, "enc", 8, "enc-name")
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request, tmp_path) -> str:
+    """Where a new gallery goes: an SQLite file, or an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "g.db")
+    return request.getfixturevalue("postgres_url")
+
+
+def test_round_trip_dedup_generation_and_search(target):
+    path = target
+    store = create_store(path, "enc", 8, "enc-name")
     assert store.generation() == 0 and len(store) == 0
     ann, bob = _unit(0, 3), _unit(1, 2)
     added, gen = store.add(
@@ -38,6 +55,8 @@ def test_round_trip_dedup_generation_and_search(tmp_path):
     assert store.add("bob", [Enrolment(e, "b.jpg") for e in bob])[0] == 2  # no hash: kept
     assert store.enrolled_hashes("ann") == {"h0", "h1", "h2", "h9"}
     assert store.thumbnail("ann") == b"jpg" and store.thumbnail("bob") is None
+    generation, touched = store.changes_since(0)  # ann twice and bob: two identities
+    assert generation == 3 and len(touched) == 2 and store.changes_since(3) == (3, [])
     store.close()
 
     with open_store(path) as store:
@@ -56,8 +75,11 @@ def test_round_trip_dedup_generation_and_search(tmp_path):
             store.add("eve", [Enrolment(np.ones(4), "x.jpg")])
         assert [i.name for i in store.identities()] == ["bob"]
         store.check_compatible("enc", 8)
-        with pytest.raises(GalleryError, match="g.db: gallery was enrolled with encoder enc"):
+        with pytest.raises(GalleryError, match="gallery was enrolled with encoder enc"):
             store.check_compatible("other", 8)
+        assert store.changes_since(2) == (4, touched[::-1])  # bob, then ann's removal
+    with pytest.raises(GalleryError, match="already"):
+        create_store(path, "enc", 8)
 
 
 def test_files_are_owner_only_and_existing_paths_are_never_overwritten(tmp_path):
@@ -113,9 +135,9 @@ def _writer(path: Path, prefix: str, count: int) -> subprocess.Popen:
     return proc
 
 
-def test_two_processes_enrolling_at_once_lose_nothing(tmp_path):
-    path = tmp_path / "g.db"
-    SqliteStore.create(path, "enc", 8).close()
+def test_two_processes_enrolling_at_once_lose_nothing(target):
+    path = target
+    create_store(path, "enc", 8).close()
     writers = [_writer(path, prefix, 200) for prefix in ("a", "b")]
     for proc in writers:
         proc.stdin.write("go\n")
@@ -127,11 +149,12 @@ def test_two_processes_enrolling_at_once_lose_nothing(tmp_path):
         assert len(people) == 400 and all(p.photos == 2 for p in people)
         assert store.generation() == 400
         assert len(store.load_gallery()) == 400
+        assert len(store.changes_since(0)[1]) == 400
 
 
-def test_kill_9_mid_enroll_keeps_every_earlier_commit(tmp_path):
-    path = tmp_path / "g.db"
-    SqliteStore.create(path, "enc", 8).close()
+def test_kill_9_mid_enroll_keeps_every_earlier_commit(target):
+    path = target
+    create_store(path, "enc", 8).close()
     proc = _writer(path, "k", 100_000)
     proc.stdin.write("go\n")
     proc.stdin.flush()
@@ -146,7 +169,8 @@ def test_kill_9_mid_enroll_keeps_every_earlier_commit(tmp_path):
     with open_store(path) as store:
         import sqlite3
 
-        assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        if not is_database_url(path):
+            assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
         people = store.identities()
         assert len(people) >= seen and len(people) == store.generation()
         assert all(p.photos == 2 for p in people)  # no half-written identity

@@ -10,6 +10,7 @@ was made: ``LRFACE_SCREENSHOT=docs/service-page.png pytest tests/service/test_br
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -38,7 +39,6 @@ def _need_browser() -> None:
 def server(tmp_path):
     """The app on a free loopback port, in a thread; yields its base URL."""
     import torch
-    import uvicorn
 
     from lrface.detect.mtcnn import MTCNN
     from lrface.detect.weights import WeightsUnavailableError
@@ -56,6 +56,16 @@ def server(tmp_path):
     store = SqliteStore.create(tmp_path / "watch.db", pipe.teacher.cache_key, pipe.dim)
     calibrations = default_calibrations("dlib-resnet-torch", None)
     app = create_app(store, pipe, ServiceConfig(api_key=KEY), calibrations)
+    with running(app) as url:
+        yield url
+    store.close()
+
+
+@contextlib.contextmanager
+def running(app):
+    """``app`` served by uvicorn on a free loopback port, in a thread; its base URL."""
+    import uvicorn
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, log_level="warning")
@@ -66,10 +76,11 @@ def server(tmp_path):
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-    store.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -69,7 +69,11 @@ MultiOpt = Annotated[
     ),
 ]
 GalleryOpt = Annotated[
-    Path, typer.Option(help="Gallery database (SQLite, e.g. watchlist.db; enroll creates it).")
+    str,
+    typer.Option(
+        help="Gallery: an SQLite file (e.g. watchlist.db; enroll creates it) or a PostgreSQL "
+        "database, postgresql://user@host/db (shared by several servers and cameras)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -173,7 +177,7 @@ def build_pipeline(
     return load_pipeline(teacher, low, faces, min_face, size_cutoff, multi_face, device, runtime)
 
 
-def open_gallery(path: Path, encoder: str | None = None, dim: int | None = None, name=None):
+def open_gallery(path: str, encoder: str | None = None, dim: int | None = None, name=None):
     """``lrface.search.open_gallery`` (open, or create for ``encoder``), or the one-line exit."""
     from lrface.search import open_gallery as open_or_create
     from lrface.search.gallery import GalleryError
@@ -182,14 +186,20 @@ def open_gallery(path: Path, encoder: str | None = None, dim: int | None = None,
         return open_or_create(path, encoder, dim, name)
 
 
-def load_gallery(path: Path):
+def load_gallery(path: str):
     """The searchable (faiss) gallery of the store at ``path``; the one-line exit when unusable."""
     with open_gallery(path) as store:
         return store.load_gallery()
 
 
-def check_writable(path: Path) -> None:
-    """Fail now, not after minutes of embedding, when ``path`` cannot be written."""
+def check_writable(target: str) -> None:
+    """Fail now, not after minutes of embedding, when the gallery file cannot be written (a
+    database is checked when it is opened)."""
+    from lrface.search.store import is_database_url
+
+    if is_database_url(target):
+        return
+    path = Path(target)
     if path.is_dir():
         raise fail(f"{path}: is a directory; give a gallery file path")
     parent = next(p for p in path.absolute().parents if p.exists())

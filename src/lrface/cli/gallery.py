@@ -85,13 +85,13 @@ def enroll(
         except KeyboardInterrupt:
             progress.close()
             typer.echo(
-                f"interrupted: {report.added} photos committed to {gallery}; run the same "
+                f"interrupted: {report.added} photos committed to {store.path}; run the same "
                 "command again to add the rest",
                 err=True,
             )
             raise typer.Exit(INTERRUPTED) from None
         size = len(store)
-    echo_enrolment(report, gallery, size, multi_face)
+    echo_enrolment(report, store.path, size, multi_face)
 
 
 def enrol_folder(pipe, store, name: str, files: list[Path], policy: str, report, on_photo):
@@ -119,7 +119,7 @@ def identity_folders(directory: Path) -> tuple[list[tuple[str, list[Path]]], lis
     return folders, [e for e in entries if not e.is_dir()]
 
 
-def echo_enrolment(report, gallery: Path, size: int, multi_face: str) -> None:
+def echo_enrolment(report, gallery: str, size: int, multi_face: str) -> None:
     """The enrolment summary on stdout, the skipped photos on stderr."""
     already = f"; {report.already} photos were already enrolled" if report.already else ""
     typer.echo(
@@ -166,8 +166,8 @@ def search(
     student = chosen_student(student)
     with open_gallery(gallery) as store:
         if not len(store):
-            hint = f"lrface gallery enroll DIR --gallery {gallery}"
-            raise fail(f"{gallery}: the gallery is empty; enroll identities first ({hint})")
+            hint = f"lrface gallery enroll DIR --gallery {store.path}"
+            raise fail(f"{store.path}: the gallery is empty; enroll identities first ({hint})")
         gal = store.load_gallery()
     with reported(ValueError):
         calibs = [Calibration.load(calibration)] if calibration else []
@@ -175,7 +175,7 @@ def search(
     options = (detector, min_face, size_cutoff, multi_face, device)
     pipe = build_pipeline(gal.encoder_name, student, *options)
     with reported(BadImageError, FaceInputError, GalleryError, ValueError):
-        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
+        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, store.path)
         faces = pipe.embed_image(image)
         book = pipe.thresholds(calibs)
     answers = answer_faces(faces, gallery_searcher(gal), k, book, gal.encoder, threshold)
@@ -198,9 +198,9 @@ def remove(
         try:
             store.remove(name)
         except KeyError:
-            raise fail(f"{gallery}: no identity named {name!r}") from None
+            raise fail(f"{store.path}: no identity named {name!r}") from None
         left = len(store)
-    typer.echo(f"removed {name!r}; {left} identities left in {gallery}")
+    typer.echo(f"removed {name!r}; {left} identities left in {store.path}")
 
 
 @gallery_app.command("list")
@@ -208,22 +208,32 @@ def list_identities(gallery: GalleryOpt) -> None:
     """The gallery's encoder and identities with their photo counts."""
     with open_gallery(gallery) as store:
         people = store.identities()
-        typer.echo(f"{gallery}: {len(people)} identities, encoder {store.encoder} ({store.dim}-d)")
+        shown = f"{store.path}: {len(people)} identities"
+        typer.echo(f"{shown}, encoder {store.encoder} ({store.dim}-d)")
     for person in people:
         typer.echo(f"  {person.name}\t{person.photos} photo(s)")
 
 
 @gallery_app.command("migrate")
 def migrate(
-    old: Annotated[Path, typer.Argument(help="Gallery of the older format (.safetensors).")],
-    new: Annotated[Path, typer.Argument(help="New SQLite gallery (must not exist).")],
+    old: Annotated[
+        str,
+        typer.Argument(
+            help="Gallery to copy: SQLite file, postgresql:// URL, or the older .safetensors."
+        ),
+    ],
+    new: Annotated[
+        str,
+        typer.Argument(help="New gallery: a file that must not exist, or an empty database."),
+    ],
 ) -> None:
-    """Copy a single-file gallery into a new SQLite database (the old file is left as it is)."""
+    """Copy a gallery into a new one: SQLite to PostgreSQL and back (every photo's embedding,
+    source, hash, thumbnail and time, and the event log), or the older single-file format into
+    either. The old gallery is left as it is."""
     from lrface.search.gallery import GalleryError
-    from lrface.search.store import migrate
+    from lrface.search.store import migrate, redacted
 
-    try:
+    with reported(GalleryError):
         identities, photos = migrate(old, new)
-    except GalleryError as exc:
-        raise fail(str(exc)) from None
-    typer.echo(f"migrated {identities} identities ({photos} photos) from {old} into {new}")
+    source, target = redacted(old), redacted(new)
+    typer.echo(f"migrated {identities} identities ({photos} photos) from {source} into {target}")

@@ -24,7 +24,11 @@ from lrface.constants import DEFAULT_STUDENT, DEFAULT_TEACHER
 
 def serve(
     gallery: Annotated[
-        Path, typer.Option(help="Gallery database (SQLite); created empty if missing.")
+        str,
+        typer.Option(
+            help="Gallery: SQLite file or postgresql:// URL (several servers may share one "
+            "database); created empty if missing."
+        ),
     ],
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
@@ -52,13 +56,17 @@ def serve(
     import uvicorn
 
     from lrface.pipeline import default_calibrations, watch_calibrations
+    from lrface.search.gallery import GalleryError
+    from lrface.search.store import gallery_exists
     from lrface.service.app import ServiceConfig, create_app
 
     student = chosen_student(student)
     key = api_key(api_key_file, no_auth, host)
-    if gallery.exists():  # an existing gallery decides the encoder
-        with open_gallery(gallery) as existing:
-            encoder = existing.encoder_name
+    with reported(GalleryError):
+        existing = gallery_exists(gallery)
+    if existing:  # an existing gallery decides the encoder
+        with open_gallery(gallery) as store:
+            encoder = store.encoder_name
     options = (detector, min_face, size_cutoff, "all", device, runtime)
     pipe = build_pipeline(encoder, student, *options)
     store = open_gallery(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
@@ -72,13 +80,15 @@ def serve(
     app = create_app(store, pipe, config, calibrations, watching)
     student_key = f", student {pipe.student.cache_key}" if pipe.student else ""
     typer.echo(
-        f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
+        f"serving {store.path} ({len(store)} identities, faiss index "
+        f"{app.state.watch.live.index_kind}, encoder {pipe.teacher.cache_key}"
         f"{student_key}) at http://{host}:{port}/  (API docs at /docs; "
         f"{'API key required' if key else 'no API key'})"
     )
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        app.state.watch.live.close()
         store.close()
 
 

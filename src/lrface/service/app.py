@@ -9,16 +9,16 @@ encoder that served it, the face's size and the open-set decision), ``POST /api/
 ``{"error": message}``; an unexpected one is logged with its traceback here and answered with
 a bare 500.
 
-The faiss index is built from the store at start. Changes made through the app are applied
-to it at once; changes by other processes (an ``lrface gallery enroll`` into the same database)
-are seen through the store's generation counter, checked before every search.
+The faiss index is built from the store at start and kept in step by
+``lrface.search.sync.LiveGallery``: changes made through the app, and those other processes
+commit (another server, an ``lrface gallery enroll``), are applied before the next search, and
+at once where the store pushes them (PostgreSQL).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -41,8 +41,9 @@ from lrface.pipeline import (
     answer_faces,
 )
 from lrface.search.decision import gallery_searcher
-from lrface.search.gallery import Gallery
 from lrface.search.store import Enrolment, GalleryStore
+from lrface.search.sync import LiveGallery
+from lrface.service.events import events_router, jpeg_response
 from lrface.service.security import API_KEY_HEADER, SecurityError, key_matches, validate_name
 
 log = logging.getLogger("lrface.service")
@@ -78,24 +79,7 @@ class WatchList:
         self.pipeline = pipeline
         self._lock = threading.Lock()  # store connection + index
         self._infer = threading.Lock()  # one image through the models at a time
-        self._generation = store.generation()
-        self._gallery = store.load_gallery()
-
-    def _in_step(self) -> Gallery:
-        """The index, rebuilt first if another process changed the store (under the lock)."""
-        generation = self.store.generation()
-        if generation != self._generation:
-            self._gallery = self.store.load_gallery()
-            self._generation = generation
-        return self._gallery
-
-    def _applied(self, generation: int, apply: Callable[[Gallery], object]) -> None:
-        """Apply our own committed change; rebuild if another writer committed in between."""
-        if generation == self._generation + 1:
-            apply(self._gallery)
-            self._generation = generation
-        else:
-            self._in_step()
+        self.live = LiveGallery(store)
 
     def embed(self, image: np.ndarray, policy: str | None = None) -> list[EmbeddedFace]:
         with self._infer:
@@ -113,27 +97,21 @@ class WatchList:
     def add(self, name: str, enrolments: list[Enrolment]) -> int:
         """Store ``enrolments`` and add them to the index; the number actually added."""
         with self._lock:
-            added, generation = self.store.add(name, enrolments)
-            if added == len(enrolments):
-                vectors = np.stack([e.embedding for e in enrolments])
-                self._applied(generation, lambda g: g.add(name, vectors))
-            else:  # a concurrent request enrolled some of the same photos first
-                self._in_step()
+            added = self.store.add(name, enrolments)[0]
+        self.live.refresh()
         return added
 
     def remove(self, name: str) -> None:
         with self._lock:
-            generation = self.store.remove(name)
-            self._applied(generation, lambda g: g.remove(name))
+            self.store.remove(name)
+        self.live.refresh()
 
     def search_top(self, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """A ``lrface.search.decision.Searcher`` over the index kept in step."""
-        with self._lock:
-            return gallery_searcher(self._in_step())(embeddings, k)
+        return gallery_searcher(self.live)(embeddings, k)
 
     def size(self) -> int:
-        with self._lock:
-            return len(self._in_step())
+        return len(self.live)
 
     def identities(self):
         with self._lock:
@@ -243,6 +221,7 @@ def create_app(
             raise ApiError(422, f"{filename}: {exc.reason}") from None
 
     auth = [Depends(require_key)]
+    app.include_router(events_router(store, auth, ApiError))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -305,13 +284,11 @@ def create_app(
         response_class=Response,
     )
     def thumbnail(name: str) -> Response:
-        try:
-            data = watch.thumbnail(name)
-        except KeyError:
-            raise ApiError(404, f"no identity named {name!r}") from None
-        if data is None:
-            raise ApiError(404, f"{name!r} has no thumbnail (enrolled from embeddings only)")
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        return jpeg_response(
+            lambda: watch.thumbnail(name),
+            ApiError(404, f"no identity named {name!r}"),
+            ApiError(404, f"{name!r} has no thumbnail (enrolled from embeddings only)"),
+        )
 
     @app.delete("/api/identities/{name}", dependencies=auth, summary="Remove a person entirely")
     def remove(name: str) -> dict:

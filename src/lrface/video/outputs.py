@@ -1,17 +1,22 @@
 """What ``lrface watch`` writes: ``events.jsonl`` and ``tracks.csv`` (one line per finished
 track, flushed as each track ends, so an interruption keeps every finished one), a thumbnail
-of each track's best crop, and optionally an annotated video."""
+of each track's best crop, optionally an annotated video, and (``--camera``) a row per track
+in the gallery store's shared event log (``StoreEventLog``)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import math
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lrface.detect import Face
+from lrface.search.store import EventRecord, GalleryStore
 from lrface.video.watcher import TrackEvent
 
 CSV_FIELDS = (
@@ -35,8 +40,9 @@ class EventWriter:
     """Appends events to ``out/events.jsonl`` and ``out/tracks.csv``, crops to
     ``out/thumbnails/track-<id>.png``."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, log: StoreEventLog | None = None):
         self.out = Path(out)
+        self.log = log
         (self.out / "thumbnails").mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.out / "events.jsonl", "w")  # noqa: SIM115 (closed in close())
         self._csv_file = open(self.out / "tracks.csv", "w", newline="")  # noqa: SIM115
@@ -59,11 +65,68 @@ class EventWriter:
             }
         )
         self._csv_file.flush()
+        if self.log is not None:
+            self.log.write(event)
         self.count += 1
 
     def close(self) -> None:
         self._jsonl.close()
         self._csv_file.close()
+
+
+def run_key(source: str, started: float) -> str:
+    """Which run of a camera's worker its events belong to. A video file or folder gives the
+    same key every time it is watched (its path, size and modification time), so a worker
+    restarted on it logs each track once; a live camera's run starts with the worker."""
+    path = Path(source)
+    if not source.isdigit() and path.exists():
+        stat = path.stat()
+        identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+        return "file:" + hashlib.sha256(identity).hexdigest()[:16]
+    return f"live:{started:.6f}"
+
+
+def jpeg(image: np.ndarray | None, quality: int = 90) -> bytes | None:
+    """An RGB image as JPEG bytes (None for no image)."""
+    if image is None or not image.size:
+        return None
+    ok, data = cv2.imencode(
+        ".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    return data.tobytes() if ok else None
+
+
+class StoreEventLog:
+    """Logs each finished track of ``camera`` into ``store``'s event log: time logged,
+    identity or unknown, score, the threshold it was judged by, the whole event and a JPEG of
+    the best crop. A track already logged for this run (a restarted worker) is not logged again
+    (``repeats`` counts them)."""
+
+    def __init__(self, store: GalleryStore, camera: str, run: str):
+        if not camera.strip():
+            raise ValueError("--camera: a camera needs a name")
+        self.store = store
+        self.camera = camera
+        self.run = run
+        self.repeats = 0
+
+    def write(self, event: TrackEvent) -> None:
+        decision = event.decision
+        record = EventRecord(
+            self.camera,
+            self.run,
+            event.track_id,
+            time.time(),
+            decision.identity,
+            decision.score
+            if decision.score is not None and math.isfinite(decision.score)
+            else None,
+            decision.threshold,
+            event.to_dict(),
+            jpeg(event.crop),
+        )
+        if self.store.add_event(record) is None:
+            self.repeats += 1
 
 
 class AnnotatedVideo:
