@@ -9,10 +9,22 @@ by every committed change from any process, tells a holder of that index when to
 ``SqliteStore`` uses the standard library's ``sqlite3`` in WAL mode: every change is one
 transaction (``BEGIN IMMEDIATE``, waiting up to ``timeout`` s for another writer), so several
 processes enrolling at once lose nothing, and a process killed mid-write leaves every earlier
-commit intact. Deleted rows are overwritten with zeros (``secure_delete``). The database (and
-SQLite's ``-wal``/``-shm`` files, which take its mode) is created mode 0600: it holds
-biometric data. Another database can be added by implementing ``GalleryStore``;
-``open_store`` picks the implementation from the file's content.
+commit intact. The database (and SQLite's ``-wal``/``-shm`` files, which take its mode) is
+created mode 0600: it holds biometric data. Another database can be added by implementing
+``GalleryStore``; ``open_store`` picks the implementation from the file's content.
+
+Erased means erased: deleted rows are overwritten with zeros (``secure_delete``), every removal
+checkpoints the WAL into the database and truncates it (the WAL would otherwise keep the old
+pages, names, file names and thumbnails, until the next checkpoint), audit entries naming the
+removed identity are redacted in the same transaction, and ``close`` checkpoints again.
+
+Names follow ``lrface.search.names``: an identity is found by its ``name_key`` (case, width and
+separators folded), and a second name with the same key is refused (``NameConflict``).
+The ``audit`` table records who (a key's label) searched, enrolled or removed what and when,
+with the request and the answer, never an image.
+
+The schema has a version (``FORMAT_VERSION``); a database of an older version is brought up to
+date when opened, one migration step per version (``MIGRATIONS``), in one transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import hashlib
+import json
 import os
 import sqlite3
 import time
@@ -31,9 +44,10 @@ import numpy as np
 
 from lrface import __version__
 from lrface.search.gallery import Gallery, GalleryError
+from lrface.search.names import name_key
 
 FORMAT = "lrface-gallery-sqlite"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -57,6 +71,29 @@ CREATE TABLE embeddings (
 );
 CREATE INDEX embeddings_identity ON embeddings(identity_id);
 """
+"""Version 1 of the schema; ``MIGRATIONS`` bring it to ``FORMAT_VERSION``."""
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Names compared by their key (``lrface.search.names``), photos found by hash across
+    identities, and the audit log."""
+    db.execute("ALTER TABLE identities ADD COLUMN name_key TEXT")
+    rows = db.execute("SELECT id, name FROM identities").fetchall()
+    db.executemany(
+        "UPDATE identities SET name_key = ? WHERE id = ?", [(name_key(n), i) for i, n in rows]
+    )
+    # not UNIQUE: a version-1 gallery may hold two names with one key; new ones are refused
+    db.execute("CREATE INDEX identities_key ON identities(name_key)")
+    db.execute("CREATE INDEX embeddings_sha256 ON embeddings(sha256)")
+    db.execute(
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, "
+        "actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT, request TEXT NOT NULL, "
+        "answer TEXT NOT NULL)"
+    )
+
+
+MIGRATIONS = {1: _migrate_1_to_2}
+"""Version -> the step that brings a database of that version to the next one."""
 
 
 @dataclass
@@ -68,6 +105,36 @@ class Enrolment:
     source: str
     sha256: str | None = None
     thumbnail: bytes | None = None
+
+
+@dataclass
+class AuditEntry:
+    """One audited request: when (epoch s), who (the key's label), the action (search,
+    enroll, remove, verify, watch), its target identity (if any), the request and the answer
+    (JSON-ready dicts: hashes and sizes of images, never their content)."""
+
+    id: int
+    time: float
+    actor: str
+    action: str
+    target: str | None
+    request: dict
+    answer: dict
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "time": round(self.time, 3)}
+
+
+class NameConflict(ValueError):
+    """A new name that is the same identity (``name_key``) as one already enrolled under
+    another spelling; ``existing`` is that spelling."""
+
+    def __init__(self, name: str, existing: str):
+        self.existing = existing
+        super().__init__(
+            f"{name!r} is the same identity as the enrolled {existing!r} (names that differ "
+            "only in case, width or separators are one person); enroll under that name"
+        )
 
 
 @dataclass
@@ -98,7 +165,26 @@ class GalleryStore(abc.ABC):
 
     @abc.abstractmethod
     def remove(self, name: str) -> int:
-        """Delete ``name`` and everything enrolled for it (KeyError if absent); generation."""
+        """Delete ``name`` and everything enrolled for it, for good (KeyError if absent);
+        generation."""
+
+    @abc.abstractmethod
+    def resolve(self, name: str) -> str | None:
+        """The enrolled spelling of the identity ``name`` denotes (same ``name_key``), or None."""
+
+    @abc.abstractmethod
+    def photo_owners(self, sha256: str) -> set[str]:
+        """The identities a photo with this SHA-256 is enrolled for."""
+
+    @abc.abstractmethod
+    def audit(
+        self, actor: str, action: str, target: str | None, request: dict, answer: dict
+    ) -> None:
+        """Append one entry to the audit log (not a gallery change: no new generation)."""
+
+    @abc.abstractmethod
+    def audit_log(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """The newest ``limit`` audit entries (older than entry id ``before``), newest first."""
 
     @abc.abstractmethod
     def identities(self) -> list[IdentityInfo]:
@@ -170,7 +256,10 @@ class SqliteStore(GalleryStore):
         if meta.get("format") != FORMAT:
             self._close_quietly()
             raise GalleryError(f"{path}: an SQLite database, but not an lrface gallery")
-        if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+        version = int(meta.get("format_version", -1))
+        if version in MIGRATIONS:
+            self._upgrade(version)
+        elif version != FORMAT_VERSION:
             self._close_quietly()
             raise GalleryError(
                 f"{path}: gallery format version {meta.get('format_version')} (written by lrface "
@@ -180,6 +269,26 @@ class SqliteStore(GalleryStore):
         self.encoder = meta["encoder"]
         self.encoder_name = meta.get("encoder_name", self.encoder)
         self.dim = int(meta["dim"])
+
+    def _upgrade(self, version: int) -> None:
+        """Bring a database of an older schema ``version`` up to ``FORMAT_VERSION``, in one
+        transaction (a failure leaves it as it was)."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            while version < FORMAT_VERSION:
+                MIGRATIONS[version](self._db)
+                version += 1
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'format_version'", (str(version),)
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            self._close_quietly()
+            raise GalleryError(
+                f"{self.path}: cannot upgrade the gallery's schema ({exc})"
+            ) from None
 
     @classmethod
     def create(
@@ -197,7 +306,7 @@ class SqliteStore(GalleryStore):
         os.chmod(path, 0o600)  # whatever the umask
         meta = {
             "format": FORMAT,
-            "format_version": str(FORMAT_VERSION),
+            "format_version": "1",  # SCHEMA; opening it applies MIGRATIONS
             "lrface_version": __version__,
             "encoder": encoder,
             "encoder_name": encoder_name or encoder,
@@ -217,18 +326,20 @@ class SqliteStore(GalleryStore):
         return cls(path)
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that bumps the generation; rolled back on any error."""
+    def _write(self, change: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction, bumping the generation when it ``change``s the gallery;
+        rolled back on any error."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise GalleryError(f"{self.path}: cannot write the gallery ({exc})") from None
         try:
             yield self._db
-            self._db.execute(
-                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
-            )
-            self._committed = self.generation()
+            if change:
+                self._db.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                )
+                self._committed = self.generation()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -242,11 +353,21 @@ class SqliteStore(GalleryStore):
                 raise ValueError(f"{e.source}: embedding is not a finite {self.dim}-d vector")
             rows.append((vector.tobytes(), e.source, e.sha256, e.thumbnail))
         now = time.time()
+        key = name_key(name)
         with self._write() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO identities (name, created) VALUES (?, ?)", (name, now)
-            )
-            (ident,) = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            row = db.execute(
+                "SELECT id, name FROM identities WHERE name_key = ? ORDER BY name = ? DESC",
+                (key, name),
+            ).fetchone()
+            if row is None:
+                ident = db.execute(
+                    "INSERT INTO identities (name, created, name_key) VALUES (?, ?, ?)",
+                    (name, now, key),
+                ).lastrowid
+            elif row[1] != name:
+                raise NameConflict(name, row[1])
+            else:
+                ident = row[0]
             before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO embeddings "
@@ -263,9 +384,61 @@ class SqliteStore(GalleryStore):
 
     def remove(self, name: str) -> int:
         with self._write() as db:
-            if not db.execute("DELETE FROM identities WHERE name = ?", (name,)).rowcount:
+            row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            if row is None:
                 raise KeyError(f"{name!r} is not in the gallery")
+            db.execute("DELETE FROM identities WHERE id = ?", row)
+            erased = json.dumps(f"[erased identity #{row[0]}]")
+            quoted = json.dumps(name)
+            db.execute(
+                "UPDATE audit SET target = CASE WHEN target = ? THEN ? ELSE target END, "
+                "request = replace(request, ?, ?), answer = replace(answer, ?, ?) "
+                "WHERE target = ? OR instr(request, ?) OR instr(answer, ?)",
+                (name, json.loads(erased), quoted, erased, quoted, erased, name, quoted, quoted),
+            )
+        self._checkpoint()
         return self._committed
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes, so that what was
+        deleted survives nowhere (secure_delete has zeroed it in the database's pages)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def resolve(self, name: str) -> str | None:
+        row = self._db.execute(
+            "SELECT name FROM identities WHERE name_key = ? ORDER BY name = ? DESC",
+            (name_key(name), name),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def photo_owners(self, sha256: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT i.name FROM embeddings e JOIN identities i ON e.identity_id = i.id "
+            "WHERE e.sha256 = ?",
+            (sha256,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def audit(
+        self, actor: str, action: str, target: str | None, request: dict, answer: dict
+    ) -> None:
+        with self._write(change=False) as db:
+            db.execute(
+                "INSERT INTO audit (time, actor, action, target, request, answer) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), actor, action, target, json.dumps(request), json.dumps(answer)),
+            )
+
+    def audit_log(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        rows = self._db.execute(
+            "SELECT id, time, actor, action, target, request, answer FROM audit "
+            "WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (before if before is not None else 2**62, limit),
+        ).fetchall()
+        return [
+            AuditEntry(i, t, a, act, tg, json.loads(rq), json.loads(an))
+            for i, t, a, act, tg, rq, an in rows
+        ]
 
     def identities(self) -> list[IdentityInfo]:
         rows = self._db.execute(
@@ -317,6 +490,9 @@ class SqliteStore(GalleryStore):
         return int(row[0])
 
     def close(self) -> None:
+        """Checkpoint and truncate the WAL, then close (idempotent)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._checkpoint()
         self._db.close()
 
     def _close_quietly(self) -> None:
