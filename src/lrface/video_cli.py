@@ -72,7 +72,10 @@ def watch_command(
     stride: Annotated[int, typer.Option(help="Process every k-th frame.", min=1)] = 1,
     min_face: MinFaceOpt = 20,
     annotate: Annotated[
-        bool, typer.Option(help="Also write annotated.mp4 (processed frames, boxes, names).")
+        bool,
+        typer.Option(
+            help="Also write annotated.webm (boxes, names, scores, time; plays in browsers)."
+        ),
     ] = False,
     student: StudentOpt = DEFAULT_STUDENT,
     size_cutoff: CutoffOpt = None,
@@ -108,7 +111,7 @@ def watch_command(
     from lrface.video.aggregate import WEIGHTINGS
     from lrface.video.decide import gallery_searcher
     from lrface.video.motion import GateConfig
-    from lrface.video.outputs import AnnotatedVideo, EventWriter
+    from lrface.video.outputs import ANNOTATED_VIDEO, AnnotatedVideo, EventWriter, frame_labels
     from lrface.video.sources import VideoReadError, open_source
     from lrface.video.watcher import FaceWatcher, WatchConfig
 
@@ -137,7 +140,7 @@ def watch_command(
         WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every)),
     )
     writer = EventWriter(out)
-    video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
+    video = AnnotatedVideo(out / ANNOTATED_VIDEO, frames.fps / stride) if annotate else None
     typer.echo(f"threshold: {threshold_source}", err=True)
     error, interrupted = None, False
     bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
@@ -146,7 +149,7 @@ def watch_command(
             for event in watcher.process(frame):
                 writer.write(event)
             if video is not None:
-                video.write(frame.image, _labels(watcher))
+                video.write(frame.image, frame_labels(watcher), frame.time)
             bar.set_postfix(tracks=len(watcher.tracker.active()), events=writer.count)
     except VideoReadError as exc:
         error = str(exc)
@@ -179,13 +182,3 @@ def watch_command(
         raise typer.Exit(130)
     if error is not None:
         raise _fail(f"{error}; the tracks seen before it are written")
-
-
-def _labels(watcher) -> list:
-    """(face, 'id name') for the faces of the frame just processed."""
-    out = []
-    for track_id, face in watcher.current:
-        decision = watcher.label(track_id)
-        name = "unknown" if decision is None or decision.unknown else decision.identity
-        out.append((face, f"{track_id} {name}"))
-    return out

@@ -47,13 +47,60 @@ def decode_rgb(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarr
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image file declares in its header, read without decoding it; None
+    when the bytes are not an image PIL recognises."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:  # noqa: BLE001 - any unreadable header means: not sized
+        return None
+
+
+def decode_bounded(
+    data: bytes, name: str, max_pixels: int, work_pixels: int
+) -> tuple[np.ndarray, float]:
+    """``decode_rgb`` within a budget: refused by its declared size (header) above
+    ``max_pixels`` before any pixel is decoded, and brought down to at most ``work_pixels``
+    (JPEG: during decoding, by DCT scaling; other formats: right after), so memory and the
+    detector's time stay bounded whatever the upload. (image, scale): ``scale`` multiplies
+    coordinates in the image returned into the original's (1.0 when not reduced)."""
+    if not data:
+        raise BadImageError(name, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadImageError(name, "not an image file (format not recognised)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImageError(name, f"image too large (more than {max_pixels} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(name, f"corrupt or truncated image ({exc})") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise BadImageError(name, f"image too large ({width}x{height} > {max_pixels} pixels)")
+    if width * height <= work_pixels:
+        return _decode(img, name, max_pixels), 1.0
+    factor = (width * height / work_pixels) ** 0.5
+    target = (max(1, int(width / factor)), max(1, int(height / factor)))
+    with img:
+        if img.format == "JPEG":
+            img.draft("RGB", target)  # decodes at 1/2, 1/4 or 1/8 scale, >= target
+        rgb = _decode(img, name, max_pixels)
+    if rgb.shape[1] * rgb.shape[0] > work_pixels:
+        rgb = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.BOX))
+    return np.ascontiguousarray(rgb), width / rgb.shape[1]
+
+
 def _decode(source, name: str | os.PathLike, max_pixels: int) -> np.ndarray:
+    """Decode ``source`` (a path, a file object or an opened, not yet loaded, PIL image)."""
     try:
         # PIL warns of a "decompression bomb" before our own size check can speak: make its
         # warning an error, answered below with the same message as our limit
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
+            img = source if isinstance(source, Image.Image) else Image.open(source)
         with img:
             if img.width * img.height > max_pixels:
                 raise BadImageError(
