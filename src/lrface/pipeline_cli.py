@@ -50,6 +50,14 @@ CutoffOpt = Annotated[
         f"measured cutoff, else {SIZE_CUTOFF_HELP} px, lrface.pipeline.DEFAULT_SIZE_CUTOFF)."
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Intra-op threads of the models (default: $LRFACE_THREADS, else half the CPUs: "
+        "a busy host runs slower with one thread per core).",
+        min=1,
+    ),
+]
 MultiOpt = Annotated[
     str,
     typer.Option(
@@ -204,10 +212,18 @@ def _pipeline(
     multi_face: str,
     device: str,
     runtime: str = "torch",
+    threads: int | None = None,
 ):
+    """The pipeline the options describe, its models on ``threads`` intra-op threads
+    (``lrface.machine.intra_op_threads``: set before the ONNX Runtime sessions are made)."""
+    from lrface.machine import intra_op_threads, use_threads
     from lrface.models.onnx_encoder import with_runtime
     from lrface.pipeline import FacePipeline
 
+    try:
+        use_threads(intra_op_threads(threads))
+    except ValueError as exc:  # a bad $LRFACE_THREADS
+        raise _fail(str(exc)) from None
     low = _encoder(student, device) if student else None  # a wrong path fails first
     return FacePipeline(
         make_detector(detector, min_face, device),
@@ -241,6 +257,7 @@ def verify_command(
     multi_face: MultiOpt = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Are A and B the same person? Prints the score, the decision and the encoder per face."""
     student = chosen_student(student)
@@ -254,7 +271,9 @@ def verify_command(
             calibs += default_calibrations(encoder, student)
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, multi_face, device)
+    pipe = _pipeline(
+        encoder, student, detector, min_face, size_cutoff, multi_face, device, threads=threads
+    )
     try:
         result = pipe.verify(a, b, threshold=threshold, calibration=calibs or None)
     except ValueError as exc:  # unreadable image, no face, calibration mismatch
@@ -338,12 +357,15 @@ def enroll_command(
     content) are skipped, so an interrupted run can be rerun. Work is committed every
     few photos; unusable files are skipped and reported.
     """
+    import numpy as np
     from tqdm import tqdm
 
     from lrface.data.images import BadImageError, load_rgb
     from lrface.pipeline import FaceInputError, thumbnail_jpeg
+    from lrface.search.duplicates import EnrolledFaces
     from lrface.search.gallery import GalleryError
-    from lrface.search.store import Enrolment, SqliteStore, file_sha256
+    from lrface.search.names import InvalidName, normalize_name
+    from lrface.search.store import Enrolment, NameConflict, SqliteStore, file_sha256
 
     _check_policy(multi_face, ("dominant", "largest", "error"))
     if not directory.is_dir():
@@ -367,10 +389,29 @@ def enroll_command(
         if not entry.is_dir():
             skipped.append((str(entry), "not inside an <identity>/ folder"))
             continue
-        folders.append(
-            (entry.name, sorted(p for p in entry.iterdir() if not p.name.startswith(".")))
-        )
+        try:  # the service's rules: one rule set for every way in
+            name = normalize_name(entry.name)
+        except InvalidName as exc:
+            skipped.append((str(entry), str(exc)))
+            continue
+        folders.append((name, sorted(p for p in entry.iterdir() if not p.name.startswith("."))))
     enrolled_images, already, touched, crowded = 0, 0, set(), 0
+    warnings: list[str] = []
+    enrolled_faces = EnrolledFaces(store)
+    actor = f"cli:{_user()}"
+
+    def commit(name: str, pending: list[Enrolment]) -> int:
+        """Store ``pending`` under ``name``; photos added (0 and skipped on a name clash)."""
+        try:
+            added = store.add(name, pending)[0]
+        except NameConflict as exc:
+            skipped.append((str(directory / name), str(exc)))
+            return 0
+        enrolled_faces.add(name, np.stack([e.embedding for e in pending]))
+        store.audit(actor, "enroll", name, {"photos": len(pending)}, {"added": added})
+        touched.add(name)
+        return added
+
     progress = tqdm(
         total=sum(len(files) for _, files in folders), unit="photo", desc="enroll", file=sys.stderr
     )
@@ -398,16 +439,15 @@ def enroll_command(
                         continue
                     known.add(sha)
                     crowded += face.faces_in_image > 1
+                    warnings += enrolled_faces.warnings(name, str(file), sha, face.embedding)
                     pending.append(
                         Enrolment(face.embedding, str(file), sha, thumbnail_jpeg(image, face.face))
                     )
                     if len(pending) >= ENROLL_BATCH:
-                        enrolled_images += store.add(name, pending)[0]
-                        touched.add(name)
+                        enrolled_images += commit(name, pending)
                         usable, pending = True, []
                 if pending:
-                    enrolled_images += store.add(name, pending)[0]
-                    touched.add(name)
+                    enrolled_images += commit(name, pending)
                     usable = True
                 if not usable:
                     skipped.append(
@@ -430,12 +470,28 @@ def enroll_command(
     if crowded:
         kept = "largest" if multi_face == "largest" else "clearly largest"
         typer.echo(f"{crowded} of those photos held several faces; the {kept} one was enrolled")
+    if warnings:
+        typer.echo(
+            f"warning: {len(warnings)} photos are already enrolled under another name:", err=True
+        )
+        for line in warnings:
+            typer.echo(f"  {line}", err=True)
     if skipped:
         typer.echo(f"skipped {len(skipped)}:", err=True)
         for path, reason in skipped:
             typer.echo(f"  {path}: {reason}", err=True)
         counts = Counter(_reason_kind(reason) for _, reason in skipped)
         typer.echo("by reason: " + ", ".join(f"{n} {k}" for k, n in counts.most_common()), err=True)
+
+
+def _user() -> str:
+    """Who runs this command, for the gallery's audit log."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return str(os.getuid())
 
 
 def _check_writable(path: Path) -> None:
@@ -534,10 +590,11 @@ def search_command(
 def remove_command(
     name: Annotated[str, typer.Argument(help="Identity to remove.")], gallery: GalleryOpt
 ) -> None:
-    """Remove an identity and everything enrolled for it (embeddings, thumbnails, sources)."""
+    """Remove an identity and everything enrolled for it (embeddings, thumbnails, sources),
+    for good: erased from the database files, and redacted in the audit log."""
     with _open_store(gallery) as store:
         try:
-            store.remove(name)
+            store.remove(store.resolve(name) or name, f"cli:{_user()}")
         except KeyError:
             raise _fail(f"{gallery}: no identity named {name!r}") from None
         left = len(store)

@@ -19,6 +19,7 @@ from lrface.pipeline_cli import (
     MinFaceOpt,
     RuntimeOpt,
     StudentOpt,
+    ThreadsOpt,
     _fail,
     _load_gallery,
     _pipeline,
@@ -103,6 +104,7 @@ def watch_command(
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
     device: DeviceOpt = "cpu",
     runtime: RuntimeOpt = "onnx",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
     from tqdm import tqdm
@@ -125,7 +127,7 @@ def watch_command(
         raise _fail(str(exc)) from None
     runtime = chosen_runtime(runtime)
     pipe = _pipeline(
-        gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime
+        gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime, threads
     )
     try:
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)

@@ -164,9 +164,10 @@ class GalleryStore(abc.ABC):
         enrolled for it; (number added, generation after the commit)."""
 
     @abc.abstractmethod
-    def remove(self, name: str) -> int:
-        """Delete ``name`` and everything enrolled for it, for good (KeyError if absent);
-        generation."""
+    def remove(self, name: str, actor: str | None = None) -> int:
+        """Delete ``name`` and everything enrolled for it, for good (KeyError if absent), and
+        redact the audit entries naming it; with ``actor``, audit the removal itself (the
+        identity by its number, not its name) in the same transaction. The generation."""
 
     @abc.abstractmethod
     def resolve(self, name: str) -> str | None:
@@ -382,7 +383,7 @@ class SqliteStore(GalleryStore):
                 db.execute("DELETE FROM identities WHERE id = ?", (ident,))
         return added, self._committed
 
-    def remove(self, name: str) -> int:
+    def remove(self, name: str, actor: str | None = None) -> int:
         with self._write() as db:
             row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -396,6 +397,12 @@ class SqliteStore(GalleryStore):
                 "WHERE target = ? OR instr(request, ?) OR instr(answer, ?)",
                 (name, json.loads(erased), quoted, erased, quoted, erased, name, quoted, quoted),
             )
+            if actor is not None:
+                db.execute(
+                    "INSERT INTO audit (time, actor, action, target, request, answer) "
+                    "VALUES (?, ?, 'remove', ?, '{}', '{}')",
+                    (time.time(), actor, json.loads(erased)),
+                )
         self._checkpoint()
         return self._committed
 

@@ -32,6 +32,13 @@ def serve_command(
         Path | None,
         typer.Option(help="File holding the API key (else $LRFACE_API_KEY)."),
     ] = None,
+    admin_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the admin key, which may also read the audit log "
+            "(else $LRFACE_ADMIN_KEY; none: no one reads it over HTTP)."
+        ),
+    ] = None,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="No API key (only on a loopback address).")
     ] = False,
@@ -44,23 +51,53 @@ def serve_command(
     ] = 12,
     size_cutoff: CutoffOpt = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload per file, MiB.")] = 10,
-    max_pixels: Annotated[int, typer.Option(help="Largest image, pixels.")] = 25_000_000,
+    max_pixels: Annotated[
+        int, typer.Option(help="Largest image, pixels (refused from its header, undecoded).")
+    ] = 25_000_000,
+    max_work_pixels: Annotated[
+        int,
+        typer.Option(help="Larger images are analysed downscaled to this many pixels."),
+    ] = 4_000_000,
+    workers: Annotated[
+        int,
+        typer.Option(help="Images analysed at once (plus one worker for large ones).", min=1),
+    ] = 2,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Intra-op threads per worker (default: $LRFACE_THREADS, else half the CPUs "
+            "shared among the workers).",
+            min=1,
+        ),
+    ] = None,
+    budget: Annotated[
+        float, typer.Option(help="Time budget of an image request, s (then 503).", min=1)
+    ] = 30.0,
     device: DeviceOpt = "cpu",
     runtime: RuntimeOpt = "onnx",
 ) -> None:
-    """Serve the watch-list: REST API (docs at /docs) and a web page at /."""
+    """Serve the watch-list: REST API (schema at /openapi.json) and a web page at /."""
     import uvicorn
 
+    from lrface.machine import intra_op_threads
     from lrface.pipeline import default_calibrations, watch_calibrations
     from lrface.search.gallery import GalleryError
     from lrface.search.store import SqliteStore, open_store
     from lrface.service.app import ServiceConfig, create_app
-    from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
+    from lrface.service.security import (
+        ADMIN_KEY_ENV,
+        API_KEY_ENV,
+        SecurityError,
+        is_loopback,
+        load_api_key,
+    )
 
     student = chosen_student(student)
     try:
         key = None if no_auth else load_api_key(api_key_file)
-    except SecurityError as exc:
+        admin_key = None if no_auth else load_api_key(admin_key_file, ADMIN_KEY_ENV)
+        threads = intra_op_threads(threads, workers + 1)
+    except (SecurityError, ValueError) as exc:
         raise _fail(str(exc)) from None
     if no_auth and not is_loopback(host):
         raise _fail(f"--no-auth is only allowed on a loopback address, not {host}")
@@ -77,7 +114,9 @@ def serve_command(
             raise _fail(str(exc)) from None
         encoder = store.encoder_name
     runtime = chosen_runtime(runtime)
-    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device, runtime)
+    pipe = _pipeline(
+        encoder, student, detector, min_face, size_cutoff, "all", device, runtime, threads
+    )
     try:
         if existing:
             store.check_compatible(pipe.teacher.cache_key, pipe.dim)
@@ -92,16 +131,24 @@ def serve_command(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     config = ServiceConfig(
-        api_key=key, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels
+        api_key=key,
+        admin_key=admin_key,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=max_pixels,
+        max_work_pixels=max_work_pixels,
+        workers=workers,
+        request_budget_s=budget,
     )
     app = create_app(store, pipe, config, calibrations, watching)
     typer.echo(
         f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
         f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
-        f"at http://{host}:{port}/  (API docs at /docs; "
-        f"{'API key required' if key else 'no API key'})"
+        f"at http://{host}:{port}/  ("
+        f"{'API key required' if key else 'no API key'}"
+        f"{', admin key set' if admin_key else ''}; {workers}+1 workers x {threads} "
+        "thread(s))"
     )
-    try:
+    try:  # SIGTERM / SIGINT: uvicorn shuts the app down, which closes the gallery
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         store.close()

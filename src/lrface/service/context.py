@@ -51,6 +51,19 @@ class ServiceConfig:
     def keys(self) -> Keys:
         return Keys(self.api_key, self.admin_key)
 
+    def body_limit(self, method: str, path: str) -> int:
+        """The most body bytes the endpoint at ``method path`` takes (the request guard's)."""
+        if method == "POST":
+            if path == "/api/search":
+                return self.max_upload_bytes + FORM_OVERHEAD
+            if path == "/api/verify":
+                return 2 * (self.max_upload_bytes + FORM_OVERHEAD)
+            if path == "/api/watch":
+                return self.max_video_bytes + FORM_OVERHEAD
+            if path.startswith("/api/identities/") and path.endswith("/photos"):
+                return self.max_files * (self.max_upload_bytes + FORM_OVERHEAD)
+        return FORM_OVERHEAD
+
 
 class ApiError(Exception):
     """An answer other than 200: ``status`` and a one-line ``message``."""
@@ -94,6 +107,13 @@ class Service:
         self.watch.close()
 
 
+def size_text(size: int) -> str:
+    """``size`` bytes for a message: '10 MiB', '3.9 KiB'."""
+    if size >= 2**20:
+        return f"{size / 2**20:.3g} MiB"
+    return f"{size / 2**10:.3g} KiB"
+
+
 def service(request: Request) -> Service:
     """The Service of the app serving ``request`` (a FastAPI dependency)."""
     return request.app.state.service
@@ -121,17 +141,19 @@ class Upload:
         size = image_size(self.data)
         return 0 if size is None else size[0] * size[1]
 
-    def audit(self) -> dict:
-        """How the audit log describes it: hash and size, never the content."""
-        return {"file": self.filename, "sha256": self.sha256, "bytes": len(self.data)}
+    def audit_ref(self) -> dict:
+        """How the audit log describes it: hash and size, never the content (nor its name,
+        which may name a person)."""
+        return {"sha256": self.sha256, "bytes": len(self.data)}
 
 
 async def read_upload(upload: UploadFile, config: ServiceConfig) -> Upload:
     filename = upload_name(upload)
     data = await upload.read(config.max_upload_bytes + 1)
     if len(data) > config.max_upload_bytes:
-        limit = config.max_upload_bytes / 2**20
-        raise ApiError(413, f"{filename}: file too large (limit {limit:g} MiB)")
+        raise ApiError(
+            413, f"{filename}: file too large (limit {size_text(config.max_upload_bytes)})"
+        )
     return Upload(filename, data, file_sha256(data))
 
 

@@ -78,9 +78,10 @@ class WatchList:
                 self._in_step()
         return added
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, actor: str | None = None) -> None:
+        """Erase ``name`` (KeyError if absent), audited as ``actor``'s when given."""
         with self._lock:
-            generation = self.store.remove(name)
+            generation = self.store.remove(name, actor)
 
             def apply() -> None:
                 self._gallery.remove(name)
