@@ -98,7 +98,7 @@ def create_app(
         message = str(exc.detail)
         if exc.status_code == 404 and request.url.path.startswith("/api/identities/"):
             message = "no such endpoint under /api/identities (names cannot hold '/')"
-        return JSONResponse({"error": message}, status_code=exc.status_code)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):

@@ -30,7 +30,11 @@ class BodyTooLarge(HTTPException):
     while it parses the body through, to the app's handler)."""
 
     def __init__(self, limit: int):
-        super().__init__(413, f"request too large (this endpoint takes at most {limit} bytes)")
+        super().__init__(
+            413,
+            f"request too large (this endpoint takes at most {limit} bytes)",
+            headers={"connection": "close"},  # the rest of the body is not read
+        )
 
 
 class RequestGuard:
