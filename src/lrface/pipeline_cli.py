@@ -593,8 +593,9 @@ def remove_command(
     """Remove an identity and everything enrolled for it (embeddings, thumbnails, sources),
     for good: erased from the database files, and redacted in the audit log."""
     with _open_store(gallery) as store:
+        name = store.resolve(name) or name  # the enrolled spelling
         try:
-            store.remove(store.resolve(name) or name, f"cli:{_user()}")
+            store.remove(name, f"cli:{_user()}")
         except KeyError:
             raise _fail(f"{gallery}: no identity named {name!r}") from None
         left = len(store)
