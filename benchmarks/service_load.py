@@ -10,8 +10,13 @@ rate). The server is a real ``lrface serve`` subprocess (MTCNN + the dlib teache
 each, same gallery and probe); every request detects, aligns and embeds the probe, then
 searches the faiss index. The probe is an LFW photo shrunk to ``--probe-size`` px.
 
-    python benchmarks/service_load.py --identities 10000 --clients 1,4,16 --requests 200 \
-        --runtimes torch,onnx
+With ``--large N`` each client count is measured twice: alone, then while N more clients
+post, one after the other, a large photo (the same face pasted on a black
+``--large-side``-px square PNG: a small file just under the server's 25-megapixel limit,
+the attack of issue 26, item 2), whose latencies are reported in their own columns.
+
+    python benchmarks/service_load.py --identities 10000 --clients 1,8,16 --requests 200 \
+        --large 2
 """
 
 from __future__ import annotations
@@ -62,16 +67,27 @@ def probe_png(lfw: Path, size: int) -> bytes:
     return buf.getvalue()
 
 
+def large_png(lfw: Path, side: int) -> bytes:
+    """The probe's face on a black ``side`` x ``side`` square: few bytes, many pixels."""
+    canvas = Image.new("RGB", (side, side))
+    canvas.paste(
+        Image.open(lfw / "George_W_Bush" / "George_W_Bush_0003.jpg"), (side // 2, side // 2)
+    )
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_server(gallery: Path, port: int, threads: int, runtime: str) -> subprocess.Popen:
-    env = {**os.environ, "LRFACE_API_KEY": KEY, "OMP_NUM_THREADS": str(threads)}
+def start_server(gallery: Path, port: int, threads: int | None, runtime: str) -> subprocess.Popen:
+    env = {**os.environ, "LRFACE_API_KEY": KEY}
     cmd = [sys.executable, "-m", "lrface.cli", "serve", "--gallery", str(gallery)]
-    cmd += ["--runtime", runtime]
+    cmd += ["--runtime", runtime] + (["--threads", str(threads)] if threads else [])
     proc = subprocess.Popen(cmd + ["--port", str(port)], env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -86,12 +102,46 @@ def start_server(gallery: Path, port: int, threads: int, runtime: str) -> subpro
     raise SystemExit("server did not answer within 120 s")
 
 
-async def load(url: str, probe: bytes, clients: int, requests: int, seconds: float) -> dict:
-    """``clients`` loops posting the probe until ``requests`` were sent or ``seconds`` passed."""
+def percentiles(latencies: list[float]) -> dict:
+    ms = sorted(1000 * x for x in latencies)
+    if not ms:
+        return {"p50_ms": None, "p90_ms": None, "p99_ms": None}
+    pct = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+    return {
+        "p50_ms": round(statistics.median(ms), 1),
+        "p90_ms": round(pct(0.90), 1),
+        "p99_ms": round(pct(0.99), 1),
+    }
+
+
+async def load(
+    url: str,
+    probe: bytes,
+    clients: int,
+    requests: int,
+    seconds: float,
+    large: bytes | None = None,
+    large_clients: int = 0,
+) -> dict:
+    """``clients`` loops posting the probe until ``requests`` were sent or ``seconds`` passed,
+    while ``large_clients`` loops post ``large`` until the small ones are done."""
     latencies: list[float] = []
+    large_latencies: list[float] = []
+    large_status: list[int] = []
     errors: list[str] = []
     sent = 0
     stop = time.monotonic() + seconds
+    done = asyncio.Event()
+
+    async def large_client(http: httpx.AsyncClient) -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            try:
+                r = await http.post("/api/search", files={"file": ("large.png", large)})
+                large_status.append(r.status_code)
+            except httpx.HTTPError:
+                large_status.append(0)
+            large_latencies.append(time.perf_counter() - start)
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal sent
@@ -109,25 +159,37 @@ async def load(url: str, probe: bytes, clients: int, requests: int, seconds: flo
                 errors.append(repr(exc))
             latencies.append(time.perf_counter() - start)
 
-    limits = httpx.Limits(max_connections=clients)
+    limits = httpx.Limits(max_connections=clients + large_clients)
     async with httpx.AsyncClient(
         base_url=url, headers={"X-API-Key": KEY}, timeout=120, limits=limits
     ) as http:
+        background = [asyncio.create_task(large_client(http)) for _ in range(large_clients)]
+        if background:
+            await asyncio.sleep(1.0)  # the large ones are being decoded and detected
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         wall = time.perf_counter() - start
-    ms = sorted(1000 * x for x in latencies)
-    pct = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+        done.set()
+        await asyncio.gather(*background)
+    large_row = {}
+    if large_clients:
+        large = percentiles(large_latencies)
+        large_row = {
+            "large_requests": len(large_latencies),
+            "large_statuses": sorted(set(large_status)),
+            "large_p50_ms": large["p50_ms"],
+            "large_p99_ms": large["p99_ms"],
+        }
     return {
         "clients": clients,
-        "requests": len(ms),
+        "large_clients": large_clients,
+        "requests": len(latencies),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
         "seconds": round(wall, 2),
-        "requests_per_s": round(len(ms) / wall, 2),
-        "p50_ms": round(statistics.median(ms), 1),
-        "p90_ms": round(pct(0.90), 1),
-        "p99_ms": round(pct(0.99), 1),
+        "requests_per_s": round(len(latencies) / wall, 2),
+        **percentiles(latencies),
+        **large_row,
     }
 
 
@@ -140,7 +202,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per client count")
     parser.add_argument("--seconds", type=float, default=120, help="time limit per client count")
     parser.add_argument("--probe-size", type=int, default=100, help="probe photo side, px")
-    parser.add_argument("--threads", type=int, default=1, help="server's OMP threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="server's --threads (default: its own)"
+    )
+    parser.add_argument(
+        "--large", type=int, default=0, help="also measure with this many large-photo clients"
+    )
+    parser.add_argument("--large-side", type=int, default=4900, help="large photo side, px")
     parser.add_argument(
         "--runtimes", default="onnx", help="server encoder runtimes, one server each: onnx, torch"
     )
@@ -153,6 +221,7 @@ def main() -> None:
             "LFW not found (../shared/data/lfw or $LRFACE_LFW): the probe is an LFW photo"
         )
     probe = probe_png(lfw, args.probe_size)
+    large = large_png(lfw, args.large_side) if args.large else None
     with tempfile.TemporaryDirectory(prefix="lrface-load-") as tmp:
         gallery = Path(tmp) / "load.db"
         built = build_gallery(gallery, args.identities, args.seed)
@@ -169,24 +238,38 @@ def main() -> None:
                 url = f"http://127.0.0.1:{port}"
                 asyncio.run(load(url, probe, 1, 3, 60))  # warm-up, not counted
                 for n in (int(c) for c in args.clients.split(",")):
-                    row = asyncio.run(load(url, probe, n, args.requests, args.seconds))
-                    rows.append({"runtime": runtime} | row)
-                    print(json.dumps(rows[-1]), flush=True)
+                    for extra in sorted({0, args.large}):
+                        row = asyncio.run(
+                            load(url, probe, n, args.requests, args.seconds, large, extra)
+                        )
+                        rows.append({"runtime": runtime} | row)
+                        print(json.dumps(rows[-1]), flush=True)
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+    threads = args.threads or "serve's default"
     print(
-        f"\n{cpu_model()}, {os.cpu_count()} logical CPUs, server OMP threads {args.threads}, "
+        f"\n{cpu_model()}, {os.cpu_count()} logical CPUs, server threads {threads}, "
         f"load average {os.getloadavg()[0]:.2f}; probe {args.probe_size} px, "
-        f"{args.identities} identities\n"
+        f"{args.identities} identities"
+        + (f"; large photo {args.large_side} px, {len(large)} bytes" if large else "")
+        + "\n"
     )
-    print("| runtime | clients | requests | errors | req/s | p50 ms | p90 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| runtime | clients | large-photo clients | requests | errors | req/s | p50 ms "
+        "| p90 ms | p99 ms | large: requests, statuses, p50 ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
+        big = (
+            f"{r['large_requests']}, {r['large_statuses']}, {r['large_p50_ms']}"
+            if r["large_clients"]
+            else ""
+        )
         print(
-            f"| {r['runtime']} | {r['clients']} | {r['requests']} | {r['errors']} | "
-            f"{r['requests_per_s']} | "
-            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} |"
+            f"| {r['runtime']} | {r['clients']} | {r['large_clients']} | {r['requests']} | "
+            f"{r['errors']} | {r['requests_per_s']} | "
+            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {big} |"
         )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -131,7 +131,8 @@ class AnnotatedVideo:
             if not self._writer.isOpened():
                 raise OSError(f"{self.path}: cannot write a video here")
             self.path.chmod(0o600)
-        scale = max(h, w * 9 / 16) / 720 * 0.7  # FONT_HERSHEY_SIMPLEX at 0.7: ~20 px at 720p
+        # FONT_HERSHEY_SIMPLEX at 0.7: ~20 px at 720p; at least 0.5 (small clips get enlarged)
+        scale = max(0.5, max(h, w * 9 / 16) / 720 * 0.7)
         thick = max(1, round(2 * scale / 0.7))
         for face, text, known in labelled:
             x1, y1, x2, y2 = (int(round(float(v))) for v in face.box)
