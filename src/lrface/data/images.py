@@ -36,7 +36,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise BadImageError(path, "no such file")
     if path.stat().st_size == 0:
         raise BadImageError(path, "empty file")
-    return _decode(path, path, MAX_PIXELS)
+    return _decode(path, path, MAX_PIXELS)[0]
 
 
 def decode_rgb(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -44,7 +44,7 @@ def decode_rgb(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarr
     ``name`` says; ``name`` only labels the errors."""
     if not data:
         raise BadImageError(name, "empty file")
-    return _decode(io.BytesIO(data), name, max_pixels)
+    return _decode(io.BytesIO(data), name, max_pixels)[0]
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -67,47 +67,33 @@ def decode_bounded(
     coordinates in the image returned into the original's (1.0 when not reduced)."""
     if not data:
         raise BadImageError(name, "empty file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise BadImageError(name, "not an image file (format not recognised)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImageError(name, f"image too large (more than {max_pixels} pixels)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(name, f"corrupt or truncated image ({exc})") from None
-    width, height = img.size
-    if width * height > max_pixels:
-        raise BadImageError(name, f"image too large ({width}x{height} > {max_pixels} pixels)")
-    if width * height <= work_pixels:
-        return _decode(img, name, max_pixels), 1.0
-    factor = (width * height / work_pixels) ** 0.5
-    target = (max(1, int(width / factor)), max(1, int(height / factor)))
-    with img:
-        if img.format == "JPEG":
-            img.draft("RGB", target)  # decodes at 1/2, 1/4 or 1/8 scale, >= target
-        rgb = _decode(img, name, max_pixels)
-    if rgb.shape[1] * rgb.shape[0] > work_pixels:
-        rgb = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.BOX))
-    return np.ascontiguousarray(rgb), width / rgb.shape[1]
+    return _decode(io.BytesIO(data), name, max_pixels, work_pixels)
 
 
-def _decode(source, name: str | os.PathLike, max_pixels: int) -> np.ndarray:
-    """Decode ``source`` (a path, a file object or an opened, not yet loaded, PIL image)."""
+def _decode(
+    source, name: str | os.PathLike, max_pixels: int, work_pixels: int | None = None
+) -> tuple[np.ndarray, float]:
+    """(RGB image, scale) of ``source`` (a path or a file object); see ``decode_bounded``."""
     try:
         # PIL warns of a "decompression bomb" before our own size check can speak: make its
         # warning an error, answered below with the same message as our limit
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = source if isinstance(source, Image.Image) else Image.open(source)
+            img = Image.open(source)
         with img:
-            if img.width * img.height > max_pixels:
+            width, height = img.size
+            if width * height > max_pixels:
                 raise BadImageError(
-                    name, f"image too large ({img.width}x{img.height} > {max_pixels} pixels)"
+                    name, f"image too large ({width}x{height} > {max_pixels} pixels)"
                 )
+            target = None
+            if work_pixels is not None and width * height > work_pixels:
+                factor = (width * height / work_pixels) ** 0.5
+                target = (max(1, int(width / factor)), max(1, int(height / factor)))
+                if img.format == "JPEG":
+                    img.draft("RGB", target)  # decodes at 1/2, 1/4 or 1/8 scale, >= target
             img.load()
-            return _to_rgb(img)
+            rgb = _to_rgb(img)
     except BadImageError:
         raise
     except UnidentifiedImageError:
@@ -116,6 +102,9 @@ def _decode(source, name: str | os.PathLike, max_pixels: int) -> np.ndarray:
         raise BadImageError(name, f"image too large (more than {max_pixels} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(name, f"corrupt or truncated image ({exc})") from None
+    if target is not None and rgb.shape[0] * rgb.shape[1] > work_pixels:
+        rgb = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.BOX))
+    return np.ascontiguousarray(rgb), width / rgb.shape[1]
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -141,8 +141,8 @@ def serve_command(
     )
     app = create_app(store, pipe, config, calibrations, watching)
     typer.echo(
-        f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
-        f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
+        f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.name}"
+        f"{', student ' + pipe.student.name if pipe.student else ''}) "
         f"at http://{host}:{port}/  ("
         f"{'API key required' if key else 'no API key'}"
         f"{', admin key set' if admin_key else ''}; {workers}+1 workers x {threads} "
