@@ -111,7 +111,7 @@ def frame_labels(watcher: FaceWatcher) -> list[tuple[Face, str, bool]]:
 
 class AnnotatedVideo:
     """A WebM (VP8) video of the processed frames with each face's box and a label (track id,
-    name or unknown, score) on a dark band, and the frame's time in the corner; text is sized
+    name or unknown, score) on a dark band, and the frame's time top left; text is sized
     to the frame (about 20 px high at 720p), so it stays readable when the video is shown."""
 
     def __init__(self, path: Path, fps: float):
@@ -140,7 +140,7 @@ class AnnotatedVideo:
             cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), colour, thick)
             _text(canvas, text, (x1, y1), scale, thick, colour)
         if time is not None:
-            _text(canvas, f"{time:7.2f} s", (4, h), scale, thick, (255, 255, 255))
+            _text(canvas, f"{time:.2f} s", (0, 0), scale, thick, (255, 255, 255))  # top left
         self._writer.write(canvas)
 
     def close(self) -> None:
