@@ -68,7 +68,7 @@ def router(config: ServiceConfig) -> APIRouter:
         are skipped, bad ones listed in ``skipped``; ``warnings`` name other identities that
         already hold one of the photos (same bytes or a near-identical face)."""
         name = checked_name(name)
-        existing = svc.watch.resolve(name)
+        existing = await run_in_threadpool(svc.watch.resolve, name)
         if existing is not None and existing != name:
             raise ApiError(409, str(NameConflict(name, existing)))
         if len(files) > config.max_files:
@@ -151,12 +151,12 @@ def router(config: ServiceConfig) -> APIRouter:
     ) -> dict:
         """Everything stored for the identity is erased from the database files (not only
         unlinked), and the audit log's earlier entries naming it are redacted."""
-        stored = enrolled(svc, name)
+        stored = await run_in_threadpool(enrolled, svc, name)
         try:
             await run_in_threadpool(svc.watch.remove, stored, who.label)
         except KeyError:
             raise ApiError(404, f"no identity named {name!r}") from None
-        return {"removed": stored, "identities": svc.watch.size()}
+        return {"removed": stored, "identities": await run_in_threadpool(svc.watch.size)}
 
     return api
 

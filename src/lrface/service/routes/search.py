@@ -42,7 +42,7 @@ def router(config: ServiceConfig) -> APIRouter:
         analysed downscaled (``image.analysed_scale`` > 1)."""
         if not 1 <= k <= config.max_k:
             raise ApiError(422, f"k must be between 1 and {config.max_k}, got {k}")
-        if svc.watch.size() == 0:
+        if await run_in_threadpool(svc.watch.size) == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
         upload = await read_upload(file, config)
         found = await analysed(svc, upload, "all")

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from lrface.search.store import file_sha256
 from lrface.service.context import (
@@ -108,7 +109,7 @@ def router(config: ServiceConfig, videos: AnnotatedVideos) -> APIRouter:
             raise ApiError(413, f"{filename}: video too large (limit {limit})")
         if not data:
             raise ApiError(422, f"{filename}: empty upload")
-        if svc.watch.size() == 0:
+        if await run_in_threadpool(svc.watch.size) == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
         workspace = videos.workspace()
         try:
