@@ -127,7 +127,15 @@ def watch_command(
         raise _fail(str(exc)) from None
     runtime = chosen_runtime(runtime)
     pipe = _pipeline(
-        gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime, threads
+        gal.encoder_name,
+        student,
+        "mtcnn",
+        min_face,
+        size_cutoff,
+        "all",
+        device,
+        runtime,
+        threads=threads,
     )
     try:
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)

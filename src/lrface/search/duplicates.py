@@ -10,8 +10,10 @@ from lrface.search.names import name_key
 from lrface.search.store import GalleryStore
 
 NEAR_IDENTICAL = 0.98
-"""Cosine at or above which two enrolled faces count as the same photo: a re-encoded or
-resized copy scores above it, two different photos of one person almost always below."""
+"""Cosine at or above which a new face counts as one already enrolled: a re-encoded or resized
+copy of a photo scores about this or more under the dlib teacher; different photos of one
+person mostly score lower, and those that reach it are worth the same warning (one person,
+two names); faces of two different people stay far below."""
 
 
 class EnrolledFaces:
