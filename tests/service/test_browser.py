@@ -210,6 +210,22 @@ def test_enroll_two_people_and_find_the_right_one_from_a_small_probe(
     browser.execute_script("document.getElementById('search-results').hidden = true")
     browser.find_element(By.ID, "search-file").send_keys(str(probe))
     wait.until(ec.visibility_of_element_located((By.ID, "search-results")))
+    # someone not on the list: whatever the answer, its styling must agree with it (item 7)
+    stranger = tmp_path / "stranger.png"
+    Image.open(lfw_root / "Colin_Powell/Colin_Powell_0001.jpg").resize(
+        (60, 60), Image.Resampling.BOX
+    ).save(stranger)
+    browser.execute_script("document.getElementById('faces').innerHTML = ''")
+    browser.find_element(By.ID, "search-file").send_keys(str(stranger))
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#faces .answer"))
+    answer = browser.find_element(By.CSS_SELECTOR, "#faces .answer")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#faces .match")
+    if answer.text.startswith("Unknown"):
+        assert "unknown" in answer.get_attribute("class").split()
+        assert all("hit" not in r.get_attribute("class").split() for r in rows)
+        assert all("below" in r.get_attribute("class").split() for r in rows)
+    else:  # a false match would still be styled as one, consistently
+        assert "hit" in rows[0].get_attribute("class").split()
 
     # a short clip on the video tab: events with thumbnails, a video that plays (item 11)
     clip = _clip(lfw_root / "George_W_Bush/George_W_Bush_0004.jpg", tmp_path / "clip.mp4")
