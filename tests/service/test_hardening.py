@@ -214,7 +214,7 @@ def _sha8(key: str) -> str:
 
 
 def test_watch_gives_events_with_thumbnails_and_a_video_browsers_play(store, pipeline, tmp_path):
-    client = _client(store, pipeline)
+    client = _client(store, pipeline, max_work_pixels=120 * 120)  # frames analysed at 120x120
     enroll(client, "Ann", RED)
     clip = tmp_path / "walk.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (200, 200))

@@ -33,9 +33,7 @@ def watch_pipeline(monkeypatch) -> SimpleNamespace:
         calls=[],
         thresholds=ThresholdBook,
     )
-    monkeypatch.setattr(
-        "lrface.video_cli._pipeline", lambda *a, **_: fake.calls.append(a) or fake
-    )
+    monkeypatch.setattr("lrface.video_cli._pipeline", lambda *a, **_: fake.calls.append(a) or fake)
     return fake
 
 

@@ -57,6 +57,14 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+def fit_pixels(width: int, height: int, pixels: int) -> tuple[int, int] | None:
+    """(width, height) scaled down, aspect kept, to at most ``pixels``; None if within them."""
+    if width * height <= pixels:
+        return None
+    factor = (width * height / pixels) ** 0.5
+    return max(1, int(width / factor)), max(1, int(height / factor))
+
+
 def decode_bounded(
     data: bytes, name: str, max_pixels: int, work_pixels: int
 ) -> tuple[np.ndarray, float]:
@@ -86,12 +94,9 @@ def _decode(
                 raise BadImageError(
                     name, f"image too large ({width}x{height} > {max_pixels} pixels)"
                 )
-            target = None
-            if work_pixels is not None and width * height > work_pixels:
-                factor = (width * height / work_pixels) ** 0.5
-                target = (max(1, int(width / factor)), max(1, int(height / factor)))
-                if img.format == "JPEG":
-                    img.draft("RGB", target)  # decodes at 1/2, 1/4 or 1/8 scale, >= target
+            target = None if work_pixels is None else fit_pixels(width, height, work_pixels)
+            if target is not None and img.format == "JPEG":
+                img.draft("RGB", target)  # decodes at 1/2, 1/4 or 1/8 scale, >= target
             img.load()
             rgb = _to_rgb(img)
     except BadImageError:

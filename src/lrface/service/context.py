@@ -7,9 +7,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from fastapi import Request, UploadFile
+from fastapi import Depends, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from lrface.data.images import BadImageError, decode_bounded, image_size
@@ -122,6 +123,12 @@ def service(request: Request) -> Service:
 def caller(request: Request) -> Caller:
     """Who sent ``request``, as the key guard found it (a FastAPI dependency)."""
     return request.state.caller
+
+
+ServiceDep = Annotated[Service, Depends(service)]
+"""A route parameter receiving the app's Service."""
+CallerDep = Annotated[Caller, Depends(caller)]
+"""A route parameter receiving the request's Caller."""
 
 
 def upload_name(upload: UploadFile) -> str:

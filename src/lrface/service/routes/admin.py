@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from lrface.service.context import ApiError, Service, ServiceConfig, caller, service
-from lrface.service.security import Caller
+from lrface.service.context import ApiError, CallerDep, ServiceConfig, ServiceDep
 
 
 def router(config: ServiceConfig) -> APIRouter:
@@ -15,8 +14,8 @@ def router(config: ServiceConfig) -> APIRouter:
 
     @api.get("/api/audit", summary="Who searched, enrolled or removed what, when (admin key)")
     def audit(
-        svc: Annotated[Service, Depends(service)],
-        who: Annotated[Caller, Depends(caller)],
+        svc: ServiceDep,
+        who: CallerDep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         before: Annotated[int | None, Query(ge=1)] = None,
     ) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -15,15 +15,14 @@ from lrface.search.names import InvalidName, normalize_name
 from lrface.search.store import Enrolment, NameConflict
 from lrface.service.context import (
     ApiError,
+    CallerDep,
     Service,
     ServiceConfig,
+    ServiceDep,
     Upload,
     analyse,
-    caller,
     read_upload,
-    service,
 )
-from lrface.service.security import Caller
 
 
 def checked_name(name: str) -> str:
@@ -46,7 +45,7 @@ def router(config: ServiceConfig) -> APIRouter:
     api = APIRouter()
 
     @api.get("/api/identities", summary="Every enrolled identity")
-    def list_identities(svc: Annotated[Service, Depends(service)]) -> dict:
+    def list_identities(svc: ServiceDep) -> dict:
         return {
             "identities": [
                 {"name": i.name, "photos": i.photos, "created": round(i.created, 3)}
@@ -54,15 +53,12 @@ def router(config: ServiceConfig) -> APIRouter:
             ]
         }
 
-    @api.post(
-        "/api/identities/{name:path}/photos",
-        summary="Enroll photos of a person",
-    )
+    @api.post("/api/identities/{name:path}/photos", summary="Enroll photos of a person")
     async def enroll(
         name: str,
         files: Annotated[list[UploadFile], File()],
-        svc: Annotated[Service, Depends(service)],
-        who: Annotated[Caller, Depends(caller)],
+        svc: ServiceDep,
+        who: CallerDep,
     ) -> dict:
         """The largest face of each photo; photos already enrolled for the name (same bytes)
         are skipped, bad ones listed in ``skipped``; ``warnings`` name other identities that
@@ -133,7 +129,7 @@ def router(config: ServiceConfig) -> APIRouter:
         summary="JPEG of the first enrolled face",
         response_class=Response,
     )
-    def thumbnail(name: str, svc: Annotated[Service, Depends(service)]) -> Response:
+    def thumbnail(name: str, svc: ServiceDep) -> Response:
         stored = enrolled(svc, name)
         try:
             data = svc.watch.thumbnail(stored)
@@ -146,8 +142,8 @@ def router(config: ServiceConfig) -> APIRouter:
     @api.delete("/api/identities/{name:path}", summary="Remove a person entirely, for good")
     async def remove(
         name: str,
-        svc: Annotated[Service, Depends(service)],
-        who: Annotated[Caller, Depends(caller)],
+        svc: ServiceDep,
+        who: CallerDep,
     ) -> dict:
         """Everything stored for the identity is erased from the database files (not only
         unlinked), and the audit log's earlier entries naming it are redacted."""

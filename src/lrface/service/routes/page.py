@@ -4,13 +4,12 @@ encoders and limits only for a caller with a key."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from lrface import __version__
-from lrface.service.context import Service, ServiceConfig, service
+from lrface.service.context import ServiceConfig, ServiceDep
 
 STATIC = Path(__file__).parent.parent / "static"
 
@@ -23,7 +22,7 @@ def router(config: ServiceConfig) -> APIRouter:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @api.get("/api/health", summary="Liveness; with a key also gallery size, encoders, limits")
-    def health(request: Request, svc: Annotated[Service, Depends(service)]) -> dict:
+    def health(request: Request, svc: ServiceDep) -> dict:
         caller = request.state.caller
         answer = {"status": "ok", "auth": config.keys.required}
         if caller is None:

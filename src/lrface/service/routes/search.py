@@ -7,34 +7,29 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from lrface.pipeline import FaceInputError, identify
 from lrface.service.context import (
     ApiError,
-    Service,
+    CallerDep,
     ServiceConfig,
+    ServiceDep,
     analysed,
-    caller,
     decode_upload,
     read_upload,
-    service,
 )
-from lrface.service.security import Caller
 
 
 def router(config: ServiceConfig) -> APIRouter:
     api = APIRouter()
 
-    @api.post(
-        "/api/search",
-        summary="Top-k identities for each probe face",
-    )
+    @api.post("/api/search", summary="Top-k identities for each probe face")
     async def search(
         file: Annotated[UploadFile, File()],
-        svc: Annotated[Service, Depends(service)],
-        who: Annotated[Caller, Depends(caller)],
+        svc: ServiceDep,
+        who: CallerDep,
         k: Annotated[int, Form()] = 5,
     ) -> dict:
         """For every face: its box (in the upload's pixels), size, the encoder that served it,
@@ -73,15 +68,12 @@ def router(config: ServiceConfig) -> APIRouter:
             "faces": out,
         }
 
-    @api.post(
-        "/api/verify",
-        summary="Are the people in two photos the same?",
-    )
+    @api.post("/api/verify", summary="Are the people in two photos the same?")
     async def verify(
         a: Annotated[UploadFile, File()],
         b: Annotated[UploadFile, File()],
-        svc: Annotated[Service, Depends(service)],
-        who: Annotated[Caller, Depends(caller)],
+        svc: ServiceDep,
+        who: CallerDep,
     ) -> dict:
         first, second = await read_upload(a, config), await read_upload(b, config)
 

@@ -16,22 +16,23 @@ from typing import Annotated
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from lrface.data.images import fit_pixels
 from lrface.search.store import file_sha256
 from lrface.service.context import (
     ApiError,
+    CallerDep,
     Service,
     ServiceConfig,
-    caller,
-    service,
+    ServiceDep,
     size_text,
     upload_name,
 )
-from lrface.service.security import Caller
 from lrface.video.outputs import ANNOTATED_VIDEO, AnnotatedVideo, frame_labels, private_file
+from lrface.video.sources import Frame
 
 THUMBNAIL_SIDE = 112
 
@@ -84,14 +85,11 @@ def thumbnail_data_url(crop: np.ndarray | None) -> str | None:
 def router(config: ServiceConfig, videos: AnnotatedVideos) -> APIRouter:
     api = APIRouter()
 
-    @api.post(
-        "/api/watch",
-        summary="Track events (and an annotated video) of an uploaded clip",
-    )
+    @api.post("/api/watch", summary="Track events (and an annotated video) of an uploaded clip")
     async def watch_video(
         file: Annotated[UploadFile, File()],
-        svc: Annotated[Service, Depends(service)],
-        who: Annotated[Caller, Depends(caller)],
+        svc: ServiceDep,
+        who: CallerDep,
         stride: Annotated[int, Form()] = 1,
         annotate: Annotated[bool, Form()] = False,
     ) -> dict:
@@ -156,6 +154,17 @@ def router(config: ServiceConfig, videos: AnnotatedVideos) -> APIRouter:
     return api
 
 
+def _bounded(frame: Frame, work_pixels: int) -> Frame:
+    """``frame`` brought down to at most ``work_pixels`` (a 4K clip is watched at about 1440p
+    by default), so a video's memory and detector time per frame are bounded like a photo's."""
+    height, width = frame.image.shape[:2]
+    size = fit_pixels(width, height, work_pixels)
+    if size is None:
+        return frame
+    image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+    return Frame(frame.index, frame.time, image)
+
+
 def _watch(
     svc: Service, workspace: Path, filename: str, stride: int, annotate: bool, seconds: float
 ) -> dict:
@@ -190,6 +199,7 @@ def _watch(
         if annotate:
             video = AnnotatedVideo(workspace / ANNOTATED_VIDEO, frames.fps / stride)
         for frame in frames:
+            frame = _bounded(frame, svc.config.max_work_pixels)
             events += watcher.process(frame)
             if video is not None:
                 video.write(frame.image, frame_labels(watcher), frame.time)
