@@ -48,6 +48,7 @@ def test_gallery_remove_erases_while_a_server_holds_the_database(tmp_path):
         assert f"removed {SECRET!r}" in result.output
         data = _db_bytes(path)
         assert SECRET.encode() not in data and b"ZELDA-THUMBNAIL" not in data
+        assert SECRET.lower().encode() not in data  # its name key either
         entry = server.audit_log()[0]
         assert entry.action == "remove" and entry.actor.startswith("cli:")
         assert entry.target.startswith("[erased identity #")
@@ -103,6 +104,7 @@ def test_removed_through_the_api_and_stopped_by_sigterm_leaves_no_trace(tmp_path
             proc.wait()
     data = _db_bytes(path)
     assert SECRET.encode() not in data and b"Zelda" not in data
+    assert SECRET.lower().encode() not in data  # its name key either
     wal = Path(f"{path}-wal")
     assert not wal.exists() or wal.stat().st_size == 0  # closed cleanly: nothing left in a WAL
     with open_store(path) as store:
