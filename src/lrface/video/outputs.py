@@ -22,7 +22,7 @@ ANNOTATED_VIDEO = "annotated.webm"
 """The annotated video's file name: WebM, VP8. The opencv-python wheel's FFmpeg has no H.264
 encoder (``avc1`` does not open) and its MPEG-4 part 2 (``mp4v``), which it does have, is
 refused by Chromium (``DEMUXER_ERROR_NO_SUPPORTED_STREAMS``); VP8 plays in every current
-browser and encodes about 3x faster than VP9 here."""
+browser and encodes faster than VP9."""
 VIDEO_FOURCC = "VP80"
 
 
