@@ -22,6 +22,7 @@ from lrface.service.context import (
     Upload,
     analyse,
     read_upload,
+    upload_name,
 )
 
 
@@ -86,7 +87,7 @@ def router(config: ServiceConfig) -> APIRouter:
             except ApiError as exc:
                 if exc.status == 503:
                     raise
-                filename = file.filename or "upload"
+                filename = upload_name(file)
                 reason = exc.message.removeprefix(f"{filename}: ")
                 skipped.append({"file": filename, "reason": reason})
                 continue
@@ -114,7 +115,7 @@ def router(config: ServiceConfig) -> APIRouter:
             who,
             "enroll",
             name,
-            {"photos": [{"sha256": u.sha256, "bytes": len(u.data)} for u in uploads]},
+            {"photos": [u.audit_ref() for u in uploads]},
             {
                 "added": added,
                 "already_enrolled": already,
