@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from lrface.machine import cpu_model
-from lrface.paths import find_lfw
+from lrface.paths import DatasetNotFoundError, resolve_lfw
 from lrface.search.store import Enrolment, SqliteStore
 
 KEY = "service-load-benchmark-key"
@@ -47,7 +47,7 @@ KEY = "service-load-benchmark-key"
 
 def build_gallery(path: Path, identities: int, seed: int) -> float:
     """A gallery of ``identities`` random unit vectors under the teacher's key; seconds taken."""
-    from lrface.models.registry import create_encoder
+    from lrface.models.factory import create_encoder
 
     teacher = create_encoder("dlib-resnet-torch")
     rng = np.random.default_rng(seed)
@@ -152,7 +152,7 @@ async def load(
                 r = await http.post(
                     "/api/search", files={"file": ("probe.png", probe)}, data={"k": "5"}
                 )
-                ok = r.status_code == 200 and r.json()["faces"][0]["matches"]
+                ok = r.status_code == 200 and r.json()["faces"][0]["decision"]["top"]
                 if not ok:
                     errors.append(f"{r.status_code} {r.text[:80]}")
             except httpx.HTTPError as exc:
@@ -215,11 +215,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
-    lfw = find_lfw()
-    if lfw is None:
-        raise SystemExit(
-            "LFW not found (../shared/data/lfw or $LRFACE_LFW): the probe is an LFW photo"
-        )
+    try:
+        lfw = resolve_lfw()
+    except DatasetNotFoundError as exc:
+        raise SystemExit(f"{exc}: the probe is an LFW photo") from None
     probe = probe_png(lfw, args.probe_size)
     large = large_png(lfw, args.large_side) if args.large else None
     with tempfile.TemporaryDirectory(prefix="lrface-load-") as tmp:

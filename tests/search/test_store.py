@@ -19,7 +19,7 @@ from lrface.search.store import (
     Enrolment,
     NameConflict,
     SqliteStore,
-    open_or_create,
+    open_gallery,
     open_store,
 )
 
@@ -70,7 +70,7 @@ def test_files_are_owner_only_and_existing_paths_are_never_overwritten(tmp_path)
     path = tmp_path / "g.db"
     old = os.umask(0o022)
     try:
-        with open_or_create(path, "enc", 8) as store:
+        with open_gallery(path, "enc", 8) as store:
             store.add("ann", [Enrolment(_unit(0, 1)[0], "a.jpg")])
             modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     finally:
@@ -248,3 +248,14 @@ def test_a_version_1_gallery_is_upgraded_when_opened(tmp_path):
 
     with sq.connect(path) as db:
         assert db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone() == ("2",)
+
+
+def test_open_gallery_opens_creates_and_refuses_another_encoder(tmp_path):
+    path = tmp_path / "g.db"
+    with pytest.raises(GalleryError, match="no such gallery"):
+        open_gallery(path)
+    open_gallery(path, "enc", 8, "nice-name").close()
+    with open_gallery(path) as store:
+        assert (store.encoder, store.encoder_name, store.dim) == ("enc", "nice-name", 8)
+    with pytest.raises(GalleryError, match="g.db"):
+        open_gallery(path, "other", 8)

@@ -59,10 +59,10 @@ def test_gallery_remove_erases_while_a_server_holds_the_database(tmp_path):
 SERVE = textwrap.dedent(
     """
     import sys
-    from lrface import pipeline_cli
+    from lrface.cli import common
     from tests.test_pipeline import ColourEncoder, SquareDetector
-    pipeline_cli.make_detector = lambda *a, **k: SquareDetector()
-    pipeline_cli._encoder = lambda name, device: ColourEncoder(name)
+    common.make_detector = lambda *a, **k: SquareDetector()
+    common.load_encoder = lambda name, *a, **k: ColourEncoder(name)
     from lrface.cli import app
     app(sys.argv[1:])
     """
@@ -93,7 +93,7 @@ def test_removed_through_the_api_and_stopped_by_sigterm_leaves_no_trace(tmp_path
         files = {"files": ("keeper.png", BLUE, "image/png")}
         assert httpx.post(f"{url}/api/identities/Keeper/photos", files=files).status_code == 200
         found = httpx.post(url + "/api/search", files={"file": ("p.png", RED)}).json()
-        assert found["faces"][0]["matches"][0]["name"] == SECRET  # audited with the name
+        assert found["faces"][0]["decision"]["top"][0]["name"] == SECRET  # audited with the name
         assert SECRET.encode() in _db_bytes(path)
         assert httpx.delete(f"{url}/api/identities/{SECRET}").status_code == 200
         proc.send_signal(signal.SIGTERM)

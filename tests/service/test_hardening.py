@@ -76,11 +76,10 @@ def test_the_same_photo_under_another_name_is_warned(store, pipeline):
 
 
 def test_cli_enroll_applies_the_same_name_rules_and_warns(tmp_path, monkeypatch):
-    from lrface import pipeline_cli
-    from lrface.cli import app
+    from lrface.cli import app, common
 
-    monkeypatch.setattr(pipeline_cli, "make_detector", lambda *a, **k: SquareDetector())
-    monkeypatch.setattr(pipeline_cli, "_encoder", lambda name, device: ColourEncoder(name))
+    monkeypatch.setattr(common, "make_detector", lambda *a, **k: SquareDetector())
+    monkeypatch.setattr(common, "load_encoder", lambda name, *a, **k: ColourEncoder(name))
     photos = tmp_path / "people"
     for folder, image in (
         ("Tony_Blair", RED),
@@ -202,7 +201,7 @@ def test_the_audit_log_is_for_the_admin_key_and_holds_no_image(store, pipeline):
     assert removal["target"].startswith("[erased identity #")
     assert enrolled["target"] == removal["target"]  # redacted when Ann was removed
     assert searched["request"]["probe"]["bytes"] == len(RED)
-    assert searched["answer"]["faces"][0]["answer"] == removal["target"]
+    assert searched["answer"]["faces"][0]["identity"] == removal["target"]
     assert "RED" not in str(entries) and len(str(entries)) < 2000  # hashes, not images
     assert admin.get("/api/health").json()["role"] == "admin"
 

@@ -56,8 +56,9 @@ def film_tracks(lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = T
     the gallery is enrolled by it at full resolution)."""
     from lrface.detect.mtcnn import MTCNN
     from lrface.pipeline import FacePipeline
+    from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import Gallery
-    from lrface.video.decide import fixed_threshold, gallery_searcher
+    from lrface.video.decide import fixed_threshold
     from lrface.video.motion import GateConfig
     from lrface.video.watcher import FaceWatcher, WatchConfig
 

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lrface import __version__
+from lrface.constants import __version__
 from lrface.pipeline import Calibration, FacePipeline
 from lrface.search.store import GalleryStore
 from lrface.service.context import ApiError, Service, ServiceConfig

@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lrface.search.decision import gallery_searcher
 from lrface.search.duplicates import EnrolledFaces
-from lrface.search.gallery import Gallery, Match
+from lrface.search.gallery import Gallery
 from lrface.search.store import AuditEntry, Enrolment, GalleryStore, IdentityInfo
 
 
@@ -89,9 +90,10 @@ class WatchList:
 
             self._applied(generation, apply)
 
-    def search(self, embeddings: np.ndarray, k: int) -> list[list[Match]]:
+    def search_top(self, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """A ``lrface.search.decision.Searcher`` over the index kept in step."""
         with self._lock:
-            return self._in_step().search(embeddings, k)
+            return gallery_searcher(self._in_step())(embeddings, k)
 
     def size(self) -> int:
         with self._lock:

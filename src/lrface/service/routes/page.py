@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from lrface import __version__
+from lrface.constants import __version__
 from lrface.service.context import ServiceConfig, ServiceDep
 
 STATIC = Path(__file__).parent.parent / "static"

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from lrface.pipeline import FaceInputError, identify
+from lrface.pipeline import FaceInputError, answer_faces
 from lrface.service.context import (
     ApiError,
     CallerDep,
@@ -42,26 +41,17 @@ def router(config: ServiceConfig) -> APIRouter:
         upload = await read_upload(file, config)
         found = await analysed(svc, upload, "all")
         faces = found.reported()
-        results = await run_in_threadpool(
-            svc.watch.search, np.stack([f.embedding for f in faces]), k
+        answers = await run_in_threadpool(
+            answer_faces, faces, svc.watch.search_top, k, svc.book, svc.watch.store.encoder
         )
-        out = []
-        for face, matches in zip(faces, results, strict=True):
-            decision = identify(svc.book, face, matches, svc.watch.store.encoder).to_dict()
-            out.append(
-                {
-                    **face.to_dict(),
-                    "matches": [{"name": m.name, "score": round(m.score, 4)} for m in matches],
-                    "decision": decision,
-                }
-            )
+        out = [answer.to_dict() for answer in answers]
         width, height = found.size
-        answers = [
-            {k_: f["decision"].get(k_) for k_ in ("answer", "answer_score", "openset_threshold")}
-            for f in out
+        decided = [
+            {key: a.decision.to_dict()[key] for key in ("identity", "score", "threshold")}
+            for a in answers
         ]
         await svc.record(
-            who, "search", None, {"probe": upload.audit_ref(), "k": k}, {"faces": answers}
+            who, "search", None, {"probe": upload.audit_ref(), "k": k}, {"faces": decided}
         )
         return {
             "image": {"width": width, "height": height, "analysed_scale": round(found.scale, 4)},

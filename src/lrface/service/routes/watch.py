@@ -177,9 +177,6 @@ def _watch(
     watch = svc.watch
     path = workspace / "upload.video"
 
-    def searcher(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)]
-
     calibrated = BookThresholds(svc.watch_book, watch.store.encoder, True, watch.size())
 
     def threshold(encoder: str, size: int) -> float | None:
@@ -191,7 +188,7 @@ def _watch(
             return None
 
     pipe = svc.pipeline
-    watcher = FaceWatcher(pipe.detector, pipe.embed_faces, searcher, threshold)
+    watcher = FaceWatcher(pipe.detector, pipe.embed_faces, watch.search_top, threshold)
     events, error, video = [], None, None
     deadline = time.monotonic() + seconds
     try:

@@ -7,22 +7,22 @@ from typing import Annotated
 
 import typer
 
-from lrface.pipeline_cli import (
-    DEFAULT_STUDENT,
-    DEFAULT_TEACHER,
+from lrface.cli.common import (
     CutoffOpt,
     DetectorOpt,
     DeviceOpt,
     RuntimeOpt,
     StudentOpt,
-    _fail,
-    _pipeline,
-    chosen_runtime,
+    build_pipeline,
     chosen_student,
+    fail,
+    open_gallery,
+    reported,
 )
+from lrface.constants import DEFAULT_STUDENT, DEFAULT_TEACHER
 
 
-def serve_command(
+def serve(
     gallery: Annotated[
         Path, typer.Option(help="Gallery database (SQLite); created empty if missing.")
     ],
@@ -81,55 +81,22 @@ def serve_command(
 
     from lrface.machine import intra_op_threads
     from lrface.pipeline import default_calibrations, watch_calibrations
-    from lrface.search.gallery import GalleryError
-    from lrface.search.store import SqliteStore, open_store
     from lrface.service.app import ServiceConfig, create_app
-    from lrface.service.security import (
-        ADMIN_KEY_ENV,
-        API_KEY_ENV,
-        SecurityError,
-        is_loopback,
-        load_api_key,
-    )
 
     student = chosen_student(student)
-    try:
-        key = None if no_auth else load_api_key(api_key_file)
-        admin_key = None if no_auth else load_api_key(admin_key_file, ADMIN_KEY_ENV)
+    key, admin_key = api_keys(api_key_file, admin_key_file, no_auth, host)
+    with reported(ValueError):  # a bad $LRFACE_THREADS
         threads = intra_op_threads(threads, workers + 1)
-    except (SecurityError, ValueError) as exc:
-        raise _fail(str(exc)) from None
-    if no_auth and not is_loopback(host):
-        raise _fail(f"--no-auth is only allowed on a loopback address, not {host}")
-    if key is None and not no_auth:
-        raise _fail(
-            f"no API key: set ${API_KEY_ENV} or give --api-key-file "
-            "(or --no-auth to serve without one on loopback)"
-        )
-    existing = gallery.exists()
-    if existing:
-        try:
-            store = open_store(gallery)
-        except GalleryError as exc:
-            raise _fail(str(exc)) from None
-        encoder = store.encoder_name
-    runtime = chosen_runtime(runtime)
-    pipe = _pipeline(
-        encoder, student, detector, min_face, size_cutoff, "all", device, runtime, threads
-    )
-    try:
-        if existing:
-            store.check_compatible(pipe.teacher.cache_key, pipe.dim)
-        else:
-            store = SqliteStore.create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
-    except GalleryError as exc:
-        raise _fail(str(exc)) from None
-    try:
+    if gallery.exists():  # an existing gallery decides the encoder
+        with open_gallery(gallery) as existing:
+            encoder = existing.encoder_name
+    options = (detector, min_face, size_cutoff, "all", device, runtime, threads)
+    pipe = build_pipeline(encoder, student, *options)
+    store = open_gallery(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
+    with reported(ValueError):
         calibrations = default_calibrations(encoder, student)
         watching = watch_calibrations(encoder, student)
         pipe.thresholds(watching)  # refuses calibrations that do not fit this pipeline
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     config = ServiceConfig(
         api_key=key,
         admin_key=admin_key,
@@ -140,15 +107,45 @@ def serve_command(
         request_budget_s=budget,
     )
     app = create_app(store, pipe, config, calibrations, watching)
-    typer.echo(
-        f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.name}"
-        f"{', student ' + pipe.student.name if pipe.student else ''}) "
-        f"at http://{host}:{port}/  ("
-        f"{'API key required' if key else 'no API key'}"
-        f"{', admin key set' if admin_key else ''}; {workers}+1 workers x {threads} "
-        "thread(s))"
-    )
+    echo_serving(gallery, len(store), pipe, host, port, config, threads)
     try:  # SIGTERM / SIGINT: uvicorn shuts the app down, which closes the gallery
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         store.close()
+
+
+def echo_serving(gallery: Path, size: int, pipe, host: str, port: int, config, threads: int):
+    """The line saying what is served where, with which keys and workers."""
+    student = f", student {pipe.student.name}" if pipe.student else ""
+    typer.echo(
+        f"serving {gallery} ({size} identities, encoder {pipe.teacher.name}{student}) at "
+        f"http://{host}:{port}/  ({'API key required' if config.api_key else 'no API key'}"
+        f"{', admin key set' if config.admin_key else ''}; {config.workers}+1 workers x "
+        f"{threads} thread(s))"
+    )
+
+
+def api_keys(
+    api_key_file: Path | None, admin_key_file: Path | None, no_auth: bool, host: str
+) -> tuple[str | None, str | None]:
+    """The API key the server requires and its admin key (both None with ``--no-auth``,
+    allowed on loopback only)."""
+    from lrface.service.security import (
+        ADMIN_KEY_ENV,
+        API_KEY_ENV,
+        SecurityError,
+        is_loopback,
+        load_api_key,
+    )
+
+    with reported(SecurityError):
+        key = None if no_auth else load_api_key(api_key_file)
+        admin_key = None if no_auth else load_api_key(admin_key_file, ADMIN_KEY_ENV)
+    if no_auth and not is_loopback(host):
+        raise fail(f"--no-auth is only allowed on a loopback address, not {host}")
+    if key is None and not no_auth:
+        raise fail(
+            f"no API key: set ${API_KEY_ENV} or give --api-key-file "
+            "(or --no-auth to serve without one on loopback)"
+        )
+    return key, admin_key
