@@ -1,6 +1,7 @@
 """The PostgreSQL store beyond what it shares with SQLite (``test_store.py``): removal erases
 the rows from the database's files, ``migrate`` copies SQLite to PostgreSQL and back,
-writers of one identity lose nothing, an older schema is brought up to date, and
+writers of one identity lose nothing, an older schema is brought up to date (name keys and the
+audit log included; a removal redacts the audit log there too), and
 ``LiveGallery`` learns of another process's change at once (LISTEN) or before its next search
 (SQLite)."""
 
@@ -52,15 +53,21 @@ def test_removal_erases_the_rows_from_the_database_files(postgres_cluster, postg
     with create_store(postgres_url, "enc", 8) as store:
         store.add("keep", [Enrolment(_unit(1)[0], "k.jpg", "hk", b"kept")])
         store.add("gone", [Enrolment(vector, "g.jpg", "hg", thumb)])
+        store.audit("admin", "search", None, {}, {"faces": [{"identity": "gone"}]})
+        store.audit("admin", "enroll", "gone", {"name": "gone"}, {})
         base = postgres_cluster.dir / "data" / "base"
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")  # the pages reach the table files
         assert _files_holding(base, b"ERASEME!") and _files_holding(base, b"FACEJPEG")
-        store.remove("gone")
+        store.remove("gone", "admin")
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
         assert _files_holding(base, b"ERASEME!") == [] and _files_holding(base, b"FACEJPEG") == []
         assert [i.name for i in store.identities()] == ["keep"]
+        log = store.audit_log()
+        assert [e.action for e in log] == ["remove", "enroll", "search"]
+        assert "gone" not in repr([e.to_dict() for e in log])  # redacted in the same change
+        assert log[1].target == log[0].target == "[erased identity #2]"
 
 
 def test_migrate_sqlite_to_postgres_and_back_keeps_everything(tmp_path, postgres_url):
@@ -138,9 +145,13 @@ def test_a_first_schema_gallery_is_brought_up_to_date(tmp_path, postgres_url):
                 conn.execute(statement)
         for key, value in [*meta.items(), ("generation", "0")]:
             conn.execute("INSERT INTO meta VALUES (%s, %s)", (key, value))
+        conn.execute("INSERT INTO identities (name, created) VALUES ('Tony_Blair', 0)")
     with open_store(postgres_url) as store:
+        assert store.resolve("tony blair") == "Tony_Blair"  # name keys filled in on the way
         store.add("ann", [Enrolment(_unit(0)[0], "a.jpg")])
         assert store.changes_since(0)[0] == 1
+        store.audit("cli:x", "enroll", "ann", {}, {})
+        assert store.audit_log()[0].target == "ann"
 
 
 def _wait_for(condition, seconds: float = 1.0) -> float:

@@ -18,7 +18,9 @@ import pytest
 
 from lrface.search.gallery import GalleryError
 from lrface.search.store import (
+    FORMAT_VERSION,
     Enrolment,
+    NameConflict,
     SqliteStore,
     create_store,
     is_database_url,
@@ -175,6 +177,98 @@ def test_kill_9_mid_enroll_keeps_every_earlier_commit(target):
         assert len(people) >= seen and len(people) == store.generation()
         assert all(p.photos == 2 for p in people)  # no half-written identity
         assert len(store.load_gallery()) == len(people)
+
+
+SECRET = "Zelda Quartermaine"
+
+
+def _db_bytes(path: Path) -> bytes:
+    """The database and whatever -wal / -shm files SQLite left beside it."""
+    return b"".join(
+        p.read_bytes() for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()
+    )
+
+
+def test_a_removed_identity_leaves_no_trace_in_the_database_files(tmp_path):
+    """Issue 26, item 3: the name, the source file names and the thumbnail bytes of a removed
+    identity are nowhere in the db, -wal or -shm files, even before the store is closed."""
+    path = tmp_path / "g.db"
+    store = SqliteStore.create(path, "enc", 8)
+    thumb = b"\xff\xd8THUMBNAIL-OF-ZELDA" * 20
+    store.add(
+        SECRET,
+        [
+            Enrolment(e, f"/photos/{SECRET}_{i}.jpg", f"sha{i}", thumb)
+            for i, e in enumerate(_unit(0, 3))
+        ],
+    )
+    store.add("Bob", [Enrolment(_unit(1, 1)[0], "bob.jpg", "shab")])
+    store.audit("user", "search", None, {"probe_sha256": "p"}, {"answers": [SECRET, "Bob"]})
+    store.audit("user", "enroll", SECRET, {"photos": 3}, {"added": 3})
+    assert SECRET.encode() in _db_bytes(path)
+    store.remove(SECRET)
+    data = _db_bytes(path)  # the store is still open: a kill -9 now must not keep it either
+    for needle in (SECRET.encode(), b"THUMBNAIL-OF-ZELDA", b"Zelda", SECRET.lower().encode()):
+        assert needle not in data, needle
+    log = store.audit_log()
+    assert [e.action for e in log] == ["enroll", "search"]
+    assert log[0].target.startswith("[erased identity #") and "Bob" in log[1].answer["answers"]
+    store.close()
+    for needle in (SECRET.encode(), b"THUMBNAIL-OF-ZELDA"):
+        assert needle not in _db_bytes(path)
+    with open_store(path) as store:
+        assert [i.name for i in store.identities()] == ["Bob"]
+
+
+def test_one_identity_per_name_key_and_photo_owners(tmp_path):
+    with SqliteStore.create(tmp_path / "g.db", "enc", 8) as store:
+        store.add("Tony_Blair", [Enrolment(_unit(0, 1)[0], "t.jpg", "same-photo")])
+        for other in ("TONY_BLAIR", "Tony Blair", "tony-blair"):
+            with pytest.raises(NameConflict, match="same identity as the enrolled 'Tony_Blair'"):
+                store.add(other, [Enrolment(_unit(1, 1)[0], "x.jpg", "x")])
+        assert store.resolve("tony blair") == "Tony_Blair" and store.resolve("Ann") is None
+        store.add("Ann", [Enrolment(_unit(2, 1)[0], "a.jpg", "same-photo")])
+        assert store.photo_owners("same-photo") == {"Tony_Blair", "Ann"}
+        assert len(store) == 2
+
+
+def test_a_version_1_gallery_is_upgraded_when_opened(tmp_path):
+    """Version-1 databases (before the change log, the event log, name keys and the audit log)
+    open and gain them all, in order; two names with one key in them stay readable."""
+    import sqlite3
+
+    from lrface.search.store import SCHEMA
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    meta = {
+        "format": "lrface-gallery-sqlite",
+        "format_version": "1",
+        "encoder": "enc",
+        "dim": "8",
+        "generation": "0",
+    }
+    db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+    for i, name in enumerate(("Ann", "ANN")):
+        db.execute("INSERT INTO identities (name, created) VALUES (?, 0)", (name,))
+        db.execute(
+            "INSERT INTO embeddings (identity_id, vector, source, encoder, added) "
+            "VALUES (?, ?, 's', 'enc', 0)",
+            (i + 1, _unit(i, 1)[0].tobytes()),
+        )
+    db.commit()
+    db.close()
+    with open_store(path) as store:
+        assert [i.name for i in store.identities()] == ["ANN", "Ann"]
+        assert store.resolve("ANN") == "ANN" and store.resolve("ann") in {"Ann", "ANN"}
+        store.audit("admin", "remove", "x", {}, {})
+        assert store.audit_log()[0].actor == "admin"
+    with sqlite3.connect(path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert version == (str(FORMAT_VERSION),)
+    assert {"changes", "events", "audit"} <= tables
 
 
 def test_open_gallery_opens_creates_and_refuses_another_encoder(tmp_path):

@@ -61,6 +61,14 @@ CutoffOpt = Annotated[
         f"measured cutoff, else {DEFAULT_SIZE_CUTOFF:g} px, lrface.constants.DEFAULT_SIZE_CUTOFF)."
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Intra-op threads of the models (default: $LRFACE_THREADS, else half the CPUs: "
+        "a busy host runs slower with one thread per core).",
+        min=1,
+    ),
+]
 MultiOpt = Annotated[
     str,
     typer.Option(
@@ -162,15 +170,21 @@ def build_pipeline(
     device: str = "cpu",
     runtime: str = "torch",
     pyramid: str = "area",
+    threads: int | None = None,
 ):
     """``lrface.pipeline.load_pipeline`` for the options given, each encoder's and the
     detector's problem reported as the one-line exit (the student first: a wrong path is the
-    cheapest error to report); ``pyramid``: MTCNN's (``lrface watch``: ``cascade``)."""
+    cheapest error to report); ``pyramid``: MTCNN's (``lrface watch``: ``cascade``); its
+    models on ``threads`` intra-op threads (``lrface.machine.intra_op_threads``, set before
+    ONNX Runtime's sessions are made)."""
+    from lrface.machine import intra_op_threads, use_threads
     from lrface.models.onnx_encoder import RUNTIMES
     from lrface.pipeline import MULTI_FACE_POLICIES, load_pipeline
 
     check_choice(runtime, RUNTIMES, "--runtime")
     check_choice(multi_face, MULTI_FACE_POLICIES, "--multi-face")
+    with reported(ValueError):  # a bad $LRFACE_THREADS
+        use_threads(intra_op_threads(threads))
     low = load_encoder(student, device) if student else None
     teacher = load_encoder(encoder, device)
     faces = make_detector(detector, min_face, device, pyramid)
@@ -190,6 +204,16 @@ def load_gallery(path: str):
     """The searchable (faiss) gallery of the store at ``path``; the one-line exit when unusable."""
     with open_gallery(path) as store:
         return store.load_gallery()
+
+
+def cli_actor() -> str:
+    """Who runs this command, as the gallery's audit log names them: ``cli:<user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return f"cli:{os.getuid()}"
 
 
 def check_writable(target: str) -> None:

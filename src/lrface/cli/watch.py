@@ -21,6 +21,7 @@ from lrface.cli.common import (
     MinFaceOpt,
     RuntimeOpt,
     StudentOpt,
+    ThreadsOpt,
     build_pipeline,
     check_choice,
     chosen_student,
@@ -43,7 +44,10 @@ def watch(
     stride: Annotated[int, typer.Option(help="Process every k-th frame.", min=1)] = 1,
     min_face: MinFaceOpt = 20,
     annotate: Annotated[
-        bool, typer.Option(help="Also write annotated.mp4 (processed frames, boxes, names).")
+        bool,
+        typer.Option(
+            help="Also write annotated.webm (boxes, names, scores, time; plays in browsers)."
+        ),
     ] = False,
     student: StudentOpt = DEFAULT_STUDENT,
     size_cutoff: CutoffOpt = None,
@@ -84,11 +88,11 @@ def watch(
             min=1,
         ),
     ] = 2,
-    threads: Annotated[
+    pipeline: Annotated[
         bool,
         typer.Option(
             help="Decode, detect whole frames, detect the rest and track, embed: four threads "
-            "(both cores for one camera)."
+            "(both cores for one camera); --no-pipeline runs them one after the other."
         ),
     ] = True,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
@@ -101,6 +105,7 @@ def watch(
     ] = None,
     device: DeviceOpt = "cpu",
     runtime: RuntimeOpt = "onnx",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out.
 
@@ -125,7 +130,9 @@ def watch(
         frames = open_source(source, stride, fps)
     check_choice(runtime, RUNTIMES, "--runtime")
     options = (min_face, size_cutoff, "all", device, runtime)
-    pipe = build_pipeline(store.encoder_name, student, "mtcnn", *options, pyramid="cascade")
+    pipe = build_pipeline(
+        store.encoder_name, student, "mtcnn", *options, pyramid="cascade", threads=threads
+    )
     with reported(GalleryError, ValueError):
         store.check_compatible(pipe.teacher.cache_key, pipe.dim)
         if threshold is not None:
@@ -135,7 +142,7 @@ def watch(
             calibs += watch_calibrations(store.encoder_name, student)
             thresholds, where = watch_thresholds(pipe, store, calibs)
         log = None if camera is None else StoreEventLog(store, camera, run_key(source, time.time()))
-    config = _config(weighting, full_every, crowd_full_every, crowd_track_every, threads)
+    config = _config(weighting, full_every, crowd_full_every, crowd_track_every, pipeline)
     live = LiveGallery(store)  # in step with every process's enrolments and removals
     watcher = FaceWatcher(
         pipe.detector, pipe.embed_faces, gallery_searcher(live), thresholds, config
@@ -147,7 +154,7 @@ def watch(
 
 
 def _config(weighting: str, full_every: int, crowd_full_every: int, crowd_track_every: int,
-            threads: bool):  # fmt: skip
+            pipeline: bool):  # fmt: skip
     """The WatchConfig of watch's options (docs/video.md, "Real footage": the crowd schedule)."""
     from lrface.video.motion import GateConfig
     from lrface.video.watcher import WatchConfig
@@ -155,7 +162,7 @@ def _config(weighting: str, full_every: int, crowd_full_every: int, crowd_track_
     gate = GateConfig(
         full_every, crowd_full_every=crowd_full_every, crowd_track_every=crowd_track_every
     )
-    return WatchConfig(weighting=weighting, gate=gate, pipelined=threads)
+    return WatchConfig(weighting=weighting, gate=gate, pipelined=pipeline)
 
 
 def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bool, log=None):
@@ -164,17 +171,17 @@ def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bo
     video or Ctrl-C, the tracks seen so far are still written."""
     from tqdm import tqdm
 
-    from lrface.video.outputs import AnnotatedVideo, EventWriter
+    from lrface.video.outputs import ANNOTATED_VIDEO, AnnotatedVideo, EventWriter, frame_labels
     from lrface.video.sources import VideoReadError
 
     writer = EventWriter(out, log)
-    video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
+    video = AnnotatedVideo(out / ANNOTATED_VIDEO, frames.fps / stride) if annotate else None
     error, interrupted = None, False
     bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
 
     def after_frame(frame) -> None:
         if video is not None:
-            video.write(frame.image, _labels(watcher))
+            video.write(frame.image, frame_labels(watcher), frame.time)
         bar.set_postfix(tracks=len(watcher.tracker.active()), events=writer.count)
 
     try:
@@ -224,16 +231,6 @@ def echo_watch_summary(watcher, frames, written: int, out: Path, log=None) -> No
             typer.echo(f"  {path}: {reason}", err=True)
     if getattr(frames, "dropped", 0):
         typer.echo(f"{frames.dropped} failed reads from the stream (dropped frames)", err=True)
-
-
-def _labels(watcher) -> list:
-    """(face, 'id name') for the faces of the frame just processed."""
-    out = []
-    for track_id, face in watcher.current:
-        decision = watcher.label(track_id)
-        name = "unknown" if decision is None or decision.unknown else decision.identity
-        out.append((face, f"{track_id} {name}"))
-    return out
 
 
 def cameras(

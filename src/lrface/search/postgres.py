@@ -10,11 +10,11 @@ order. In the same transaction a ``NOTIFY lrface_gallery`` (delivered at commit)
 listening process (``watch_changes``, run by ``lrface.search.sync.LiveGallery``) to update its
 faiss index at once; the generation counter catches whatever a lost notification missed.
 
-Removal deletes the rows, then runs ``VACUUM FULL`` on the gallery's two tables: PostgreSQL
-never overwrites a row in place, and a plain ``VACUUM`` only marks the dead tuples' space
-free (tried on PostgreSQL 15: a removed embedding's bytes were still in the table's file);
-``VACUUM FULL`` writes the tables anew without them and drops the old files, after which
-tests/search/test_postgres.py finds them in none of the database's files.
+Removal deletes the rows and redacts the audit log, then runs ``VACUUM FULL`` on those
+tables: PostgreSQL never overwrites a row in place, and a plain ``VACUUM`` only marks the dead
+tuples' space free (tried on PostgreSQL 15: a removed embedding's bytes were still in the
+table's file); ``VACUUM FULL`` writes the tables anew without them and drops the old files,
+after which tests/search/test_postgres.py finds them in none of the database's files.
 What PostgreSQL does not promise (docs/service.md, "Erasure"): the bytes of a removed tuple can
 survive in the write-ahead log until it is recycled, in base backups, WAL archives and
 replicas, and in file-system blocks PostgreSQL freed; those need the operator's retention
@@ -102,7 +102,10 @@ class _PgConnection:
 class PostgresStore(SqlStore):
     """A gallery in the PostgreSQL database at ``url``; see the module docstring."""
 
-    migrations = {v: [postgres_ddl(sql) for sql in steps] for v, steps in MIGRATIONS.items()}
+    migrations = {
+        version: [postgres_ddl(step) if isinstance(step, str) else step for step in steps]
+        for version, steps in MIGRATIONS.items()
+    }
 
     def __init__(self, url: str, pool_size: int = 4):
         _, psycopg_pool = _psycopg()
@@ -154,7 +157,7 @@ class PostgresStore(SqlStore):
             with self._pool.connection() as conn:
                 conn.autocommit = True
                 try:
-                    conn.execute("VACUUM FULL embeddings, identities")
+                    conn.execute("VACUUM FULL embeddings, identities, audit")
                 finally:
                     conn.autocommit = False
 

@@ -14,12 +14,22 @@ Every change is one transaction that first bumps the generation, which locks out
 writer until it commits (SQLite: ``BEGIN IMMEDIATE``, waiting up to ``timeout`` s;
 PostgreSQL: the row lock), so several processes enrolling at once lose nothing, and a process
 killed mid-write leaves every earlier commit intact. The schema has a version (``meta``
-key ``format_version``); an older database is brought up to date when opened (``MIGRATIONS``).
+key ``format_version``); an older database is brought up to date when opened, one step per
+version (``MIGRATIONS``), in one transaction.
 
-``SqliteStore`` uses the standard library's ``sqlite3`` in WAL mode. Deleted rows are
-overwritten with zeros (``secure_delete``). The database (and SQLite's ``-wal``/``-shm``
-files, which take its mode) is created mode 0600: it holds biometric data. ``open_store``
-takes a file path or a ``postgresql://`` URL and picks the implementation.
+Names follow ``lrface.search.names``: an identity is found by its ``name_key`` (case, width and
+separators folded), and a second name with the same key is refused (``NameConflict``).
+The ``audit`` table records who (a key's label) searched, enrolled or removed what and when,
+with the request and the answer, never an image.
+
+Erased means erased: a removal deletes the rows and, in the same transaction, redacts the audit
+entries naming the identity; then the implementation makes sure the bytes are gone from its
+files. ``SqliteStore`` (the standard library's ``sqlite3`` in WAL mode) overwrites deleted rows
+with zeros (``secure_delete``) and checkpoints and truncates the WAL after every removal and at
+``close`` (the WAL would otherwise keep the old pages until the next checkpoint). The database
+(and SQLite's ``-wal``/``-shm`` files, which take its mode) is created mode 0600: it holds
+biometric data. ``open_store`` takes a file path or a ``postgresql://`` URL and picks the
+implementation.
 """
 
 from __future__ import annotations
@@ -42,9 +52,10 @@ import numpy as np
 
 from lrface.constants import __version__
 from lrface.search.gallery import Gallery, GalleryError
+from lrface.search.names import name_key
 
 FORMAT = "lrface-gallery-sqlite"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SAFETENSORS_SUFFIX = ".safetensors"
 DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
@@ -93,8 +104,44 @@ CREATE TABLE events (
 """
 """The watch event log: one row per finished track (``EventRecord``)."""
 
-MIGRATIONS = {1: [CHANGES, EVENTS, "CREATE INDEX events_time ON events(time)"]}
-"""``{version: statements}`` that take a database of ``version`` to the next one."""
+AUDIT = """
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    request TEXT NOT NULL,
+    answer TEXT NOT NULL
+)
+"""
+"""Who did what: one row per audited request (``AuditEntry``)."""
+
+
+def _fill_name_keys(db: Any) -> None:
+    """Give every existing identity its ``name_key`` (``lrface.search.names``)."""
+    rows = db.execute("SELECT id, name FROM identities").fetchall()
+    db.executemany(
+        "UPDATE identities SET name_key = ? WHERE id = ?", [(name_key(n), i) for i, n in rows]
+    )
+
+
+Migration = str | Callable[[Any], None]
+"""One step of a migration: an SQL statement (in SQLite's types; PostgreSQL translates them)
+or a function of the open connection that rewrites data (nothing to do on a new database)."""
+
+MIGRATIONS: dict[int, list[Migration]] = {
+    1: [CHANGES, EVENTS, "CREATE INDEX events_time ON events(time)"],
+    2: [
+        "ALTER TABLE identities ADD COLUMN name_key TEXT",
+        _fill_name_keys,
+        # not UNIQUE: an older gallery may hold two names with one key; new ones are refused
+        "CREATE INDEX identities_key ON identities(name_key)",
+        "CREATE INDEX embeddings_sha256 ON embeddings(sha256)",
+        AUDIT,
+    ],
+}
+"""``{version: steps}`` that take a database of ``version`` to the next one."""
 
 
 @dataclass
@@ -106,6 +153,36 @@ class Enrolment:
     source: str
     sha256: str | None = None
     thumbnail: bytes | None = None
+
+
+@dataclass
+class AuditEntry:
+    """One audited request: when (epoch s), who (the key's label), the action (search,
+    enroll, remove, verify, watch), its target identity (if any), the request and the answer
+    (JSON-ready dicts: hashes and sizes of images, never their content)."""
+
+    id: int
+    time: float
+    actor: str
+    action: str
+    target: str | None
+    request: dict
+    answer: dict
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "time": round(self.time, 3)}
+
+
+class NameConflict(ValueError):
+    """A new name that is the same identity (``name_key``) as one already enrolled under
+    another spelling; ``existing`` is that spelling."""
+
+    def __init__(self, name: str, existing: str):
+        self.existing = existing
+        super().__init__(
+            f"{name!r} is the same identity as the enrolled {existing!r} (names that differ "
+            "only in case, width or separators are one person); enroll under that name"
+        )
 
 
 @dataclass
@@ -168,9 +245,10 @@ class EventQuery:
 
 
 def new_schema() -> list[str]:
-    """The statements that create the tables of a new gallery at ``FORMAT_VERSION``."""
+    """The statements that create the tables of a new gallery at ``FORMAT_VERSION`` (the
+    migrations' data steps have nothing to rewrite there)."""
     steps = [step for version in sorted(MIGRATIONS) for step in MIGRATIONS[version]]
-    return [*filter(str.strip, SCHEMA.split(";")), *steps]
+    return [*filter(str.strip, SCHEMA.split(";")), *(s for s in steps if isinstance(s, str))]
 
 
 def file_sha256(data: bytes) -> str:
@@ -205,8 +283,28 @@ class GalleryStore(abc.ABC):
         to record (now by default; a migration keeps the original)."""
 
     @abc.abstractmethod
-    def remove(self, name: str) -> int:
-        """Delete ``name`` and everything enrolled for it (KeyError if absent); generation."""
+    def remove(self, name: str, actor: str | None = None) -> int:
+        """Delete ``name`` and everything enrolled for it, for good (KeyError if absent), and
+        redact the audit entries naming it; with ``actor``, audit the removal itself (the
+        identity by its number, not its name) in the same transaction. The generation."""
+
+    @abc.abstractmethod
+    def resolve(self, name: str) -> str | None:
+        """The enrolled spelling of the identity ``name`` denotes (same ``name_key``), or None."""
+
+    @abc.abstractmethod
+    def photo_owners(self, sha256: str) -> set[str]:
+        """The identities a photo with this SHA-256 is enrolled for."""
+
+    @abc.abstractmethod
+    def audit(
+        self, actor: str, action: str, target: str | None, request: dict, answer: dict
+    ) -> None:
+        """Append one entry to the audit log (not a gallery change: no new generation)."""
+
+    @abc.abstractmethod
+    def audit_log(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """The newest ``limit`` audit entries (older than entry id ``before``), newest first."""
 
     @abc.abstractmethod
     def identities(self) -> list[IdentityInfo]:
@@ -302,7 +400,7 @@ class SqlStore(GalleryStore):
     change commits (``_before_commit``: PostgreSQL notifies) and after (``_committed``: it
     rewrites the tables after a removal)."""
 
-    migrations: dict[int, list[str]] = MIGRATIONS
+    migrations: dict[int, list[Migration]] = MIGRATIONS
 
     @abc.abstractmethod
     def _transaction(self, write: bool) -> contextlib.AbstractContextManager[Any]:
@@ -330,8 +428,8 @@ class SqlStore(GalleryStore):
                     "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'format_version'"
                 ).fetchone()
                 while version in self.migrations:
-                    for statement in self.migrations[version]:
-                        db.execute(statement)
+                    for step in self.migrations[version]:
+                        step(db) if callable(step) else db.execute(step)
                     version += 1
                 db.execute(
                     "UPDATE meta SET value = ? WHERE key = 'format_version'", (str(version),)
@@ -399,13 +497,22 @@ class SqlStore(GalleryStore):
                 raise ValueError(f"{e.source}: embedding is not a finite {self.dim}-d vector")
             rows.append((vector.tobytes(), e.source, e.sha256, e.thumbnail))
         now = time.time() if created is None else created
-        with self._write() as change:
+        key = name_key(name)
+        with self._write() as change:  # writers wait for each other: no race on the name
             db = change.db
-            db.execute(
-                "INSERT INTO identities (name, created) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (name, now),
-            )
-            (ident,) = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            row = db.execute(
+                "SELECT id, name FROM identities WHERE name_key = ? ORDER BY name = ? DESC",
+                (key, name),
+            ).fetchone()
+            if row is not None and row[1] != name:
+                raise NameConflict(name, row[1])
+            if row is None:
+                db.execute(
+                    "INSERT INTO identities (name, created, name_key) VALUES (?, ?, ?)",
+                    (name, now, key),
+                )
+                row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            ident = row[0]
             count = "SELECT COUNT(*) FROM embeddings WHERE identity_id = ?"
             (before,) = db.execute(count, (ident,)).fetchone()
             db.executemany(
@@ -421,15 +528,67 @@ class SqlStore(GalleryStore):
         self._committed(change, removal=False)
         return int(after - before), change.generation
 
-    def remove(self, name: str) -> int:
+    def remove(self, name: str, actor: str | None = None) -> int:
         with self._write() as change:
-            row = change.db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            db = change.db
+            row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise KeyError(f"{name!r} is not in the gallery")
-            change.db.execute("DELETE FROM identities WHERE id = ?", (row[0],))
+            db.execute("DELETE FROM identities WHERE id = ?", (row[0],))
             change.identity = row[0]
+            erased = f"[erased identity #{row[0]}]"
+            quoted, quoted_erased = json.dumps(name), json.dumps(erased)
+            db.execute(  # rows whose text holds the name as a JSON string, rewritten without
+                "UPDATE audit SET target = CASE WHEN target = ? THEN ? ELSE target END, "
+                "request = replace(request, ?, ?), answer = replace(answer, ?, ?) "
+                "WHERE target = ? OR request <> replace(request, ?, '') "
+                "OR answer <> replace(answer, ?, '')",
+                (name, erased, quoted, quoted_erased, quoted, quoted_erased, name, quoted, quoted),
+            )
+            if actor is not None:
+                db.execute(
+                    "INSERT INTO audit (time, actor, action, target, request, answer) "
+                    "VALUES (?, ?, 'remove', ?, '{}', '{}')",
+                    (time.time(), actor, erased),
+                )
         self._committed(change, removal=True)
         return change.generation
+
+    def resolve(self, name: str) -> str | None:
+        rows = self._rows(
+            "SELECT name FROM identities WHERE name_key = ? ORDER BY name = ? DESC LIMIT 1",
+            (name_key(name), name),
+        )
+        return rows[0][0] if rows else None
+
+    def photo_owners(self, sha256: str) -> set[str]:
+        rows = self._rows(
+            "SELECT DISTINCT i.name FROM embeddings e JOIN identities i ON e.identity_id = i.id "
+            "WHERE e.sha256 = ?",
+            (sha256,),
+        )
+        return {r[0] for r in rows}
+
+    def audit(
+        self, actor: str, action: str, target: str | None, request: dict, answer: dict
+    ) -> None:
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO audit (time, actor, action, target, request, answer) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), actor, action, target, json.dumps(request), json.dumps(answer)),
+            )
+
+    def audit_log(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        rows = self._rows(
+            "SELECT id, time, actor, action, target, request, answer FROM audit "
+            "WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (before if before is not None else 2**62, int(limit)),
+        )
+        return [
+            AuditEntry(int(i), float(t), a, act, tg, json.loads(rq), json.loads(an))
+            for i, t, a, act, tg, rq, an in rows
+        ]
 
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         """Every row one read query returns."""
@@ -663,7 +822,20 @@ class SqliteStore(SqlStore):
                 self._db.execute("ROLLBACK")
                 raise
 
+    def _committed(self, change: Change, removal: bool) -> None:
+        if removal:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes, so that what was
+        deleted survives nowhere (``secure_delete`` has zeroed it in the database's pages)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
+        """Checkpoint and truncate the WAL, then close (idempotent)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._checkpoint()
         self._db.close()
 
     def _close_quietly(self) -> None:
