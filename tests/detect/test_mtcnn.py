@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lrface.data.images import load_rgb
+from lrface.detect import mtcnn
 from lrface.detect.mtcnn import (
     batched_nms,
     nms,
@@ -44,6 +45,22 @@ def test_nms_empty_and_bad_mode():
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
     with pytest.raises(ValueError, match="mode"):
         nms(BOXES, SCORES, 0.5, mode="max")
+
+
+@pytest.mark.parametrize("mode", ["union", "min"])
+def test_nms_in_blocks_keeps_what_one_box_at_a_time_keeps(monkeypatch, mode):
+    # nms computes a block of rows' overlaps at once; a block of one row is the plain greedy
+    # pass. Rounded boxes and scores make ties and overlaps exactly at the threshold.
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 60, 700):
+        corner = np.round(rng.uniform(0, 100, (n, 2)))
+        boxes = np.concatenate([corner, corner + np.round(rng.uniform(0, 30, (n, 2)))], 1)
+        scores = np.round(rng.uniform(0, 1, n), 1)
+        blocked = nms(boxes, scores, 0.5, mode)
+        monkeypatch.setattr(mtcnn, "NMS_BLOCK", 1)
+        assert nms(boxes, scores, 0.5, mode).tolist() == blocked.tolist(), f"{n} boxes"
+        monkeypatch.undo()
+    assert len(blocked) < 700  # the large case suppresses some and spans two blocks
 
 
 def test_batched_nms_never_suppresses_across_images():

@@ -144,11 +144,18 @@ def pyramid_scales(
     return scales
 
 
+NMS_BLOCK = 512
+"""Boxes whose overlaps ``nms`` computes at once: a block's rows against every box left."""
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
     """Greedy non-maximum suppression; indices of the kept boxes, highest score first.
 
     A box is dropped when its overlap with a kept, higher-scoring box exceeds ``threshold``;
     overlap is intersection over union (``union``) or over the smaller area (``min``).
+    The overlaps of the next ``NMS_BLOCK`` boxes with every box left are computed as one
+    matrix, and the greedy pass walks its rows: the same result as one box at a time, without
+    a dozen numpy calls per kept box (a crowd's frame runs this a few thousand times).
     """
     if mode not in ("union", "min"):
         raise ValueError(f"nms mode must be 'union' or 'min', got {mode!r}")
@@ -158,16 +165,20 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     keep = []
     while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
+        best, rest = order[:NMS_BLOCK, None], order[None]
         inter = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
         inter *= np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
         if mode == "union":
             denom = areas[best] + areas[rest] - inter
         else:
             denom = np.minimum(areas[best], areas[rest])
-        overlap = inter / np.maximum(denom, 1e-12)
-        order = rest[overlap <= threshold]
+        suppresses = inter / np.maximum(denom, 1e-12) > threshold
+        alive = np.ones(order.size, bool)
+        for row in range(len(best)):
+            if alive[row]:
+                keep.append(order[row])
+                alive &= ~suppresses[row]
+        order = order[len(best) :][alive[len(best) :]]
     return np.asarray(keep, dtype=np.int64)
 
 
