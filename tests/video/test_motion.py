@@ -11,6 +11,7 @@ from lrface.video.decide import fixed_threshold
 from lrface.video.motion import (
     GateConfig,
     MotionGate,
+    covered_share,
     detect_planned,
     detect_regions,
     detect_tracks,
@@ -180,3 +181,19 @@ def test_track_canvases_give_boxes_in_frame_pixels():
 def test_bad_full_every_is_refused():
     with pytest.raises(ValueError, match="full_every"):
         GateConfig(full_every=0)
+
+
+def test_covered_share_counts_the_cells_any_region_reaches():
+    # painted cell by cell, as the gate did region by region; regions reach the frame's far
+    # edge (cells beyond the grid's last) and overlap each other
+    rng = np.random.default_rng(0)
+    rows, cols, step = 80, 106, 3  # a 320 x 240 frame's grid at step 3 (319 px left over)
+    for count in (0, 1, 5, 300):
+        x1, y1 = rng.integers(0, 320, count), rng.integers(0, 240, count)
+        x2 = np.minimum(x1 + rng.integers(1, 60, count), 320)
+        y2 = np.minimum(y1 + rng.integers(1, 60, count), 240)
+        regions = np.stack([x1, y1, x2, y2], 1)
+        painted = np.zeros((rows, cols), bool)
+        for a, b, c, d in regions:
+            painted[b // step : -(-d // step), a // step : -(-c // step)] = True
+        assert covered_share(regions, (rows, cols), step) == painted.mean(), f"{count} regions"
