@@ -23,6 +23,8 @@ Settings, each run on the same file in this one process (``--settings``):
   and tracking / embed);
 - ``crowd WxT`` (``--crowd``): ``after-1-thread`` with the crowd searched whole every W-th
   frame and around its tracks every T-th;
+- ``canvas range R`` (``--canvas-ranges``): ``after-1-thread`` with the track canvases
+  searched for faces from 1/R to R times the tracked widths;
 - ``upscaled``: ``after`` with ``--min-face 6``, MTCNN's upscaled pass for faces under 12 px
   (issue 25; for downscaled copies, ``--heights 270``, where faces are 8-25 px).
 
@@ -266,6 +268,12 @@ def main() -> None:
         help="extra one-thread settings of the crowd schedule, WxT,...: the whole frame every "
         "W-th crowded frame, the tracks every T-th (e.g. 5x1,5x2,10x2,10x3)",
     )
+    ap.add_argument(
+        "--canvas-ranges",
+        default="",
+        help="extra one-thread settings of the track canvases' size range, R,...: faces from "
+        "1/R to R times the tracked widths searched for (e.g. 2,1.5,1.41)",
+    )
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--min-face", type=float, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -295,6 +303,10 @@ def main() -> None:
             gate = GateConfig(crowd_full_every=whole, crowd_track_every=tracks)
             setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
             results[f"crowd {schedule}"] = run(setting, source, gallery, args.min_face)
+        for width_range in filter(None, args.canvas_ranges.split(",")):
+            gate = GateConfig(canvas_range=float(width_range))
+            setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
+            results[f"canvas range {width_range}"] = run(setting, source, gallery, args.min_face)
         reference = results.get("full", {}).get("events")
         for name, row in results.items():
             events = row.pop("events")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrface.detect.mtcnn import MTCNN
 from lrface.video.decide import fixed_threshold
 from lrface.video.motion import (
     GateConfig,
@@ -176,6 +177,26 @@ def test_track_canvases_give_boxes_in_frame_pixels():
     assert cut == []
     # a crop keeps what it finds (a partial face is dropped later, as a duplicate of a whole)
     assert len(detect_regions(ColourDetector(), image, [(0, 0, 45, H)])) == 1
+
+
+def test_track_canvases_search_faces_near_the_tracked_size():
+    class Sizes(MTCNN):
+        """Records the face sizes each batch is searched for; finds nothing."""
+
+        def __init__(self):  # no weights: only the call is looked at
+            self.min_face, self.calls = 12, []
+
+        def detect_batch(self, images, min_face=None, max_face=None):
+            self.calls.append((len(images), min_face, max_face))
+            return [[] for _ in images]
+
+    image = np.full((H, W, 3), 90, np.uint8)
+    detector = Sizes()
+    # 30 px faces: from 30 / 1.5 to 30 * 1.5 (GateConfig.canvas_range); 100 px faces are
+    # shrunk to 48 on their canvases, a group of their own
+    boxes = [np.array([40, 40, 70, 70.0]), np.array([100, 40, 130, 70.0])]
+    detect_tracks(detector, image, boxes + [np.array([150, 100, 250, 200.0])], GateConfig(), 12)
+    assert sorted(detector.calls) == [(1, 32.0, 72.0), (2, 20.0, 45.0)]
 
 
 def test_bad_full_every_is_refused():

@@ -76,7 +76,7 @@ class GateConfig:
     crowd_full_every: int = 10
     crowd_track_every: int = 2
     canvas_face_px: float = 0.0
-    canvas_range: float = 2.0
+    canvas_range: float = 1.5
 
     def __post_init__(self) -> None:
         if min(self.full_every, self.crowd_full_every, self.crowd_track_every) < 1:
