@@ -7,10 +7,13 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from lrface.data.images import load_rgb
 from lrface.detect import mtcnn
 from lrface.detect.mtcnn import (
+    _mip_levels,
     batched_nms,
     nms,
     pnet_boxes,
@@ -84,6 +87,21 @@ def test_batched_nms_keeps_what_each_image_alone_keeps():
         alone = rows[nms(boxes[rows], scores[rows], 0.5)]
         assert keep[groups[keep] == g].tolist() == alone.tolist(), f"image {g}"
     assert np.all(np.diff(scores[keep]) <= 0)  # highest score first, as nms returns them
+
+
+@pytest.mark.parametrize("shape", [(1, 101, 150, 3), (3, 146, 146, 3), (2, 47, 60, 3)])
+def test_mip_levels_are_exact_2x2_means(shape):
+    # the halvings avg_pool2d makes (odd last row / column dropped), to the last bit
+    batch = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    imgs = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+    levels = _mip_levels(imgs)
+    expected = [imgs]
+    while min(expected[-1].shape[2:]) >= 48:
+        expected.append(F.avg_pool2d(expected[-1], 2))
+    assert [tuple(x.shape) for x in levels] == [tuple(x.shape) for x in expected]
+    assert len(levels) > 1 or min(shape[1:3]) < 48
+    for got, want in zip(levels, expected, strict=True):
+        assert torch.equal(got, want)
 
 
 def test_regress_and_square_boxes():
