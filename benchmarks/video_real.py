@@ -16,7 +16,7 @@ Settings, each run on the same file in this one process (``--settings``):
   (``area``), every tracked face embedded, one thread: the reference;
 - ``before``: ``lrface watch``'s defaults before this work: ``area`` pyramid, motion gating
   with the whole frame whenever the moving regions cover more than half of it
-  (``--crowd-full-every 1``), one thread;
+  (``--crowd-full-every 1``, ``max_area`` 0.5), one thread;
 - ``after-1-thread``: the defaults now (``cascade`` pyramid, track canvases; a crowd searched
   whole every 10th frame and around its tracks every 2nd) in one thread;
 - ``after``: the defaults now, in four threads (decode / whole frames / the rest of detection
@@ -86,7 +86,7 @@ SETTINGS = {
     "full": Setting({"pyramid": "area"}, {"gate": GateConfig(full_every=1), "pipelined": False}),
     "before": Setting(
         {"pyramid": "area"},
-        {"gate": GateConfig(full_every=10, crowd_full_every=1), "pipelined": False},
+        {"gate": GateConfig(full_every=10, max_area=0.5, crowd_full_every=1), "pipelined": False},
     ),
     "after-1-thread": Setting({"pyramid": "cascade"}, {"pipelined": False}),
     "after": Setting({"pyramid": "cascade"}),

@@ -156,6 +156,14 @@ def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames(monkey
     plan = quiet.plan(scene({}, seed=1), tracks)
     # a few movers: the moving region and the track's box, both as crops, no canvas
     assert not plan.whole and len(plan.regions) == 2 and plan.tracks == []
+    # movers over 40% of the frame (GateConfig.max_area) are a crowd: canvases, no crops
+    wide = MotionGate(12, GateConfig(full_every=50, crowd_track_every=1))
+    wide.plan(scene({}, seed=0), [])
+    band = np.zeros_like(everything)
+    band[:, : int(0.42 * band.shape[1])] = 255
+    monkeypatch.setattr(wide, "motion_mask", lambda image: band)
+    plan = wide.plan(scene({}, seed=1), tracks)
+    assert plan.regions == [] and len(plan.tracks) == 1 and wide.crowded_frames == 1
 
 
 def test_track_canvases_give_boxes_in_frame_pixels():

@@ -69,7 +69,7 @@ class GateConfig:
     full_every: int = 10
     pad: float = 1.0
     track_pad: float = 1.0
-    max_area: float = 0.5
+    max_area: float = 0.4
     history: int = 200
     var_threshold: float = 16.0
     mask_face_px: float = 6.0
