@@ -58,3 +58,42 @@ def test_evaluate_openset_sets_on_one_half_and_reports_on_the_other():
     result = evaluate_openset(gallery, split.gallery_names, np.stack(probes), split, 0.05, 16)
     assert result.mated + result.nonmated == int((split.probe_half == 1).sum())
     assert result.fpir <= 0.2 and result.fnir < 0.5 and result.rank1_miss <= result.fnir
+
+
+def test_normalized_rows_undo_a_probe_that_scores_high_with_everyone():
+    """A probe kind that scores high against everyone (a stranger's blurry face) passes a raw
+    threshold; T-norm / AS-norm judge it against the cohort and keep mated searches found."""
+    from lrface.eval.openset_lfw import normalized_rows
+
+    rng = np.random.default_rng(1)
+    dim = 32
+    images = {f"p{i}": [f"p{i}/{j}.jpg" for j in range(3)] for i in range(200)}
+    split = split_people(images, seed=0)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    hub = unit(rng.normal(size=dim))  # what every face shares (the mean face)
+    centres = {p: unit(rng.normal(size=dim) / np.sqrt(dim) + 0.5 * hub) for p in images}
+    gallery = np.stack([centres[p] for p in split.gallery_names])
+    # half the probes lean towards a common direction: they score high with every template
+    lean = rng.random(len(split.probes)) < 0.5
+    probes = unit(
+        np.stack([centres[p.split("/")[0]] for p in split.probes])
+        + 0.8 * rng.normal(size=(len(split.probes), dim)) / np.sqrt(dim)
+        + np.where(lean[:, None], 3.0 * hub, 0.0)
+    )
+    cohort_gallery = unit(rng.normal(size=(400, dim)) / np.sqrt(dim) + 0.5 * hub)
+    cohort_band = unit(
+        rng.normal(size=(400, dim)) + np.where(rng.random((400, 1)) < 0.5, 1.0 * hub, 0)
+    )
+    rows = normalized_rows(
+        gallery, probes, split, cohort_gallery, cohort_band, 16, [0.05], ("raw", "tnorm", "asnorm"),
+        top_k=50,
+    )  # fmt: skip
+    by = {r.method: r for r in rows}
+    assert set(by) == {"raw", "tnorm", "asnorm"} and all(r.target_fpir == 0.05 for r in rows)
+    assert by["tnorm"].fnir < by["raw"].fnir and by["asnorm"].fnir < by["raw"].fnir
+    # T-norm is affine per probe: it never reorders a probe's candidates
+    assert by["tnorm"].rank1_miss == by["raw"].rank1_miss
+    assert all(r.rank5_miss <= r.rank1_miss for r in rows)
