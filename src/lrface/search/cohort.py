@@ -47,11 +47,13 @@ class Cohort:
     gallery: np.ndarray
     bands: dict[int | None, np.ndarray]
     info: dict
+    digest: str = ""
+    """sha256 of the file it was read from."""
 
-    def band(self, resolution: int | None) -> tuple[int | None, np.ndarray]:
-        """The band nearest a probe resolution (log scale, full = 150 px) and its rows."""
-        size = nearest_size(resolution, list(self.bands))
-        return size, self.bands[size]
+    def band_index(self, resolution: int | None) -> int:
+        """Index (in ``bands`` order) of the band nearest a probe resolution (log scale, full
+        size = 150 px)."""
+        return list(self.bands).index(nearest_size(resolution, list(self.bands)))
 
     def tensors(self) -> dict[str, np.ndarray]:
         out = {"gallery": self.gallery.astype(np.float16)}
@@ -85,7 +87,8 @@ def read_cohort(path: str | Path, encoder: str | None = None) -> Cohort:
             bands[None if label == "full" else int(label)] = unit(rows)
     if not bands:
         raise ValueError(f"{path}: cohort file has no 'band-<size>' tensors")
-    return Cohort(encoder or info.get("encoder", path.stem), unit(tensors["gallery"]), bands, info)
+    name = encoder or info.get("encoder", path.stem)
+    return Cohort(name, unit(tensors["gallery"]), bands, info, file_digest(path))
 
 
 def write_cohort(cohort: Cohort, path: str | Path) -> Path:

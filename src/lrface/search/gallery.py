@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -28,6 +30,10 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from lrface import __version__
+
+if TYPE_CHECKING:
+    from lrface.calibration import FaceRef
+    from lrface.search.normalize import Normalizer
 
 FORMAT = "lrface-gallery"
 FORMAT_VERSION = 1
@@ -62,8 +68,16 @@ class Identity:
 
 @dataclass
 class Match:
+    """A candidate: its score (normalized when the gallery scores so) and, then, the cosine."""
+
     name: str
     score: float
+    raw: float | None = None
+
+
+RERANK = 100
+"""A normalized search rescores this many raw (faiss) candidates per probe, at least ``k``: the
+gallery side of a normalization can reorder candidates, rarely from further down."""
 
 
 class Gallery:
@@ -77,6 +91,40 @@ class Gallery:
         self._by_id: dict[int, Identity] = {}
         self._next_id = 0
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.normalizer: Normalizer | None = None
+        self._stats: dict[int, dict[str, np.ndarray]] = {}
+
+    def use_scoring(
+        self,
+        normalizer: Normalizer | None,
+        stored: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> None:
+        """Score searches by ``normalizer`` (None: raw cosine). ``stored``: gallery-side
+        statistics ``{name: {stats key: bands x 4}}`` computed at enrolment; any missing are
+        computed here from the templates."""
+        self.normalizer = normalizer
+        self._stats = {}
+        for name, by_key in (stored or {}).items():
+            if name in self._by_name:
+                self._stats[self._by_name[name].id] = dict(by_key)
+
+    def identity_stats(self, name: str) -> dict[str, np.ndarray]:
+        """Gallery-side statistics of ``name`` for every cohort of the normalizer, as stored
+        at enrolment (``{stats key: bands x 4}``)."""
+        ident = self.identity(name)
+        for key, cohort in self.normalizer.encoders().items():
+            self._stats_rows(np.array([ident.id]), key, cohort)
+        return dict(self._stats[ident.id])
+
+    def _stats_rows(self, ids: np.ndarray, key: str, cohort) -> np.ndarray:
+        """``len(ids) x bands x 4`` gallery-side statistics, computing any not yet known."""
+        missing = [int(i) for i in ids if key not in self._stats.get(int(i), {})]
+        if missing:
+            templates = np.stack([self._by_id[i].template for i in missing])
+            computed = self.normalizer.gallery_stats(templates, cohort)
+            for i, rows in zip(missing, computed, strict=True):
+                self._stats.setdefault(i, {})[key] = rows
+        return np.stack([self._stats[int(i)][key] for i in ids])
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -108,6 +156,7 @@ class Gallery:
             ident.embeddings = np.concatenate([ident.embeddings, embeddings])
             ident.sources += sources
             self._index.remove_ids(np.array([ident.id], np.int64))
+            self._stats.pop(ident.id, None)  # its template moved
         else:
             ident = Identity(self._next_id, name, embeddings, sources)
             self._next_id += 1
@@ -120,19 +169,43 @@ class Gallery:
         """Drop ``name`` (KeyError if absent)."""
         ident = self.identity(name)
         self._index.remove_ids(np.array([ident.id], np.int64))
+        self._stats.pop(ident.id, None)
         del self._by_name[name], self._by_id[ident.id]
 
-    def search(self, queries: np.ndarray, k: int = 5) -> list[list[Match]]:
-        """Top-``k`` identities by cosine similarity for each query row, best first."""
+    def search(
+        self, queries: np.ndarray, k: int = 5, probes: Sequence[FaceRef] | None = None
+    ) -> list[list[Match]]:
+        """Top-``k`` identities for each query row, best first: by cosine, or by the
+        normalized score where the gallery has a normalizer, ``probes`` says each row's encoder
+        and resolution, and the normalizer has a cohort for that encoder."""
         queries = unit_rows(np.asarray(queries, np.float32).reshape(-1, self.dim))
         k = min(k, len(self))
         if k <= 0:
             return [[] for _ in queries]
-        scores, ids = self._index.search(queries, k)
-        return [
-            [Match(self._by_id[int(i)].name, float(s)) for s, i in zip(row_s, row_i, strict=True)]
-            for row_s, row_i in zip(scores, ids, strict=True)
+        scored = [
+            self.normalizer is not None and p is not None and self.normalizer.covers(p.encoder)
+            for p in (probes if probes is not None else [None] * len(queries))
         ]
+        depth = min(len(self), max(k, RERANK)) if any(scored) else k
+        scores, ids = self._index.search(queries, depth)
+        out = []
+        for row, (row_s, row_i) in enumerate(zip(scores, ids, strict=True)):
+            if not scored[row]:
+                out.append([Match(self._by_id[int(i)].name, float(s)) for s, i in
+                            zip(row_s[:k], row_i[:k], strict=True)])  # fmt: skip
+                continue
+            probe, cohort = probes[row], self.normalizer.cohorts[probes[row].encoder]
+            key = self.normalizer.stats_key(probe.encoder)
+            stats = self._stats_rows(row_i, key, cohort)
+            probe_stats = self.normalizer.probe_stats(queries[row : row + 1], probe.encoder)
+            band = cohort.band_index(probe.resolution)
+            normalized = self.normalizer.score(row_s[None], probe_stats, stats, band)[0]
+            order = np.argsort(-normalized, kind="stable")[:k]
+            out.append(
+                [Match(self._by_id[int(row_i[j])].name, float(normalized[j]), float(row_s[j]))
+                 for j in order]
+            )  # fmt: skip
+        return out
 
     def check_compatible(self, encoder: str, dim: int, path: str | os.PathLike = "gallery") -> None:
         """GalleryError unless this gallery was made by ``encoder`` with ``dim``-d embeddings."""

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrface.search.cohort import Cohort
+
 METHODS = ("raw", "centre", "znorm", "tnorm", "snorm", "asnorm")
 """Every scoring, cheapest first."""
 
@@ -118,3 +120,66 @@ def normalize_scores(
     if method == "znorm":
         return z
     return 0.5 * (t + z)
+
+
+@dataclass
+class Normalizer:
+    """A scoring ``method`` against cohorts, one per probe encoder (``cohorts`` keyed by every
+    name the encoder goes by: its cache key and its name). A probe whose encoder has no cohort
+    is scored raw (``covers``)."""
+
+    method: str
+    cohorts: dict[str, Cohort]
+    top_k: int = DEFAULT_TOP_K
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown score normalization {self.method!r}; one of {METHODS}")
+        if self.method == "centre":
+            raise ValueError("centring is measured by the open-set protocol, not served")
+
+    def covers(self, encoder: str) -> bool:
+        return self.method != "raw" and encoder in self.cohorts
+
+    def stats_key(self, encoder: str) -> str:
+        """What gallery-side statistics against ``encoder``'s cohort are stored under: the
+        cohort's encoder, its content and ``top_k`` (a new cohort invalidates them)."""
+        cohort = self.cohorts[encoder]
+        return f"{cohort.encoder}@{cohort.digest[:12]}/k{self.top_k}"
+
+    def encoders(self) -> dict[str, Cohort]:
+        """One entry per distinct cohort (by stats key)."""
+        return {self.stats_key(name): c for name, c in self.cohorts.items()}
+
+    def probe_stats(self, queries: np.ndarray, encoder: str) -> SideStats:
+        """The probe side: the queries against the gallery-side cohort of their encoder."""
+        return side_stats(queries, self.cohorts[encoder].gallery, self.top_k)
+
+    def gallery_stats(self, templates: np.ndarray, cohort: Cohort) -> np.ndarray:
+        """The gallery side of each template against every band of ``cohort``: ``N x bands x
+        4`` (``SideStats.as_array`` per band, in ``cohort.bands`` order), stored at enrolment."""
+        return np.stack(
+            [side_stats(templates, rows, self.top_k).as_array() for rows in cohort.bands.values()],
+            1,
+        )
+
+    def score(self, raw: np.ndarray, probe: SideStats, stored: np.ndarray, band: int) -> np.ndarray:
+        """Normalized scores of ``P x G`` raw scores, the gallery side read from ``stored``
+        (``G x bands x 4``) at the probe's ``band`` index."""
+        gallery = SideStats.from_array(stored[:, band], self.top_k)
+        return normalize_scores(raw, self.method, probe, gallery)
+
+
+def shipped_normalizer(method: str, encoders: dict[str, set[str]], top_k: int = DEFAULT_TOP_K):
+    """A ``Normalizer`` over the shipped cohorts of ``encoders`` (``{name: aliases}``; those
+    without a shipped cohort are left out), or None for ``raw``."""
+    from lrface.search.cohort import MANIFEST, load_cohort
+
+    if method == "raw":
+        return None
+    cohorts = {}
+    for name, aliases in encoders.items():
+        if name in MANIFEST:
+            cohort = load_cohort(name)
+            cohorts.update({alias: cohort for alias in {name, *aliases}})
+    return Normalizer(method, cohorts, top_k)

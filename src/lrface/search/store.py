@@ -26,14 +26,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lrface import __version__
 from lrface.search.gallery import Gallery, GalleryError
 
+if TYPE_CHECKING:
+    from lrface.search.normalize import Normalizer
+
 FORMAT = "lrface-gallery-sqlite"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -57,6 +61,22 @@ CREATE TABLE embeddings (
 );
 CREATE INDEX embeddings_identity ON embeddings(identity_id);
 """
+
+IDENTITY_STATS = """
+CREATE TABLE identity_stats (
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    encoder TEXT NOT NULL,
+    stats BLOB NOT NULL,
+    bands INTEGER NOT NULL,
+    PRIMARY KEY (identity_id, encoder)
+)
+"""
+"""Gallery-side score-normalization statistics of each identity's template, per cohort
+(``encoder``: ``Normalizer.stats_key``), ``bands x 4`` float32 (``lrface.search.normalize``).
+Computed at enrolment; an identity's rows go when its template changes."""
+
+MIGRATIONS = {1: [IDENTITY_STATS]}
+"""``{version: statements}`` that take a database of ``version`` to the next one."""
 
 
 @dataclass
@@ -117,6 +137,14 @@ class GalleryStore(abc.ABC):
         """(name, ``N x dim`` embeddings) for every identity."""
 
     @abc.abstractmethod
+    def put_identity_stats(self, name: str, stats: dict[str, np.ndarray]) -> int:
+        """Store ``name``'s gallery-side statistics ``{stats key: bands x 4}``; generation."""
+
+    @abc.abstractmethod
+    def identity_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every stored ``{name: {stats key: bands x 4}}``."""
+
+    @abc.abstractmethod
     def generation(self) -> int:
         """A counter that every committed change (from any process) increases."""
 
@@ -126,12 +154,23 @@ class GalleryStore(abc.ABC):
     def __len__(self) -> int:
         return len(self.identities())
 
-    def load_gallery(self) -> Gallery:
-        """The faiss-searchable gallery of every identity's template."""
+    def load_gallery(self, normalizer: Normalizer | None = None) -> Gallery:
+        """The faiss-searchable gallery of every identity's template, scoring by
+        ``normalizer`` (None: raw cosine) with the statistics stored at enrolment."""
         gallery = Gallery(self.encoder, self.dim, self.encoder_name)
         for name, vectors in self.embeddings():
             gallery.add(name, vectors)
+        if normalizer is not None:
+            gallery.use_scoring(normalizer, self.identity_stats())
         return gallery
+
+    def update_identity_stats(self, normalizer: Normalizer, names: list[str]) -> None:
+        """Compute and store the gallery-side statistics of ``names`` for every cohort of
+        ``normalizer`` (what enrolment does once the photos are in)."""
+        gallery = self.load_gallery(normalizer)
+        for name in names:
+            if name in gallery:
+                self.put_identity_stats(name, gallery.identity_stats(name))
 
     def check_compatible(self, encoder: str, dim: int) -> None:
         """GalleryError unless this store was made by ``encoder`` with ``dim``-d embeddings."""
@@ -170,7 +209,10 @@ class SqliteStore(GalleryStore):
         if meta.get("format") != FORMAT:
             self._close_quietly()
             raise GalleryError(f"{path}: an SQLite database, but not an lrface gallery")
-        if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+        version = int(meta.get("format_version", -1))
+        if version in MIGRATIONS:
+            version = self._migrate(version)
+        if version != FORMAT_VERSION:
             self._close_quietly()
             raise GalleryError(
                 f"{path}: gallery format version {meta.get('format_version')} (written by lrface "
@@ -180,6 +222,33 @@ class SqliteStore(GalleryStore):
         self.encoder = meta["encoder"]
         self.encoder_name = meta.get("encoder_name", self.encoder)
         self.dim = int(meta["dim"])
+
+    def _migrate(self, version: int) -> int:
+        """Bring an older database to ``FORMAT_VERSION`` in one transaction per step (its data
+        untouched); the version reached. A database another process migrated meanwhile is
+        left as it is."""
+        while version in MIGRATIONS:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise GalleryError(f"{self.path}: cannot migrate the gallery ({exc})") from None
+            try:
+                (now,) = self._db.execute(
+                    "SELECT value FROM meta WHERE key = 'format_version'"
+                ).fetchone()
+                if int(now) == version:
+                    for statement in MIGRATIONS[version]:
+                        self._db.execute(statement)
+                    self._db.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'format_version'",
+                        (str(version + 1),),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            version = max(version + 1, int(now))
+        return version
 
     @classmethod
     def create(
@@ -208,7 +277,7 @@ class SqliteStore(GalleryStore):
         try:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";"):
+            for statement in [*SCHEMA.split(";"), IDENTITY_STATS]:
                 db.execute(statement)
             db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
             db.execute("COMMIT")
@@ -255,6 +324,8 @@ class SqliteStore(GalleryStore):
                 [(ident, v, s, h, self.encoder, now, t) for v, s, h, t in rows],
             )
             added = db.total_changes - before
+            if added:  # the template moved: its statistics are recomputed
+                db.execute("DELETE FROM identity_stats WHERE identity_id = ?", (ident,))
             if not db.execute(
                 "SELECT 1 FROM embeddings WHERE identity_id = ?", (ident,)
             ).fetchone():
@@ -311,6 +382,34 @@ class SqliteStore(GalleryStore):
             by_name.setdefault(name, []).append(blob)
         for name, blobs in by_name.items():
             yield name, np.frombuffer(b"".join(blobs), "<f4").reshape(-1, self.dim)
+
+    def put_identity_stats(self, name: str, stats: dict[str, np.ndarray]) -> int:
+        rows = []
+        for key, values in stats.items():
+            values = np.asarray(values, "<f4")
+            if values.ndim != 2 or values.shape[1] != 4 or not np.isfinite(values).all():
+                raise ValueError(f"{key}: statistics must be a finite bands x 4 array")
+            rows.append((key, values.tobytes(), len(values)))
+        with self._write() as db:
+            row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise KeyError(f"{name!r} is not in the gallery")
+            db.executemany(
+                "INSERT OR REPLACE INTO identity_stats (identity_id, encoder, stats, bands) "
+                "VALUES (?, ?, ?, ?)",
+                [(row[0], *r) for r in rows],
+            )
+        return self._committed
+
+    def identity_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        rows = self._db.execute(
+            "SELECT i.name, s.encoder, s.stats, s.bands FROM identity_stats s "
+            "JOIN identities i ON s.identity_id = i.id"
+        ).fetchall()
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for name, key, blob, bands in rows:
+            out.setdefault(name, {})[key] = np.frombuffer(blob, "<f4").reshape(int(bands), 4)
+        return out
 
     def generation(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
