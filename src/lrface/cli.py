@@ -288,6 +288,13 @@ def calibrate_openset(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/openset"),
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     workers: Annotated[int, typer.Option(help="Processes for face alignment.")] = 2,
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Scores the thresholds apply to: raw (cosine) or asnorm (normalized against "
+            "the encoder's stored cohort, `lrface build-cohort`; stored beside the raw file)."
+        ),
+    ] = "raw",
 ) -> None:
     """Open-set thresholds ("unknown" for `lrface gallery search`) on LFW View 2's people.
 
@@ -295,15 +302,29 @@ def calibrate_openset(
     strangers; probes are degraded to each size. The threshold is set at --fpir on half of the
     people and FPIR / FNIR are reported on the other half (src/lrface/eval/openset.py).
     """
-    from lrface.calibration import calibration_path
+    from lrface.calibration import calibration_path, scoring_calibration_target
     from lrface.data.lfw import LFW
     from lrface.eval.openset_lfw import markdown_rows, openset_entries, run_openset
     from lrface.models.registry import create_encoder
     from lrface.paths import DatasetNotFoundError
+    from lrface.search.cohort import stored_cohort
+    from lrface.search.normalize import DEFAULT_TOP_K, STAT_METHODS
 
     size_list = parse_sizes(sizes)
     own = calibration_path(encoder)
-    if store and own is None:
+    cohort = None
+    if scoring != "raw":
+        if scoring not in STAT_METHODS:
+            choices = ", ".join(("raw", *STAT_METHODS))
+            raise typer.BadParameter(f"one of {choices}", param_hint="--scoring")
+        cohort = stored_cohort(encoder)
+        if cohort is None:
+            raise typer.BadParameter(
+                f"{encoder!r} has no stored cohort; build one with `lrface build-cohort`",
+                param_hint="--scoring",
+            )
+        own = scoring_calibration_target(encoder, scoring)
+    elif store and own is None:
         raise typer.BadParameter(
             f"{encoder!r} has no calibration file to store into", param_hint="--store"
         )
@@ -317,7 +338,9 @@ def calibrate_openset(
     except DatasetNotFoundError as exc:
         raise typer.BadParameter(str(exc), param_hint="--lfw") from None
     started = time.perf_counter()
-    rows, split, dropped = run_openset(dataset, gallery, probe, size_list, fpir, seed, workers)
+    rows, split, dropped = run_openset(
+        dataset, gallery, probe, size_list, fpir, seed, workers, cohort=cohort, scoring=scoring
+    )
     elapsed = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     summary = {
@@ -337,10 +360,17 @@ def calibrate_openset(
     target = own if store else out / "calibration.json"
     calib = (
         json.loads(own.read_text())
-        if own is not None
+        if own is not None and own.is_file()
         else {"gallery_encoder": gallery.cache_key, "probe_encoder": probe.cache_key, "flip": False}
     )
     calib |= {"openset": openset_entries(rows), "openset_fpir": fpir}
+    if cohort is not None:
+        calib |= {
+            "scoring": scoring,
+            "cohort": f"{cohort.encoder}@{cohort.digest}",
+            "top_k": DEFAULT_TOP_K,
+            "gallery_size": len(split.gallery),
+        }
     target.write_text(json.dumps(calib, indent=2) + "\n")
     typer.echo(table)
     typer.echo(
@@ -349,6 +379,51 @@ def calibrate_openset(
     )
     typer.echo(f"wall time {elapsed:.1f} s on {summary['machine']}")
     typer.echo(f"wrote {out / 'openset.json'}, {out / 'openset.md'}, {target}")
+
+
+@app.command("build-cohort")
+def build_cohort_command(
+    encoder: Annotated[
+        str, typer.Option(help="Probe encoder whose cohort to build (a shipped name).")
+    ] = DEFAULT_STUDENT,
+    bands: Annotated[
+        str, typer.Option(help="Probe sizes to embed the cohort at; 'full' = no degradation.")
+    ] = "8,12,16,20",
+    faces: Annotated[int, typer.Option(help="Cohort faces.", min=100)] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed of the UTKFace sample.")] = 0,
+    lfw: Annotated[Path | None, typer.Option(help="LFW root.")] = None,
+    utkface: Annotated[Path | None, typer.Option(help="UTKFace root.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output file (default: the packaged cohorts/<encoder>.safetensors)."),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Processes for face alignment.")] = 1,
+) -> None:
+    """The score-normalization cohort of an encoder: faces of nobody in LFW View 2 (one photo of
+    each LFW person in no View 2 pair, then seeded UTKFace minus its LFW matches), embedded by
+    the teacher at full size and by the encoder at each band (src/lrface/eval/cohort.py).
+    Prints the sha256 to pin in lrface.search.cohort.MANIFEST."""
+    from lrface.data.lfw import LFW
+    from lrface.eval.cohort import build_cohort
+    from lrface.models.registry import create_encoder
+    from lrface.paths import DatasetNotFoundError, file_digest
+    from lrface.search.cohort import COHORT_DIR, write_cohort
+
+    try:
+        probe = create_encoder(encoder)
+        gallery = create_encoder(probe.teacher) if probe.teacher else probe
+        dataset = LFW(lfw)
+    except (KeyError, FileNotFoundError, ValueError, DatasetNotFoundError) as exc:
+        raise typer.BadParameter(str(exc).strip('"')) from None
+    started = time.perf_counter()
+    cohort = build_cohort(
+        dataset, gallery, probe, encoder, None if utkface is None else str(utkface), faces,
+        tuple(parse_sizes(bands)), seed, workers=workers,
+    )  # fmt: skip
+    target = write_cohort(cohort, out or COHORT_DIR / f"{encoder}.safetensors")
+    typer.echo(json.dumps(cohort.info, indent=2))
+    typer.echo(f"{time.perf_counter() - started:.1f} s; wrote {target}")
+    typer.echo(f'sha256 (MANIFEST["{encoder}"]): {file_digest(target)}')
 
 
 def parse_folds(text: str | None) -> set[int] | None:

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrface.calibration import (
+    DEFAULT_SCORING,
     Calibration,
     FaceRef,
     ThresholdBook,
     as_resolution,
+    scoring_calibration_path,
     stored_calibrations,
     track_calibrations,
 )
@@ -314,10 +316,30 @@ class FacePipeline:
         )
 
 
-def default_calibrations(encoder: str, student: str | None) -> list[Calibration]:
-    """The calibrations stored with the student (if any) and the teacher (if any); see
-    ``lrface.calibration.calibration_path``."""
-    return stored_calibrations([student, encoder])
+def default_calibrations(
+    encoder: str, student: str | None, scoring: str = DEFAULT_SCORING
+) -> list[Calibration]:
+    """The calibrations stored with the student (if any) and the teacher (if any), raw ones
+    and, unless ``scoring`` is ``raw``, those for normalized scores; see
+    ``lrface.calibration.calibration_path`` and ``scoring_calibration_path``."""
+    normalized = (
+        []
+        if scoring == "raw"
+        else stored_calibrations(
+            [student, encoder], lambda name: scoring_calibration_path(name, scoring)
+        )
+    )
+    return stored_calibrations([student, encoder]) + normalized
+
+
+def search_normalizer(encoder: str, student: str | None, scoring: str = DEFAULT_SCORING):
+    """The ``lrface.search.normalize.Normalizer`` gallery searches of this teacher and student
+    are scored by: ``scoring`` for each encoder that has both a stored cohort and a
+    calibration set on that scoring, raw for the others; None when neither has them."""
+    from lrface.search.normalize import stored_normalizer
+
+    names = [n for n in (student, encoder) if n and scoring_calibration_path(n, scoring)]
+    return stored_normalizer(scoring, names)
 
 
 def watch_calibrations(encoder: str, student: str | None) -> list[Calibration]:
@@ -381,17 +403,19 @@ def identify(
     matches: list,
     gallery_encoder: str,
     threshold: float | None = None,
+    scoring: str = "raw",
 ) -> Answer:
     """The open-set decision for ``face`` given its ranked ``matches`` (``.name``, ``.score``):
     the top identity if its score is at least the open-set threshold for the face's resolution and
-    encoder (``threshold`` overrides), else unknown."""
+    encoder (``threshold`` overrides), else unknown. ``scoring``: how the matches were scored
+    (``Gallery.scoring_for``); the threshold comes from a calibration set on that scoring."""
     top = matches[0] if matches else None
     score = None if top is None else float(top.score)
     if threshold is not None:
         source, reason = "--threshold", "given"
     else:
         try:
-            choice = book.openset(face.ref, gallery_encoder)
+            choice = book.openset(face.ref, gallery_encoder, scoring=scoring)
         except ValueError as exc:
             return Answer(None if top is None else top.name, score, None, None, str(exc))
         threshold, source, reason = choice.threshold, choice.source, choice.reason

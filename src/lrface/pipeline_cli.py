@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from lrface.calibration import DEFAULT_SCORING
 from lrface.models.pretrained import DEFAULT_STUDENT
 
 DEFAULT_TEACHER = "dlib-resnet-torch"
@@ -341,7 +342,7 @@ def enroll_command(
     from tqdm import tqdm
 
     from lrface.data.images import BadImageError, load_rgb
-    from lrface.pipeline import FaceInputError, thumbnail_jpeg
+    from lrface.pipeline import FaceInputError, search_normalizer, thumbnail_jpeg
     from lrface.search.gallery import GalleryError
     from lrface.search.store import Enrolment, SqliteStore, file_sha256
 
@@ -421,6 +422,9 @@ def enroll_command(
                 err=True,
             )
             raise typer.Exit(130) from None
+        normalizer = search_normalizer(encoder, DEFAULT_STUDENT)
+        if normalizer is not None and touched:  # gallery-side statistics, once per change
+            store.update_identity_stats(normalizer, sorted(touched))
         total = len(store)
     typer.echo(
         f"enrolled {enrolled_images} photos of {len(touched)} identities into {gallery} "
@@ -473,6 +477,13 @@ def search_command(
         Path | None,
         typer.Option(help="Calibration JSON with open-set thresholds (--threshold wins)."),
     ] = None,
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Scores: asnorm (normalized against the shipped cohort, where the encoder has "
+            "one and a calibration for it: docs/openset.md) or raw (cosine)."
+        ),
+    ] = DEFAULT_SCORING,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -483,22 +494,30 @@ def search_command(
     import numpy as np
 
     from lrface.data.images import BadImageError
-    from lrface.pipeline import MULTI_FACE_POLICIES, Calibration, FaceInputError, identify
+    from lrface.pipeline import (
+        MULTI_FACE_POLICIES,
+        Calibration,
+        FaceInputError,
+        identify,
+        search_normalizer,
+    )
     from lrface.pipeline import default_calibrations as defaults
     from lrface.search.gallery import GalleryError
 
     student = chosen_student(student)
     _check_policy(multi_face, MULTI_FACE_POLICIES)
+    if scoring not in ("raw", DEFAULT_SCORING):
+        raise typer.BadParameter(f"one of raw, {DEFAULT_SCORING}", param_hint="--scoring")
     with _open_store(gallery) as store:
         if not len(store):
             raise _fail(
                 f"{gallery}: the gallery is empty; enroll identities first "
                 f"(lrface gallery enroll DIR --gallery {gallery})"
             )
-        gal = store.load_gallery()
+        gal = store.load_gallery(search_normalizer(store.encoder_name, student, scoring))
     try:
         calibs = [Calibration.load(calibration)] if calibration else []
-        calibs += defaults(gal.encoder_name, student)
+        calibs += defaults(gal.encoder_name, student, scoring)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     pipe = _pipeline(gal.encoder_name, student, detector, min_face, size_cutoff, multi_face, device)
@@ -508,16 +527,18 @@ def search_command(
         book = pipe.thresholds(calibs)
     except (BadImageError, FaceInputError, GalleryError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    matches = gal.search(np.stack([f.embedding for f in faces]), k)
+    matches = gal.search(np.stack([f.embedding for f in faces]), k, [f.ref for f in faces])
     answers = [
-        identify(book, f, ms, gal.encoder, threshold) for f, ms in zip(faces, matches, strict=True)
+        identify(book, f, ms, gal.encoder, threshold, gal.scoring_for(f.encoder))
+        for f, ms in zip(faces, matches, strict=True)
     ]
     if as_json:
         out = [
             {
                 **f.to_dict(),
                 **a.to_dict(),
-                "matches": [{"name": m.name, "score": round(m.score, 4)} for m in ms],
+                "scoring": gal.scoring_for(f.encoder),
+                "matches": [m.to_dict() for m in ms],
             }
             for f, a, ms in zip(faces, answers, matches, strict=True)
         ]
@@ -527,7 +548,8 @@ def search_command(
         typer.echo(f"{_face_line(face)}:")
         typer.echo(f"  answer: {answer.describe()}")
         for rank, m in enumerate(ms, 1):
-            typer.echo(f"  {rank}. {m.name}  {m.score:.4f}")
+            cosine = "" if m.raw is None else f"  (cosine {m.raw:.4f})"
+            typer.echo(f"  {rank}. {m.name}  {m.score:.4f}{cosine}")
 
 
 @gallery_app.command("remove")

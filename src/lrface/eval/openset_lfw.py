@@ -21,6 +21,7 @@ from lrface.eval.openset import (
     split_people,
 )
 from lrface.models.encoder import FaceEncoder
+from lrface.search.cohort import Cohort
 from lrface.search.normalize import (
     DEFAULT_TOP_K,
     METHODS,
@@ -103,19 +104,35 @@ def run_openset(
     seed: int = 0,
     workers: int = 1,
     progress: bool = True,
+    cohort: Cohort | None = None,
+    scoring: str = "raw",
+    top_k: int = DEFAULT_TOP_K,
 ) -> tuple[list[OpenSetResult], OpenSetSplit, int]:
     """Rows per probe size, the split used and how many images were dropped as unusable.
 
     Gallery: ``gallery_encoder`` at full size; probes: ``probe_encoder`` at each size, no flip
-    (as ``lrface gallery search`` embeds them).
+    (as ``lrface gallery search`` embeds them). ``scoring`` other than ``raw``: scores
+    normalized against ``cohort`` (the probe encoder's; each size against the band a search
+    of that size uses), as ``Gallery.search`` scores them.
     """
     split, dropped, gallery, probes = openset_embeddings(
         lfw, gallery_encoder, probe_encoder, sizes, seed, workers, progress
     )
-    rows = [
-        evaluate_openset(gallery, split.gallery_names, probes[size], split, target_fpir, size)
-        for size in sizes
-    ]
+    if scoring == "raw":
+        rows = [
+            evaluate_openset(gallery, split.gallery_names, probes[size], split, target_fpir, size)
+            for size in sizes
+        ]
+        return rows, split, dropped
+    if cohort is None:
+        raise ValueError(f"{scoring} scoring needs the probe encoder's cohort")
+    rows = []
+    for size in sizes:
+        band = list(cohort.bands.values())[cohort.band_index(size)]
+        rows += normalized_rows(
+            gallery, probes[size], split, cohort.gallery, band, size, [target_fpir], (scoring,),
+            top_k,
+        )  # fmt: skip
     return rows, split, dropped
 
 

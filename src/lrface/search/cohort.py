@@ -67,8 +67,9 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
-def read_cohort(path: str | Path, encoder: str | None = None) -> Cohort:
-    """A cohort file (any path; ``load_cohort`` checks shipped ones first)."""
+def read_cohort(path: str | Path, encoder: str | None = None, digest: str | None = None) -> Cohort:
+    """A cohort file (any path; ``load_cohort`` checks shipped ones first); ``digest``: its
+    sha256 when already known."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -88,7 +89,7 @@ def read_cohort(path: str | Path, encoder: str | None = None) -> Cohort:
     if not bands:
         raise ValueError(f"{path}: cohort file has no 'band-<size>' tensors")
     name = encoder or info.get("encoder", path.stem)
-    return Cohort(name, unit(tensors["gallery"]), bands, info, file_digest(path))
+    return Cohort(name, unit(tensors["gallery"]), bands, info, digest or file_digest(path))
 
 
 def write_cohort(cohort: Cohort, path: str | Path) -> Path:
@@ -122,5 +123,15 @@ def load_cohort(encoder: str) -> Cohort:
                 f"{path}: sha256 {actual[:16]}... does not match the pinned "
                 f"{MANIFEST[encoder][:16]}... (file changed or damaged); reinstall lrface"
             )
-        _LOADED[key] = read_cohort(path, encoder)
+        _LOADED[key] = read_cohort(path, encoder, actual)
     return _LOADED[key]
+
+
+def stored_cohort(encoder: str) -> Cohort | None:
+    """The cohort stored with an encoder: a checkpoint directory's ``cohort.safetensors``
+    (written by ``lrface build-cohort --out``), else the shipped, hash-checked one; None if it
+    has neither."""
+    own = Path(encoder) / "cohort.safetensors"
+    if own.is_file():
+        return read_cohort(own)
+    return load_cohort(encoder) if encoder in MANIFEST else None

@@ -74,6 +74,10 @@ class Match:
     score: float
     raw: float | None = None
 
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "score": round(self.score, 4)}
+        return out if self.raw is None else {**out, "cosine": round(self.raw, 4)}
+
 
 RERANK = 100
 """A normalized search rescores this many raw (faiss) candidates per probe, at least ``k``: the
@@ -107,6 +111,11 @@ class Gallery:
         for name, by_key in (stored or {}).items():
             if name in self._by_name:
                 self._stats[self._by_name[name].id] = dict(by_key)
+
+    def scoring_for(self, encoder: str) -> str:
+        """How a probe of ``encoder`` is scored here: the normalizer's method, or ``raw``."""
+        covered = self.normalizer is not None and self.normalizer.covers(encoder)
+        return self.normalizer.method if covered else "raw"
 
     def identity_stats(self, name: str) -> dict[str, np.ndarray]:
         """Gallery-side statistics of ``name`` for every cohort of the normalizer, as stored

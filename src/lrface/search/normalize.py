@@ -170,16 +170,21 @@ class Normalizer:
         return normalize_scores(raw, self.method, probe, gallery)
 
 
-def shipped_normalizer(method: str, encoders: dict[str, set[str]], top_k: int = DEFAULT_TOP_K):
-    """A ``Normalizer`` over the shipped cohorts of ``encoders`` (``{name: aliases}``; those
-    without a shipped cohort are left out), or None for ``raw``."""
-    from lrface.search.cohort import MANIFEST, load_cohort
+def stored_normalizer(
+    method: str, encoders: list[str | None], top_k: int = DEFAULT_TOP_K
+) -> Normalizer | None:
+    """A ``Normalizer`` over the stored cohorts of these encoder names (shipped ones, or a
+    checkpoint directory's ``cohort.safetensors``; those without one are left out), each
+    also known by the cache key it was built with; None for ``raw`` or when none has one."""
+    from lrface.search.cohort import stored_cohort
 
     if method == "raw":
         return None
-    cohorts = {}
-    for name, aliases in encoders.items():
-        if name in MANIFEST:
-            cohort = load_cohort(name)
-            cohorts.update({alias: cohort for alias in {name, *aliases}})
-    return Normalizer(method, cohorts, top_k)
+    cohorts: dict[str, Cohort] = {}
+    for name in encoders:
+        cohort = stored_cohort(name) if name else None
+        if cohort is not None:
+            cohorts[name] = cohort
+            if cohort.info.get("probe_encoder"):
+                cohorts[cohort.info["probe_encoder"]] = cohort
+    return Normalizer(method, cohorts, top_k) if cohorts else None

@@ -138,7 +138,8 @@ class GalleryStore(abc.ABC):
 
     @abc.abstractmethod
     def put_identity_stats(self, name: str, stats: dict[str, np.ndarray]) -> int:
-        """Store ``name``'s gallery-side statistics ``{stats key: bands x 4}``; generation."""
+        """Store ``name``'s gallery-side statistics ``{stats key: bands x 4}`` (derived data:
+        the generation is not bumped); the generation."""
 
     @abc.abstractmethod
     def identity_stats(self) -> dict[str, dict[str, np.ndarray]]:
@@ -286,17 +287,20 @@ class SqliteStore(GalleryStore):
         return cls(path)
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that bumps the generation; rolled back on any error."""
+    def _write(self, bump: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction that bumps the generation (unless ``bump`` is False: data
+        derived from what is stored, which any holder would compute alike); rolled back on
+        any error."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise GalleryError(f"{self.path}: cannot write the gallery ({exc})") from None
         try:
             yield self._db
-            self._db.execute(
-                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
-            )
+            if bump:
+                self._db.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                )
             self._committed = self.generation()
             self._db.execute("COMMIT")
         except BaseException:
@@ -390,7 +394,7 @@ class SqliteStore(GalleryStore):
             if values.ndim != 2 or values.shape[1] != 4 or not np.isfinite(values).all():
                 raise ValueError(f"{key}: statistics must be a finite bands x 4 array")
             rows.append((key, values.tobytes(), len(values)))
-        with self._write() as db:
+        with self._write(bump=False) as db:
             row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise KeyError(f"{name!r} is not in the gallery")

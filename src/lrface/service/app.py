@@ -40,6 +40,7 @@ from lrface.pipeline import (
     thumbnail_jpeg,
 )
 from lrface.search.gallery import Gallery
+from lrface.search.normalize import Normalizer
 from lrface.search.store import Enrolment, GalleryStore, file_sha256
 from lrface.service.security import API_KEY_HEADER, SecurityError, key_matches, validate_name
 
@@ -71,19 +72,22 @@ class ApiError(Exception):
 class WatchList:
     """The store, its faiss index kept in step, and the pipeline; thread-safe."""
 
-    def __init__(self, store: GalleryStore, pipeline: FacePipeline):
+    def __init__(
+        self, store: GalleryStore, pipeline: FacePipeline, normalizer: Normalizer | None = None
+    ):
         self.store = store
         self.pipeline = pipeline
+        self.normalizer = normalizer
         self._lock = threading.Lock()  # store connection + index
         self._infer = threading.Lock()  # one image through the models at a time
         self._generation = store.generation()
-        self._gallery = store.load_gallery()
+        self._gallery = store.load_gallery(normalizer)
 
     def _in_step(self) -> Gallery:
         """The index, rebuilt first if another process changed the store (under the lock)."""
         generation = self.store.generation()
         if generation != self._generation:
-            self._gallery = self.store.load_gallery()
+            self._gallery = self.store.load_gallery(self.normalizer)
             self._generation = generation
         return self._gallery
 
@@ -117,6 +121,8 @@ class WatchList:
                 self._applied(generation, lambda g: g.add(name, vectors))
             else:  # a concurrent request enrolled some of the same photos first
                 self._in_step()
+            if added and self.normalizer is not None:  # gallery-side statistics, stored
+                self.store.put_identity_stats(name, self._gallery.identity_stats(name))
         return added
 
     def remove(self, name: str) -> None:
@@ -124,9 +130,13 @@ class WatchList:
             generation = self.store.remove(name)
             self._applied(generation, lambda g: g.remove(name))
 
-    def search(self, embeddings: np.ndarray, k: int):
+    def search(self, embeddings: np.ndarray, k: int, probes=None):
+        """Top-k per row (``Gallery.search``; ``probes``: each row's ``FaceRef``, for
+        normalized scores) and how each row was scored."""
         with self._lock:
-            return self._in_step().search(embeddings, k)
+            gallery = self._in_step()
+            scorings = [gallery.scoring_for(p.encoder) if p else "raw" for p in probes or []]
+            return gallery.search(embeddings, k, probes), scorings
 
     def size(self) -> int:
         with self._lock:
@@ -147,6 +157,7 @@ def create_app(
     config: ServiceConfig | None = None,
     calibrations: list[Calibration] | None = None,
     watch_calibrations: list[Calibration] | None = None,
+    normalizer: Normalizer | None = None,
 ) -> FastAPI:
     """The app serving ``store`` through ``pipeline``. ``calibrations`` (the student's and the
     teacher's, as ``lrface.pipeline.default_calibrations`` finds them) decide ``/api/verify``
@@ -154,12 +165,14 @@ def create_app(
     decision says it is undecided and why. ``watch_calibrations``
     (``lrface.pipeline.watch_calibrations``: track calibrations, then single-face ones) judge
     ``/api/watch``'s tracks, for the gallery's size at each upload, as ``lrface watch`` does;
-    without them, ``calibrations``."""
+    without them, ``calibrations``. ``normalizer`` (``lrface.pipeline.search_normalizer``)
+    scores ``/api/search`` (its calibrations must include ones set on that scoring);
+    ``/api/watch``'s tracks are scored raw."""
     config = config or ServiceConfig()
     calibrations = calibrations or []
     book = pipeline.thresholds(calibrations)
     watch_book = pipeline.thresholds(watch_calibrations or calibrations)
-    watch = WatchList(store, pipeline)
+    watch = WatchList(store, pipeline, normalizer)
     app = FastAPI(
         title="lrface watch-list",
         version=__version__,
@@ -331,14 +344,19 @@ def create_app(
         if watch.size() == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
         image, faces = embed_probe(file)
-        results = watch.search(np.stack([f.embedding for f in faces]), k)
+        results, scorings = watch.search(
+            np.stack([f.embedding for f in faces]), k, [f.ref for f in faces]
+        )
         out = []
-        for face, matches in zip(faces, results, strict=True):
+        for face, matches, scoring in zip(faces, results, scorings, strict=True):
             out.append(
                 {
                     **face.to_dict(),
-                    "matches": [{"name": m.name, "score": round(m.score, 4)} for m in matches],
-                    "decision": identify(book, face, matches, store.encoder).to_dict(),
+                    "scoring": scoring,
+                    "matches": [m.to_dict() for m in matches],
+                    "decision": identify(
+                        book, face, matches, store.encoder, None, scoring
+                    ).to_dict(),
                 }
             )
         return {"image": {"width": image.shape[1], "height": image.shape[0]}, "faces": out}
@@ -381,7 +399,7 @@ def create_app(
             raise ApiError(409, "the gallery is empty: enroll identities first")
 
         def searcher(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-            return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)]
+            return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)[0]]
 
         calibrated = BookThresholds(watch_book, store.encoder, True, watch.size())
 

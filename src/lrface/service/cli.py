@@ -51,7 +51,7 @@ def serve_command(
     """Serve the watch-list: REST API (docs at /docs) and a web page at /."""
     import uvicorn
 
-    from lrface.pipeline import default_calibrations, watch_calibrations
+    from lrface.pipeline import default_calibrations, search_normalizer, watch_calibrations
     from lrface.search.gallery import GalleryError
     from lrface.search.store import SqliteStore, open_store
     from lrface.service.app import ServiceConfig, create_app
@@ -94,7 +94,8 @@ def serve_command(
     config = ServiceConfig(
         api_key=key, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels
     )
-    app = create_app(store, pipe, config, calibrations, watching)
+    normalizer = search_normalizer(encoder, student)
+    app = create_app(store, pipe, config, calibrations, watching, normalizer)
     typer.echo(
         f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
         f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
