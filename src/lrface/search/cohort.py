@@ -25,12 +25,17 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from lrface.calibration import nearest_size, size_label
-from lrface.paths import file_digest
+from lrface.paths import file_digest, readable_by_umask
 
 COHORT_DIR = Path(__file__).resolve().parent / "cohorts"
 META_KEY = "lrface_cohort"
 
-MANIFEST: dict[str, str] = {}
+MANIFEST: dict[str, str] = {
+    # lrface build-cohort --encoder dlib-resnet-torch --bands 12,16,20,32,64,full --faces 4000
+    "dlib-resnet-torch": "4bc43d11f1ab0c26f684197c6f8bc7f2a6fc3de017d7ac8fe027c923f0e24b50",
+    # lrface build-cohort --encoder lrface-lr-v2 --bands 8,12,16,20 --faces 4000 (seed 0)
+    "lrface-lr-v2": "8ee5e309fd31eaf8c8910be8b9da0637680b7229f9c89ead31b5de8b324fe070",
+}
 """``{encoder name: sha256 of cohorts/<name>.safetensors}`` of every shipped cohort."""
 
 
@@ -100,6 +105,7 @@ def write_cohort(cohort: Cohort, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {**cohort.info, "encoder": cohort.encoder}
     save_file(cohort.tensors(), str(path), metadata={META_KEY: json.dumps(info)})
+    readable_by_umask(path)  # package data, of public face sets: not owner-only
     return path
 
 
