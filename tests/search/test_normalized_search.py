@@ -111,3 +111,23 @@ def test_store_keeps_statistics_drops_them_on_change_and_migrates_v1(tmp_path):
         str(FORMAT_VERSION),
     )
     db.close()
+
+
+def test_shipped_cohorts_are_pinned_and_describe_their_encoder(tmp_path, monkeypatch):
+    from lrface.search import cohort as cohort_module
+
+    for name in cohort_module.MANIFEST:
+        cohort = cohort_module.load_cohort(name)
+        assert cohort.gallery.shape[1] == 128 and len(cohort.gallery) >= 1000
+        assert all(len(rows) == len(cohort.gallery) for rows in cohort.bands.values())
+        assert cohort.info["probe_encoder"] and cohort.digest == cohort_module.MANIFEST[name]
+    name = next(iter(cohort_module.MANIFEST))
+    damaged = tmp_path / f"{name}.safetensors"
+    data = bytearray((cohort_module.COHORT_DIR / f"{name}.safetensors").read_bytes())
+    data[-1] ^= 1
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(cohort_module, "COHORT_DIR", tmp_path)
+    with pytest.raises(cohort_module.CohortIntegrityError, match="does not match the pinned"):
+        cohort_module.load_cohort(name)
+    with pytest.raises(KeyError, match="no shipped cohort"):
+        cohort_module.load_cohort("nobody")
