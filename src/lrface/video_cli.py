@@ -87,7 +87,7 @@ def watch_command(
         ),
     ] = None,
     weighting: Annotated[
-        str, typer.Option(help="Track aggregation: uniform, size, score or size-score.")
+        str, typer.Option(help="Track aggregation: uniform, size, score, size-score or quality.")
     ] = "size-score",
     full_every: Annotated[
         int,

@@ -208,12 +208,14 @@ class FaceWatcher:
         return sorted(events, key=lambda e: e.track_id)
 
     def _decide(self, observations: list[Observation]) -> tuple[np.ndarray, Decision]:
+        embeddings = np.stack([o.embedding for o in observations])
         weights = face_weights(
             np.array([o.face.width for o in observations]),
             np.array([o.face.score for o in observations]),
             self.config.weighting,
+            embeddings,
         )
-        embedding = aggregate(np.stack([o.embedding for o in observations]), weights)
+        embedding = aggregate(embeddings, weights)
         top = self.searcher(embedding[None], self.config.top_k)[0]
         return embedding, decide(top, self.track_threshold(observations, weights))
 
