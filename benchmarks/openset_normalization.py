@@ -14,7 +14,6 @@ row is left out: full-size faces go to the teacher.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from lrface.data.lfw import LFW
 from lrface.eval.cohort import DEFAULT_SIZE, cohort_chips, embed_cohort
 from lrface.eval.openset_lfw import normalized_markdown, normalized_rows, openset_embeddings
+from lrface.machine import save_measurement
 from lrface.models.registry import create_encoder
 from lrface.search.normalize import DEFAULT_TOP_K, METHODS
 
@@ -73,10 +73,7 @@ def main() -> None:
             "enrolled": len(split.gallery),
             "rows": [r.to_dict() for r in rows],
         }
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{report['seconds']} s -> {args.out}")
+    save_measurement(report, args.out, started)
 
 
 if __name__ == "__main__":

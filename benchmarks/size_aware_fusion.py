@@ -14,7 +14,6 @@ protocol, raw and AS-norm scores, the cohort fused the same way).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from lrface.eval.embeddings import embed_chipset
 from lrface.eval.fusion import SHIPPED_SHARE, fit_shares, fuse, student_part
 from lrface.eval.openset_lfw import normalized_rows, openset_embeddings
 from lrface.eval.protocol import protocol_trials, tar_at_far, trial_folds, verification_report
+from lrface.machine import save_measurement
 from lrface.models.registry import create_encoder
 
 
@@ -124,10 +124,7 @@ def main() -> None:
             )
             print(f"| {size} px | {share:g} | {cells} |")
             report["openset"] += [{"share": share, **r.to_dict()} for r in found]
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{report['seconds']} s -> {args.out}")
+    save_measurement(report, args.out, started)
 
 
 if __name__ == "__main__":
