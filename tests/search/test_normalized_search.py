@@ -131,3 +131,13 @@ def test_shipped_cohorts_are_pinned_and_describe_their_encoder(tmp_path, monkeyp
         cohort_module.load_cohort(name)
     with pytest.raises(KeyError, match="no shipped cohort"):
         cohort_module.load_cohort("nobody")
+
+
+def test_a_cohort_of_another_dimension_leaves_the_search_raw(tmp_path):
+    cohort = make_cohort(tmp_path)  # 16-d
+    gallery = Gallery("teacher", 8)
+    gallery.add("ann", unit(np.random.default_rng(3).normal(size=(1, 8))))
+    gallery.use_scoring(Normalizer("asnorm", {"enc-lr": cohort}))
+    assert gallery.scoring_for("enc-lr") == "raw" and gallery.identity_stats("ann") == {}
+    (match,) = gallery.search(unit(np.ones((1, 8))), 1, [FaceRef("enc-lr", 16)])[0]
+    assert match.raw is None

@@ -113,8 +113,13 @@ class Gallery:
                 self._stats[self._by_name[name].id] = dict(by_key)
 
     def scoring_for(self, encoder: str) -> str:
-        """How a probe of ``encoder`` is scored here: the normalizer's method, or ``raw``."""
-        covered = self.normalizer is not None and self.normalizer.covers(encoder)
+        """How a probe of ``encoder`` is scored here: the normalizer's method where it has a
+        cohort of this gallery's dimension for that encoder, else ``raw``."""
+        covered = (
+            self.normalizer is not None
+            and self.normalizer.covers(encoder)
+            and self.normalizer.cohorts[encoder].gallery.shape[1] == self.dim
+        )
         return self.normalizer.method if covered else "raw"
 
     def identity_stats(self, name: str) -> dict[str, np.ndarray]:
@@ -122,8 +127,9 @@ class Gallery:
         at enrolment (``{stats key: bands x 4}``)."""
         ident = self.identity(name)
         for key, cohort in self.normalizer.encoders().items():
-            self._stats_rows(np.array([ident.id]), key, cohort)
-        return dict(self._stats[ident.id])
+            if cohort.gallery.shape[1] == self.dim:
+                self._stats_rows(np.array([ident.id]), key, cohort)
+        return dict(self._stats.get(ident.id, {}))
 
     def _stats_rows(self, ids: np.ndarray, key: str, cohort) -> np.ndarray:
         """``len(ids) x bands x 4`` gallery-side statistics, computing any not yet known."""
@@ -192,7 +198,7 @@ class Gallery:
         if k <= 0:
             return [[] for _ in queries]
         scored = [
-            self.normalizer is not None and p is not None and self.normalizer.covers(p.encoder)
+            p is not None and self.scoring_for(p.encoder) != "raw"
             for p in (probes if probes is not None else [None] * len(queries))
         ]
         depth = min(len(self), max(k, RERANK)) if any(scored) else k
