@@ -423,7 +423,8 @@ def build_cohort_command(
     target = write_cohort(cohort, out or COHORT_DIR / f"{encoder}.safetensors")
     typer.echo(json.dumps(cohort.info, indent=2))
     typer.echo(f"{time.perf_counter() - started:.1f} s; wrote {target}")
-    typer.echo(f'sha256 (MANIFEST["{encoder}"]): {file_digest(target)}')
+    pin = "" if Path(encoder).is_dir() else f' (MANIFEST["{encoder}"])'
+    typer.echo(f"sha256{pin}: {file_digest(target)}")
 
 
 def parse_folds(text: str | None) -> set[int] | None:

@@ -90,7 +90,7 @@ def test_store_keeps_statistics_drops_them_on_change_and_migrates_v1(tmp_path):
         store.add("ann", [Enrolment(unit(rng.normal(size=16)), "new.jpg", "n1")])
         assert set(store.identity_stats()) == {"bob"}  # ann's template moved
         with pytest.raises(ValueError, match="bands x 4"):
-            store.put_identity_stats("bob", {key: np.zeros(3)})
+            store.put_identity_stats({"bob": {key: np.zeros(3)}})
         store.remove("bob")
         assert store.identity_stats() == {}
     # a version-1 database (no statistics table) is migrated on open, its data kept

@@ -137,9 +137,9 @@ class GalleryStore(abc.ABC):
         """(name, ``N x dim`` embeddings) for every identity."""
 
     @abc.abstractmethod
-    def put_identity_stats(self, name: str, stats: dict[str, np.ndarray]) -> int:
-        """Store ``name``'s gallery-side statistics ``{stats key: bands x 4}`` (derived data:
-        the generation is not bumped); the generation."""
+    def put_identity_stats(self, stats: dict[str, dict[str, np.ndarray]]) -> int:
+        """Store gallery-side statistics ``{name: {stats key: bands x 4}}`` in one transaction
+        (derived data: the generation is not bumped); the generation."""
 
     @abc.abstractmethod
     def identity_stats(self) -> dict[str, dict[str, np.ndarray]]:
@@ -169,9 +169,7 @@ class GalleryStore(abc.ABC):
         """Compute and store the gallery-side statistics of ``names`` for every cohort of
         ``normalizer`` (what enrolment does once the photos are in)."""
         gallery = self.load_gallery(normalizer)
-        for name in names:
-            if name in gallery:
-                self.put_identity_stats(name, gallery.identity_stats(name))
+        self.put_identity_stats({n: gallery.identity_stats(n) for n in names if n in gallery})
 
     def check_compatible(self, encoder: str, dim: int) -> None:
         """GalleryError unless this store was made by ``encoder`` with ``dim``-d embeddings."""
@@ -387,21 +385,25 @@ class SqliteStore(GalleryStore):
         for name, blobs in by_name.items():
             yield name, np.frombuffer(b"".join(blobs), "<f4").reshape(-1, self.dim)
 
-    def put_identity_stats(self, name: str, stats: dict[str, np.ndarray]) -> int:
+    def put_identity_stats(self, stats: dict[str, dict[str, np.ndarray]]) -> int:
         rows = []
-        for key, values in stats.items():
-            values = np.asarray(values, "<f4")
-            if values.ndim != 2 or values.shape[1] != 4 or not np.isfinite(values).all():
-                raise ValueError(f"{key}: statistics must be a finite bands x 4 array")
-            rows.append((key, values.tobytes(), len(values)))
+        for name, by_key in stats.items():
+            for key, values in by_key.items():
+                values = np.asarray(values, "<f4")
+                if values.ndim != 2 or values.shape[1] != 4 or not np.isfinite(values).all():
+                    raise ValueError(f"{name}, {key}: statistics must be a finite bands x 4 array")
+                rows.append((name, key, values.tobytes(), len(values)))
         with self._write(bump=False) as db:
-            row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise KeyError(f"{name!r} is not in the gallery")
+            ids = {}
+            for name in stats:
+                row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    raise KeyError(f"{name!r} is not in the gallery")
+                ids[name] = row[0]
             db.executemany(
                 "INSERT OR REPLACE INTO identity_stats (identity_id, encoder, stats, bands) "
                 "VALUES (?, ?, ?, ?)",
-                [(row[0], *r) for r in rows],
+                [(ids[name], *r) for name, *r in rows],
             )
         return self._committed
 

@@ -122,7 +122,7 @@ class WatchList:
             else:  # a concurrent request enrolled some of the same photos first
                 self._in_step()
             if added and self.normalizer is not None:  # gallery-side statistics, stored
-                self.store.put_identity_stats(name, self._gallery.identity_stats(name))
+                self.store.put_identity_stats({name: self._gallery.identity_stats(name)})
         return added
 
     def remove(self, name: str) -> None:
