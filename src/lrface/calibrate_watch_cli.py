@@ -27,14 +27,14 @@ def _floats(text: str, what: str) -> list[float]:
         raise typer.BadParameter(f"{text!r} is not a list of numbers", param_hint=what) from None
 
 
-def _single_face(files: list[Path], student: str | None, fpir: float):
+def _single_face(files: list[Path], student: str | None, fpir: float, scoring: str = "raw"):
     """Single-face calibrations set at ``fpir``: the ``--single`` files, then those stored with
-    the encoders."""
+    the encoders (raw, and those set on ``scoring``)."""
     from lrface.calibration import Calibration
     from lrface.pipeline import default_calibrations
 
     calibs = [Calibration.load(path) for path in files]
-    calibs += default_calibrations(TEACHER, student)
+    calibs += default_calibrations(TEACHER, student, scoring)
     return [c for c in calibs if c.openset and c.openset_fpir == fpir]
 
 
@@ -103,6 +103,14 @@ def calibrate_watch_command(
     ] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/calibrate-watch"),
     device: DeviceOpt = "cpu",
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Also score the same tracks by this normalization (asnorm: against the "
+            "encoders' stored cohorts) and set and measure thresholds on those scores too, "
+            "beside the raw ones (not stored: lrface watch decides on raw scores)."
+        ),
+    ] = "raw",
 ) -> None:
     """Open-set thresholds for video tracks (what `lrface watch` judges), per encoder and face
     size: set at each --fpir on passers-by of half of LFW View 2's people, FPIR / FNIR measured
@@ -119,6 +127,20 @@ def calibrate_watch_command(
     from lrface.video.decide import BookThresholds
 
     student = chosen_student(student)
+    normalizer = None
+    if scoring != "raw":
+        from lrface.pipeline import search_normalizer
+
+        normalizer = search_normalizer(TEACHER, student, scoring)
+        if normalizer is None:
+            raise typer.BadParameter(
+                f"no stored cohort and {scoring} calibration for {TEACHER} or {student}",
+                param_hint="--scoring",
+            )
+        if store:
+            raise typer.BadParameter("only raw track thresholds are stored", param_hint="--store")
+        if searches is not None:
+            raise typer.BadParameter("--scoring needs filming", param_hint="--searches")
     targets = _floats(fpir, "--fpir")
     if not all(0 <= t < 1 for t in targets):
         raise typer.BadParameter("FPIRs must be in [0, 1)", param_hint="--fpir")
@@ -150,8 +172,13 @@ def calibrate_watch_command(
     owners = {"teacher": (TEACHER, teacher_key)}
     if student:
         owners["teacher+student"] = (student, pipe.student.cache_key)
+    scored = {config: (config, "raw") for config in configs}
+    if normalizer is not None:  # the same tracks, scored by the normalizer
+        for config in configs:
+            scored[f"{config} {scoring}"] = (config, scoring)
+            owners[f"{config} {scoring}"] = owners[config]
     try:
-        singles = {t: _single_face(single or [], student, t) for t in targets}
+        singles = {t: _single_face(single or [], student, t, scoring) for t in targets}
     except ValueError as exc:
         raise _fail(str(exc)) from None
     started, cpu = time.time(), time.process_time()
@@ -161,10 +188,10 @@ def calibrate_watch_command(
             filmed = load_filmed(searches)
         except ValueError as exc:
             raise _fail(str(exc)) from None
-        if set(filmed.scores) != set(configs):
+        if set(filmed.scores) != set(scored):
             raise _fail(f"{searches}: holds {', '.join(filmed.scores)}, not {', '.join(configs)}")
     else:
-        filmed = film_tracks(dataset, configs, recipe)
+        filmed = film_tracks(dataset, configs, recipe, normalizer=normalizer)
         save_filmed(out / "searches.npz", filmed)
     elapsed, cpu = time.time() - started, time.process_time() - cpu
     if any(n > filmed.gallery_size for n in sub_sizes):
@@ -197,18 +224,19 @@ def calibrate_watch_command(
     written: dict[float, list[tuple[str, Path]]] = {}
     for target in targets:
         folder = out / f"fpir-{target:g}"
-        files = _track_files(folder, filmed, owners, target, min_tracks, recipe_dict, whole)
-        written[target] = [(c.owner, Path(c.path)) for c in files]
+        files = _track_files(folder, filmed, owners, target, min_tracks, recipe_dict, whole, scored)
+        written[target] = [(c.owner, Path(c.path)) for c in files if c.scoring == "raw"]
         entry = report["fpir"][f"{target:g}"] = {
             "track_calibrations": [c.path for c in files],
             "single_face_calibrations": [c.path for c in singles[target]],
         }
-        for config, p in configs.items():
+        for config, (pipe_name, how) in scored.items():
+            p = configs[pipe_name]
             aliases = {e.cache_key: {e.name} for e in (p.teacher, p.student) if e is not None}
             book = ThresholdBook(files + singles[target], aliases)
-            sources = {"track": BookThresholds(book, teacher_key, tracks=True)}
-            if singles[target]:
-                sources["single-face"] = BookThresholds(book, teacher_key)
+            sources = {"track": BookThresholds(book, teacher_key, tracks=True, scoring=how)}
+            if any(c.scoring == how for c in singles[target]):
+                sources["single-face"] = BookThresholds(book, teacher_key, scoring=how)
             for source, fn in sources.items():
                 label = f"{source} @ {target:g}"
                 try:
@@ -221,8 +249,8 @@ def calibrate_watch_command(
             if not files:
                 continue
             for n in sub_sizes:
-                fixed = BookThresholds(book, teacher_key, tracks=True)
-                sized = BookThresholds(book, teacher_key, True, n)
+                fixed = BookThresholds(book, teacher_key, tracks=True, scoring=how)
+                sized = BookThresholds(book, teacher_key, True, n, how)
                 rates, rows = _sub_measured(config, n, target, filmed.scores[config], fixed, sized)
                 entry[f"{config}/track/gallery-{n}"] = rates
                 sub_lines += rows
@@ -251,11 +279,19 @@ def calibrate_watch_command(
 
 
 def _track_files(
-    folder: Path, filmed, owners: dict, target: float, min_tracks: int, recipe: dict, whole: bool
+    folder: Path,
+    filmed,
+    owners: dict,
+    target: float,
+    min_tracks: int,
+    recipe: dict,
+    whole: bool,
+    scored: dict[str, tuple[str, str]],
 ):
-    """Each owner's track calibration at ``target`` (with thresholds by watch-list size)
-    written into ``folder`` and loaded (``owner`` set to the encoder's name); owners with no
-    threshold are left out."""
+    """Each owner's track calibration at ``target`` (with thresholds by watch-list size), per
+    scoring of its searches (``scored``: ``{searches: (configuration, scoring)}``), written into
+    ``folder`` and loaded (``owner`` set to the encoder's name); owners with no threshold are
+    left out."""
     from lrface.calibration import Calibration
     from lrface.eval.track_openset import calibrate_tracks, calibration_file, threshold_ladder
 
@@ -268,11 +304,13 @@ def _track_files(
         if key not in thresholds:
             continue
         ladder = threshold_ladder(scores, target, {key}, min_tracks, whole=whole)[key]
+        how = scored[config][1]
         data = calibration_file(
             key, teacher_key, thresholds[key], counts[key], target, filmed.gallery_size, recipe,
-            ladder, whole,
+            ladder, whole, how,
         )  # fmt: skip
-        path = folder / f"{Path(name).name}-tracks.json"
+        suffix = "" if how == "raw" else f"-{how}"
+        path = folder / f"{Path(name).name}-tracks{suffix}.json"
         path.write_text(json.dumps(data, indent=2) + "\n")
         files.append(Calibration.load(path))
         files[-1].owner = name

@@ -77,13 +77,17 @@ class BookThresholds:
     gallery_encoder: str
     tracks: bool = False
     gallery_size: int | None = None
+    scoring: str = "raw"
+    """The scores the threshold applies to (files set on other scores are skipped)."""
 
     def choice(self, encoder: str, size: int):
         """The ``lrface.calibration.Choice`` (threshold, file and key, reason)."""
         from lrface.calibration import FaceRef, as_resolution
 
         probe = FaceRef(encoder, as_resolution(size))
-        return self.book.openset(probe, self.gallery_encoder, self.tracks, self.gallery_size)
+        return self.book.openset(
+            probe, self.gallery_encoder, self.tracks, self.gallery_size, self.scoring
+        )
 
     def __call__(self, encoder: str, size: int) -> float:
         return self.choice(encoder, size).threshold
