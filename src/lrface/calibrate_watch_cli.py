@@ -107,8 +107,9 @@ def calibrate_watch_command(
         str,
         typer.Option(
             help="Also score the same tracks by this normalization (asnorm: against the "
-            "encoders' stored cohorts) and set and measure thresholds on those scores too, "
-            "beside the raw ones (not stored: lrface watch decides on raw scores)."
+            "encoders' stored cohorts, as lrface watch searches them) and set and measure "
+            "thresholds on those scores too, beside the raw ones; --store then stores those "
+            "(<name>-tracks-asnorm.json)."
         ),
     ] = "raw",
 ) -> None:
@@ -137,10 +138,6 @@ def calibrate_watch_command(
                 f"no stored cohort and {scoring} calibration for {TEACHER} or {student}",
                 param_hint="--scoring",
             )
-        if store:
-            raise typer.BadParameter("only raw track thresholds are stored", param_hint="--store")
-        if searches is not None:
-            raise typer.BadParameter("--scoring needs filming", param_hint="--searches")
     targets = _floats(fpir, "--fpir")
     if not all(0 <= t < 1 for t in targets):
         raise typer.BadParameter("FPIRs must be in [0, 1)", param_hint="--fpir")
@@ -225,7 +222,10 @@ def calibrate_watch_command(
     for target in targets:
         folder = out / f"fpir-{target:g}"
         files = _track_files(folder, filmed, owners, target, min_tracks, recipe_dict, whole, scored)
-        written[target] = [(c.owner, Path(c.path)) for c in files if c.scoring == "raw"]
+        # what --store stores: the thresholds on --scoring's scores
+        written[target] = [
+            (c.owner, Path(c.path), c.scoring) for c in files if c.scoring == scoring
+        ]
         entry = report["fpir"][f"{target:g}"] = {
             "track_calibrations": [c.path for c in files],
             "single_face_calibrations": [c.path for c in singles[target]],
@@ -273,9 +273,9 @@ def calibrate_watch_command(
     )
     typer.echo(f"wall time {elapsed:.0f} s, CPU {cpu:.0f} s on {report['machine']}")
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}")
-    for name, path in written[targets[0]] if store else []:
-        shutil.copyfile(path, track_calibration_target(name))
-        typer.echo(f"stored {path} as {track_calibration_target(name)}")
+    for name, path, how in written[targets[0]] if store else []:
+        shutil.copyfile(path, track_calibration_target(name, how))
+        typer.echo(f"stored {path} as {track_calibration_target(name, how)}")
 
 
 def _track_files(

@@ -62,20 +62,22 @@ def calibration_path(encoder: str) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def track_calibration_path(encoder: str) -> Path | None:
+def track_calibration_path(encoder: str, scoring: str = "raw") -> Path | None:
     """The track open-set calibration stored with an encoder (``track_calibration_target``),
     if there is one."""
-    path = track_calibration_target(encoder)
+    path = track_calibration_target(encoder, scoring)
     return path if path.is_file() else None
 
 
-def track_calibration_target(encoder: str) -> Path:
+def track_calibration_target(encoder: str, scoring: str = "raw") -> Path:
     """Where an encoder's track calibration is stored: ``<checkpoint dir>/
     calibration-tracks.json``, else the packaged ``models/calibration/<name>-tracks.json`` (also
-    for shipped students, whose own directories are hash-pinned)."""
+    for shipped students, whose own directories are hash-pinned); ``-tracks-<scoring>`` for
+    thresholds set on normalized scores."""
+    suffix = "" if scoring == "raw" else f"-{scoring}"
     if Path(encoder).is_dir():
-        return Path(encoder) / "calibration-tracks.json"
-    return _MODELS / "calibration" / f"{encoder}-tracks.json"
+        return Path(encoder) / f"calibration-tracks{suffix}.json"
+    return _MODELS / "calibration" / f"{encoder}-tracks{suffix}.json"
 
 
 def scoring_calibration_path(encoder: str, scoring: str) -> Path | None:
@@ -108,9 +110,10 @@ def stored_calibrations(
     return out
 
 
-def track_calibrations(encoders: list[str | None]) -> list[Calibration]:
-    """The track calibrations stored with these encoder names (those that have one)."""
-    return stored_calibrations(encoders, track_calibration_path)
+def track_calibrations(encoders: list[str | None], scoring: str = "raw") -> list[Calibration]:
+    """The track calibrations stored with these encoder names (those that have one), set on
+    ``scoring``."""
+    return stored_calibrations(encoders, lambda name: track_calibration_path(name, scoring))
 
 
 def size_label(size: int | None) -> str:

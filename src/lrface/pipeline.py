@@ -342,11 +342,19 @@ def search_normalizer(encoder: str, student: str | None, scoring: str = DEFAULT_
     return stored_normalizer(scoring, names)
 
 
-def watch_calibrations(encoder: str, student: str | None) -> list[Calibration]:
+def watch_calibrations(
+    encoder: str, student: str | None, scoring: str = DEFAULT_SCORING
+) -> list[Calibration]:
     """What video tracks are judged by (``lrface watch``, the service's ``/api/watch``): the
     track calibrations stored with the student and the teacher, then their single-face ones
-    (``ThresholdBook.openset(..., tracks=True)`` prefers the former, falls back to the latter)."""
-    return track_calibrations([student, encoder]) + default_calibrations(encoder, student)
+    (``ThresholdBook.openset(..., tracks=True)`` prefers the former, falls back to the latter),
+    raw ones and, unless ``scoring`` is ``raw``, those set on normalized scores."""
+    normalized = [] if scoring == "raw" else track_calibrations([student, encoder], scoring)
+    return (
+        track_calibrations([student, encoder])
+        + normalized
+        + default_calibrations(encoder, student, scoring)
+    )
 
 
 THUMBNAIL_SIZE = 112

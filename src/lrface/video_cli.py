@@ -42,17 +42,25 @@ def _thresholds(threshold: float | None, calibrations: list[Path], gal, student,
     try:
         calibs = [Calibration.load(path) for path in calibrations]
         calibs += watch_calibrations(gal.encoder_name, student)
-        thresholds = BookThresholds(pipe.thresholds(calibs), gal.encoder, True, len(gal))
+        thresholds = BookThresholds(
+            pipe.thresholds(calibs), gal.encoder, True, len(gal), scoring_for=gal.scoring_for
+        )
         encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
         # a missing open-set calibration fails now, not mid-video
-        used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]
+        used = [(e, thresholds.choice(e.cache_key, 16)) for e in encoders]
     except ValueError as exc:
         raise _fail(str(exc)) from None
     return thresholds, "; ".join(
-        f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
-        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice)
-        for name, choice in used
+        f"{e.name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
+        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice) + _scored(gal, e)
+        for e, choice in used
     ) + f"; this gallery holds {len(gal)} identities"
+
+
+def _scored(gal, encoder) -> str:
+    """How the gallery scores this encoder's tracks, where not by cosine."""
+    scoring = gal.scoring_for(encoder.cache_key)
+    return "" if scoring == "raw" else f", on {scoring}-normalized scores"
 
 
 def _set_for(choice) -> str:
@@ -104,6 +112,7 @@ def watch_command(
     """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
     from tqdm import tqdm
 
+    from lrface.pipeline import search_normalizer
     from lrface.search.gallery import GalleryError
     from lrface.video.aggregate import WEIGHTINGS
     from lrface.video.decide import gallery_searcher
@@ -128,6 +137,8 @@ def watch_command(
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
     except GalleryError as exc:
         raise _fail(str(exc)) from None
+    if threshold is None:  # tracks are searched as gallery search scores faces
+        gal.use_scoring(search_normalizer(gal.encoder_name, student))
     thresholds, threshold_source = _thresholds(threshold, calibration or [], gal, student, pipe)
     watcher = FaceWatcher(
         pipe.detector,

@@ -2,8 +2,9 @@
 
 Two seams keep this independent of how the gallery is stored and calibrated:
 
-- a ``Searcher`` maps unit embeddings (``N x d``) and ``k`` to each row's top-k
-  ``(identity, cosine score)`` pairs, best first;
+- a ``Searcher`` maps unit embeddings (``N x d``), ``k`` and optionally each row's probe
+  (``lrface.calibration.FaceRef``: encoder and resolution, for normalized scores) to each
+  row's top-k ``(identity, score)`` pairs, best first;
 - a ``ThresholdFn`` maps (encoder key, face resolution in px) to the open-set threshold for a
   probe of that kind, or None when there is none (then every track gets its best identity).
 
@@ -21,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from lrface.calibration import ThresholdBook
 
-Searcher = Callable[[np.ndarray, int], list[list[tuple[str, float]]]]
+Searcher = Callable[..., list[list[tuple[str, float]]]]
 ThresholdFn = Callable[[str, int], float | None]
 
 
@@ -57,8 +58,9 @@ def decide(top: list[tuple[str, float]], threshold: float | None) -> Decision:
 def gallery_searcher(gallery) -> Searcher:
     """A ``Searcher`` over an ``lrface.search.gallery.Gallery``."""
 
-    def search(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        return [[(m.name, m.score) for m in row] for row in gallery.search(embeddings, k)]
+    def search(embeddings: np.ndarray, k: int, probes=None) -> list[list[tuple[str, float]]]:
+        rows = gallery.search(embeddings, k, probes)
+        return [[(m.name, m.score) for m in row] for row in rows]
 
     return search
 
@@ -79,14 +81,18 @@ class BookThresholds:
     gallery_size: int | None = None
     scoring: str = "raw"
     """The scores the threshold applies to (files set on other scores are skipped)."""
+    scoring_for: Callable[[str], str] | None = None
+    """How the search scored a probe of each encoder (``Gallery.scoring_for``), where that
+    differs by encoder; else ``scoring``."""
 
     def choice(self, encoder: str, size: int):
         """The ``lrface.calibration.Choice`` (threshold, file and key, reason)."""
         from lrface.calibration import FaceRef, as_resolution
 
         probe = FaceRef(encoder, as_resolution(size))
+        scoring = self.scoring_for(encoder) if self.scoring_for else self.scoring
         return self.book.openset(
-            probe, self.gallery_encoder, self.tracks, self.gallery_size, self.scoring
+            probe, self.gallery_encoder, self.tracks, self.gallery_size, scoring
         )
 
     def __call__(self, encoder: str, size: int) -> float:
