@@ -97,6 +97,14 @@ def watch_command(
     weighting: Annotated[
         str, typer.Option(help="Track aggregation: uniform, size, score, size-score or quality.")
     ] = "size-score",
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Track scores: raw (cosine) or asnorm (normalized against the shipped cohort, "
+            "judged by track thresholds set on those scores: fewer misses on synthetic clips, "
+            "but one false alarm on a real clip where raw had none; docs/openset.md)."
+        ),
+    ] = "raw",
     full_every: Annotated[
         int,
         typer.Option(
@@ -137,8 +145,10 @@ def watch_command(
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
     except GalleryError as exc:
         raise _fail(str(exc)) from None
-    if threshold is None:  # tracks are searched as gallery search scores faces
-        gal.use_scoring(search_normalizer(gal.encoder_name, student))
+    if scoring not in ("raw", "asnorm"):
+        raise _fail(f"--scoring must be raw or asnorm, got {scoring!r}")
+    if scoring != "raw" and threshold is None:
+        gal.use_scoring(search_normalizer(gal.encoder_name, student, scoring))
     thresholds, threshold_source = _thresholds(threshold, calibration or [], gal, student, pipe)
     watcher = FaceWatcher(
         pipe.detector,

@@ -142,11 +142,6 @@ class WatchList:
         with self._lock:
             return len(self._in_step())
 
-    def scoring_for(self, encoder: str) -> str:
-        """How a probe of ``encoder`` is scored (``Gallery.scoring_for``)."""
-        with self._lock:
-            return self._in_step().scoring_for(encoder)
-
     def identities(self):
         with self._lock:
             return self.store.identities()
@@ -171,8 +166,8 @@ def create_app(
     (``lrface.pipeline.watch_calibrations``: track calibrations, then single-face ones) judge
     ``/api/watch``'s tracks, for the gallery's size at each upload, as ``lrface watch`` does;
     without them, ``calibrations``. ``normalizer`` (``lrface.pipeline.search_normalizer``)
-    scores ``/api/search`` and ``/api/watch``'s tracks (the calibrations must include ones set
-    on that scoring)."""
+    scores ``/api/search`` (its calibrations must include ones set on that scoring);
+    ``/api/watch``'s tracks are scored by cosine, as ``lrface watch`` scores them by default."""
     config = config or ServiceConfig()
     calibrations = calibrations or []
     book = pipeline.thresholds(calibrations)
@@ -404,12 +399,11 @@ def create_app(
             raise ApiError(409, "the gallery is empty: enroll identities first")
 
         def searcher(embeddings: np.ndarray, k: int, probes=None) -> list[list[tuple[str, float]]]:
-            rows = watch.search(embeddings, k, probes)[0]
-            return [[(m.name, m.score) for m in row] for row in rows]
+            # tracks by cosine, as lrface watch by default (docs/openset.md: AS-norm track
+            # thresholds raised a false alarm on real footage where raw ones did not)
+            return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)[0]]
 
-        calibrated = BookThresholds(
-            watch_book, store.encoder, True, watch.size(), scoring_for=watch.scoring_for
-        )
+        calibrated = BookThresholds(watch_book, store.encoder, True, watch.size())
 
         def threshold(encoder: str, size: int) -> float | None:
             """The open-set threshold, or None (ranked, never unknown) without a calibration,
