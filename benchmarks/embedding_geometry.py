@@ -25,7 +25,7 @@ import numpy as np
 from lrface.data.degrade import EvalDegradation
 from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 from lrface.train.lfw import split_data
 
 

@@ -29,8 +29,8 @@ from lrface.data.degrade import EvalDegradation
 from lrface.machine import cpu_model
 from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.encoder import FaceEncoder, TorchEncoder
+from lrface.models.factory import create_encoder
 from lrface.models.onnx_encoder import OnnxEncoder, with_runtime
-from lrface.models.registry import create_encoder
 
 
 def faces_per_second(encoder: FaceEncoder, chips: np.ndarray) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from lrface.machine import cpu_model
-from lrface.paths import find_lfw
+from lrface.paths import DatasetNotFoundError, resolve_lfw
 from lrface.search.store import Enrolment, SqliteStore
 
 KEY = "service-load-benchmark-key"
@@ -42,7 +42,7 @@ KEY = "service-load-benchmark-key"
 
 def build_gallery(path: Path, identities: int, seed: int) -> float:
     """A gallery of ``identities`` random unit vectors under the teacher's key; seconds taken."""
-    from lrface.models.registry import create_encoder
+    from lrface.models.factory import create_encoder
 
     teacher = create_encoder("dlib-resnet-torch")
     rng = np.random.default_rng(seed)
@@ -147,11 +147,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
-    lfw = find_lfw()
-    if lfw is None:
-        raise SystemExit(
-            "LFW not found (../shared/data/lfw or $LRFACE_LFW): the probe is an LFW photo"
-        )
+    try:
+        lfw = resolve_lfw()
+    except DatasetNotFoundError as exc:
+        raise SystemExit(f"{exc}: the probe is an LFW photo") from None
     probe = probe_png(lfw, args.probe_size)
     with tempfile.TemporaryDirectory(prefix="lrface-load-") as tmp:
         gallery = Path(tmp) / "load.db"

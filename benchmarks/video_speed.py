@@ -35,8 +35,8 @@ from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.video import make_background
+from lrface.models.factory import create_encoder
 from lrface.models.onnx_encoder import with_runtime
-from lrface.models.registry import create_encoder
 from lrface.pipeline import FacePipeline
 from lrface.video.decide import fixed_threshold
 from lrface.video.motion import GateConfig

@@ -52,11 +52,12 @@ from lrface.eval.video import (
     run_clip,
     summarize,
 )
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 from lrface.pipeline import FacePipeline
+from lrface.search.decision import gallery_searcher
 from lrface.search.gallery import Gallery
 from lrface.video.aggregate import WEIGHTINGS
-from lrface.video.decide import fixed_threshold, gallery_searcher
+from lrface.video.decide import fixed_threshold
 from lrface.video.motion import GateConfig
 from lrface.video.sources import Frame
 from lrface.video.tracking import TrackerConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lrface.paths import find_lfw
+from lrface.paths import DatasetNotFoundError, resolve_lfw
 
 # Tests write fake embeddings, detections and weights: never into the user's cache, even when
 # $LRFACE_CACHE points at it. The MTCNN weights are the one thing reused (copied, not linked):
@@ -19,6 +19,16 @@ TEST_CACHE = Path(tempfile.mkdtemp(prefix="lrface-test-cache-"))
 os.environ["LRFACE_CACHE"] = str(TEST_CACHE)
 if (USER_CACHE / "mtcnn").is_dir():
     shutil.copytree(USER_CACHE / "mtcnn", TEST_CACHE / "mtcnn")
+
+
+
+def find_lfw() -> Path | None:
+    """The default LFW root if present, else None (tests that need it skip)."""
+    try:
+        return resolve_lfw()
+    except DatasetNotFoundError:
+        return None
+
 
 LFW_ROOT = find_lfw()
 needs_lfw = pytest.mark.skipif(

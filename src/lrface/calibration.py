@@ -39,7 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FULL_SIZE = 150
+from lrface.constants import CHIP_SIZE
+
+FULL_SIZE = CHIP_SIZE
 """Side of a full-resolution aligned chip; resolutions at or above it are full size."""
 
 _MODELS = Path(__file__).parent / "models"

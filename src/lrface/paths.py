@@ -71,22 +71,6 @@ def resolve_utkface(path: str | os.PathLike | None = None) -> Path:
     raise DatasetNotFoundError(f"{UTKFACE_HELP} (looked in: {tried})")
 
 
-def find_utkface() -> Path | None:
-    """The default UTKFace root if present, else None (for tests that skip without data)."""
-    try:
-        return resolve_utkface()
-    except DatasetNotFoundError:
-        return None
-
-
-def find_lfw() -> Path | None:
-    """The default LFW root if present, else None (for tests that skip without data)."""
-    try:
-        return resolve_lfw()
-    except DatasetNotFoundError:
-        return None
-
-
 def cache_dir() -> Path:
     """Root of all on-disk caches (chips, embeddings, downloaded weights)."""
     root = Path(os.environ.get("LRFACE_CACHE", Path.home() / ".cache" / "lrface"))

@@ -6,7 +6,7 @@ detected box is narrower than ``size_cutoff`` px (default: the student's own mea
 unless another encoder, name, or ``None`` for the teacher alone, is given), every other face by
 the teacher from a 150 px chip. The student's chip is warped in one interpolation straight to
 the student's input size (never first to the face's native resolution and then resampled
-again: that double interpolation cost 4.6 points of rank-1 at 16 px on View 1 dev probes); its
+again, which costs rank-1: docs/results.md, section 8); its
 resolution, for the calibrated thresholds, is still the native one
 (``lrface.detect.align.native_chip_size``).
 Students are trained into the teacher's embedding space, so either kind of embedding compares
@@ -25,6 +25,7 @@ face and each face's resolution (teacher-served small faces included).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,25 +40,18 @@ from lrface.calibration import (
     stored_calibrations,
     track_calibrations,
 )
-from lrface.data.degrade import CHIP_SIZE
+from lrface.constants import CHIP_SIZE, DEFAULT_SIZE_CUTOFF, DEFAULT_STUDENT, DEFAULT_TEACHER
 from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector, detect_bounded
 from lrface.detect.align import align_face, native_chip_size, student_chip
 from lrface.models.encoder import FaceEncoder
-from lrface.models.pretrained import DEFAULT_STUDENT
+from lrface.search.decision import Decision, Searcher, decide
 
 MULTI_FACE_POLICIES = ("all", "dominant", "largest", "error")
 
 DOMINANT_RATIO = 0.7
 """Under ``dominant``, the largest face is taken only if every other face is narrower than this
 share of its width (a group photo of similar faces is refused rather than guessed at)."""
-
-# Faces narrower than this go to a student that states no cutoff of its own. A shipped student
-# carries its own in student.json, chosen from its View 2 figures: lrface-lr-v2 (student and
-# teacher fused) 20 px, as it beats the teacher on clean 20 px chips (9/10 folds) and is level at
-# 24 px (docs/lrface-lr-v2.md). 16 px suits a student alone such as lrface-lr-v1 (level with the
-# teacher at 20 px, behind from 24). A detected face of width w gives a chip of about 1.13 w px.
-DEFAULT_SIZE_CUTOFF = 16.0
 
 
 def routing_cutoff(student: FaceEncoder | None, size_cutoff: float | None = None) -> float:
@@ -188,7 +182,7 @@ class FacePipeline:
         multi_face: str = "all",
     ):
         if isinstance(student, str):  # a name: the shipped student by default
-            from lrface.models.registry import create_encoder
+            from lrface.models.factory import create_encoder
 
             student = create_encoder(student, device=teacher.device)
         if student is not None and student.dim != teacher.dim:
@@ -316,6 +310,52 @@ class FacePipeline:
         )
 
 
+def create_detector(name: str = "mtcnn", min_face: float = 20, device: str = "cpu") -> FaceDetector:
+    """``mtcnn`` (the default: finds faces from 12 px) or ``dlib`` (HOG, faces of 80 px and
+    up) as a FaceDetector; MTCNN raises ``WeightsUnavailableError`` when its weights can be
+    neither found nor fetched."""
+    if name == "dlib":
+        from lrface.detect.dlib_detector import DlibDetector
+
+        return DlibDetector()
+    if name != "mtcnn":
+        raise ValueError(f"unknown detector {name!r}; choose mtcnn or dlib")
+    from lrface.detect.mtcnn import MTCNN
+
+    return MTCNN(min_face=min_face, device=device)
+
+
+def load_pipeline(
+    teacher: str | FaceEncoder = DEFAULT_TEACHER,
+    student: str | FaceEncoder | None = DEFAULT_STUDENT,
+    detector: str | FaceDetector = "mtcnn",
+    min_face: float = 20,
+    size_cutoff: float | None = None,
+    multi_face: str = "all",
+    device: str = "cpu",
+    runtime: str = "torch",
+) -> FacePipeline:
+    """A ``FacePipeline`` from names (or objects): encoders by ``create_encoder``, run under
+    ``runtime`` (``torch`` or ``onnx``: ONNX Runtime, the same embeddings, faster on a few
+    faces at a time), the detector by ``create_detector``."""
+    from lrface.models.factory import create_encoder
+    from lrface.models.onnx_encoder import with_runtime
+
+    if isinstance(student, str):  # a wrong path is the cheapest error: load it first
+        student = create_encoder(student, device=device)
+    if isinstance(teacher, str):
+        teacher = create_encoder(teacher, device=device)
+    if isinstance(detector, str):
+        detector = create_detector(detector, min_face, device)
+    return FacePipeline(
+        detector,
+        with_runtime(teacher, runtime),
+        with_runtime(student, runtime),
+        size_cutoff=size_cutoff,
+        multi_face=multi_face,
+    )
+
+
 def default_calibrations(
     encoder: str, student: str | None, scoring: str = DEFAULT_SCORING
 ) -> list[Calibration]:
@@ -371,61 +411,60 @@ def thumbnail_jpeg(image: np.ndarray, face: Face, size: int = THUMBNAIL_SIZE) ->
     return data.tobytes()
 
 
-@dataclass
-class Answer:
-    """A watch-list answer for one face: ``identity`` None means unknown (best score under the
-    open-set ``threshold``); ``threshold`` None means no open-set threshold was available,
-    so only the ranking is given."""
-
-    identity: str | None
-    score: float | None
-    threshold: float | None
-    source: str | None
-    reason: str
-
-    def describe(self) -> str:
-        if self.threshold is None:
-            return f"undecided ({self.reason})"
-        if self.identity is None:
-            best = "empty gallery" if self.score is None else f"best score {self.score:.4f}"
-            return f"unknown ({best} < threshold {self.threshold:.4f}; {self.reason})"
-        return (
-            f"{self.identity} ({self.score:.4f} >= threshold {self.threshold:.4f}; {self.reason})"
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "answer": "unknown"
-            if self.identity is None and self.threshold is not None
-            else self.identity,
-            "answer_score": None if self.score is None else round(self.score, 4),
-            "openset_threshold": self.threshold,
-            "openset_threshold_source": self.source,
-            "openset_reason": self.reason,
-        }
-
-
 def identify(
     book: ThresholdBook,
     face: EmbeddedFace,
-    matches: list,
+    top: list[tuple[str, float]],
     gallery_encoder: str,
     threshold: float | None = None,
     scoring: str = "raw",
-) -> Answer:
-    """The open-set decision for ``face`` given its ranked ``matches`` (``.name``, ``.score``):
-    the top identity if its score is at least the open-set threshold for the face's resolution and
-    encoder (``threshold`` overrides), else unknown. ``scoring``: how the matches were scored
-    (``Gallery.scoring_for``); the threshold comes from a calibration set on that scoring."""
-    top = matches[0] if matches else None
-    score = None if top is None else float(top.score)
+) -> Decision:
+    """The open-set decision for ``face`` given its ranked ``top`` (name, score) matches: the
+    top identity if its score is at least the open-set threshold for the face's resolution and
+    encoder (``threshold`` overrides), else unknown; without a calibrated threshold, a ranking
+    that says why. ``scoring``: how the matches were scored (``Gallery.scoring_for``); the
+    threshold comes from a calibration set on that scoring."""
     if threshold is not None:
-        source, reason = "--threshold", "given"
-    else:
-        try:
-            choice = book.openset(face.ref, gallery_encoder, scoring=scoring)
-        except ValueError as exc:
-            return Answer(None if top is None else top.name, score, None, None, str(exc))
-        threshold, source, reason = choice.threshold, choice.source, choice.reason
-    known = score is not None and score >= threshold  # FPIR counts scores >= threshold
-    return Answer(top.name if known else None, score, threshold, source, reason)
+        return decide(top, threshold, "--threshold", "given")
+    try:
+        choice = book.openset(face.ref, gallery_encoder, scoring=scoring)
+    except ValueError as exc:
+        return decide(top, None, None, str(exc))
+    return decide(top, choice.threshold, choice.source, choice.reason)
+
+
+@dataclass
+class FaceAnswer:
+    """One face of a probe image, how its matches were scored (``raw``: cosine) and its
+    open-set decision: what a search answers."""
+
+    face: EmbeddedFace
+    decision: Decision
+    scoring: str = "raw"
+
+    def to_dict(self) -> dict:
+        return {**self.face.to_dict(), "scoring": self.scoring, "decision": self.decision.to_dict()}
+
+
+def answer_faces(
+    faces: list[EmbeddedFace],
+    search: Searcher,
+    k: int,
+    book: ThresholdBook,
+    gallery_encoder: str,
+    threshold: float | None = None,
+    scoring_for: Callable[[str], str] | None = None,
+) -> list[FaceAnswer]:
+    """The search answer, written once (``lrface gallery search``, the service, the Python
+    API): each face's top-``k`` identities and its open-set decision. The search is given each
+    face's ``FaceRef`` (a normalizing gallery scores by it); ``scoring_for`` (encoder key ->
+    scoring, ``Gallery.scoring_for``) says how each face's scores were made, raw by default."""
+    if not faces:
+        return []
+    tops = search(np.stack([f.embedding for f in faces]), k, [f.ref for f in faces])
+    answers = []
+    for face, top in zip(faces, tops, strict=True):
+        scoring = scoring_for(face.encoder) if scoring_for else "raw"
+        decision = identify(book, face, top, gallery_encoder, threshold, scoring)
+        answers.append(FaceAnswer(face, decision, scoring))
+    return answers

@@ -8,7 +8,7 @@ from PIL import Image
 
 from lrface.data.unlabelled import label_free_labels, list_face_folder, unlabelled_chips
 from lrface.detect.dlib_align import TIGHT_CROP_ALIGN, AlignSettings
-from lrface.paths import find_lfw
+from tests.conftest import LFW_ROOT
 
 
 def test_listing_is_sorted_and_skips_other_files(tmp_path):
@@ -45,10 +45,10 @@ def test_a_faceless_crop_is_aligned_by_the_whole_image_and_counted(tmp_path, mon
     assert len(again) == 0
 
 
-@pytest.mark.skipif(find_lfw() is None, reason="needs ../shared/data/lfw (LFW not present)")
+@pytest.mark.skipif(LFW_ROOT is None, reason="needs ../shared/data/lfw (LFW not present)")
 def test_a_tight_crop_of_a_real_face_is_detected(tmp_path, monkeypatch):
     monkeypatch.setenv("LRFACE_CACHE", str(tmp_path / "cache"))
-    lfw = find_lfw()
+    lfw = LFW_ROOT
     image = Image.open(lfw / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg").crop((70, 70, 180, 180))
     folder = tmp_path / "faces"
     folder.mkdir()

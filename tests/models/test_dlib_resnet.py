@@ -11,9 +11,8 @@ from lrface.models.dlib_format import DlibFormatError, read_dlib_net
 from lrface.models.dlib_resnet import DlibResNet, fuse_for_inference, load_dlib_resnet
 from lrface.models.dlib_teacher import LANDMARK_MODEL, RECOGNITION_MODEL, model_file
 from lrface.models.export import export_onnx, onnx_max_abs_diff
-from lrface.paths import find_lfw
+from tests.conftest import LFW_ROOT as LFW
 
-LFW = find_lfw()
 needs_lfw = pytest.mark.skipif(
     LFW is None, reason="LFW not found (../shared/data/lfw or $LRFACE_LFW): parity needs real faces"
 )

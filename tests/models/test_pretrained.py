@@ -76,7 +76,7 @@ def test_a_missing_file_and_an_unknown_name_are_clear(shipped):
 
 
 def test_a_student_packaged_with_the_teacher_embeds_their_unit_mean(tmp_path):
-    from lrface.models.registry import create_encoder
+    from lrface.models.factory import create_encoder
 
     torch.manual_seed(0)
     student = create_student("teacher-init", pretrained=True).eval()

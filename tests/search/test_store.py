@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lrface.search.gallery import GalleryError
-from lrface.search.store import Enrolment, SqliteStore, open_or_create, open_store
+from lrface.search.store import Enrolment, SqliteStore, open_gallery, open_store
 
 
 def _unit(seed: int, n: int, dim: int = 8) -> np.ndarray:
@@ -64,7 +64,7 @@ def test_files_are_owner_only_and_existing_paths_are_never_overwritten(tmp_path)
     path = tmp_path / "g.db"
     old = os.umask(0o022)
     try:
-        with open_or_create(path, "enc", 8) as store:
+        with open_gallery(path, "enc", 8) as store:
             store.add("ann", [Enrolment(_unit(0, 1)[0], "a.jpg")])
             modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     finally:
@@ -151,3 +151,14 @@ def test_kill_9_mid_enroll_keeps_every_earlier_commit(tmp_path):
         assert len(people) >= seen and len(people) == store.generation()
         assert all(p.photos == 2 for p in people)  # no half-written identity
         assert len(store.load_gallery()) == len(people)
+
+
+def test_open_gallery_opens_creates_and_refuses_another_encoder(tmp_path):
+    path = tmp_path / "g.db"
+    with pytest.raises(GalleryError, match="no such gallery"):
+        open_gallery(path)
+    open_gallery(path, "enc", 8, "nice-name").close()
+    with open_gallery(path) as store:
+        assert (store.encoder, store.encoder_name, store.dim) == ("enc", "nice-name", 8)
+    with pytest.raises(GalleryError, match="g.db"):
+        open_gallery(path, "other", 8)

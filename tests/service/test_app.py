@@ -98,13 +98,13 @@ def test_enroll_list_search_thumbnail_remove(client, store):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["image"] == {"width": 200, "height": 200}
-    faces = {f["matches"][0]["name"]: f for f in body["faces"]}
+    faces = {f["decision"]["top"][0]["name"]: f for f in body["faces"]}
     assert faces["Bo_Li"]["role"] == "teacher" and faces["Bo_Li"]["width"] == 100
     assert faces["Ann Lee"]["role"] == "student" and faces["Ann Lee"]["encoder"] == "student"
     assert faces["Ann Lee"]["chip_size"] == 30
     decision = faces["Ann Lee"]["decision"]  # no calibration given: a ranking, no threshold
-    assert decision["openset_threshold"] is None and decision["openset_reason"]
-    assert len(faces["Ann Lee"]["matches"]) == 2
+    assert decision["threshold"] is None and decision["threshold_reason"]
+    assert len(faces["Ann Lee"]["decision"]["top"]) == 2
 
     r = client.post("/api/verify", files={"a": ("a.png", RED), "b": ("b.png", RED_2)})
     assert r.status_code == 200 and r.json()["score"] > 0.99 and r.json()["same"] is None
@@ -115,7 +115,7 @@ def test_enroll_list_search_thumbnail_remove(client, store):
     }
     assert client.delete("/api/identities/Ann Lee").status_code == 404
     assert client.get("/api/identities/Ann Lee/thumbnail").status_code == 404
-    assert search(client, RED).json()["faces"][0]["matches"][0]["name"] == "Bo_Li"
+    assert search(client, RED).json()["faces"][0]["decision"]["top"][0]["name"] == "Bo_Li"
     assert client.get("/").text.startswith("<!doctype html>")
     assert "/api/search" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
@@ -197,11 +197,11 @@ def test_index_follows_changes_made_by_another_process(tmp_path, pipeline):
     with open_store(path) as served:
         client = client_for(served, pipeline)
         enroll(client, "Ann", RED)
-        assert search(client, BLUE).json()["faces"][0]["matches"][0]["name"] == "Ann"
+        assert search(client, BLUE).json()["faces"][0]["decision"]["top"][0]["name"] == "Ann"
         with open_store(path) as other:  # e.g. an `lrface gallery enroll` elsewhere
             face = pipeline.embed_image(scene(("blue", 20, 20, 120)))[0]
             other.add("Bo", [Enrolment(face.embedding, "bo.png")])
-        assert search(client, BLUE).json()["faces"][0]["matches"][0]["name"] == "Bo"
+        assert search(client, BLUE).json()["faces"][0]["decision"]["top"][0]["name"] == "Bo"
         assert client.get("/api/health").json()["identities"] == 2
 
 
@@ -231,8 +231,8 @@ def test_search_gives_the_openset_decision_of_the_calibration(tmp_path, store, p
     client = TestClient(app)
     enroll(client, "Ann", RED)
     stranger = search(client, BLUE).json()["faces"][0]["decision"]
-    assert stranger["answer"] == "unknown" and stranger["openset_threshold"] == 0.999
-    assert search(client, RED).json()["faces"][0]["decision"]["answer"] == "Ann"
+    assert stranger["identity"] == "unknown" and stranger["threshold"] == 0.999
+    assert search(client, RED).json()["faces"][0]["decision"]["identity"] == "Ann"
 
 
 def _clip(path, frames: int = 12) -> bytes:

@@ -42,7 +42,7 @@ def server(tmp_path):
 
     from lrface.detect.mtcnn import MTCNN
     from lrface.detect.weights import WeightsUnavailableError
-    from lrface.models.registry import create_encoder
+    from lrface.models.factory import create_encoder
     from lrface.pipeline import FacePipeline, default_calibrations
     from lrface.search.store import SqliteStore
     from lrface.service.app import ServiceConfig, create_app

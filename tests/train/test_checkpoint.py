@@ -14,7 +14,7 @@ from lrface.models.checkpoint import (
     load_student_weights,
     resolve_student_dir,
 )
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 from lrface.models.students import create_student
 from lrface.train.checkpoint import join_state_dict, save_checkpoint, split_state_dict
 from tests.train.synthetic import TINY_STUDENT

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from lrface.data.degrade import TrainDegradation
-from lrface.losses.registry import parse_method
+from lrface.losses.methods import parse_method
 from lrface.models.students import list_students
-from lrface.train.cli import build_config
 from lrface.train.config import TrainConfig
+from lrface.train.runner import build_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
 

@@ -200,7 +200,7 @@ class _Sabotage(TransferLoss):
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic, monkeypatch):
-    monkeypatch.setitem(registry.LOSSES, "sabotage", _Sabotage)
+    monkeypatch.setitem(registry.LOSSES.entries, "sabotage", _Sabotage)
     config = tiny_config(tmp_path, method="l2+sabotage", steps=8, checkpoint_every=2)
     with pytest.raises(TrainingDiverged, match=r"step 4: loss is nan.*step-0000004"):
         train(config, *synthetic, progress=False)
@@ -212,7 +212,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic, monkeypat
 
 
 def test_exploding_loss_stops(tmp_path, synthetic, monkeypatch):
-    monkeypatch.setitem(registry.LOSSES, "sabotage", _Sabotage)
+    monkeypatch.setitem(registry.LOSSES.entries, "sabotage", _Sabotage)
     config = tiny_config(
         tmp_path,
         method="l2+sabotage",
@@ -239,7 +239,7 @@ class _NoFeatures(torch.nn.Module):
 
 
 def test_feature_methods_need_a_student_with_stage_features(tmp_path, synthetic, monkeypatch):
-    monkeypatch.setitem(students._STUDENTS, "no-features", _NoFeatures)
+    monkeypatch.setitem(students.STUDENTS.entries, "no-features", _NoFeatures)
     for method in ("nst+l2", "hint+l2"):
         config = tiny_config(tmp_path, method=method, student="no-features", student_kwargs={})
         with pytest.raises(ValueError, match="stage features"):

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from lrface.detect import Face
-from lrface.models.encoder import l2_normalize
 from lrface.pipeline import EmbeddedFace
+from lrface.vectors import l2_normalize
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
 STRANGER = ("yellow", (220, 220, 30))

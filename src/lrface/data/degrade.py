@@ -20,10 +20,8 @@
   effects of the presets (motion and defocus blur, grey-scale, one-sided lighting, gamma) with
   ranges of its own, set wider than the presets' so that they are not learned by heart.
 
-Geometry: in lrface's chip (dlib ``get_face_chip``, 150 px, padding 0.25) the eye centres are
-``EYE_DISTANCE_AT_150`` px apart (measured with dlib's 5-point model, see
-``docs/results.md``), so an ``s``-px chip has an inter-eye distance of ``s * 49.5 / 150``
-(8 px -> 2.6, 16 px -> 5.3, 32 px -> 10.6).
+Geometry (``lrface.constants``): an ``s``-px chip has an inter-eye distance of
+``s * 49.5 / 150`` (8 px -> 2.6, 16 px -> 5.3, 32 px -> 10.6).
 """
 
 from __future__ import annotations
@@ -35,46 +33,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-EYE_DISTANCE_AT_150 = 49.5
-CHIP_SIZE = 150
-
-KERNELS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "area": Image.Resampling.BOX,
-}
+from lrface.constants import CHIP_SIZE, EYE_DISTANCE_AT_150
+from lrface.resize import kernel_filter, resize_chip, resize_chips
 
 
 def inter_eye_distance(size: int, chip_size: int = CHIP_SIZE) -> float:
     """Inter-eye distance in pixels of a chip downsampled to ``size``."""
     return size * EYE_DISTANCE_AT_150 / chip_size
-
-
-def _kernel(name: str) -> Image.Resampling:
-    if name not in KERNELS:
-        raise ValueError(f"unknown resize kernel {name!r}; choose one of {sorted(KERNELS)}")
-    return KERNELS[name]
-
-
-def resize_chip(chip: np.ndarray, size: int, kernel: str) -> np.ndarray:
-    """Resize one ``H x W x 3`` uint8 chip to ``size x size`` (PIL, anti-aliased when shrinking)."""
-    if chip.shape[0] == size and chip.shape[1] == size:
-        return chip
-    return np.asarray(Image.fromarray(chip).resize((size, size), _kernel(kernel)))
-
-
-def resize_chips(chips: np.ndarray, size: int, kernel: str) -> np.ndarray:
-    """Resize a ``N x H x W x 3`` batch; returned as is when already ``size``."""
-    if chips.ndim != 4 or chips.shape[-1] != 3:
-        raise ValueError(f"expected chips of shape N x H x W x 3, got {chips.shape}")
-    if chips.shape[1] == size and chips.shape[2] == size:
-        return chips
-    out = np.empty((len(chips), size, size, 3), np.uint8)
-    for i, chip in enumerate(chips):
-        out[i] = resize_chip(chip, size, kernel)
-    return out
 
 
 def motion_blur(image: np.ndarray, length: float, angle: float) -> np.ndarray:
@@ -364,7 +329,7 @@ class TrainDegradation:
         if self.has_camera_effects:
             img = Image.fromarray(_camera_effects(self, np.asarray(img), rng))
         kernel = self.kernels[int(rng.integers(len(self.kernels)))]
-        img = img.resize((size, size), _kernel(kernel))
+        img = img.resize((size, size), kernel_filter(kernel))
         if self.color_prob and rng.random() < self.color_prob:
             img = color_jitter(img, rng, self.color_strength)
         out = np.asarray(img)

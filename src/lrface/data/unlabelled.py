@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lrface.constants import IMAGE_SUFFIXES
 from lrface.data.chips import ChipSet, aligned_chips
-from lrface.data.folder import IMAGE_SUFFIXES
 from lrface.detect.dlib_align import TIGHT_CROP_ALIGN, AlignSettings
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lrface.data.degrade import CHIP_SIZE, EYE_DISTANCE_AT_150
+from lrface.constants import CHIP_SIZE, EYE_DISTANCE_AT_150
 from lrface.detect import Face
 
 MTCNN_TEMPLATE_150 = np.array(

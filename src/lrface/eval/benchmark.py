@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -283,6 +283,41 @@ def write_outputs(
     }
     paths["calibration"].write_text(json.dumps(calibration, indent=2))
     return paths
+
+
+@dataclass
+class VerificationRun:
+    """What ``run_verification`` measured: the probe encoder's rows, the gallery encoder's own
+    rows on the probe side (the baseline, or None) and the pairs' data (skips, fallbacks)."""
+
+    rows: list[dict]
+    baseline_rows: list[dict] | None
+    data: PairData
+
+
+def run_verification(
+    lfw: LFW,
+    pairs: list[Pair],
+    gallery_encoder: FaceEncoder,
+    probe_encoder: FaceEncoder | dict[int, FaceEncoder],
+    config: BenchmarkConfig,
+    baseline: bool = True,
+    workers: int = 1,
+) -> VerificationRun:
+    """The verification benchmark of ``probe_encoder`` (one encoder, or one per View 2 fold)
+    against ``gallery_encoder``'s HR gallery on ``pairs``. With ``baseline`` (and a probe
+    encoder other than the gallery's) the gallery encoder is also scored on the probe side, on
+    the same pairs; the student then serves only the low sizes, the baseline's full-size row
+    being the HR-HR reference."""
+    align = AlignSettings(cnn_fallback=config.cnn_fallback)
+    data = load_pair_data(lfw, pairs, workers=workers, settings=align)
+    baseline_rows = None
+    if baseline and probe_encoder is not gallery_encoder:
+        baseline_rows = evaluate(data, gallery_encoder, gallery_encoder, config)
+        low = [s for s in config.sizes if s is not None]
+        config = replace(config, sizes=low)
+    rows = evaluate(data, gallery_encoder, probe_encoder, config)
+    return VerificationRun(rows, baseline_rows, data)
 
 
 def paired_gain(baseline: dict, candidate: dict) -> dict:

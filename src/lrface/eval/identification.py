@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrface.data.detected import FACE_PX
+from lrface.vectors import l2_normalize
 
 GALLERY_MIN_FACE = 20
 PROBE_MIN_FACE = 12
@@ -82,9 +83,7 @@ def reference_chip_px(face_px: float) -> int:
 def truth_ranks(probes: np.ndarray, templates: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Rank (1 = best) of each probe's true person ``truth[i]`` (a row of ``templates``)
     among all templates, by cosine similarity; ties count in the probe's favour."""
-    probes = probes / np.maximum(np.linalg.norm(probes, axis=1, keepdims=True), 1e-12)
-    templates = templates / np.maximum(np.linalg.norm(templates, axis=1, keepdims=True), 1e-12)
-    scores = probes @ templates.T
+    scores = l2_normalize(probes) @ l2_normalize(templates).T
     own = scores[np.arange(len(truth)), truth]
     return 1 + np.sum(scores > own[:, None], axis=1)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,78 @@ def identify(
         }
         for s in sizes
     }
+
+
+def run_identification(
+    lfw: LFW,
+    gallery_encoder: FaceEncoder,
+    students: dict[int | None, FaceEncoder | None],
+    widths: list[int],
+    view: str = "view2",
+    folds: set[int] | None = None,
+    size_cutoff: float | None = None,
+    limit: int | None = None,
+    degradation: str = "clean",
+    log=print,
+    started: float | None = None,
+) -> dict:
+    """The identification benchmark as ``lrface benchmark --protocol identification`` reports
+    it: every LFW person with two or more photos enrolled (``gallery_encoder``), then probes.
+    ``students`` maps a View 2 fold to the student trained without its people (probing that
+    fold's people, the folds pooled), or ``None`` to one student (or None: the teacher alone)
+    probing View 1's pairsDevTest people (``view1``), the chosen ``folds``' people, or all.
+    ``started`` (``time.perf_counter()``) is when the reported wall time began (default: now)."""
+    from lrface.constants import __version__
+    from lrface.data.lfw import fold_people
+    from lrface.eval.identification import benchmark_people, pool_folds
+    from lrface.machine import describe_machine
+    from lrface.pipeline import routing_cutoff
+
+    started = time.perf_counter() if started is None else started
+    people = benchmark_people(((i.identity, i.relpath) for i in lfw.images()), limit)
+    gallery, left_out = enroll(lfw, people, gallery_encoder)
+    people = [p for p in people if p.name not in left_out]
+    by_fold = fold_people(lfw.view2())
+    runs = {}
+    for fold, student in students.items():
+        if fold is not None:
+            wanted = by_fold[fold]
+        elif view == "view1":
+            wanted = {name for pair in lfw.view1_test() for name in pair.people}
+        else:
+            wanted = None if folds is None else set().union(*(by_fold[k] for k in folds))
+        probes = [p for p in people if wanted is None or p.name in wanted]
+        label = "all" if fold is None else f"fold-{fold}"
+        log(f"{label}: {len(probes)} probes against {len(people)} people")
+        runs[label] = identify(
+            lfw, probes, widths, gallery, gallery_encoder, student, size_cutoff, preset=degradation
+        )
+    results = pool_folds(list(runs.values())) if len(runs) > 1 else next(iter(runs.values()))
+    named = {("all" if k is None else f"fold-{k}"): s for k, s in students.items() if s}
+    return {
+        "lrface_version": __version__,
+        "lfw": str(lfw.root),
+        "view": view,
+        "people": len(people),
+        "left_out": left_out,
+        "teacher": gallery_encoder.cache_key,
+        "students": {label: s.cache_key for label, s in named.items()},
+        "size_cutoff": {label: routing_cutoff(s, size_cutoff) for label, s in named.items()},
+        "degradation": degradation,
+        "limit": limit,
+        "runs": runs,
+        "results": results,
+        "machine": describe_machine(),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def write_identification(report: dict, out: Path) -> tuple[Path, Path]:
+    """``identification.json`` (the report) and ``identification.md`` (its table) in ``out``."""
+    from lrface.eval.identification import markdown_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "identification.json", out / "identification.md"
+    paths[0].write_text(json.dumps(report, indent=2) + "\n")
+    paths[1].write_text(markdown_table(report["results"]) + "\n")
+    return paths

@@ -3,8 +3,10 @@ chips), degrade the probes, embed (cached) and score, one row per probe size."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -201,3 +203,42 @@ def markdown_rows(rows: list[OpenSetResult]) -> str:
 def openset_entries(rows: list[OpenSetResult]) -> dict[str, float]:
     """``{"16": t, ..., "full": t}`` for a calibration file's ``openset``."""
     return {("full" if r.size is None else str(r.size)): r.threshold for r in rows}
+
+
+def write_openset(
+    out: Path,
+    rows: list[OpenSetResult],
+    split,
+    dropped: int,
+    gallery_key: str,
+    probe_key: str,
+    fpir: float,
+    seed: int,
+    info: dict,
+    own: Path | None = None,
+    store: bool = False,
+) -> tuple[Path, ...]:
+    """``openset.json`` and ``openset.md`` in ``out``, and the thresholds merged into the
+    encoder's ``own`` calibration (a new one without it), written over ``own`` with ``store``,
+    else to ``out/calibration.json``. Returns the three paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "encoder": probe_key,
+        "gallery_encoder": gallery_key,
+        "seed": seed,
+        "enrolled": len(split.gallery),
+        "images_dropped": dropped,
+        **info,
+        "rows": [r.to_dict() for r in rows],
+    }
+    (out / "openset.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "openset.md").write_text(markdown_rows(rows) + "\n")
+    target = own if store and own is not None else out / "calibration.json"
+    calib = (
+        json.loads(own.read_text())
+        if own is not None
+        else {"gallery_encoder": gallery_key, "probe_encoder": probe_key, "flip": False}
+    )
+    calib |= {"openset": openset_entries(rows), "openset_fpir": fpir}
+    target.write_text(json.dumps(calib, indent=2) + "\n")
+    return out / "openset.json", out / "openset.md", target

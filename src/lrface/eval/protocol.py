@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from lrface.vectors import l2_normalize
+
 PROTOCOLS = ("hr-hr", "hr-lr", "lr-lr")
 FAR_TARGETS = (1e-3, 1e-2)
 PSEUDO_FOLDS = 10
@@ -47,9 +49,7 @@ def trial_folds(pair_folds: np.ndarray) -> np.ndarray:
 
 def cosine_scores(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Row-wise cosine similarity of two ``N x D`` arrays."""
-    first = first / np.maximum(np.linalg.norm(first, axis=1, keepdims=True), 1e-12)
-    second = second / np.maximum(np.linalg.norm(second, axis=1, keepdims=True), 1e-12)
-    return np.sum(first * second, axis=1)
+    return np.sum(l2_normalize(first) * l2_normalize(second), axis=1)
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:

@@ -61,8 +61,9 @@ def film_tracks(
     probe of that encoder and size)."""
     from lrface.detect.mtcnn import MTCNN
     from lrface.pipeline import FacePipeline
+    from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import Gallery
-    from lrface.video.decide import fixed_threshold, gallery_searcher
+    from lrface.video.decide import fixed_threshold
     from lrface.video.motion import GateConfig
     from lrface.video.watcher import FaceWatcher, WatchConfig
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 from lrface.models.discriminator import DomainDiscriminator
 
 TEACHER_DOMAIN = 1
@@ -61,13 +62,15 @@ def _domain_labels(n_teacher: int, n_student: int, device: torch.device) -> torc
     )
 
 
+@register_loss("dann")
 class DANNLoss(TransferLoss):
     """Domain-adversarial loss with a gradient-reversal layer; owns its discriminator.
 
     Returns the discriminator's cross-entropy on ``[teacher; student]``. Teacher embeddings are
     detached; student embeddings pass through ``grad_reverse`` with coefficient
     ``dann_coefficient(outputs.progress, gamma)``. The discriminator's parameters belong to
-    this module, so the engine's optimizer must include them (see ``registry.loss_parameters``).
+    this module, so the engine's optimizer must include them
+    (``methods.LossSet.trainable_parameters`` does).
     """
 
     name = "dann"
@@ -101,7 +104,7 @@ class ADDA(nn.Module):
     labels). The discriminator's parameters enter the generator graph as detached constants
     (``torch.func.functional_call``), so the student's backward never writes their ``.grad``
     and the gradient reaches the student only through the discriminator's input. Keep them out
-    of the student's optimizer as well (``registry.loss_parameters`` does).
+    of the student's optimizer as well (``methods.LossSet.trainable_parameters`` does).
     """
 
     def __init__(
@@ -140,11 +143,12 @@ class ADDA(nn.Module):
         return F.cross_entropy(logits, labels)
 
 
+@register_loss("adda")
 class ADDALoss(TransferLoss):
     """ADDA's generator loss as a TransferLoss, so it composes by weight with other losses.
 
     The engine must call ``self.adda.discriminator_step(student, teacher)`` before computing
-    the losses each step (``registry.discriminator_steps`` does it for every ADDA loss).
+    the losses each step (``methods.LossSet.discriminator_steps`` does it for every ADDA loss).
     """
 
     name = "adda"

@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 
+@register_loss("contrastive")
 class InfoNCE(TransferLoss):
     """SimCLR-style InfoNCE (Chen et al., ICML 2020; van den Oord et al., arXiv 1807.03748).
 

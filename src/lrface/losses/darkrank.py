@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 VARIANTS = ("listnet", "listmle")
 MAX_LISTNET_LENGTH = 7  # ListNet enumerates list_length! permutations
@@ -24,6 +25,7 @@ def plackett_luce_log_prob(scores: torch.Tensor) -> torch.Tensor:
     return (scores - tail_lse).sum(-1)
 
 
+@register_loss("darkrank")
 class DarkRank(TransferLoss):
     """DarkRank (Chen, Wang & Zhang, AAAI 2018, arXiv 1707.01220; TuSimple/DarkRank).
 

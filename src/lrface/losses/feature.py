@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 
+@register_loss("l2")
 class FeatureL2(TransferLoss):
     """Mean over the batch of ``||s/|s| - t/|t|||^2`` (student LR row i vs teacher HR row i).
 

@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 
+@register_loss("guided")
 class GuidedLoss(TransferLoss):
     """Guided-CNN objective (Fu, Chiu & Wang, "Learning Guided Convolutional Neural Networks
     for Cross-Resolution Face Recognition", MLSP 2017).

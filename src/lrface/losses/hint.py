@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 TEACHER_CHANNELS = (32, 64, 128, 256)
 
 
+@register_loss("hint")
 class HintLoss(TransferLoss):
     """Mean over ``stages`` of ``mse(regressor_s(student stage s), teacher map s)``.
 

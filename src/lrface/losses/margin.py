@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 
+@register_loss("arcface")
 class ArcFaceLoss(TransferLoss):
     """ArcFace (Deng et al., CVPR 2019, arXiv 1801.07698): true-class logit ``s * cos(theta + m)``.
 

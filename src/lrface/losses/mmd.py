@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 KERNELS = ("poly", "linear", "gaussian")
 
@@ -51,6 +52,7 @@ def _match_spatial(
     return student, teacher
 
 
+@register_loss("nst")
 class NSTLoss(TransferLoss):
     """Neuron Selectivity Transfer (Huang & Wang, arXiv 1707.01219).
 
@@ -109,6 +111,7 @@ class NSTLoss(TransferLoss):
         return torch.stack([self.layer_mmd(s, t) for s, t in pairs]).sum()
 
 
+@register_loss("mmd")
 class DomainMMD(TransferLoss):
     """MMD^2 between the batch of student LR embeddings and teacher HR embeddings.
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lrface.losses.base import TransferLoss, TransferOutputs
+from lrface.losses.registry import register_loss
 
 
 def teacher_prototypes(teacher_emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -28,6 +29,7 @@ def teacher_prototypes(teacher_emb: torch.Tensor, labels: torch.Tensor) -> torch
     return F.normalize(sums, dim=1)
 
 
+@register_loss("prototype")
 class PrototypeLoss(TransferLoss):
     """Cross-entropy over ``scale * cos(student, centre_c)`` for every identity ``c``.
 

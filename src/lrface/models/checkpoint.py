@@ -76,6 +76,31 @@ def member_runs(path: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(MEMBER_PREFIX) :]))
 
 
+def fold_runs(path: str | Path) -> tuple[dict[int, Path], list[Path]]:
+    """``({k: final checkpoint}, unfinished runs)`` for a directory of ``fold-K/`` training
+    runs (or ``fold-K/`` ensembles of ``member-J/`` runs); empty for anything else.
+
+    The final checkpoint, not ``best/`` (best is selected on the held-out fold itself); a run
+    whose last checkpoint is not at its configured step count is unfinished and left out.
+    """
+    path = Path(path)
+    runs, unfinished = {}, []
+    for run in sorted(path.glob("fold-*")) if path.is_dir() else []:
+        if not run.name[5:].isdigit():
+            continue
+        if member_runs(run):  # an ensemble of member-J/ runs; loading checks each member
+            runs[int(run.name[5:])] = run
+            continue
+        if not (run / "config.yaml").is_file():
+            continue
+        final = finished_checkpoint(run)
+        if final is not None:
+            runs[int(run.name[5:])] = final
+        elif latest_checkpoint(run) is not None:
+            unfinished.append(run)
+    return runs, unfinished
+
+
 def resolve_student_dir(path: str | Path) -> Path:
     """A checkpoint directory as is; a run directory -> its latest (final) checkpoint.
 
@@ -166,7 +191,8 @@ def load_student_weights(student: nn.Module, name: str, source: str | Path) -> N
 def fold_for_inference(student: nn.Module) -> nn.Module:
     """``student`` with each dlib ResNet inside it (a ``teacher-init`` student, the teacher
     half of a fused model) swapped for its folded channels-last copy (``fuse_for_inference``):
-    the same function up to float rounding, 1.15-1.3x faster on CPU. Not for training: the
+    the same function up to float rounding, faster on CPU (docs/results.md, section 5). Not
+    for training: the
     folded networks have no affine layers left to train."""
     from lrface.models.dlib_resnet import fuse_for_inference
     from lrface.models.students import TeacherInitStudent

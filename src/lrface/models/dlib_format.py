@@ -143,12 +143,6 @@ class _Reader:
             raise self.fail(f"unsupported alias_tensor version {version} (expected 1)")
         return tuple(self.dim() for _ in range(4))
 
-    def expect_version(self, what: str, allowed: tuple[int, ...]) -> int:
-        version = self.int()
-        if version not in allowed:
-            raise self.fail(f"unexpected {what} version {version} (expected one of {allowed})")
-        return version
-
 
 def _slice(params: np.ndarray, offset: int, shape: tuple[int, ...], reader: _Reader) -> np.ndarray:
     """The view dlib's ``alias_tensor(shape)`` gives into ``params`` at ``offset``."""

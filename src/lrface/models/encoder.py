@@ -13,13 +13,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from lrface.data.degrade import resize_chips
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+from lrface.resize import resize_chips
+from lrface.vectors import l2_normalize
 
 
 class FaceEncoder(ABC):

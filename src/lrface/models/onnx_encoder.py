@@ -1,11 +1,11 @@
 """A PyTorch encoder's network run by ONNX Runtime, for CPU inference on few faces at a time.
 
 Video (``lrface watch``) embeds a handful of faces per frame, in batches of 1-6. There PyTorch's
-per-call overhead dominates: on the 2-core dev CPU with one thread, ONNX Runtime runs the
-teacher about 2x as fast at batch 1 and 1.4x at batch 4 (``benchmarks/encoder_speed.py
---onnx``, docs/results.md section 5). The network is exported once per weights (the encoder's
-cache key names the file under the cache directory's ``onnx/``) and gives the same embeddings
-up to float rounding, so the encoder keeps its cache key and its calibrations.
+per-call overhead dominates, and ONNX Runtime runs the same network faster (measured with
+``benchmarks/encoder_speed.py --onnx``: docs/results.md, section 5). The network is exported
+once per weights (the encoder's cache key names the file under the cache directory's
+``onnx/``) and gives the same embeddings up to float rounding, so the encoder keeps its cache
+key and its calibrations.
 """
 
 from __future__ import annotations

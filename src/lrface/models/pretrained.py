@@ -13,12 +13,10 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from lrface.constants import DEFAULT_STUDENT as DEFAULT_STUDENT  # re-exported
 from lrface.paths import file_digest
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-
-DEFAULT_STUDENT = "lrface-lr-v2"
-"""The student every command uses for small faces unless told otherwise."""
 
 FILES = ("student.safetensors", "student.json", "calibration.json")
 

@@ -23,30 +23,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_STUDENTS: dict[str, Callable[..., nn.Module]] = {}
+from lrface.registry import Registry
 
-
-def register_student(name: str):
-    """Decorator: make a student factory available to ``create_student(name, **kwargs)``."""
-
-    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _STUDENTS:
-            raise ValueError(f"student {name!r} is already registered")
-        _STUDENTS[name] = factory
-        return factory
-
-    return wrap
+STUDENTS: Registry[Callable[..., nn.Module]] = Registry("student")
+register_student = STUDENTS.register
+"""Decorator: make a student factory available to ``create_student(name, **kwargs)``."""
 
 
 def list_students() -> list[str]:
-    return sorted(_STUDENTS)
+    return STUDENTS.names()
 
 
 def create_student(name: str, **kwargs) -> nn.Module:
     """Build a registered student; it carries ``input_size``, ``dim``, ``supports_features``."""
-    if name not in _STUDENTS:
-        raise KeyError(f"unknown student {name!r}; registered: {list_students()}")
-    return _STUDENTS[name](**kwargs)
+    return STUDENTS.get(name)(**kwargs)
 
 
 def resize_input(x: torch.Tensor, size: int) -> torch.Tensor:

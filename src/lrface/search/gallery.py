@@ -29,7 +29,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from lrface import __version__
+from lrface.constants import __version__
+from lrface.vectors import l2_normalize
 
 if TYPE_CHECKING:
     from lrface.calibration import FaceRef
@@ -41,11 +42,8 @@ META_KEY = "lrface_gallery"
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """A float32 copy with rows scaled to unit length (faiss; zero rows stay zero). Not
-    ``lrface.models.encoder.l2_normalize``, so that galleries load without torch."""
-    out = np.array(vectors, np.float32, order="C", copy=True)
-    faiss.normalize_L2(out)
-    return out
+    """A float32, C-ordered copy with rows scaled to unit length (what faiss searches)."""
+    return np.ascontiguousarray(l2_normalize(np.asarray(vectors, np.float32)))
 
 
 class GalleryError(ValueError):

@@ -12,7 +12,8 @@ processes enrolling at once lose nothing, and a process killed mid-write leaves 
 commit intact. Deleted rows are overwritten with zeros (``secure_delete``). The database (and
 SQLite's ``-wal``/``-shm`` files, which take its mode) is created mode 0600: it holds
 biometric data. Another database can be added by implementing ``GalleryStore``;
-``open_store`` picks the implementation from the file's content.
+``open_store`` picks the implementation from the file's content; ``open_gallery`` opens or
+creates one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrface import __version__
+from lrface.constants import __version__
 from lrface.search.gallery import Gallery, GalleryError
 
 if TYPE_CHECKING:
@@ -452,12 +453,26 @@ def open_store(path: str | os.PathLike) -> GalleryStore:
     raise GalleryError(f"{path}: not an lrface gallery (neither SQLite nor safetensors)")
 
 
-def open_or_create(
-    path: str | os.PathLike, encoder: str, dim: int, encoder_name: str | None = None
+def open_gallery(
+    target: str | os.PathLike,
+    encoder: str | None = None,
+    dim: int | None = None,
+    encoder_name: str | None = None,
 ) -> GalleryStore:
-    """``open_store`` if ``path`` exists, else a new SQLite gallery for ``encoder``."""
-    if Path(path).exists():
-        return open_store(path)
+    """The one way to open a gallery (CLI, service, ``lrface.open_gallery``): the existing one
+    at ``target`` (``open_store``), or, when ``encoder`` and ``dim`` are given and nothing is
+    there yet, a new SQLite gallery for them. Given ``encoder``, an existing gallery made by
+    another encoder is refused. GalleryError naming ``target`` when it cannot be used."""
+    path = Path(target)
+    if encoder is None or dim is None or path.exists() or path.is_symlink():
+        store = open_store(path)
+        if encoder is not None:
+            try:
+                store.check_compatible(encoder, dim if dim is not None else store.dim)
+            except GalleryError:
+                store.close()
+                raise
+        return store
     return SqliteStore.create(path, encoder, dim, encoder_name)
 
 

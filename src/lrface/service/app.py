@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -29,19 +30,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lrface import __version__
+from lrface.constants import __version__
 from lrface.data.images import BadImageError, decode_rgb
+from lrface.enrolment import Photo, enrol_photos
 from lrface.pipeline import (
     Calibration,
     EmbeddedFace,
     FaceInputError,
     FacePipeline,
-    identify,
-    thumbnail_jpeg,
+    answer_faces,
 )
+from lrface.search.decision import gallery_searcher
 from lrface.search.gallery import Gallery
 from lrface.search.normalize import Normalizer
-from lrface.search.store import Enrolment, GalleryStore, file_sha256
+from lrface.search.store import Enrolment, GalleryStore
 from lrface.service.security import API_KEY_HEADER, SecurityError, key_matches, validate_name
 
 log = logging.getLogger("lrface.service")
@@ -130,13 +132,22 @@ class WatchList:
             generation = self.store.remove(name)
             self._applied(generation, lambda g: g.remove(name))
 
-    def search(self, embeddings: np.ndarray, k: int, probes=None):
-        """Top-k per row (``Gallery.search``; ``probes``: each row's ``FaceRef``, for
-        normalized scores) and how each row was scored."""
+    def search_top(self, embeddings: np.ndarray, k: int, probes=None) -> list[list]:
+        """A ``lrface.search.decision.Searcher`` over the index kept in step (``probes``: each
+        row's ``FaceRef``, scored by the normalizer where it covers the encoder)."""
         with self._lock:
-            gallery = self._in_step()
-            scorings = [gallery.scoring_for(p.encoder) if p else "raw" for p in probes or []]
-            return gallery.search(embeddings, k, probes), scorings
+            return gallery_searcher(self._in_step())(embeddings, k, probes)
+
+    def search_raw(self, embeddings: np.ndarray, k: int, probes=None) -> list[list]:
+        """The same by cosine whatever the probes (``/api/watch``'s tracks, as ``lrface watch``
+        scores them by default: AS-norm track thresholds raised a false alarm on real footage
+        where raw ones did not, docs/openset.md)."""
+        return self.search_top(embeddings, k)
+
+    def scoring_for(self, encoder: str) -> str:
+        """How searches of this encoder's probes are scored (``Gallery.scoring_for``)."""
+        with self._lock:
+            return self._in_step().scoring_for(encoder)
 
     def size(self) -> int:
         with self._lock:
@@ -226,22 +237,27 @@ def create_app(
         except SecurityError as exc:
             raise ApiError(422, str(exc)) from None
 
-    def read_image(upload: UploadFile) -> tuple[str, np.ndarray, str]:
-        """(file name, decoded RGB image, sha256) of an upload, checked against the limits."""
+    def upload_photo(upload: UploadFile) -> Photo:
+        """An upload as a ``Photo`` (one over the size limit carries why, unread)."""
         filename = Path(upload.filename or "upload").name[:200]
         data = upload.file.read(config.max_upload_bytes + 1)
         if len(data) > config.max_upload_bytes:
-            raise ApiError(
-                413, f"{filename}: file too large (limit {config.max_upload_bytes // 2**20} MiB)"
-            )
+            limit = config.max_upload_bytes // 2**20
+            return Photo(filename, None, f"file too large (limit {limit} MiB)")
+        return Photo(filename, data)
+
+    def read_image(upload: UploadFile) -> tuple[str, np.ndarray]:
+        """(file name, decoded RGB image) of an upload, checked against the limits."""
+        photo = upload_photo(upload)
+        if photo.data is None:
+            raise ApiError(413, f"{photo.source}: {photo.error}")
         try:
-            image = decode_rgb(data, filename, config.max_pixels)
+            return photo.source, decode_rgb(photo.data, photo.source, config.max_pixels)
         except BadImageError as exc:
             raise ApiError(413 if "too large" in exc.reason else 422, str(exc)) from None
-        return filename, image, file_sha256(data)
 
     def embed_probe(upload: UploadFile) -> tuple[np.ndarray, list[EmbeddedFace]]:
-        filename, image, _ = read_image(upload)
+        filename, image = read_image(upload)
         try:
             return image, watch.embed(image, "all")
         except FaceInputError as exc:
@@ -287,32 +303,21 @@ def create_app(
         name = checked_name(name)
         if len(files) > config.max_files:
             raise ApiError(413, f"too many files ({len(files)} > {config.max_files})")
+        photos = [upload_photo(upload) for upload in files]
         known = watch.known(name)
-        enrolments: list[Enrolment] = []
-        skipped: list[dict] = []
-        already = 0
-        for upload in files:
-            try:
-                filename, image, sha = read_image(upload)
-                if sha in known:
-                    already += 1
-                    continue
-                face = watch.embed(image, "largest")[0]
-            except ApiError as exc:
-                skipped.append({"file": upload.filename, "reason": exc.message})
-                continue
-            except FaceInputError as exc:
-                skipped.append({"file": upload.filename, "reason": exc.reason})
-                continue
-            known.add(sha)
-            enrolments.append(
-                Enrolment(face.embedding, filename, sha, thumbnail_jpeg(image, face.face))
-            )
-        if not enrolments and not already:
+        commit = partial(watch.add, name)
+        options = {"batch": None, "max_pixels": config.max_pixels}
+        report = enrol_photos(watch.embed, name, photos, known, commit, "largest", **options)
+        skipped = [{"file": source, "reason": reason} for source, reason in report.skipped]
+        if name not in report.identities and not report.already:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped) or "no files"
             raise ApiError(422, f"nothing enrolled for {name!r}: {reasons}")
-        added = watch.add(name, enrolments) if enrolments else 0
-        return {"name": name, "added": added, "already_enrolled": already, "skipped": skipped}
+        return {
+            "name": name,
+            "added": report.added,
+            "already_enrolled": report.already,
+            "skipped": skipped,
+        }
 
     @app.get(
         "/api/identities/{name}/thumbnail",
@@ -344,21 +349,10 @@ def create_app(
         if watch.size() == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
         image, faces = embed_probe(file)
-        results, scorings = watch.search(
-            np.stack([f.embedding for f in faces]), k, [f.ref for f in faces]
+        answers = answer_faces(
+            faces, watch.search_top, k, book, store.encoder, scoring_for=watch.scoring_for
         )
-        out = []
-        for face, matches, scoring in zip(faces, results, scorings, strict=True):
-            out.append(
-                {
-                    **face.to_dict(),
-                    "scoring": scoring,
-                    "matches": [m.to_dict() for m in matches],
-                    "decision": identify(
-                        book, face, matches, store.encoder, None, scoring
-                    ).to_dict(),
-                }
-            )
+        out = [answer.to_dict() for answer in answers]
         return {"image": {"width": image.shape[1], "height": image.shape[0]}, "faces": out}
 
     @app.post("/api/verify", dependencies=auth, summary="Are the people in two photos the same?")
@@ -398,11 +392,6 @@ def create_app(
         if watch.size() == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
 
-        def searcher(embeddings: np.ndarray, k: int, probes=None) -> list[list[tuple[str, float]]]:
-            # tracks by cosine, as lrface watch by default (docs/openset.md: AS-norm track
-            # thresholds raised a false alarm on real footage where raw ones did not)
-            return [[(m.name, m.score) for m in row] for row in watch.search(embeddings, k)[0]]
-
         calibrated = BookThresholds(watch_book, store.encoder, True, watch.size())
 
         def threshold(encoder: str, size: int) -> float | None:
@@ -413,7 +402,7 @@ def create_app(
             except ValueError:
                 return None
 
-        watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, searcher, threshold)
+        watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, watch.search_raw, threshold)
         events, error = [], None
         with tempfile.TemporaryDirectory(prefix="lrface-watch-") as tmp:
             path = Path(tmp) / "upload.video"

@@ -22,7 +22,7 @@ TUPLE_FIELDS = tuple(
 class TrainConfig:
     """Everything that determines a run (with the data, it fixes the result bit for bit).
 
-    method: a ``losses.registry.METHODS`` name, ``"a+b"`` or ``"a=w1,b=w2"``.
+    method: a ``losses.methods.METHODS`` name, ``"a+b"`` or ``"a=w1,b=w2"``.
     method_kwargs: extra constructor kwargs per loss name, merged into the parsed spec.
     pairing: ``paired`` (the student's LR face and the teacher's HR face are the same image,
         for distillation) or ``unpaired`` (independent shuffles of the HR source and the LR
@@ -37,8 +37,8 @@ class TrainConfig:
     precision: ``auto`` (default: ``bf16`` where the CPU has AVX512-BF16 or AMX, or the CUDA
         device supports bf16, else ``fp32``; the choice is printed), ``fp32``, or ``bf16`` to
         run the student's (and a feature-matching teacher's) forward pass under bfloat16
-        autocast; losses and weights stay fp32 (1.38x faster steps measured on this AVX512-BF16
-        CPU, ``benchmarks/train_step_speed.py``).
+        autocast; losses and weights stay fp32 (faster steps on a CPU with AVX512-BF16:
+        docs/results.md, section 5).
     ema_decay: keep an exponential moving average of the student's weights (and BN
         statistics) with this decay per step, e.g. 0.999; evaluation, ``best/`` and the exported
         ``student.safetensors`` then use the average (0: off).

@@ -33,7 +33,7 @@ from lrface.eval.embeddings import embed_chipset
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
 from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.encoder import FaceEncoder
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 from lrface.train.evaluation import EvaluateFn
 from lrface.train.sources import unlabelled_training_set
 from lrface.train.teacher_maps import standardize_channels, teacher_stage_maps

@@ -15,23 +15,15 @@ import torch
 from torch import nn
 
 from lrface.losses.base import TransferOutputs
+from lrface.losses.methods import LossSet, build_losses, parse_method
 from lrface.losses.prototype import teacher_prototypes
-from lrface.losses.registry import (
-    adda_modules,
-    build_losses,
-    discriminator_steps,
-    map_stages,
-    parse_method,
-    required_fields,
-    total_loss,
-)
 from lrface.models.students import resize_input
 from lrface.train.config import TrainConfig
 
 
 def build_losses_for(
     config: TrainConfig, student: nn.Module, teacher_emb: np.ndarray, labels: np.ndarray
-) -> nn.ModuleDict:
+) -> LossSet:
     """The losses of ``config.method`` (with ``method_kwargs``), sized for ``student`` and
     the training set (identity count, teacher prototypes); refuses feature losses that the
     student cannot serve."""
@@ -47,7 +39,7 @@ def build_losses_for(
             torch.as_tensor(labels, dtype=torch.long),
         )
     losses = build_losses(spec, **shared)
-    if "student_features" in required_fields(losses) and not student.supports_features:
+    if "student_features" in losses.fields and not student.supports_features:
         raise ValueError(
             f"method {config.method!r} matches stage features, which student "
             f"{config.student!r} does not have"
@@ -56,17 +48,17 @@ def build_losses_for(
 
 
 def stage_maps(
-    losses: nn.ModuleDict,
+    losses: LossSet,
     teacher_maps: Callable[[tuple[int, ...]], list[np.ndarray]] | None,
     rows: int,
     method: str,
 ) -> dict[int, np.ndarray]:
     """``{stage: M x 2 x C x g x g}`` teacher maps for the losses that read them, else ``{}``."""
-    if "teacher_maps" not in required_fields(losses):
+    if "teacher_maps" not in losses.fields:
         return {}
     if teacher_maps is None:
         raise ValueError(f"method {method!r} needs the teacher's stage maps")
-    stages = map_stages(losses)
+    stages = losses.stages
     maps = dict(zip(stages, teacher_maps(stages), strict=True))
     for stage, array in maps.items():
         if len(array) != rows or array.ndim != 5 or array.shape[1] != 2:
@@ -86,7 +78,7 @@ class Objective(nn.Module):
     def __init__(
         self,
         student: nn.Module,
-        losses: nn.ModuleDict,
+        losses: LossSet,
         hr_branch: nn.Module | None = None,
         teacher: nn.Module | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -97,7 +89,7 @@ class Objective(nn.Module):
         self.precision = precision
         self.losses = losses
         self.hr_branch = hr_branch
-        self.needs = required_fields(losses)
+        self.needs = losses.fields
         self._teacher = (teacher,)  # tuple: hidden from parameters() / state_dict()
         self._gather = gather
 
@@ -139,12 +131,12 @@ class Objective(nn.Module):
             progress=progress,
         )
         disc: dict[str, float] = {}
-        if adda_modules(self.losses):
+        if self.losses.adda_modules:
             seen = outputs
             if self._gather is not None:
                 seen = TransferOutputs(
                     self._gather(embedding.detach()), self._gather(teacher_emb.detach())
                 )
-            disc = discriminator_steps(self.losses, seen)
-        total, parts = total_loss(self.losses, outputs)
+            disc = self.losses.discriminator_steps(seen)
+        total, parts = self.losses.total(outputs)
         return total, {**parts, **disc}

@@ -23,10 +23,10 @@ from lrface.data.lfw import LFW
 from lrface.data.unlabelled import unlabelled_chips
 from lrface.eval.embeddings import embed_chipset
 from lrface.models.encoder import FaceEncoder
-from lrface.paths import resolve_utkface
+from lrface.paths import cache_dir, resolve_utkface
 
 DECONTAMINATION_DIR = Path(__file__).resolve().parents[1] / "data" / "decontamination"
-"""Package data: ``<folder name>.json`` per decontaminated face folder."""
+"""Shipped, read-only package data: ``<folder name>.json`` per decontaminated face folder."""
 
 DEFAULT_FAR = 1e-5
 
@@ -41,8 +41,17 @@ def resolve_folder(spec: str) -> tuple[str, Path]:
     return root.name, root
 
 
+def user_decontamination_path(name: str) -> Path:
+    """Where ``lrface decontaminate`` writes a folder's list by default (the user's cache;
+    the installed package is never written to)."""
+    return cache_dir() / "decontamination" / f"{name}.json"
+
+
 def decontamination_path(name: str) -> Path:
-    return DECONTAMINATION_DIR / f"{name}.json"
+    """The list training on folder ``name`` applies: the user's own (``lrface decontaminate``)
+    if there is one, else the shipped one (which may not exist)."""
+    user = user_decontamination_path(name)
+    return user if user.is_file() else DECONTAMINATION_DIR / f"{name}.json"
 
 
 def load_exclusions(name: str, spec: str | None = None) -> set[str]:
@@ -51,7 +60,8 @@ def load_exclusions(name: str, spec: str | None = None) -> set[str]:
     path = decontamination_path(name)
     if not path.is_file():
         raise FileNotFoundError(
-            f"no decontamination list for face folder {name!r} ({path}); run "
+            f"no decontamination list for face folder {name!r} (neither "
+            f"{user_decontamination_path(name)} nor the shipped {path}); run "
             f"`lrface decontaminate {spec or name}` before training on it"
         )
     return {row["file"] for row in json.loads(path.read_text())["dropped"]}

@@ -1,14 +1,7 @@
-"""A track's answer: the best identity with its score and top-k, or *unknown*.
-
-Two seams keep this independent of how the gallery is stored and calibrated:
-
-- a ``Searcher`` maps unit embeddings (``N x d``), ``k`` and optionally each row's probe
-  (``lrface.calibration.FaceRef``: encoder and resolution, for normalized scores) to each
-  row's top-k ``(identity, score)`` pairs, best first;
-- a ``ThresholdFn`` maps (encoder key, face resolution in px) to the open-set threshold for a
-  probe of that kind, or None when there is none (then every track gets its best identity).
-
-A track is *unknown* when its best score is under the threshold (or the gallery is empty).
+"""What a track's open-set threshold is: a ``ThresholdFn`` maps (encoder key, face resolution
+in px) to the open-set threshold for a probe of that kind, or None when there is none (then
+every track gets its best identity). The decision itself is ``lrface.search.decision.decide``,
+the one every search answer uses.
 """
 
 from __future__ import annotations
@@ -17,52 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
     from lrface.calibration import ThresholdBook
 
-Searcher = Callable[..., list[list[tuple[str, float]]]]
 ThresholdFn = Callable[[str, int], float | None]
-
-
-@dataclass
-class Decision:
-    identity: str | None
-    score: float
-    top: list[tuple[str, float]]
-    threshold: float | None
-
-    @property
-    def unknown(self) -> bool:
-        return self.identity is None
-
-    def to_dict(self) -> dict:
-        return {
-            "identity": self.identity if self.identity is not None else "unknown",
-            "score": round(self.score, 4),
-            "threshold": None if self.threshold is None else round(self.threshold, 4),
-            "top": [{"name": n, "score": round(s, 4)} for n, s in self.top],
-        }
-
-
-def decide(top: list[tuple[str, float]], threshold: float | None) -> Decision:
-    """Best of ``top`` unless its score is under ``threshold``."""
-    if not top:
-        return Decision(None, float("nan"), [], threshold)
-    name, score = top[0]
-    known = threshold is None or score >= threshold
-    return Decision(name if known else None, score, list(top), threshold)
-
-
-def gallery_searcher(gallery) -> Searcher:
-    """A ``Searcher`` over an ``lrface.search.gallery.Gallery``."""
-
-    def search(embeddings: np.ndarray, k: int, probes=None) -> list[list[tuple[str, float]]]:
-        rows = gallery.search(embeddings, k, probes)
-        return [[(m.name, m.score) for m in row] for row in rows]
-
-    return search
 
 
 @dataclass
@@ -102,3 +53,36 @@ class BookThresholds:
 def fixed_threshold(value: float | None) -> ThresholdFn:
     """The same threshold for every encoder and size (None: never unknown)."""
     return lambda encoder, size: value
+
+
+def watch_thresholds(pipe, gallery, calibrations: list) -> tuple[BookThresholds, str]:
+    """The open-set thresholds ``lrface watch`` (and ``lrface.watch``) judge tracks by, and a
+    line saying where they come from: per encoder of ``pipe``, its track calibration (for
+    ``gallery``'s size where the file has thresholds by size) else its single-face open-set
+    thresholds, from ``calibrations`` in order (``lrface.pipeline.watch_calibrations`` lists
+    the stored ones). ValueError now, not mid-video, when an encoder has none."""
+    thresholds = BookThresholds(
+        pipe.thresholds(calibrations), gallery.encoder, True, len(gallery),
+        scoring_for=gallery.scoring_for,
+    )  # fmt: skip
+    encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
+    used = [(e, thresholds.choice(e.cache_key, 16)) for e in encoders]
+    return thresholds, "; ".join(
+        f"{e.name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
+        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice) + _scored(gallery, e)
+        for e, choice in used
+    ) + f"; this gallery holds {len(gallery)} identities"
+
+
+def _scored(gallery, encoder) -> str:
+    """How the gallery scores this encoder's tracks, where not by cosine."""
+    scoring = gallery.scoring_for(encoder.cache_key)
+    return "" if scoring == "raw" else f", on {scoring}-normalized scores"
+
+
+def _set_for(choice) -> str:
+    """What gallery size a threshold choice was set for, and (where its file holds thresholds
+    by watch-list size) which size it was picked for."""
+    if choice.for_gallery:
+        return f" (calibrated on a gallery of {choice.gallery_size}; {choice.for_gallery})"
+    return f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else ""

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lrface.constants import IMAGE_SUFFIXES
 from lrface.data.images import BadImageError, load_rgb
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 

@@ -25,8 +25,9 @@ import numpy as np
 from lrface.calibration import FaceRef, as_resolution
 from lrface.detect import Face, FaceDetector
 from lrface.pipeline import EmbeddedFace
+from lrface.search.decision import Decision, Searcher, decide
 from lrface.video.aggregate import aggregate, face_weights
-from lrface.video.decide import Decision, Searcher, ThresholdFn, decide
+from lrface.video.decide import ThresholdFn
 from lrface.video.motion import GateConfig, MotionGate, detect_regions
 from lrface.video.sources import Frame
 from lrface.video.tracking import FaceTracker, TrackerConfig

@@ -47,9 +47,10 @@ def test_cli_error_paths_end_in_one_line(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args, expected = _cases(tmp_path)[case]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code not in (0, None), result.output
+    assert result.exit_code == 1, result.output  # the one exit status of a user error
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("error: ")]) == 1
     assert expected in " ".join(result.output.split()).replace("│", ""), result.output
 
 
@@ -57,15 +58,15 @@ def test_training_on_a_folder_never_decontaminated_stops_before_any_work(tmp_pat
     from typer.testing import CliRunner
 
     from lrface.cli import app
-    from lrface.paths import find_lfw
+    from tests.conftest import LFW_ROOT
 
-    if find_lfw() is None:
+    if LFW_ROOT is None:
         pytest.skip("needs ../shared/data/lfw (LFW not present): the LFW check comes first")
     faces = tmp_path / "faces"
     faces.mkdir()
     args = ["train", "--set", f"unlabelled=[{faces}]", "--out", str(tmp_path / "run")]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"lrface decontaminate {faces}" in " ".join(result.output.replace("│", "").split())
     missing = CliRunner().invoke(app, ["package-student", str(tmp_path / "nope"), "out"])
-    assert missing.exit_code == 2 and "neither a checkpoint nor a run directory" in missing.output
+    assert missing.exit_code == 1 and "neither a checkpoint nor a run directory" in missing.output

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from lrface.calibration import ThresholdBook
 from lrface.cli import app
-from lrface.models.encoder import l2_normalize
 from lrface.search.store import Enrolment, SqliteStore
+from lrface.vectors import l2_normalize
 from tests.video.clips import COLOURS, ColourDetector, colour_embed, crossing_frames, write_avi
 from tests.video.test_sources import truncated_copy
 
@@ -33,7 +33,7 @@ def watch_pipeline(monkeypatch) -> SimpleNamespace:
         calls=[],
         thresholds=ThresholdBook,
     )
-    monkeypatch.setattr("lrface.video_cli._pipeline", lambda *a: fake.calls.append(a) or fake)
+    monkeypatch.setattr("lrface.cli.watch.build_pipeline", lambda *a: fake.calls.append(a) or fake)
     return fake
 
 

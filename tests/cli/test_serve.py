@@ -5,18 +5,18 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from lrface import pipeline_cli
-from lrface.service import cli as serve_cli
+from lrface.cli import common
+from lrface.cli import serve as serve_cli
 from tests.test_pipeline import ColourEncoder, SquareDetector
 
 
 def _run(monkeypatch, tmp_path, *args, env=None):
-    monkeypatch.setattr(pipeline_cli, "make_detector", lambda *a, **k: SquareDetector())
-    monkeypatch.setattr(pipeline_cli, "_encoder", lambda name, device: ColourEncoder(name))
+    monkeypatch.setattr(common, "make_detector", lambda *a, **k: SquareDetector())
+    monkeypatch.setattr(common, "load_encoder", lambda name, *a, **k: ColourEncoder(name))
     started = []
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: started.append(kw))
     app = typer.Typer()
-    app.command()(serve_cli.serve_command)
+    app.command()(serve_cli.serve)
     result = CliRunner().invoke(
         app, ["--gallery", str(tmp_path / "g.db"), *args], env={"LRFACE_API_KEY": "", **(env or {})}
     )

@@ -6,12 +6,7 @@ from lrface.losses import (
     METHODS,
     TransferOutputs,
     build_losses,
-    discriminator_steps,
-    loss_parameters,
-    map_stages,
     parse_method,
-    required_fields,
-    total_loss,
 )
 from lrface.losses.adversarial import ADDALoss
 from lrface.losses.contrastive import InfoNCE
@@ -81,7 +76,7 @@ def test_build_losses_defaults_overrides_and_shared_kwargs():
 def test_total_loss_is_the_weighted_sum():
     outputs = batch()
     losses = build_losses({"l2": {"weight": 2.0}, "contrastive": {"weight": 0.5}})
-    total, parts = total_loss(losses, outputs)
+    total, parts = losses.total(outputs)
     l2 = FeatureL2()(outputs).item()
     nce = InfoNCE()(outputs).item()
     assert parts["l2"] == pytest.approx(l2) and parts["contrastive"] == pytest.approx(nce)
@@ -89,22 +84,22 @@ def test_total_loss_is_the_weighted_sum():
     assert parts["total"] == pytest.approx(total.item())
 
 
-def test_required_fields_union():
-    assert required_fields(build_losses(parse_method("adda+l2"))) == set()
-    assert required_fields(build_losses(parse_method("nst+l2"))) == {
+def test_the_fields_and_stages_the_losses_read_are_known_once_built():
+    assert build_losses(parse_method("adda+l2")).fields == set()
+    assert build_losses(parse_method("nst+l2")).fields == {
         "student_features",
         "teacher_features",
     }
     spec = {"guided": {}, "arcface": {}}
-    assert required_fields(build_losses(spec, num_classes=3)) == {"labels", "hr_student"}
+    assert build_losses(spec, num_classes=3).fields == {"labels", "hr_student"}
     hint = build_losses(parse_method("hint+l2"))
-    assert required_fields(hint) == {"student_features", "teacher_maps"}
-    assert map_stages(hint) == (1, 2, 3) and map_stages(build_losses({"l2": {}})) == ()
+    assert hint.fields == {"student_features", "teacher_maps"}
+    assert hint.stages == (1, 2, 3) and build_losses({"l2": {}}).stages == ()
 
 
 def test_loss_parameters_leave_adda_to_its_own_optimizer():
     losses = build_losses({"dann": {}, "adda": {}, "arcface": {}}, num_classes=3)
-    trained = {id(p) for p in loss_parameters(losses)}
+    trained = {id(p) for p in losses.trainable_parameters()}
     assert all(id(p) in trained for p in losses["dann"].parameters())
     assert all(id(p) in trained for p in losses["arcface"].parameters())
     assert not any(id(p) in trained for p in losses["adda"].parameters())
@@ -113,7 +108,7 @@ def test_loss_parameters_leave_adda_to_its_own_optimizer():
 def test_discriminator_steps_update_adda_and_report():
     losses = build_losses({"adda": {"dim": 8}, "l2": {}})
     before = [p.detach().clone() for p in losses["adda"].parameters()]
-    metrics = discriminator_steps(losses, batch())
+    metrics = losses.discriminator_steps(batch())
     assert set(metrics) == {"adda_disc_loss", "adda_disc_accuracy"}
     after = list(losses["adda"].parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
@@ -127,8 +122,8 @@ def test_every_method_builds_and_backpropagates(method):
     if "hint" in spec:  # one stage, shaped like batch()'s features
         spec["hint"].update(stages=[0], student_channels=[4], teacher_channels=[6])
     losses = build_losses(spec, num_classes=3, dim=8, prototypes=torch.eye(3, 8))
-    discriminator_steps(losses, outputs)
-    total, parts = total_loss(losses, outputs)
+    losses.discriminator_steps(outputs)
+    total, parts = losses.total(outputs)
     total.backward()
     assert torch.isfinite(total) and set(parts) == set(losses) | {"total"}
     assert outputs.student.grad is not None and torch.isfinite(outputs.student.grad).all()

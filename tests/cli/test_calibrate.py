@@ -16,7 +16,7 @@ def test_bad_options_are_one_line(tmp_path):
     bad = [("--fpir", "0.01,x"), ("--fpir", "1.5"), ("--camera", "3,3"), ("--subgalleries", "0")]
     for option, value in bad:
         result = CliRunner().invoke(app, ["calibrate-watch", option, value, "--out", str(tmp_path)])
-        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
 
 
 def test_tiny_run_writes_a_track_calibration(tmp_path, lfw_root):

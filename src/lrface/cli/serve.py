@@ -7,22 +7,22 @@ from typing import Annotated
 
 import typer
 
-from lrface.pipeline_cli import (
-    DEFAULT_STUDENT,
-    DEFAULT_TEACHER,
+from lrface.cli.common import (
     CutoffOpt,
     DetectorOpt,
     DeviceOpt,
     RuntimeOpt,
     StudentOpt,
-    _fail,
-    _pipeline,
-    chosen_runtime,
+    build_pipeline,
     chosen_student,
+    fail,
+    open_gallery,
+    reported,
 )
+from lrface.constants import DEFAULT_STUDENT, DEFAULT_TEACHER
 
 
-def serve_command(
+def serve(
     gallery: Annotated[
         Path, typer.Option(help="Gallery database (SQLite); created empty if missing.")
     ],
@@ -52,57 +52,48 @@ def serve_command(
     import uvicorn
 
     from lrface.pipeline import default_calibrations, search_normalizer, watch_calibrations
-    from lrface.search.gallery import GalleryError
-    from lrface.search.store import SqliteStore, open_store
     from lrface.service.app import ServiceConfig, create_app
-    from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
 
     student = chosen_student(student)
-    try:
-        key = None if no_auth else load_api_key(api_key_file)
-    except SecurityError as exc:
-        raise _fail(str(exc)) from None
-    if no_auth and not is_loopback(host):
-        raise _fail(f"--no-auth is only allowed on a loopback address, not {host}")
-    if key is None and not no_auth:
-        raise _fail(
-            f"no API key: set ${API_KEY_ENV} or give --api-key-file "
-            "(or --no-auth to serve without one on loopback)"
-        )
-    existing = gallery.exists()
-    if existing:
-        try:
-            store = open_store(gallery)
-        except GalleryError as exc:
-            raise _fail(str(exc)) from None
-        encoder = store.encoder_name
-    runtime = chosen_runtime(runtime)
-    pipe = _pipeline(encoder, student, detector, min_face, size_cutoff, "all", device, runtime)
-    try:
-        if existing:
-            store.check_compatible(pipe.teacher.cache_key, pipe.dim)
-        else:
-            store = SqliteStore.create(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
-    except GalleryError as exc:
-        raise _fail(str(exc)) from None
-    try:
+    key = api_key(api_key_file, no_auth, host)
+    if gallery.exists():  # an existing gallery decides the encoder
+        with open_gallery(gallery) as existing:
+            encoder = existing.encoder_name
+    options = (detector, min_face, size_cutoff, "all", device, runtime)
+    pipe = build_pipeline(encoder, student, *options)
+    store = open_gallery(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
+    with reported(ValueError):
         calibrations = default_calibrations(encoder, student)
         watching = watch_calibrations(encoder, student)
         pipe.thresholds(watching)  # refuses calibrations that do not fit this pipeline
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     config = ServiceConfig(
         api_key=key, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels
     )
     normalizer = search_normalizer(encoder, student)
     app = create_app(store, pipe, config, calibrations, watching, normalizer)
+    student_key = f", student {pipe.student.cache_key}" if pipe.student else ""
     typer.echo(
         f"serving {gallery} ({len(store)} identities, encoder {pipe.teacher.cache_key}"
-        f"{', student ' + pipe.student.cache_key if pipe.student else ''}) "
-        f"at http://{host}:{port}/  (API docs at /docs; "
+        f"{student_key}) at http://{host}:{port}/  (API docs at /docs; "
         f"{'API key required' if key else 'no API key'})"
     )
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         store.close()
+
+
+def api_key(api_key_file: Path | None, no_auth: bool, host: str) -> str | None:
+    """The API key the server requires (None with ``--no-auth``, allowed on loopback only)."""
+    from lrface.service.security import API_KEY_ENV, SecurityError, is_loopback, load_api_key
+
+    with reported(SecurityError):
+        key = None if no_auth else load_api_key(api_key_file)
+    if no_auth and not is_loopback(host):
+        raise fail(f"--no-auth is only allowed on a loopback address, not {host}")
+    if key is None and not no_auth:
+        raise fail(
+            f"no API key: set ${API_KEY_ENV} or give --api-key-file "
+            "(or --no-auth to serve without one on loopback)"
+        )
+    return key

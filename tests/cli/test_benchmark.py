@@ -4,18 +4,20 @@ import json
 import shutil
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from lrface.cli import app, parse_sizes
+from lrface.cli import app
+from lrface.cli.common import parse_sizes
 from lrface.data.lfw import LFW
+from tests.conftest import needs_lfw
 
-from .conftest import needs_lfw
 
-
-def test_parse_sizes():
+def test_parse_sizes(capsys):
     assert parse_sizes("8, 16,full") == [8, 16, None]
-    with pytest.raises(Exception, match="not an integer"):
+    with pytest.raises(typer.Exit):
         parse_sizes("8,x")
+    assert capsys.readouterr().err == "error: --sizes: size 'x' is not an integer >= 4 or 'full'\n"
 
 
 @needs_lfw
@@ -56,7 +58,7 @@ def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
 
 
 def test_per_fold_runs_take_finished_final_checkpoints_and_ensembles(tmp_path):
-    from lrface.cli import per_fold_runs
+    from lrface.models.checkpoint import fold_runs
     from lrface.train.config import TrainConfig
 
     for fold, last in [(0, 1000), (1, 750), (3, 1000)]:
@@ -69,10 +71,11 @@ def test_per_fold_runs_take_finished_final_checkpoints_and_ensembles(tmp_path):
             (checkpoint / "train.json").write_text("{}")
     (tmp_path / "notes").mkdir()
     (tmp_path / "fold-4" / "member-0").mkdir(parents=True)  # an ensemble: loading checks it
-    found = per_fold_runs(tmp_path)
+    found, unfinished = fold_runs(tmp_path)
     assert sorted(found) == [0, 3, 4]
     assert found[0].name == "step-0001000" and found[4] == tmp_path / "fold-4"
-    assert per_fold_runs(tmp_path / "missing") == {}
+    assert unfinished == [tmp_path / "fold-1"]
+    assert fold_runs(tmp_path / "missing") == ({}, [])
 
 
 @needs_lfw

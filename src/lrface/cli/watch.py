@@ -12,66 +12,24 @@ from typing import Annotated
 
 import typer
 
-from lrface.pipeline_cli import (
-    DEFAULT_STUDENT,
+from lrface.cli.common import (
+    INTERRUPTED,
     CutoffOpt,
     DeviceOpt,
     MinFaceOpt,
     RuntimeOpt,
     StudentOpt,
-    _fail,
-    _load_gallery,
-    _pipeline,
-    chosen_runtime,
+    build_pipeline,
+    check_choice,
     chosen_student,
+    fail,
+    load_gallery,
+    reported,
 )
+from lrface.constants import DEFAULT_STUDENT
 
 
-def _thresholds(threshold: float | None, calibrations: list[Path], gal, student, pipe):
-    """The open-set threshold function and a line saying where it comes from: ``--threshold``,
-    else per encoder its track calibration (``--calibration`` files that are one, then the one
-    stored with the encoder: ``lrface calibrate-watch``; for this gallery's size where the file
-    has thresholds by size) and, where it has none, its single-face open-set thresholds (other
-    ``--calibration`` files, then the stored ones, as ``gallery search``)."""
-    from lrface.calibration import Calibration
-    from lrface.pipeline import watch_calibrations
-    from lrface.video.decide import BookThresholds, fixed_threshold
-
-    if threshold is not None:
-        return fixed_threshold(threshold), f"--threshold {threshold}"
-    try:
-        calibs = [Calibration.load(path) for path in calibrations]
-        calibs += watch_calibrations(gal.encoder_name, student)
-        thresholds = BookThresholds(
-            pipe.thresholds(calibs), gal.encoder, True, len(gal), scoring_for=gal.scoring_for
-        )
-        encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
-        # a missing open-set calibration fails now, not mid-video
-        used = [(e, thresholds.choice(e.cache_key, 16)) for e in encoders]
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    return thresholds, "; ".join(
-        f"{e.name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
-        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice) + _scored(gal, e)
-        for e, choice in used
-    ) + f"; this gallery holds {len(gal)} identities"
-
-
-def _scored(gal, encoder) -> str:
-    """How the gallery scores this encoder's tracks, where not by cosine."""
-    scoring = gal.scoring_for(encoder.cache_key)
-    return "" if scoring == "raw" else f", on {scoring}-normalized scores"
-
-
-def _set_for(choice) -> str:
-    """What gallery size a threshold choice was set for, and (where its file holds thresholds
-    by watch-list size) which size it was picked for."""
-    if choice.for_gallery:
-        return f" (calibrated on a gallery of {choice.gallery_size}; {choice.for_gallery})"
-    return f" (set for a gallery of {choice.gallery_size})" if choice.gallery_size else ""
-
-
-def watch_command(
+def watch(
     source: Annotated[
         str, typer.Argument(help="Video file, folder of frames, camera index or URL.")
     ],
@@ -118,48 +76,53 @@ def watch_command(
     runtime: RuntimeOpt = "onnx",
 ) -> None:
     """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
-    from tqdm import tqdm
-
-    from lrface.pipeline import search_normalizer
+    from lrface.calibration import Calibration
+    from lrface.models.onnx_encoder import RUNTIMES
+    from lrface.pipeline import search_normalizer, watch_calibrations
+    from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import GalleryError
     from lrface.video.aggregate import WEIGHTINGS
-    from lrface.video.decide import gallery_searcher
+    from lrface.video.decide import fixed_threshold, watch_thresholds
     from lrface.video.motion import GateConfig
-    from lrface.video.outputs import AnnotatedVideo, EventWriter
     from lrface.video.sources import VideoReadError, open_source
     from lrface.video.watcher import FaceWatcher, WatchConfig
 
     student = chosen_student(student)
-    if weighting not in WEIGHTINGS:
-        raise _fail(f"--weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-    gal = _load_gallery(gallery)
-    try:
+    check_choice(weighting, WEIGHTINGS, "--weighting")
+    check_choice(scoring, ("raw", "asnorm"), "--scoring")
+    gal = load_gallery(gallery)
+    with reported(VideoReadError):
         frames = open_source(source, stride, fps)
-    except VideoReadError as exc:
-        raise _fail(str(exc)) from None
-    runtime = chosen_runtime(runtime)
-    pipe = _pipeline(
-        gal.encoder_name, student, "mtcnn", min_face, size_cutoff, "all", device, runtime
-    )
-    try:
+    check_choice(runtime, RUNTIMES, "--runtime")
+    options = (min_face, size_cutoff, "all", device, runtime)
+    pipe = build_pipeline(gal.encoder_name, student, "mtcnn", *options)
+    with reported(GalleryError, ValueError):
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
-    except GalleryError as exc:
-        raise _fail(str(exc)) from None
-    if scoring not in ("raw", "asnorm"):
-        raise _fail(f"--scoring must be raw or asnorm, got {scoring!r}")
-    if scoring != "raw" and threshold is None:
-        gal.use_scoring(search_normalizer(gal.encoder_name, student, scoring))
-    thresholds, threshold_source = _thresholds(threshold, calibration or [], gal, student, pipe)
-    watcher = FaceWatcher(
-        pipe.detector,
-        pipe.embed_faces,
-        gallery_searcher(gal),
-        thresholds,
-        WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every)),
-    )
+        if scoring != "raw" and threshold is None:
+            gal.use_scoring(search_normalizer(gal.encoder_name, student, scoring))
+        if threshold is not None:
+            thresholds, where = fixed_threshold(threshold), f"--threshold {threshold}"
+        else:
+            calibs = [Calibration.load(path) for path in calibration or []]
+            calibs += watch_calibrations(gal.encoder_name, student)
+            thresholds, where = watch_thresholds(pipe, gal, calibs)
+    config = WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every))
+    search = gallery_searcher(gal)
+    watcher = FaceWatcher(pipe.detector, pipe.embed_faces, search, thresholds, config)
+    typer.echo(f"threshold: {where}", err=True)
+    run_watch(watcher, frames, source, out, stride, annotate)
+
+
+def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bool) -> None:
+    """Process ``frames``, writing each event as its track ends (and the annotated video);
+    on a broken video or Ctrl-C, the tracks seen so far are still written."""
+    from tqdm import tqdm
+
+    from lrface.video.outputs import AnnotatedVideo, EventWriter
+    from lrface.video.sources import VideoReadError
+
     writer = EventWriter(out)
     video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
-    typer.echo(f"threshold: {threshold_source}", err=True)
     error, interrupted = None, False
     bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
     try:
@@ -180,12 +143,22 @@ def watch_command(
         writer.close()
         if video is not None:
             video.close()
+    echo_watch_summary(watcher, frames, writer.count, out)
+    if interrupted:
+        typer.echo("interrupted: the tracks finished so far are written", err=True)
+        raise typer.Exit(INTERRUPTED)
+    if error is not None:
+        raise fail(f"{error}; the tracks seen before it are written")
+
+
+def echo_watch_summary(watcher, frames, written: int, out: Path) -> None:
+    """Frames, faces and tracks on stdout; unreadable frames and dropped reads on stderr."""
     gated = ""
     if watcher.gate is not None:
         gated = f" ({watcher.gate.full_frames} searched whole, the rest where they moved)"
     typer.echo(
         f"{watcher.frames_processed} frames processed{gated}, {watcher.faces_seen} faces, "
-        f"{writer.count} tracks written to {out} ({watcher.dropped_tracks} tracks of fewer than "
+        f"{written} tracks written to {out} ({watcher.dropped_tracks} tracks of fewer than "
         f"{watcher.config.min_faces} faces dropped)"
     )
     skipped = getattr(frames, "skipped", [])
@@ -195,11 +168,6 @@ def watch_command(
             typer.echo(f"  {path}: {reason}", err=True)
     if getattr(frames, "dropped", 0):
         typer.echo(f"{frames.dropped} failed reads from the stream (dropped frames)", err=True)
-    if interrupted:
-        typer.echo("interrupted: the tracks finished so far are written", err=True)
-        raise typer.Exit(130)
-    if error is not None:
-        raise _fail(f"{error}; the tracks seen before it are written")
 
 
 def _labels(watcher) -> list:

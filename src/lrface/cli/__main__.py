@@ -1,0 +1,5 @@
+"""``python -m lrface.cli`` (what ``torchrun ... -m lrface.cli train`` runs)."""
+
+from lrface.cli import app
+
+app()

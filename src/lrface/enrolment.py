@@ -1,0 +1,115 @@
+"""Enrolment, written once: photos of one person in, their faces' embeddings (with the photo's
+hash and a thumbnail) committed to a gallery store. ``lrface gallery enroll``, the service's
+``POST /api/identities/{name}/photos`` and ``lrface.Watchlist.enroll`` all call
+``enrol_photos``.
+
+A photo already enrolled for the person (same SHA-256 of its bytes) is skipped, so a rerun adds
+only what is missing; a photo that cannot be used (unreadable, not an image, no face, several
+faces under the policy) is skipped with its reason; the rest are committed every ``batch``
+photos, so an interrupted run keeps all but the last few.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lrface.data.images import MAX_PIXELS, BadImageError, decode_rgb
+from lrface.pipeline import EmbeddedFace, FaceInputError, thumbnail_jpeg
+from lrface.search.store import Enrolment, file_sha256
+
+ENROL_BATCH = 16
+"""Photos embedded between two commits: an interrupted enrolment keeps all but these."""
+
+Embed = Callable[[np.ndarray, str], list[EmbeddedFace]]
+"""(RGB image, multi-face policy) -> the faces kept, embedded (``FacePipeline.embed_image``)."""
+
+
+@dataclass
+class Photo:
+    """One photo offered for enrolment: ``source`` names it (file path or upload name) and is
+    stored with the embedding; ``data`` is its bytes, or None with ``error`` saying why it
+    could not be read."""
+
+    source: str
+    data: bytes | None
+    error: str | None = None
+
+
+@dataclass
+class EnrolReport:
+    """What enrolments did, summed over calls: photos ``added`` (committed), ``already``
+    enrolled, ``crowded`` (several faces, the dominant or largest one enrolled), ``skipped``
+    (source, reason) and the ``identities`` that received photos."""
+
+    added: int = 0
+    already: int = 0
+    crowded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    identities: set[str] = field(default_factory=set)
+
+
+def photos_from_files(files: Iterable[Path]) -> Iterator[Photo]:
+    """Each file as a ``Photo``, read when it is reached (a file that cannot be read carries
+    its reason)."""
+    for path in files:
+        try:
+            yield Photo(str(path), Path(path).read_bytes())
+        except OSError as exc:
+            yield Photo(str(path), None, f"cannot read ({exc.strerror})")
+
+
+def enrol_photos(
+    embed: Embed,
+    name: str,
+    photos: Iterable[Photo],
+    known: set[str],
+    commit: Callable[[list[Enrolment]], int],
+    policy: str = "dominant",
+    batch: int | None = ENROL_BATCH,
+    max_pixels: int = MAX_PIXELS,
+    report: EnrolReport | None = None,
+    on_photo: Callable[[], None] | None = None,
+) -> EnrolReport:
+    """Enrol ``photos`` of ``name``: ``known`` holds the SHA-256 of the photos already
+    enrolled for it (updated here), ``commit`` stores a list of enrolments and returns how
+    many it added; ``batch`` None commits once at the end. ``report`` (a new one by default)
+    is updated as photos are committed, so it is right even if the caller is interrupted;
+    ``on_photo`` is called once per photo (progress)."""
+    report = report if report is not None else EnrolReport()
+    pending: list[Enrolment] = []
+
+    def flush() -> None:
+        report.added += commit(pending)
+        report.identities.add(name)
+        pending.clear()
+
+    for photo in photos:
+        if on_photo is not None:
+            on_photo()
+        if photo.data is None:
+            report.skipped.append((photo.source, photo.error or "cannot read"))
+            continue
+        sha = file_sha256(photo.data)
+        if sha in known:
+            report.already += 1
+            continue
+        try:
+            image = decode_rgb(photo.data, photo.source, max_pixels)
+            face = embed(image, policy)[0]
+        except (BadImageError, FaceInputError) as exc:
+            report.skipped.append((photo.source, exc.reason))
+            continue
+        known.add(sha)
+        report.crowded += face.faces_in_image > 1
+        pending.append(
+            Enrolment(face.embedding, photo.source, sha, thumbnail_jpeg(image, face.face))
+        )
+        if batch is not None and len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return report
