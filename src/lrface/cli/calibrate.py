@@ -272,3 +272,48 @@ def write_watch_report(report: dict, table: str, filmed, out: Path) -> None:
         f"{report['machine']}"
     )
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}")
+
+
+def build_cohort(
+    encoder: Annotated[
+        str, typer.Option(help="Probe encoder whose cohort to build (a shipped name).")
+    ] = DEFAULT_STUDENT,
+    bands: Annotated[
+        str, typer.Option(help="Probe sizes to embed the cohort at; 'full' = no degradation.")
+    ] = "8,12,16,20",
+    faces: Annotated[int, typer.Option(help="Cohort faces.", min=100)] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed of the UTKFace sample.")] = 0,
+    lfw: Annotated[Path | None, typer.Option(help="LFW root.")] = None,
+    utkface: Annotated[Path | None, typer.Option(help="UTKFace root.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output file (default: the packaged cohorts/<encoder>.safetensors)."),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Processes for face alignment.")] = 1,
+) -> None:
+    """The score-normalization cohort of an encoder: faces of nobody in LFW View 2 (one photo of
+    each LFW person in no View 2 pair, then seeded UTKFace minus its LFW matches), embedded by
+    the teacher at full size and by the encoder at each band (src/lrface/eval/cohort.py).
+    Prints the sha256 to pin in lrface.search.cohort.MANIFEST."""
+    from lrface.data.lfw import LFW
+    from lrface.eval.cohort import build_cohort as build
+    from lrface.models.factory import create_encoder
+    from lrface.paths import DatasetNotFoundError, file_digest
+    from lrface.search.cohort import COHORT_DIR, write_cohort
+
+    try:
+        probe = create_encoder(encoder)
+        gallery = create_encoder(probe.teacher) if probe.teacher else probe
+        dataset = LFW(lfw)
+    except (KeyError, FileNotFoundError, ValueError, DatasetNotFoundError) as exc:
+        raise typer.BadParameter(str(exc).strip('"')) from None
+    started = time.perf_counter()
+    cohort = build(
+        dataset, gallery, probe, encoder, None if utkface is None else str(utkface), faces,
+        tuple(parse_sizes(bands)), seed, workers=workers,
+    )  # fmt: skip
+    target = write_cohort(cohort, out or COHORT_DIR / f"{encoder}.safetensors")
+    typer.echo(json.dumps(cohort.info, indent=2))
+    typer.echo(f"{time.perf_counter() - started:.1f} s; wrote {target}")
+    pin = "" if Path(encoder).is_dir() else f' (MANIFEST["{encoder}"])'
+    typer.echo(f"sha256{pin}: {file_digest(target)}")
