@@ -13,7 +13,12 @@ import numpy as np
 from lrface.data.chips import ChipSet, aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW
-from lrface.data.unlabelled import list_face_folder, unlabelled_chips
+from lrface.data.unlabelled import (
+    list_face_folder,
+    load_exclusions,
+    resolve_folder,
+    unlabelled_chips,
+)
 from lrface.eval.embeddings import embed_chipset
 from lrface.models.encoder import FaceEncoder
 from lrface.search.cohort import Cohort, unit
@@ -41,8 +46,6 @@ def cohort_chips(
     workers: int = 1,
 ) -> tuple[list[ChipSet], dict]:
     """The cohort's aligned chips (LFW outside View 2, then UTKFace) and how they were chosen."""
-    from lrface.train.sources import load_exclusions, resolve_folder
-
     lfw_chips = aligned_chips(lfw.root, outside_view2(lfw), progress=progress, workers=workers)
     if len(lfw_chips) >= size:
         lfw_chips = lfw_chips.subset(lfw_chips.relpaths[:size])
