@@ -97,3 +97,37 @@ def test_normalized_rows_undo_a_probe_that_scores_high_with_everyone():
     # T-norm is affine per probe: it never reorders a probe's candidates
     assert by["tnorm"].rank1_miss == by["raw"].rank1_miss
     assert all(r.rank5_miss <= r.rank1_miss for r in rows)
+
+
+def test_normalized_thresholds_are_written_beside_the_raw_ones_and_name_their_cohort(tmp_path):
+    """``calibrate-openset --scoring asnorm``: the thresholds go into a file of their own (the
+    ``-asnorm`` one, new where there is none) that names the scoring, cohort and gallery size;
+    an encoder with no cohort or an unknown scoring is refused by name."""
+    import json
+
+    import pytest
+
+    from lrface.calibration import Calibration, calibration_path
+    from lrface.eval.openset import OpenSetResult
+    from lrface.eval.openset_lfw import scoring_setup, write_openset
+
+    teacher = "dlib-resnet-torch"
+    assert scoring_setup(teacher, "raw") == (None, calibration_path(teacher))
+    cohort, own = scoring_setup("dlib-resnet-torch", "asnorm")
+    assert cohort is not None and own.name == "dlib-resnet-torch-asnorm.json"
+    with pytest.raises(ValueError, match="no stored cohort"):
+        scoring_setup(str(tmp_path), "asnorm")
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        scoring_setup("dlib-resnet-torch", "cosine")
+    split = split_people({f"p{i}": [f"p{i}/{j}.jpg" for j in range(2)] for i in range(8)}, 0)
+    row = OpenSetResult(16, 0.01, 2.5, 0.0, 0.5, 0.4, 4, 4, method="asnorm")
+    fresh = tmp_path / "mine-asnorm.json"  # no such file yet: a new calibration
+    paths = write_openset(
+        tmp_path / "out", [row], split, 0, "G", "P", 0.01, 0, {}, fresh, True, cohort, "asnorm"
+    )
+    assert paths[2] == fresh
+    data = json.loads(fresh.read_text())
+    assert data["cohort"] == f"{cohort.encoder}@{cohort.digest}" and data["top_k"] > 0
+    assert data["gallery_size"] == len(split.gallery) and data["openset"] == {"16": 2.5}
+    calib = Calibration.load(fresh)
+    assert calib.scoring == "asnorm" and calib.openset_fpir == 0.01

@@ -23,10 +23,11 @@ from lrface.eval.openset import (
     split_people,
 )
 from lrface.models.encoder import FaceEncoder
-from lrface.search.cohort import Cohort
+from lrface.search.cohort import Cohort, stored_cohort
 from lrface.search.normalize import (
     DEFAULT_TOP_K,
     METHODS,
+    STAT_METHODS,
     centred,
     normalize_scores,
     side_stats,
@@ -205,6 +206,22 @@ def openset_entries(rows: list[OpenSetResult]) -> dict[str, float]:
     return {("full" if r.size is None else str(r.size)): r.threshold for r in rows}
 
 
+def scoring_setup(encoder: str, scoring: str) -> tuple[Cohort | None, Path | None]:
+    """The cohort ``scoring`` normalizes ``encoder``'s scores against (None for raw) and the
+    calibration file its thresholds belong in (the raw one, or the ``-<scoring>`` one beside
+    it); ValueError when the scoring is unknown or the encoder has no stored cohort."""
+    from lrface.calibration import calibration_path, scoring_calibration_target
+
+    if scoring == "raw":
+        return None, calibration_path(encoder)
+    if scoring not in STAT_METHODS:
+        raise ValueError(f"scoring must be one of {', '.join(('raw', *STAT_METHODS))}")
+    cohort = stored_cohort(encoder)
+    if cohort is None:
+        raise ValueError(f"{encoder!r} has no stored cohort; build one with `lrface build-cohort`")
+    return cohort, scoring_calibration_target(encoder, scoring)
+
+
 def write_openset(
     out: Path,
     rows: list[OpenSetResult],
@@ -217,10 +234,14 @@ def write_openset(
     info: dict,
     own: Path | None = None,
     store: bool = False,
+    cohort: Cohort | None = None,
+    scoring: str = "raw",
 ) -> tuple[Path, ...]:
     """``openset.json`` and ``openset.md`` in ``out``, and the thresholds merged into the
-    encoder's ``own`` calibration (a new one without it), written over ``own`` with ``store``,
-    else to ``out/calibration.json``. Returns the three paths."""
+    encoder's ``own`` calibration (a new one where it has none yet), written over ``own`` with
+    ``store``, else to ``out/calibration.json``. Thresholds on normalized scores name their
+    ``scoring``, the ``cohort`` and the gallery size they were set at. Returns the three
+    paths."""
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "encoder": probe_key,
@@ -228,6 +249,7 @@ def write_openset(
         "seed": seed,
         "enrolled": len(split.gallery),
         "images_dropped": dropped,
+        "scoring": scoring,
         **info,
         "rows": [r.to_dict() for r in rows],
     }
@@ -236,9 +258,16 @@ def write_openset(
     target = own if store and own is not None else out / "calibration.json"
     calib = (
         json.loads(own.read_text())
-        if own is not None
+        if own is not None and own.is_file()
         else {"gallery_encoder": gallery_key, "probe_encoder": probe_key, "flip": False}
     )
     calib |= {"openset": openset_entries(rows), "openset_fpir": fpir}
+    if cohort is not None:
+        calib |= {
+            "scoring": scoring,
+            "cohort": f"{cohort.encoder}@{cohort.digest}",
+            "top_k": DEFAULT_TOP_K,
+            "gallery_size": len(split.gallery),
+        }
     target.write_text(json.dumps(calib, indent=2) + "\n")
     return out / "openset.json", out / "openset.md", target
