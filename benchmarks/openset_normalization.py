@@ -23,7 +23,7 @@ from lrface.data.lfw import LFW
 from lrface.eval.cohort import DEFAULT_SIZE, cohort_chips, embed_cohort
 from lrface.eval.openset_lfw import normalized_markdown, normalized_rows, openset_embeddings
 from lrface.machine import save_measurement
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 from lrface.search.normalize import DEFAULT_TOP_K, METHODS
 
 

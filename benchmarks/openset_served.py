@@ -20,7 +20,7 @@ import torch
 from lrface.calibration import FaceRef
 from lrface.data.lfw import LFW
 from lrface.eval.openset_lfw import normalized_rows, openset_embeddings
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 from lrface.search.cohort import load_cohort
 from lrface.search.gallery import Gallery
 from lrface.search.normalize import Normalizer, normalize_scores, side_stats

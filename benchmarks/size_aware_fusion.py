@@ -29,7 +29,7 @@ from lrface.eval.fusion import SHIPPED_SHARE, fit_shares, fuse, student_part
 from lrface.eval.openset_lfw import normalized_rows, openset_embeddings
 from lrface.eval.protocol import protocol_trials, tar_at_far, trial_folds, verification_report
 from lrface.machine import save_measurement
-from lrface.models.registry import create_encoder
+from lrface.models.factory import create_encoder
 
 
 def pair_embeddings(lfw: LFW, view: str, teacher, fused, sizes):
