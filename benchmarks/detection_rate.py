@@ -20,10 +20,8 @@ import json
 import time
 from pathlib import Path
 
-from lrface.data.detected import FACE_PX, is_subject
+from lrface.data.detected import is_subject, lfw_at_width
 from lrface.machine import describe_machine
-
-LFW_SIDE = 250
 
 
 def is_hit(faces, side: int, target: float) -> bool:
@@ -44,6 +42,9 @@ def main() -> None:
     )
     parser.add_argument("--detectors", default="mtcnn,dlib", help="comma-separated: mtcnn, dlib")
     parser.add_argument("--min-face", type=float, default=12, help="MTCNN smallest face (px)")
+    parser.add_argument(
+        "--pyramid", default="area", help="MTCNN pyramid: area (reference) or cascade (watch)"
+    )
     parser.add_argument(
         "--dlib-upsample", type=int, default=1, help="dlib: image doublings before the scan"
     )
@@ -71,7 +72,7 @@ def main() -> None:
         if name == "mtcnn":
             from lrface.detect.mtcnn import MTCNN
 
-            detectors[name] = MTCNN(min_face=args.min_face)
+            detectors[name] = MTCNN(min_face=args.min_face, pyramid=args.pyramid)
         elif name == "dlib":
             from lrface.detect.dlib_detector import DlibDetector
 
@@ -85,6 +86,8 @@ def main() -> None:
         "min_face": args.min_face,
         "dlib_upsample": args.dlib_upsample,
     }
+    if args.pyramid != "area":  # rows saved before the option resume as they were
+        settings["pyramid"] = args.pyramid
     rows = []
     if args.out is not None and args.out.is_file():
         saved = json.loads(args.out.read_text())
@@ -95,12 +98,8 @@ def main() -> None:
     done = {(row[0], row[1]) for row in rows}
     images = [load_rgb(p) for p in paths]
     for size in sizes:
-        target = FACE_PX if size is None else size
-        side = LFW_SIDE if size is None else round(LFW_SIDE * size / FACE_PX)
-        scaled = [
-            img if size is None else cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
-            for img in images
-        ]
+        target, scaled = lfw_at_width(images, size)
+        side = scaled[0].shape[0]
         size_label = "full (~110)" if size is None else str(size)
         for name, det in detectors.items():
             if (name, size_label) in done:
@@ -120,7 +119,8 @@ def main() -> None:
 
     print(
         f"\nLFW detection rate, {len(paths)} images (evenly spread over the sorted list); "
-        f"MTCNN min face {args.min_face:g} px, thresholds 0.6/0.7/0.7, factor 0.709; "
+        f"MTCNN min face {args.min_face:g} px, thresholds 0.6/0.7/0.7, factor 0.709, "
+        f"{args.pyramid} pyramid; "
         f"dlib HOG upsample {args.dlib_upsample}.\n\nMachine: {describe_machine()}\n"
     )
     print("| detector | face px | image px | detected | rate | faces/s |")

@@ -12,6 +12,9 @@ printed with the table. Also counts each encoder's parameters.
 ``--unfolded`` adds each student run as trained, without the inference folding of its dlib
 ResNets (``models.checkpoint.fold_for_inference``), to measure what the folding gives;
 ``--onnx`` adds each encoder under ONNX Runtime (``models.onnx_encoder``).
+``--input-sizes 128,112`` adds the teacher-init network (the teacher's weights, folded as
+shipped) run at those input sizes instead of 150 px: the speed side of a smaller student
+input (its accuracy needs a student trained at that size).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from teacher_parity import lfw_chips
 
 from lrface.data.degrade import EvalDegradation
 from lrface.machine import cpu_model
-from lrface.models.checkpoint import TEACHER_ENCODER
+from lrface.models.checkpoint import TEACHER_ENCODER, fold_for_inference
 from lrface.models.encoder import FaceEncoder, TorchEncoder
 from lrface.models.factory import create_encoder
 from lrface.models.onnx_encoder import OnnxEncoder, with_runtime
+from lrface.models.students import create_student
 
 
 def faces_per_second(encoder: FaceEncoder, chips: np.ndarray) -> float:
@@ -66,6 +70,9 @@ def main() -> None:
     parser.add_argument(
         "--onnx", action="store_true", help="also time each encoder under ONNX Runtime"
     )
+    parser.add_argument(
+        "--input-sizes", default=None, help="also the teacher-init network at these inputs"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,6 +86,11 @@ def main() -> None:
     if args.onnx:
         for name in args.encoders:
             encoders[f"{name} onnx"] = with_runtime(encoders[name], "onnx")
+    for size in [int(s) for s in args.input_sizes.split(",")] if args.input_sizes else []:
+        network = fold_for_inference(create_student("teacher-init", input_size=size).eval())
+        encoders[f"teacher-init at {size} px"] = TorchEncoder(
+            network, name="teacher-init", input_size=size, dim=network.dim, batch_size=args.batch
+        )
     for encoder in encoders.values():  # warm-up
         encoder.embed(probes[: args.batch])
     load_before = os.getloadavg()

@@ -33,6 +33,7 @@ import torch
 
 from lrface.data.images import load_rgb
 from lrface.data.lfw import LFW
+from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
 from lrface.eval.video import make_background
 from lrface.models.factory import create_encoder
@@ -84,12 +85,6 @@ def moving_scene(height: int, width: int, lfw: LFW, frames: int, seed: int = 0) 
 def no_gallery(embeddings: np.ndarray, k: int) -> list:
     """An empty watch list: tracks that end are decided as unknown at no search cost."""
     return [[] for _ in embeddings]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / max(union, 1e-9))
 
 
 def run_watcher(frames: list, det: MTCNN, embed, full_every: int) -> tuple[float, list]:
@@ -153,7 +148,7 @@ def measure(
     row: dict = {"frame": f"{w}x{h}", "min_face": det.min_face, "faces_found": len(faces)}
     imgs = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float()
     with torch.inference_mode():
-        row["pnet_s"] = timed(partial(det._stage1, imgs, h, w), repeats)
+        row["pnet_s"] = timed(partial(det._stage1, image[None], imgs), repeats)
     row["mtcnn_s"] = timed(partial(det.detect, image), repeats)
     row["track_s"] = timed(partial(FaceTracker().update, faces, 0), repeats)
     configs = {}
@@ -211,7 +206,7 @@ def main() -> None:
     for height in (int(v) for v in args.sizes.split(",")):
         frames = moving_scene(height, height * 16 // 9, lfw, max(args.moving, 1))
         for min_face in (float(v) for v in args.min_faces.split(",")):
-            det = MTCNN(min_face=min_face)
+            det = MTCNN(min_face=min_face, pyramid="cascade")  # as lrface watch
             row = measure(frames, det, teacher, student, args.repeats, full_every, runtimes)
             print(json.dumps(row), flush=True)
             report["results"].append(row)

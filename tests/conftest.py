@@ -21,7 +21,6 @@ if (USER_CACHE / "mtcnn").is_dir():
     shutil.copytree(USER_CACHE / "mtcnn", TEST_CACHE / "mtcnn")
 
 
-
 def find_lfw() -> Path | None:
     """The default LFW root if present, else None (tests that need it skip)."""
     try:
@@ -42,3 +41,20 @@ def lfw_root() -> Path:
     if LFW_ROOT is None:
         pytest.skip("LFW not found (../shared/data/lfw or $LRFACE_LFW)")
     return LFW_ROOT
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throw-away PostgreSQL server for the session (``tests.pg_cluster``); skips with the
+    reason where PostgreSQL or psycopg is missing."""
+    from tests.pg_cluster import start_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> str:
+    """The URL of a new, empty database of the session's cluster."""
+    return postgres_cluster.database()

@@ -36,3 +36,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_missing_shared_video_names_where_it_was_looked_for(tmp_path, monkeypatch):
+    import pytest
+
+    from lrface.paths import DatasetNotFoundError, shared_video
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetNotFoundError, match=r"no-such\.mp4 was not found \(looked in"):
+        shared_video("no-such.mp4")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from lrface.pipeline import (
     watch_calibrations,
 )
 from lrface.search.decision import gallery_searcher
-from lrface.search.store import GalleryStore
+from lrface.search.store import GalleryStore, gallery_exists
 from lrface.search.store import open_gallery as open_store
 from lrface.video.watcher import TrackEvent
 
@@ -90,8 +89,8 @@ class Watchlist:
     recognizer's teacher."""
 
     def __init__(self, target: str | os.PathLike):
-        self.target = Path(target)
-        self._store: GalleryStore | None = open_store(target) if self.target.exists() else None
+        self.target = target  # a file, or a postgresql:// database (kept as text)
+        self._store: GalleryStore | None = open_store(target) if gallery_exists(target) else None
 
     def _opened(self, recognizer: Recognizer) -> GalleryStore:
         pipe = recognizer.pipeline
@@ -164,7 +163,8 @@ class Watchlist:
 
 
 def open_gallery(target: str | os.PathLike) -> Watchlist:
-    """The watch-list gallery at ``target`` (an SQLite file, e.g. ``watchlist.db``; created by
+    """The watch-list gallery at ``target`` (an SQLite file, e.g. ``watchlist.db``, or a
+    ``postgresql://`` database shared with other processes; created by
     the first enrolment when it does not exist)."""
     return Watchlist(target)
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from lrface.data.images import MAX_PIXELS, BadImageError, decode_rgb
 from lrface.pipeline import EmbeddedFace, FaceInputError, thumbnail_jpeg
-from lrface.search.store import Enrolment, file_sha256
+from lrface.search.duplicates import EnrolledFaces
+from lrface.search.store import Enrolment, GalleryStore, NameConflict, file_sha256
 
 ENROL_BATCH = 16
 """Photos embedded between two commits: an interrupted enrolment keeps all but these."""
@@ -50,6 +51,36 @@ class EnrolReport:
     crowded: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     identities: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    """Photos enrolled that another identity already holds (``checked_commit``)."""
+
+
+def checked_commit(
+    store: GalleryStore, name: str, report: EnrolReport, actor: str, enrolled: EnrolledFaces
+) -> Callable[[list[Enrolment]], int] | None:
+    """A ``commit`` for ``enrol_photos`` into ``store`` under the name rules
+    (``lrface.search.names``): None, with ``name`` skipped in ``report``, when it is another
+    spelling of an enrolled identity; otherwise each batch is checked for photos another
+    identity already holds (``report.warnings``; ``enrolled``: the store's faces, loaded once
+    by the caller and kept in step here), stored, and audited as ``actor``'s."""
+    existing = store.resolve(name)
+    if existing is not None and existing != name:
+        report.skipped.append((name, str(NameConflict(name, existing))))
+        return None
+
+    def commit(batch: list[Enrolment]) -> int:
+        for e in batch:
+            report.warnings += enrolled.warnings(name, e.source, e.sha256, e.embedding)
+        try:
+            added = store.add(name, batch)[0]
+        except NameConflict as exc:  # another process enrolled a spelling in between
+            report.skipped.append((name, str(exc)))
+            return 0
+        enrolled.add(name, np.stack([e.embedding for e in batch]))
+        store.audit(actor, "enroll", name, {"photos": len(batch)}, {"added": added})
+        return added
+
+    return commit
 
 
 def photos_from_files(files: Iterable[Path]) -> Iterator[Photo]:

@@ -81,3 +81,45 @@ def resolve_precision(requested: str, device: str) -> tuple[str, str]:
     if requested == "bf16" and not ok:
         return requested, f"as configured, although the {evidence} (emulated bf16 is slow)"
     return requested, "as configured"
+
+
+THREADS_ENV = "LRFACE_THREADS"
+"""Environment variable that sets the intra-op threads of every model call (``--threads`` wins)."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def intra_op_threads(requested: int | None = None, workers: int = 1) -> int:
+    """Threads for one model call (torch, ONNX Runtime, OpenCV): ``requested``, else
+    ``$LRFACE_THREADS``, else half the available CPUs shared among ``workers`` calls running at
+    once, at least 1. Half, not all: with every core claimed by one call's threads, a busy host
+    (other processes, or this one decoding and tracking) makes them wait on each other, and
+    ``watch``, ``verify`` and ``serve`` ran 2-8x slower with the libraries' default (one thread
+    per core) than with one thread on a loaded 2-core machine (issue 26, item 5)."""
+    if requested is None and os.environ.get(THREADS_ENV, "").strip():
+        value = os.environ[THREADS_ENV].strip()
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"${THREADS_ENV} must be a whole number >= 1, got {value!r}")
+        requested = int(value)
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"threads must be >= 1, got {requested}")
+        return requested
+    return max(1, available_cpus() // (2 * max(1, workers)))
+
+
+def use_threads(threads: int) -> int:
+    """Set ``threads`` intra-op threads for torch and OpenCV in this process (ONNX Runtime
+    sessions created afterwards take torch's count); returns it."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    return threads

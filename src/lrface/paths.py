@@ -71,6 +71,24 @@ def resolve_utkface(path: str | os.PathLike | None = None) -> Path:
     raise DatasetNotFoundError(f"{UTKFACE_HELP} (looked in: {tried})")
 
 
+ARCADE_VIDEO = "arcade-1080p.mp4"
+"""A real crowd walking towards the camera, 105 frames at 1080p (the real-footage benchmarks)."""
+
+
+def shared_video(name: str = ARCADE_VIDEO) -> Path:
+    """A clip of the shared data's ``video`` folder (``../shared/data/video`` from the working
+    directory or the checkout); DatasetNotFoundError naming where it looked."""
+    candidates = [
+        Path.cwd().parent / "shared" / "data" / "video" / name,
+        _REPO_ROOT.parent / "shared" / "data" / "video" / name,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise DatasetNotFoundError(f"video {name} was not found (looked in: {tried})")
+
+
 def cache_dir() -> Path:
     """Root of all on-disk caches (chips, embeddings, downloaded weights)."""
     root = Path(os.environ.get("LRFACE_CACHE", Path.home() / ".cache" / "lrface"))

@@ -310,10 +310,13 @@ class FacePipeline:
         )
 
 
-def create_detector(name: str = "mtcnn", min_face: float = 20, device: str = "cpu") -> FaceDetector:
-    """``mtcnn`` (the default: finds faces from 12 px) or ``dlib`` (HOG, faces of 80 px and
-    up) as a FaceDetector; MTCNN raises ``WeightsUnavailableError`` when its weights can be
-    neither found nor fetched."""
+def create_detector(
+    name: str = "mtcnn", min_face: float = 20, device: str = "cpu", pyramid: str = "area"
+) -> FaceDetector:
+    """``mtcnn`` (the default: finds faces from 12 px, or from 6 upscaled) or ``dlib`` (HOG,
+    faces of 80 px and up) as a FaceDetector; MTCNN raises ``WeightsUnavailableError`` when its
+    weights can be neither found nor fetched. ``pyramid``: MTCNN's (``area``, the reference;
+    ``cascade``, what ``lrface watch`` uses: ``lrface.detect.mtcnn``)."""
     if name == "dlib":
         from lrface.detect.dlib_detector import DlibDetector
 
@@ -322,7 +325,7 @@ def create_detector(name: str = "mtcnn", min_face: float = 20, device: str = "cp
         raise ValueError(f"unknown detector {name!r}; choose mtcnn or dlib")
     from lrface.detect.mtcnn import MTCNN
 
-    return MTCNN(min_face=min_face, device=device)
+    return MTCNN(min_face=min_face, device=device, pyramid=pyramid)
 
 
 def load_pipeline(

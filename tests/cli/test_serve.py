@@ -59,3 +59,36 @@ def test_serve_refuses_an_unknown_runtime(monkeypatch, tmp_path):
         monkeypatch, tmp_path, "--no-auth", "--student", "none", "--runtime", "torch"
     )
     assert result.exit_code == 0 and started
+
+
+def test_serve_threads_and_admin_key(monkeypatch, tmp_path):
+    """Issue 26, item 5: threads are chosen, overridable, and a bad setting is one line."""
+    args = ("--no-auth", "--encoder", "teacher", "--student", "none", "--runtime", "torch")
+    result, started = _run(monkeypatch, tmp_path, *args, env={"LRFACE_THREADS": "many"})
+    assert result.exit_code == 1 and "$LRFACE_THREADS must be a whole number" in result.output
+    assert not started
+    result, started = _run(monkeypatch, tmp_path, *args, "--threads", "3", "--workers", "4")
+    assert result.exit_code == 0 and "4+1 workers x 3 thread(s)" in result.output
+    import torch
+
+    assert torch.get_num_threads() == 3
+    admin = tmp_path / "admin"
+    admin.write_text("a" * 20)
+    key = tmp_path / "key"
+    key.write_text("k" * 20)
+    result, _ = _run(
+        monkeypatch,
+        tmp_path,
+        "--api-key-file",
+        key,
+        "--admin-key-file",
+        admin,
+        "--encoder",
+        "teacher",
+        "--student",
+        "none",
+        "--runtime",
+        "torch",
+    )
+    assert result.exit_code == 0 and "API key required, admin key set" in result.output
+    torch.set_num_threads(1)

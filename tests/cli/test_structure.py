@@ -28,4 +28,3 @@ def test_command_bodies_are_short(command):
     body = node.body[1:] if docstring else node.body
     lines = body[-1].end_lineno - body[0].lineno + 1
     assert lines <= MAX_BODY_LINES, f"{command.__module__}.{command.__name__}: {lines} lines"
-

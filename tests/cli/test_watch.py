@@ -33,7 +33,9 @@ def watch_pipeline(monkeypatch) -> SimpleNamespace:
         calls=[],
         thresholds=ThresholdBook,
     )
-    monkeypatch.setattr("lrface.cli.watch.build_pipeline", lambda *a: fake.calls.append(a) or fake)
+    monkeypatch.setattr(
+        "lrface.cli.watch.build_pipeline", lambda *a, **k: fake.calls.append(a) or fake
+    )
     return fake
 
 
@@ -66,10 +68,20 @@ def test_watch_writes_events_tracks_thumbnails_and_video(tmp_path, colour_galler
         assert {"track_id", "first_frame", "last_time", "score", "top", "frames_used"} <= set(e)
         assert (out / e["thumbnail"]).is_file()
     assert len((out / "tracks.csv").read_text().splitlines()) == 4
-    video = cv2.VideoCapture(str(out / "annotated.mp4"))
-    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
-    ok, frame = video.read()
-    assert ok and frame.shape == (96, 160, 3)
+    # biometric data: owner-only, like the gallery (issue 26, item 6)
+    written = [out / "events.jsonl", out / "tracks.csv", out / events[0]["thumbnail"]]
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o600"}
+    assert (out / "thumbnails").stat().st_mode & 0o777 == 0o700
+    # a VP8 WebM that browsers play (Chromium refuses mp4v; issue 26, item 11)
+    video_path = out / "annotated.webm"
+    assert video_path.stat().st_mode & 0o777 == 0o600
+    assert video_path.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"  # EBML (Matroska/WebM)
+    video = cv2.VideoCapture(str(video_path))
+    assert int(video.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"VP80"
+    frames = []
+    while (read := video.read())[0]:
+        frames.append(read[1])
+    assert len(frames) == 24 and frames[0].shape == (96, 160, 3)
 
 
 def test_watch_full_every_1_searches_every_frame_whole(tmp_path, colour_gallery):

@@ -169,3 +169,69 @@ def test_subset_keeps_the_chosen_rows_in_order(images):
     assert np.array_equal(part.images[1][0], faces.images[1][4])
     assert np.array_equal(part.landmarks[:, 1], faces.landmarks[:, 0])
     assert np.array_equal(part.chip(0, 0, 32), faces.chip(0, 4, 32))
+
+
+class RecordingDetector(CentreDetector):
+    """``CentreDetector`` that remembers the shapes it was shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def detect_batch(self, images):
+        self.shapes += [image.shape for image in images]
+        return super().detect_batch(images)
+
+
+def test_plan_frames_tight_crops_and_shrinks_by_their_own_face_width():
+    from lrface.data.detected import DetectionPlan
+
+    image = np.full((200, 200, 3), 255, np.uint8)
+    framed = DetectionPlan(162.0, pad=0.25).frame(image)
+    assert framed.shape == (300, 300, 3)
+    assert framed[:50].max() == 0 and framed[50:250, 50:250].min() == 255
+    assert DetectionPlan().frame(image) is image
+    assert shrink_image(framed, 16, 162.0).shape == (30, 30, 3)  # 300 * 16 / 162
+
+
+def test_plan_detects_small_faces_on_an_upscaled_image_in_small_coordinates():
+    from lrface.data.detected import DetectionPlan
+
+    small = np.zeros((18, 18, 3), np.uint8)
+    plan = DetectionPlan(upscale_max_face=12)
+    detector = RecordingDetector()
+    (faces,) = plan.detect(detector, [small], 8)
+    assert detector.shapes == [(36, 36, 3)]
+    (direct,) = CentreDetector().detect_batch([np.zeros((36, 36, 3), np.uint8)])
+    np.testing.assert_allclose(faces[1].box, direct[1].box / 2)
+    np.testing.assert_allclose(faces[1].landmarks, direct[1].landmarks / 2)
+    plan.detect(detector, [small], 16)  # above the limit: the image as it is
+    assert detector.shapes[-1] == (18, 18, 3)
+
+
+def test_concat_pads_images_and_keeps_chips_and_scatter_fills_rows(images):
+    from lrface.data.detected import concat_detected, undetected
+    from lrface.train.detected_bank import _scatter
+
+    root, relpaths = images
+    faces = detect_faces(root, relpaths, (16,), CentreDetector(), {"name": "c5"}, progress=False)
+    empty = undetected((16,), 3)
+    assert empty.found.sum() == 0 and len(empty) == 3
+    joined = concat_detected([empty, faces])
+    assert len(joined) == 3 + len(faces) and joined.images[0].shape[1:] == (36, 36, 3)
+    assert np.array_equal(joined.chip(0, 3, 32), faces.chip(0, 0, 32))
+    assert list(joined.choices(1)) == [] and list(joined.choices(3)) == [0]
+    spread = _scatter(undetected((16,), 12), faces, np.arange(0, 12, 2))
+    assert spread.found[0].tolist() == [True, False] * 2 + [False, False] + [True, False] * 3
+    assert np.array_equal(spread.chip(0, 6, 32), faces.chip(0, 3, 32))
+    with pytest.raises(ValueError, match="same widths"):
+        concat_detected([empty, undetected((16, 24), 1)])
+
+
+def test_lfw_at_width_shrinks_the_whole_image_so_the_face_has_that_width():
+    from lrface.data.detected import lfw_at_width
+
+    images = [np.zeros((250, 250, 3), np.uint8)] * 2
+    assert lfw_at_width(images, None) == (FACE_PX, images)
+    target, small = lfw_at_width(images, 16)
+    assert target == 16 and [i.shape for i in small] == [(36, 36, 3)] * 2

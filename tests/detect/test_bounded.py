@@ -28,3 +28,12 @@ def test_large_images_are_detected_small_and_mapped_back():
     np.testing.assert_allclose(face.landmarks, full.landmarks, atol=1)
     detect_bounded(detector, image, max_pixels=400 * 400)
     assert detector.shapes[-1] == (400, 400, 3)  # small enough: untouched
+
+
+def test_box_iou():
+    from lrface.detect import box_iou
+
+    a = np.array([0, 0, 10, 10.0])
+    assert box_iou(a, a) == 1.0
+    assert box_iou(a, np.array([5, 0, 15, 10.0])) == 50 / 150
+    assert box_iou(a, np.array([20, 20, 30, 30.0])) == 0.0

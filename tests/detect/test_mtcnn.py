@@ -99,8 +99,19 @@ def test_pyramid_scales_for_a_min_face():
     assert pyramid_scales(100, 400, min_face=12)[0] == 1.0
     assert len(pyramid_scales(100, 400, 12)) > len(pyramid_scales(100, 400, 24))
     assert pyramid_scales(20, 20, min_face=40) == []
-    with pytest.raises(ValueError, match="at least 12"):
-        pyramid_scales(100, 100, min_face=8)
+    # under 12 px the first scale upsamples: the upscaled pass
+    assert pyramid_scales(100, 100, min_face=6)[0] == 2.0
+    with pytest.raises(ValueError, match="at least 6"):
+        pyramid_scales(100, 100, min_face=5)
+
+
+def test_max_face_ends_the_pyramid_where_the_window_reaches_it():
+    scales = pyramid_scales(1080, 1920, min_face=20, max_face=80)
+    # the last scale's 12 px window covers faces of 80 px or more, the one before it less
+    assert 12 / scales[-1] >= 80 > 12 / scales[-2]
+    assert len(scales) < len(pyramid_scales(1080, 1920, min_face=20))
+    with pytest.raises(ValueError, match="max_face"):
+        pyramid_scales(100, 100, min_face=20, max_face=10)
 
 
 def test_wheel_with_wrong_hash_is_refused(tmp_path):
@@ -166,3 +177,40 @@ def test_channels_last_nets_match_the_plain_layout(mtcnn):
             for a, b in zip(fast, plain, strict=True):
                 assert a.shape == b.shape
                 assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+
+
+@pytest.mark.lfw
+def test_cascade_pyramid_finds_the_faces_the_area_pyramid_finds(mtcnn, lfw_root):
+    """OpenCV's uint8 pyramid, each level from the one before, moves boxes and landmarks by a
+    fraction of a face's width, at full size and at 16 px."""
+    from lrface.detect.mtcnn import MTCNN
+
+    cascade = MTCNN(min_face=12, pyramid="cascade")
+    for name in LFW_SAMPLES:
+        image = load_rgb(lfw_root / name)
+        for img in (image, cv2.resize(image, (36, 36), interpolation=cv2.INTER_AREA)):
+            area_face, cascade_face = mtcnn.detect(img)[0], cascade.detect(img)[0]
+            width = area_face.width
+            assert np.abs(area_face.box - cascade_face.box).max() < 0.1 * width, name
+            assert np.abs(area_face.landmarks - cascade_face.landmarks).max() < 0.1 * width
+    with pytest.raises(ValueError, match="pyramid"):
+        MTCNN(pyramid="gaussian")
+
+
+@pytest.mark.lfw
+def test_upscaled_pass_finds_faces_under_12_px(mtcnn, lfw_root):
+    """``min_face`` under 12 upsamples the image for P-Net: 8 px faces, which the 12 px window
+    misses more often, are found, with boxes in the image's own pixels."""
+    from lrface.detect.mtcnn import MTCNN
+
+    upscaled = MTCNN(min_face=6, pyramid="cascade")
+    side = round(250 * 8 / 110)  # the ~110 px LFW face becomes ~8 px
+    found = 0
+    for name in LFW_SAMPLES:
+        small = cv2.resize(load_rgb(lfw_root / name), (side, side), interpolation=cv2.INTER_AREA)
+        faces = upscaled.detect(small)
+        if faces:
+            found += 1
+            assert 4 < faces[0].width < 14 and np.all(faces[0].box[:2] > -4)
+    assert found >= 2
+    assert upscaled.settings["pyramid"] == "cascade" and "pyramid" not in mtcnn.settings

@@ -40,6 +40,8 @@ def test_names():
         "arcface",
         "prototype",
         "hint",
+        "askd",
+        "fused",
     }
     assert METHODS["l2"] == {"l2": {"weight": 5.0}}
     assert METHODS["adda"] == {"adda": {"weight": 1.0}}
@@ -121,6 +123,8 @@ def test_every_method_builds_and_backpropagates(method):
     spec = parse_method(method)
     if "hint" in spec:  # one stage, shaped like batch()'s features
         spec["hint"].update(stages=[0], student_channels=[4], teacher_channels=[6])
+    if "askd" in spec:  # batch()'s student and teacher maps differ in channels
+        spec["askd"].update(channel=False)
     losses = build_losses(spec, num_classes=3, dim=8, prototypes=torch.eye(3, 8))
     losses.discriminator_steps(outputs)
     total, parts = losses.total(outputs)

@@ -79,3 +79,44 @@ def test_label_free_images_are_their_own_centres_beside_labelled_identities():
     )
     logits = torch.tensor([0.0, 0.6, 0.8, 1.0])  # cosines to centres 0..3
     torch.testing.assert_close(loss, torch.logsumexp(logits, 0) - 1.0)
+
+
+def test_margin_moves_only_the_own_centre_by_the_angle():
+    centres = torch.eye(3)
+    student = torch.tensor([[3.0, 4.0, 0.0]])  # cosines 0.6, 0.8, 0
+    labels = torch.tensor([1])
+    outputs = TransferOutputs(student, student, labels=labels)
+    m = 0.2
+    loss = PrototypeLoss(centres, scale=2.0, margin=m)(outputs)
+    own = math.cos(math.acos(0.8) + m)
+    logits = torch.tensor([1.2, 2.0 * own, 0.0])
+    torch.testing.assert_close(loss, torch.logsumexp(logits, 0) - logits[1])
+    assert loss > PrototypeLoss(centres, scale=2.0)(outputs)  # the margin asks for more
+    no_margin = PrototypeLoss(centres, scale=2.0, margin=0.0)(outputs)
+    torch.testing.assert_close(no_margin, PrototypeLoss(centres, scale=2.0)(outputs))
+
+
+def test_hard_negatives_keep_the_highest_wrong_centres_only():
+    centres = torch.eye(4)
+    student = torch.tensor([[0.1, 0.5, 0.3, 0.7]])  # own centre 0, hardest wrong: 3 then 1
+    outputs = TransferOutputs(student, student, labels=torch.tensor([0]))
+    cos = torch.nn.functional.normalize(student, dim=1)[0]
+    hard = PrototypeLoss(centres, scale=3.0, hard_negatives=2)(outputs)
+    kept = 3.0 * cos[[0, 3, 1]]
+    torch.testing.assert_close(hard, torch.logsumexp(kept, 0) - kept[0])
+    every = PrototypeLoss(centres, scale=3.0)(outputs)
+    assert hard < every  # the easy impostor (centre 2) is out of the softmax
+    all_wrong = PrototypeLoss(centres, scale=3.0, hard_negatives=3)(outputs)
+    torch.testing.assert_close(all_wrong, every)
+
+
+def test_margin_and_hard_negatives_are_differentiable_and_validated():
+    centres = torch.randn(6, 8, dtype=torch.float64)
+    loss_fn = PrototypeLoss(centres, margin=0.1, hard_negatives=2).double()
+    labels = torch.tensor([0, 3, 5])
+    student = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda s: loss_fn(TransferOutputs(s, s.detach(), labels=labels)), (student,)
+    )
+    with pytest.raises(ValueError, match="margin"):
+        PrototypeLoss(centres, margin=-0.1)

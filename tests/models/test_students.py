@@ -133,3 +133,13 @@ def test_folding_a_fused_student_for_inference_keeps_its_embeddings():
         after = fold_for_inference(model)(x)
     assert not any(isinstance(m, Affine) for m in model.modules())
     assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_teacher_init_runs_at_a_smaller_input_down_to_its_floor():
+    student = create_student("teacher-init", pretrained=False, input_size=104).eval()
+    assert student.input_size == 104
+    with torch.no_grad():
+        out = student(torch.rand(2, 3, 16, 16) * 255)
+    assert out.shape == (2, student.dim)
+    with pytest.raises(ValueError, match="at least 104 px"):
+        create_student("teacher-init", pretrained=False, input_size=96)

@@ -136,3 +136,24 @@ def test_foreign_files_give_clear_errors(tmp_path, people):
     path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + size :])
     with pytest.raises(GalleryError, match=r"future\.safetensors: gallery format version 99"):
         Gallery.load(path)
+
+
+def test_a_large_gallery_switches_to_ivf_and_still_adds_removes_and_finds(monkeypatch, caplog):
+    monkeypatch.setattr("lrface.search.gallery.APPROXIMATE_FROM", 3000)
+    rng = np.random.default_rng(0)
+    templates = rng.normal(size=(3000, 16)).astype(np.float32)
+    gallery = Gallery("enc", 16)
+    for i, t in enumerate(templates):
+        gallery.add(f"id{i}", t[None])
+    small = Gallery("enc", 16)
+    small.add("x", templates[:1])
+    assert small.choose_index() == "flat (exact)"
+    with caplog.at_level("INFO", logger="lrface.search"):
+        kind = gallery.choose_index()
+    assert kind.startswith("IVF64 nprobe=16 (approximate") and "3000 identities" in caplog.text
+    probes = templates[:200] + 0.3 * rng.normal(size=(200, 16)).astype(np.float32)
+    found = [row[0].name for row in gallery.search(probes, 5)]
+    assert np.mean([f == f"id{i}" for i, f in enumerate(found)]) > 0.95
+    gallery.remove("id0")
+    gallery.add("new", templates[0][None])
+    assert gallery.search(templates[:1], 1)[0][0].name == "new" and len(gallery) == 3000

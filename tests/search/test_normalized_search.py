@@ -1,5 +1,6 @@
 """Normalized gallery search: statistics kept per identity (in memory and in the SQLite store,
-which migrates from version 1), reranking by the normalized score, raw where not covered."""
+which migrates an older database; PostgreSQL: test_postgres.py), reranking by the normalized
+score, raw where not covered."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from lrface.calibration import FaceRef
 from lrface.search.cohort import Cohort, read_cohort, write_cohort
 from lrface.search.gallery import Gallery
 from lrface.search.normalize import Normalizer, normalize_scores, side_stats
-from lrface.search.store import FORMAT_VERSION, Enrolment, SqliteStore, open_store
+from lrface.search.store import (
+    FORMAT_VERSION,
+    IDENTITY_STATS,
+    MIGRATIONS,
+    Enrolment,
+    SqliteStore,
+    open_store,
+)
 
 
 def unit(v):
@@ -71,7 +79,7 @@ def test_search_reranks_by_the_normalized_score(tmp_path):
     assert not np.allclose(gallery.identity_stats("p0")[key], before)
 
 
-def test_store_keeps_statistics_drops_them_on_change_and_migrates_v1(tmp_path):
+def test_store_keeps_statistics_drops_them_on_change_and_migrates(tmp_path):
     cohort = make_cohort(tmp_path)
     normalizer = Normalizer("snorm", {"enc-lr": cohort}, top_k=10)
     key = normalizer.stats_key("enc-lr")
@@ -93,13 +101,13 @@ def test_store_keeps_statistics_drops_them_on_change_and_migrates_v1(tmp_path):
             store.put_identity_stats({"bob": {key: np.zeros(3)}})
         store.remove("bob")
         assert store.identity_stats() == {}
-    # a version-1 database (no statistics table) is migrated on open, its data kept
+    # a database of the version before the statistics table is migrated on open, data kept
     old = tmp_path / "old.db"
     with SqliteStore.create(old, "teacher", 16) as store:
         store.add("cy", [Enrolment(unit(rng.normal(size=16)), "cy.jpg", "c")])
     db = sqlite3.connect(old)
     db.execute("DROP TABLE identity_stats")
-    db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(stats_step()),))
     db.commit()
     db.close()
     with open_store(old) as store:
@@ -111,6 +119,11 @@ def test_store_keeps_statistics_drops_them_on_change_and_migrates_v1(tmp_path):
         str(FORMAT_VERSION),
     )
     db.close()
+
+
+def stats_step() -> int:
+    """The format version whose migration adds the statistics table."""
+    return next(v for v, steps in MIGRATIONS.items() if IDENTITY_STATS in steps)
 
 
 def test_shipped_cohorts_are_pinned_and_describe_their_encoder(tmp_path, monkeypatch):

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from lrface.video.decide import fixed_threshold
-from lrface.video.motion import GateConfig, MotionGate, detect_regions, merge_regions
+from lrface.video.motion import (
+    GateConfig,
+    MotionGate,
+    detect_planned,
+    detect_regions,
+    detect_tracks,
+    merge_regions,
+)
 from lrface.video.sources import Frame
 from lrface.video.watcher import FaceWatcher, WatchConfig
 from tests.video.clips import COLOURS, ColourDetector, colour_embed, colour_searcher
@@ -67,9 +74,9 @@ def test_gated_detection_finds_what_full_frame_detection_finds_from_crops():
         assert _boxes(gated) == _boxes(ColourDetector().detect(image)), f"frame {t}"
         assert len(gated) == 2
         shown = detector.shapes[calls:]
-        if t % 10:  # between full-frame passes the detector sees small crops only
-            assert len(shown) == 2
-            assert sum(h * w for h, w, _ in shown) < 0.15 * H * W
+        if t % 10:  # between full-frame passes the detector sees crops and track canvases
+            assert (H, W, 3) not in shown
+            assert sum(h * w for h, w, _ in shown) < 0.6 * H * W
         else:
             assert shown == [(H, W, 3)]
     assert watcher.gate.full_frames == 3
@@ -82,7 +89,8 @@ def test_a_face_that_stops_moving_is_found_at_the_next_full_frame_pass():
     found = []
     for t in range(32):
         image = scene({"red": (40 + 5 * min(t, 8), 100)}, seed=t)
-        found.append(len(detect_regions(ColourDetector(), image, gate.regions(image, []))))
+        plan = gate.plan(image, [])
+        found.append(len(detect_planned(ColourDetector(), image, plan, gate.config)))
     assert all(found[:9])  # moving (or the first, full frame)
     assert 0 in found[9:15]  # standing still with no track to look at: missed ...
     assert found[15] == 1 and found[30] == 1  # ... until the next full-frame passes
@@ -104,13 +112,69 @@ def test_a_tracked_face_that_stops_moving_is_kept_by_its_track_region():
     assert event.decision.identity == "red"
 
 
-def test_regions_covering_most_of_the_frame_mean_the_whole_frame():
-    gate = MotionGate(12, GateConfig(full_every=50, max_area=0.5))
-    gate.regions(scene({}, seed=0), [])  # first frame: full
-    big = [np.array([10, 10, 300, 230])]
-    assert gate.regions(scene({}, seed=1), big) is None
-    assert gate.regions(scene({}, seed=2), []) == []  # nothing moves: nothing to search
-    assert gate.full_frames == 2
+def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames(monkeypatch):
+    config = GateConfig(full_every=50, max_area=0.5, crowd_full_every=3, crowd_track_every=1)
+    gate = MotionGate(12, config)
+    assert gate.plan(scene({}, seed=0), []).whole  # first frame
+    everything = np.full((H // gate.step, W // gate.step), 255, np.uint8)
+    monkeypatch.setattr(gate, "motion_mask", lambda image: everything)  # everyone moves
+    tracks = [np.array([100, 100, 120, 120])]
+    plans = [gate.plan(scene({}, seed=t), tracks) for t in range(1, 7)]
+    assert [p.whole for p in plans] == [False, False, True, False, False, True]
+    for plan in plans:
+        assert plan.regions == [] and len(plan.tracks) == (0 if plan.whole else 1)
+    assert gate.crowded_frames == 6 and gate.full_frames == 3
+    # crowd_track_every 2: every other frame between full passes is not searched at all
+    skipping = MotionGate(12, GateConfig(full_every=50, crowd_full_every=5, crowd_track_every=2))
+    skipping.plan(scene({}, seed=0), [])
+    monkeypatch.setattr(skipping, "motion_mask", lambda image: everything)
+    plans = [skipping.plan(scene({}, seed=t), tracks) for t in range(1, 6)]
+    assert [(p.whole, len(p.tracks)) for p in plans] == [
+        (False, 0),
+        (False, 1),
+        (False, 0),
+        (False, 1),
+        (True, 0),
+    ]
+    assert skipping.skipped_frames == 2
+    # a track seen once is searched on those frames too: it dies at its second miss
+    young = [np.array([10, 10, 30, 30])]
+    assert skipping.plan(scene({}, seed=6), tracks, young).tracks == young
+    # crowd_full_every 1: every crowded frame is searched whole (before track canvases)
+    every = MotionGate(12, GateConfig(full_every=50, crowd_full_every=1))
+    every.plan(scene({}, seed=0), [])
+    monkeypatch.setattr(every, "motion_mask", lambda image: everything)
+    assert every.plan(scene({}, seed=1), tracks).whole
+    # a little motion: its regions and the tracks
+    quiet = MotionGate(12, GateConfig(full_every=50))
+    quiet.plan(scene({}, seed=0), [])
+    some = np.zeros_like(everything)
+    some[10:20, 10:20] = 255
+    monkeypatch.setattr(quiet, "motion_mask", lambda image: some)
+    plan = quiet.plan(scene({}, seed=1), tracks)
+    # a few movers: the moving region and the track's box, both as crops, no canvas
+    assert not plan.whole and len(plan.regions) == 2 and plan.tracks == []
+
+
+def test_track_canvases_give_boxes_in_frame_pixels():
+    """A small face keeps its size on its canvas, a large one is shrunk to the canvas face;
+    both come back in frame pixels; a face cut by a canvas's edge is dropped."""
+    image = np.full((H, W, 3), 90, np.uint8)
+    image[40:60, 30:50] = COLOURS["red"]  # 20 px
+    image[100:200, 150:250] = COLOURS["blue"]  # 100 px: shrunk to 48 on its canvas
+    truth = {f.box.tobytes(): f for f in ColourDetector().detect(image)}
+    boxes = [np.array([31, 41, 51, 61.0]), np.array([148, 104, 248, 204.0])]
+    config = GateConfig(track_pad=0.5)
+    faces = detect_tracks(ColourDetector(), image, boxes, config, 12)
+    assert len(faces) == 2
+    for face in faces:
+        near = min(truth.values(), key=lambda f: np.abs(f.box - face.box).max())
+        assert np.abs(near.box - face.box).max() <= 2.5
+    # a track box between the two squares: its canvas cuts red at the edge, which is dropped
+    cut = detect_tracks(ColourDetector(), image, [np.array([55, 41, 75, 61.0])], config, 12)
+    assert cut == []
+    # a crop keeps what it finds (a partial face is dropped later, as a duplicate of a whole)
+    assert len(detect_regions(ColourDetector(), image, [(0, 0, 45, H)])) == 1
 
 
 def test_bad_full_every_is_refused():

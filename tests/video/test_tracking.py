@@ -68,3 +68,13 @@ def test_a_large_box_beside_a_small_face_is_not_its_track():
     assert tracker.update([_face(101, 100, 12)], 1)[0] == first
     joined, _ = tracker.update([_face(110, 100, 100)], 2)
     assert len(joined) == 1 and joined[0][0] != first[0][0]  # a track of its own
+
+
+def test_young_tracks_are_those_seen_once():
+    tracker = FaceTracker()
+    box = np.array([10, 10, 30, 30], np.float32)
+    tracker.update([Face(box, 0.99, np.zeros((5, 2), np.float32))], 0)
+    assert len(tracker.predicted_boxes(young_only=True)) == 1
+    tracker.update([Face(box + 2, 0.99, np.zeros((5, 2), np.float32))], 1)
+    assert len(tracker.predicted_boxes()) == 1
+    assert tracker.predicted_boxes(young_only=True) == []

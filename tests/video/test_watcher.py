@@ -9,7 +9,7 @@ import pytest
 from lrface.video.aggregate import aggregate, face_weights
 from lrface.video.decide import fixed_threshold
 from lrface.video.sources import Frame, open_source
-from lrface.video.watcher import FaceWatcher
+from lrface.video.watcher import FaceWatcher, WatchConfig
 from tests.video.clips import (
     ColourDetector,
     colour_embed,
@@ -133,3 +133,58 @@ def test_each_track_is_searched_as_a_probe_of_its_encoder_and_judged_on_that_sco
     assert probes_seen and {p.encoder for p in probes_seen} == {"colour"}
     assert all(p.resolution is None or p.resolution > 0 for p in probes_seen)
     assert BookThresholds(book, "colour", tracks=True).choice("colour", 16).threshold == 0.93
+
+
+def _summary(events) -> list:
+    return [(e.track_id, e.decision.identity, [o.frame for o in e.observations]) for e in events]
+
+
+def test_pipelined_watch_gives_the_sequential_events():
+    frames = [Frame(i, i / 10, f) for i, f in enumerate(crossing_frames(stranger=True))]
+    runs = []
+    for pipelined in (False, True):
+        config = WatchConfig(pipelined=pipelined)
+        watcher = FaceWatcher(
+            ColourDetector(), colour_embed, colour_searcher, fixed_threshold(0.9), config
+        )
+        seen: list[tuple[int, int]] = []
+
+        def after(frame, watcher=watcher, seen=seen) -> None:
+            seen.append((frame.index, len(watcher.current)))
+
+        runs.append((_summary(watcher.watch(frames, after)), seen))
+    assert runs[0] == runs[1]
+    assert [i for i, _ in runs[1][1]] == list(range(len(frames)))
+
+
+def test_a_read_error_reaches_the_caller_after_the_frames_before_it():
+    def broken():
+        for i, image in enumerate(crossing_frames(10)):
+            yield Frame(i, i / 10, image)
+        raise ValueError("video ends early")
+
+    watcher = FaceWatcher(ColourDetector(), colour_embed, colour_searcher, fixed_threshold(0.9))
+    recorded = []
+    with pytest.raises(ValueError, match="ends early"):
+        list(watcher.watch(broken(), lambda f: recorded.append(f.index)))
+    assert recorded == list(range(10)) and watcher.frames_processed == 10
+    assert len(watcher.flush()) == 2  # the open tracks are the caller's to flush
+
+
+def test_stopping_early_stops_the_pipeline_threads():
+    import threading
+
+    before = threading.active_count()
+    frames = crossing_frames(12)
+    blank = np.full_like(frames[0], 90)
+    clip = (Frame(i, i / 10, f) for i, f in enumerate([*frames, *[blank] * 200]))
+    watcher = FaceWatcher(ColourDetector(), colour_embed, colour_searcher, fixed_threshold(0.9))
+    events = watcher.watch(clip)
+    next(events)  # the first track ends soon after the people leave
+    events.close()
+    for _ in range(100):
+        if threading.active_count() <= before:
+            break
+        threading.Event().wait(0.05)
+    assert threading.active_count() <= before
+    assert watcher.frames_processed < 100

@@ -28,7 +28,12 @@ INTERRUPTED = 130
 
 DetectorOpt = Annotated[str, typer.Option(help="Face detector: mtcnn or dlib.")]
 MinFaceOpt = Annotated[
-    float, typer.Option(help="MTCNN: smallest face searched for, px (>= 12).", min=12)
+    float,
+    typer.Option(
+        help="MTCNN: smallest face searched for, px (>= 6; under 12 the image is upscaled for "
+        "it: slower).",
+        min=6,
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
 LfwOpt = Annotated[
@@ -56,6 +61,14 @@ CutoffOpt = Annotated[
         f"measured cutoff, else {DEFAULT_SIZE_CUTOFF:g} px, lrface.constants.DEFAULT_SIZE_CUTOFF)."
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Intra-op threads of the models (default: $LRFACE_THREADS, else half the CPUs: "
+        "a busy host runs slower with one thread per core).",
+        min=1,
+    ),
+]
 MultiOpt = Annotated[
     str,
     typer.Option(
@@ -64,7 +77,11 @@ MultiOpt = Annotated[
     ),
 ]
 GalleryOpt = Annotated[
-    Path, typer.Option(help="Gallery database (SQLite, e.g. watchlist.db; enroll creates it).")
+    str,
+    typer.Option(
+        help="Gallery: an SQLite file (e.g. watchlist.db; enroll creates it) or a PostgreSQL "
+        "database, postgresql://user@host/db (shared by several servers and cameras)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -133,14 +150,14 @@ def load_encoder(name: str, device: str = "cpu", batch_size: int = 64, option: s
         raise fail(f"{option}: {message}" if option else message) from None
 
 
-def make_detector(name: str, min_face: float = 20, device: str = "cpu"):
+def make_detector(name: str, min_face: float = 20, device: str = "cpu", pyramid: str = "area"):
     """``lrface.pipeline.create_detector``, or the one-line exit when it cannot be built."""
     from lrface.detect.weights import WeightsUnavailableError
     from lrface.pipeline import create_detector
 
     check_choice(name, ("mtcnn", "dlib"), "--detector")
     with reported(WeightsUnavailableError):
-        return create_detector(name, min_face, device)
+        return create_detector(name, min_face, device, pyramid)
 
 
 def build_pipeline(
@@ -152,21 +169,29 @@ def build_pipeline(
     multi_face: str = "all",
     device: str = "cpu",
     runtime: str = "torch",
+    pyramid: str = "area",
+    threads: int | None = None,
 ):
     """``lrface.pipeline.load_pipeline`` for the options given, each encoder's and the
     detector's problem reported as the one-line exit (the student first: a wrong path is the
-    cheapest error to report)."""
+    cheapest error to report); ``pyramid``: MTCNN's (``lrface watch``: ``cascade``); its
+    models on ``threads`` intra-op threads (``lrface.machine.intra_op_threads``, set before
+    ONNX Runtime's sessions are made)."""
+    from lrface.machine import intra_op_threads, use_threads
     from lrface.models.onnx_encoder import RUNTIMES
     from lrface.pipeline import MULTI_FACE_POLICIES, load_pipeline
 
     check_choice(runtime, RUNTIMES, "--runtime")
     check_choice(multi_face, MULTI_FACE_POLICIES, "--multi-face")
+    with reported(ValueError):  # a bad $LRFACE_THREADS
+        use_threads(intra_op_threads(threads))
     low = load_encoder(student, device) if student else None
-    teacher, faces = load_encoder(encoder, device), make_detector(detector, min_face, device)
+    teacher = load_encoder(encoder, device)
+    faces = make_detector(detector, min_face, device, pyramid)
     return load_pipeline(teacher, low, faces, min_face, size_cutoff, multi_face, device, runtime)
 
 
-def open_gallery(path: Path, encoder: str | None = None, dim: int | None = None, name=None):
+def open_gallery(path: str, encoder: str | None = None, dim: int | None = None, name=None):
     """``lrface.search.open_gallery`` (open, or create for ``encoder``), or the one-line exit."""
     from lrface.search import open_gallery as open_or_create
     from lrface.search.gallery import GalleryError
@@ -175,14 +200,30 @@ def open_gallery(path: Path, encoder: str | None = None, dim: int | None = None,
         return open_or_create(path, encoder, dim, name)
 
 
-def load_gallery(path: Path):
+def load_gallery(path: str):
     """The searchable (faiss) gallery of the store at ``path``; the one-line exit when unusable."""
     with open_gallery(path) as store:
         return store.load_gallery()
 
 
-def check_writable(path: Path) -> None:
-    """Fail now, not after minutes of embedding, when ``path`` cannot be written."""
+def cli_actor() -> str:
+    """Who runs this command, as the gallery's audit log names them: ``cli:<user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return f"cli:{os.getuid()}"
+
+
+def check_writable(target: str) -> None:
+    """Fail now, not after minutes of embedding, when the gallery file cannot be written (a
+    database is checked when it is opened)."""
+    from lrface.search.store import is_database_url
+
+    if is_database_url(target):
+        return
+    path = Path(target)
     if path.is_dir():
         raise fail(f"{path}: is a directory; give a gallery file path")
     parent = next(p for p in path.absolute().parents if p.exists())

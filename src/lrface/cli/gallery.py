@@ -25,6 +25,7 @@ from lrface.cli.common import (
     check_choice,
     check_writable,
     chosen_student,
+    cli_actor,
     echo_skipped,
     face_line,
     fail,
@@ -65,6 +66,7 @@ def enroll(
 
     from lrface import enrolment
     from lrface.enrolment import EnrolReport
+    from lrface.search.duplicates import EnrolledFaces
 
     check_choice(multi_face, ("dominant", "largest", "error"), "--multi-face")
     if not directory.is_dir():
@@ -72,56 +74,70 @@ def enroll(
     check_writable(gallery)
     pipe = build_pipeline(encoder, None, detector, min_face, 0, multi_face, device)
     store = open_gallery(gallery, pipe.teacher.cache_key, pipe.dim, encoder)
-    folders, strays = identity_folders(directory)
-    report = EnrolReport(skipped=[(str(s), "not inside an <identity>/ folder") for s in strays])
+    folders, refused = identity_folders(directory)
+    report = EnrolReport(skipped=refused)
     total = sum(len(files) for _, files in folders)
     progress = tqdm(total=total, unit="photo", desc="enroll", file=sys.stderr)
     with store, progress:
+        enrolled = EnrolledFaces(store)  # loaded once: every folder's photos are checked
         try:
             for name, files in folders:
-                enrol_folder(pipe, store, name, files, multi_face, report, progress.update)
+                args = (multi_face, report, progress.update, enrolled)
+                enrol_folder(pipe, store, name, files, *args)
                 if name not in report.identities and not store.enrolled_hashes(name):
                     why = "identity not enrolled: no usable photo"
                     report.skipped.append((str(directory / name), why))
         except KeyboardInterrupt:
             progress.close()
             typer.echo(
-                f"interrupted: {report.added} photos committed to {gallery}; run the same "
+                f"interrupted: {report.added} photos committed to {store.path}; run the same "
                 "command again to add the rest",
                 err=True,
             )
             raise typer.Exit(INTERRUPTED) from None
         enrolment.store_identity_stats(store, DEFAULT_STUDENT, report.identities)
         size = len(store)
-    echo_enrolment(report, gallery, size, multi_face)
+    echo_enrolment(report, store.path, size, multi_face)
 
 
-def enrol_folder(pipe, store, name: str, files: list[Path], policy: str, report, on_photo):
-    """``lrface.enrolment.enrol_photos`` for one identity folder, committed to ``store``."""
+def enrol_folder(pipe, store, name, files: list[Path], policy: str, report, on_photo, enrolled):
+    """``lrface.enrolment.enrol_photos`` for one identity folder, committed to ``store`` by
+    ``enrolment.checked_commit`` (another spelling of an enrolled name is skipped; photos
+    already enrolled under another name are warned of; each commit is audited)."""
     from lrface import enrolment
 
-    def commit(batch) -> int:
-        return store.add(name, batch)[0]
-
+    commit = enrolment.checked_commit(store, name, report, cli_actor(), enrolled)
+    if commit is None:
+        return
     known = store.enrolled_hashes(name)
     photos = enrolment.photos_from_files(files)
     options = {"batch": enrolment.ENROL_BATCH, "report": report, "on_photo": on_photo}
     enrolment.enrol_photos(pipe.embed_image, name, photos, known, commit, policy, **options)
 
 
-def identity_folders(directory: Path) -> tuple[list[tuple[str, list[Path]]], list[Path]]:
-    """(name, its photo files) for every ``<identity>/`` folder of ``directory``, and the
-    files outside any such folder (hidden entries are ignored)."""
-    entries = [e for e in sorted(directory.iterdir()) if not e.name.startswith(".")]
-    folders = [
-        (e.name, sorted(p for p in e.iterdir() if not p.name.startswith(".")))
-        for e in entries
-        if e.is_dir()
-    ]
-    return folders, [e for e in entries if not e.is_dir()]
+def identity_folders(
+    directory: Path,
+) -> tuple[list[tuple[str, list[Path]]], list[tuple[str, str]]]:
+    """(name, its photo files) for every ``<identity>/`` folder of ``directory`` whose name
+    passes ``lrface.search.names`` (the service's rules; stored in NFKC form), and (path,
+    reason) for the rest: other folders and files outside any folder (hidden ones ignored)."""
+    from lrface.search.names import InvalidName, normalize_name
+
+    folders, refused = [], []
+    for entry in (e for e in sorted(directory.iterdir()) if not e.name.startswith(".")):
+        if not entry.is_dir():
+            refused.append((str(entry), "not inside an <identity>/ folder"))
+            continue
+        try:
+            name = normalize_name(entry.name)
+        except InvalidName as exc:
+            refused.append((str(entry), str(exc)))
+            continue
+        folders.append((name, sorted(p for p in entry.iterdir() if not p.name.startswith("."))))
+    return folders, refused
 
 
-def echo_enrolment(report, gallery: Path, size: int, multi_face: str) -> None:
+def echo_enrolment(report, gallery: str, size: int, multi_face: str) -> None:
     """The enrolment summary on stdout, the skipped photos on stderr."""
     already = f"; {report.already} photos were already enrolled" if report.already else ""
     typer.echo(
@@ -132,6 +148,11 @@ def echo_enrolment(report, gallery: Path, size: int, multi_face: str) -> None:
         kept = "largest" if multi_face == "largest" else "clearly largest"
         held = f"{report.crowded} of those photos held several faces"
         typer.echo(f"{held}; the {kept} one was enrolled")
+    if report.warnings:
+        count = len(report.warnings)
+        typer.echo(f"warning: {count} photos are already enrolled under another name:", err=True)
+        for line in report.warnings:
+            typer.echo(f"  {line}", err=True)
     echo_skipped(report.skipped)
 
 
@@ -182,8 +203,8 @@ def search(
     check_choice(scoring, ("raw", "asnorm"), "--scoring")
     with open_gallery(gallery) as store:
         if not len(store):
-            hint = f"lrface gallery enroll DIR --gallery {gallery}"
-            raise fail(f"{gallery}: the gallery is empty; enroll identities first ({hint})")
+            hint = f"lrface gallery enroll DIR --gallery {store.path}"
+            raise fail(f"{store.path}: the gallery is empty; enroll identities first ({hint})")
         gal = store.load_gallery(search_normalizer(store.encoder_name, student, scoring))
     with reported(ValueError):
         calibs = [Calibration.load(calibration)] if calibration else []
@@ -191,7 +212,7 @@ def search(
     options = (detector, min_face, size_cutoff, multi_face, device)
     pipe = build_pipeline(gal.encoder_name, student, *options)
     with reported(BadImageError, FaceInputError, GalleryError, ValueError):
-        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
+        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, store.path)
         faces = pipe.embed_image(image)
         book = pipe.thresholds(calibs)
     search = gallery_searcher(gal)
@@ -210,14 +231,16 @@ def search(
 def remove(
     name: Annotated[str, typer.Argument(help="Identity to remove.")], gallery: GalleryOpt
 ) -> None:
-    """Remove an identity and everything enrolled for it (embeddings, thumbnails, sources)."""
+    """Remove an identity and everything enrolled for it (embeddings, thumbnails, sources),
+    for good: erased from the database files, and redacted in the audit log."""
     with open_gallery(gallery) as store:
+        name = store.resolve(name) or name  # the enrolled spelling
         try:
-            store.remove(name)
+            store.remove(name, cli_actor())
         except KeyError:
-            raise fail(f"{gallery}: no identity named {name!r}") from None
+            raise fail(f"{store.path}: no identity named {name!r}") from None
         left = len(store)
-    typer.echo(f"removed {name!r}; {left} identities left in {gallery}")
+    typer.echo(f"removed {name!r}; {left} identities left in {store.path}")
 
 
 @gallery_app.command("list")
@@ -225,22 +248,32 @@ def list_identities(gallery: GalleryOpt) -> None:
     """The gallery's encoder and identities with their photo counts."""
     with open_gallery(gallery) as store:
         people = store.identities()
-        typer.echo(f"{gallery}: {len(people)} identities, encoder {store.encoder} ({store.dim}-d)")
+        shown = f"{store.path}: {len(people)} identities"
+        typer.echo(f"{shown}, encoder {store.encoder} ({store.dim}-d)")
     for person in people:
         typer.echo(f"  {person.name}\t{person.photos} photo(s)")
 
 
 @gallery_app.command("migrate")
 def migrate(
-    old: Annotated[Path, typer.Argument(help="Gallery of the older format (.safetensors).")],
-    new: Annotated[Path, typer.Argument(help="New SQLite gallery (must not exist).")],
+    old: Annotated[
+        str,
+        typer.Argument(
+            help="Gallery to copy: SQLite file, postgresql:// URL, or the older .safetensors."
+        ),
+    ],
+    new: Annotated[
+        str,
+        typer.Argument(help="New gallery: a file that must not exist, or an empty database."),
+    ],
 ) -> None:
-    """Copy a single-file gallery into a new SQLite database (the old file is left as it is)."""
+    """Copy a gallery into a new one: SQLite to PostgreSQL and back (every photo's embedding,
+    source, hash, thumbnail and time, and the event log), or the older single-file format into
+    either. The old gallery is left as it is."""
     from lrface.search.gallery import GalleryError
-    from lrface.search.store import migrate
+    from lrface.search.store import migrate, redacted
 
-    try:
+    with reported(GalleryError):
         identities, photos = migrate(old, new)
-    except GalleryError as exc:
-        raise fail(str(exc)) from None
-    typer.echo(f"migrated {identities} identities ({photos} photos) from {old} into {new}")
+    source, target = redacted(old), redacted(new)
+    typer.echo(f"migrated {identities} identities ({photos} photos) from {source} into {target}")

@@ -7,6 +7,8 @@ where the input stopped) before the error line or the exit.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,11 +21,12 @@ from lrface.cli.common import (
     MinFaceOpt,
     RuntimeOpt,
     StudentOpt,
+    ThreadsOpt,
     build_pipeline,
     check_choice,
     chosen_student,
     fail,
-    load_gallery,
+    open_gallery,
     reported,
 )
 from lrface.constants import DEFAULT_STUDENT
@@ -33,12 +36,18 @@ def watch(
     source: Annotated[
         str, typer.Argument(help="Video file, folder of frames, camera index or URL.")
     ],
-    gallery: Annotated[Path, typer.Option(help="Watch-list gallery file.")],
+    gallery: Annotated[
+        str,
+        typer.Option(help="Watch-list gallery: SQLite file or postgresql:// URL."),
+    ],
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/watch"),
     stride: Annotated[int, typer.Option(help="Process every k-th frame.", min=1)] = 1,
     min_face: MinFaceOpt = 20,
     annotate: Annotated[
-        bool, typer.Option(help="Also write annotated.mp4 (processed frames, boxes, names).")
+        bool,
+        typer.Option(
+            help="Also write annotated.webm (boxes, names, scores, time; plays in browsers)."
+        ),
     ] = False,
     student: StudentOpt = DEFAULT_STUDENT,
     size_cutoff: CutoffOpt = None,
@@ -71,67 +80,132 @@ def watch(
             min=1,
         ),
     ] = 10,
+    crowd_full_every: Annotated[
+        int,
+        typer.Option(
+            help="While most of the picture moves (a crowd), detect around live tracks only and "
+            "the whole frame every N-th frame; 1 = every such frame whole.",
+            min=1,
+        ),
+    ] = 10,
+    crowd_track_every: Annotated[
+        int,
+        typer.Option(
+            help="In a crowd, detect around live tracks every N-th frame (the tracker's "
+            "prediction carries them in between); 1 = every frame.",
+            min=1,
+        ),
+    ] = 2,
+    pipeline: Annotated[
+        bool,
+        typer.Option(
+            help="Decode, detect whole frames, detect the rest and track, embed: four threads "
+            "(both cores for one camera); --no-pipeline runs them one after the other."
+        ),
+    ] = True,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
+    camera: Annotated[
+        str | None,
+        typer.Option(
+            help="Camera name: also log every finished track in the gallery's shared event "
+            "log under it (lrface serve lists and pushes them)."
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     runtime: RuntimeOpt = "onnx",
+    threads: ThreadsOpt = None,
 ) -> None:
-    """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out."""
-    from lrface.calibration import Calibration
+    """Watch SOURCE for the people of GALLERY: events.jsonl, tracks.csv, thumbnails/ in --out.
+
+    The gallery is followed live: people enrolled or removed while watching (by any process)
+    are searched from the next track on."""
     from lrface.models.onnx_encoder import RUNTIMES
-    from lrface.pipeline import search_normalizer, watch_calibrations
     from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import GalleryError
     from lrface.video.aggregate import WEIGHTINGS
-    from lrface.video.decide import fixed_threshold, watch_thresholds
-    from lrface.video.motion import GateConfig
+    from lrface.video.outputs import StoreEventLog, run_key
     from lrface.video.sources import VideoReadError, open_source
-    from lrface.video.watcher import FaceWatcher, WatchConfig
+    from lrface.video.watcher import FaceWatcher
 
     student = chosen_student(student)
     check_choice(weighting, WEIGHTINGS, "--weighting")
     check_choice(scoring, ("raw", "asnorm"), "--scoring")
-    gal = load_gallery(gallery)
+    store = open_gallery(gallery)
     with reported(VideoReadError):
         frames = open_source(source, stride, fps)
     check_choice(runtime, RUNTIMES, "--runtime")
     options = (min_face, size_cutoff, "all", device, runtime)
-    pipe = build_pipeline(gal.encoder_name, student, "mtcnn", *options)
+    pipe = build_pipeline(
+        store.encoder_name, student, "mtcnn", *options, pyramid="cascade", threads=threads
+    )
     with reported(GalleryError, ValueError):
-        gal.check_compatible(pipe.teacher.cache_key, pipe.dim, gallery)
-        if scoring != "raw" and threshold is None:
-            gal.use_scoring(search_normalizer(gal.encoder_name, student, scoring))
-        if threshold is not None:
-            thresholds, where = fixed_threshold(threshold), f"--threshold {threshold}"
-        else:
-            calibs = [Calibration.load(path) for path in calibration or []]
-            calibs += watch_calibrations(gal.encoder_name, student)
-            thresholds, where = watch_thresholds(pipe, gal, calibs)
-    config = WatchConfig(weighting=weighting, gate=GateConfig(full_every=full_every))
-    search = gallery_searcher(gal)
-    watcher = FaceWatcher(pipe.detector, pipe.embed_faces, search, thresholds, config)
+        store.check_compatible(pipe.teacher.cache_key, pipe.dim)
+        live, thresholds, where = _judged(store, pipe, student, scoring, threshold, calibration)
+        log = None if camera is None else StoreEventLog(store, camera, run_key(source, time.time()))
+    config = _config(weighting, full_every, crowd_full_every, crowd_track_every, pipeline)
+    watcher = FaceWatcher(
+        pipe.detector, pipe.embed_faces, gallery_searcher(live), thresholds, config
+    )
     typer.echo(f"threshold: {where}", err=True)
-    run_watch(watcher, frames, source, out, stride, annotate)
+    typer.echo(f"gallery: {store.path}, faiss index {live.index_kind}", err=True)
+    with store, contextlib.closing(live):  # the listener stops before the store closes
+        run_watch(watcher, frames, source, out, stride, annotate, log)
 
 
-def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bool) -> None:
-    """Process ``frames``, writing each event as its track ends (and the annotated video);
-    on a broken video or Ctrl-C, the tracks seen so far are still written."""
+def _judged(store, pipe, student, scoring: str, threshold, calibration):
+    """The gallery followed live (in step with every process's enrolments and removals; its
+    tracks scored by ``scoring`` unless a fixed ``threshold`` is given), the thresholds its
+    tracks are judged by and a line saying where they come from."""
+    from lrface.calibration import Calibration
+    from lrface.pipeline import search_normalizer, watch_calibrations
+    from lrface.search.sync import LiveGallery
+    from lrface.video.decide import fixed_threshold, watch_thresholds
+
+    normalizer = None
+    if scoring != "raw" and threshold is None:
+        normalizer = search_normalizer(store.encoder_name, student, scoring)
+    live = LiveGallery(store, normalizer=normalizer)
+    if threshold is not None:
+        return live, fixed_threshold(threshold), f"--threshold {threshold}"
+    calibs = [Calibration.load(path) for path in calibration or []]
+    calibs += watch_calibrations(store.encoder_name, student)
+    return live, *watch_thresholds(pipe, live, calibs)
+
+
+def _config(weighting: str, full_every: int, crowd_full_every: int, crowd_track_every: int,
+            pipeline: bool):  # fmt: skip
+    """The WatchConfig of watch's options (docs/video.md, "Real footage": the crowd schedule)."""
+    from lrface.video.motion import GateConfig
+    from lrface.video.watcher import WatchConfig
+
+    gate = GateConfig(
+        full_every, crowd_full_every=crowd_full_every, crowd_track_every=crowd_track_every
+    )
+    return WatchConfig(weighting=weighting, gate=gate, pipelined=pipeline)
+
+
+def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bool, log=None):
+    """Process ``frames``, writing each event as its track ends (to the event log too, with
+    ``log``: ``lrface.video.outputs.StoreEventLog``) and the annotated video; on a broken
+    video or Ctrl-C, the tracks seen so far are still written."""
     from tqdm import tqdm
 
-    from lrface.video.outputs import AnnotatedVideo, EventWriter
+    from lrface.video.outputs import ANNOTATED_VIDEO, AnnotatedVideo, EventWriter, frame_labels
     from lrface.video.sources import VideoReadError
 
-    writer = EventWriter(out)
-    video = AnnotatedVideo(out / "annotated.mp4", frames.fps / stride) if annotate else None
+    writer = EventWriter(out, log)
+    video = AnnotatedVideo(out / ANNOTATED_VIDEO, frames.fps / stride) if annotate else None
     error, interrupted = None, False
     bar = tqdm(frames, unit="frame", desc=f"watch {Path(str(source)).name}")
+
+    def after_frame(frame) -> None:
+        if video is not None:
+            video.write(frame.image, frame_labels(watcher), frame.time)
+        bar.set_postfix(tracks=len(watcher.tracker.active()), events=writer.count)
+
     try:
-        for frame in bar:
-            for event in watcher.process(frame):
-                writer.write(event)
-            if video is not None:
-                video.write(frame.image, _labels(watcher))
-            bar.set_postfix(tracks=len(watcher.tracker.active()), events=writer.count)
+        for event in watcher.watch(bar, after_frame):
+            writer.write(event)
     except VideoReadError as exc:
         error = str(exc)
     except KeyboardInterrupt:
@@ -143,7 +217,7 @@ def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bo
         writer.close()
         if video is not None:
             video.close()
-    echo_watch_summary(watcher, frames, writer.count, out)
+    echo_watch_summary(watcher, frames, writer.count, out, log)
     if interrupted:
         typer.echo("interrupted: the tracks finished so far are written", err=True)
         raise typer.Exit(INTERRUPTED)
@@ -151,15 +225,23 @@ def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bo
         raise fail(f"{error}; the tracks seen before it are written")
 
 
-def echo_watch_summary(watcher, frames, written: int, out: Path) -> None:
+def echo_watch_summary(watcher, frames, written: int, out: Path, log=None) -> None:
     """Frames, faces and tracks on stdout; unreadable frames and dropped reads on stderr."""
     gated = ""
     if watcher.gate is not None:
-        gated = f" ({watcher.gate.full_frames} searched whole, the rest where they moved)"
+        gated = (
+            f" ({watcher.gate.full_frames} searched whole, the rest where they moved and around "
+            f"live tracks; {watcher.gate.skipped_frames} crowded frames left to the tracker)"
+        )
+    logged = ""
+    if log is not None:
+        logged = f" and to the event log as camera {log.camera}"
+        if log.repeats:
+            logged += f" ({log.repeats} were logged by an earlier run of this input)"
     typer.echo(
         f"{watcher.frames_processed} frames processed{gated}, {watcher.faces_seen} faces, "
-        f"{written} tracks written to {out} ({watcher.dropped_tracks} tracks of fewer than "
-        f"{watcher.config.min_faces} faces dropped)"
+        f"{written} tracks written to {out}{logged} ({watcher.dropped_tracks} tracks of "
+        f"fewer than {watcher.config.min_faces} faces dropped)"
     )
     skipped = getattr(frames, "skipped", [])
     if skipped:
@@ -170,11 +252,35 @@ def echo_watch_summary(watcher, frames, written: int, out: Path) -> None:
         typer.echo(f"{frames.dropped} failed reads from the stream (dropped frames)", err=True)
 
 
-def _labels(watcher) -> list:
-    """(face, 'id name') for the faces of the frame just processed."""
-    out = []
-    for track_id, face in watcher.current:
-        decision = watcher.label(track_id)
-        name = "unknown" if decision is None or decision.unknown else decision.identity
-        out.append((face, f"{track_id} {name}"))
-    return out
+def cameras(
+    config: Annotated[Path, typer.Argument(help="Cameras file (YAML): gallery, out, cameras.")],
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only these cameras (comma-separated names): split one file across machines."
+        ),
+    ] = None,
+    backoff: Annotated[
+        float, typer.Option(help="Seconds before restarting a dead worker (doubling).", min=0)
+    ] = 1.0,
+) -> None:
+    """Watch several cameras: one `lrface watch --camera NAME` worker process per camera of
+    CONFIG, against its one gallery; a worker that dies is restarted, Ctrl-C or SIGTERM stops
+    them all (each writes the tracks it saw)."""
+    import logging
+    import sys
+
+    from lrface.video.cameras import CameraConfigError, Supervisor, load_cameras, watch_arguments
+
+    with reported(CameraConfigError):
+        chosen = load_cameras(config, only.split(",") if only else None)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    watch = [sys.executable, "-m", "lrface.cli", "watch"]
+    supervisor = Supervisor(
+        {c.name: watch + watch_arguments(c, chosen) for c in chosen.cameras}, backoff=backoff
+    )
+    typer.echo(f"watching {len(chosen.cameras)} cameras; Ctrl-C stops them", err=True)
+    restarts = supervisor.run()
+    typer.echo(
+        "stopped; restarts: " + ", ".join(f"{name} {n}" for name, n in restarts.items()), err=True
+    )

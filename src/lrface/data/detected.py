@@ -10,8 +10,16 @@ student input exactly as ``FacePipeline`` does. Only a plausible subject face co
 within ``0.25 s`` of the image centre, width ``0.4 s`` to ``1.6 s``); an image without one at
 some width simply has no detected version at that width.
 
+Other sources and the smallest faces (``DetectionPlan``): a folder whose faces are not
+``FACE_PX`` wide in their images gives its own ``source_face_px``; a tightly cropped folder
+(UTKFace: the face fills the 200 px image) is first framed by a black border (``pad``, a
+fraction of the side on each side), so MTCNN meets a face inside a frame as in use; and faces
+up to ``upscale_max_face`` px are detected, as ``lrface gallery search`` may, on the shrunk
+image upscaled 2x (bicubic), their box and landmarks mapped back to the shrunk image, from
+which the chip is cut. ``concat_detected`` joins banks of different sources row-wise.
+
 Cache: ``<cache>/detected/<key>.npz`` (plain arrays, no pickles), the key hashing the image
-list, the widths and the detector's settings.
+list, the widths, the detector's settings and any non-default plan.
 """
 
 from __future__ import annotations
@@ -19,13 +27,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lrface.data.degrade import camera_preset
 from lrface.data.images import BadImageError, load_rgb
 from lrface.detect import Face, FaceDetector
 from lrface.detect.align import student_chip
@@ -36,11 +46,89 @@ CHUNK = 64  # images read and detected together
 SAVE_EVERY = 1024  # images between checkpoints of a long detection run (a multiple of CHUNK)
 
 
-def shrink_image(image: np.ndarray, face_px: float) -> np.ndarray:
-    """Area-resize the whole image by ``face_px / FACE_PX`` so its face is about ``face_px``."""
+UPSCALE = 2  # factor of the upscaled detection pass for the smallest faces
+CAMERA_SEED = 0  # seed of a camera preset's draws, as in the verification benchmark
+
+
+def camera_view(
+    image: np.ndarray,
+    relpath: str,
+    face_px: float,
+    preset: str = "clean",
+    source_face_px: float = FACE_PX,
+) -> np.ndarray:
+    """The whole image as a camera at ``face_px`` px per face gives it: shrunk, and through
+    ``preset``'s effects (before and after the shrink) drawn from a generator seeded by the
+    path and the width, so every run and every encoder sees the same frame."""
+    camera = camera_preset(preset)
+    if camera is None:
+        return shrink_image(image, face_px, source_face_px)
+    digest = int(hashlib.sha1(relpath.encode()).hexdigest()[:15], 16)
+    rng = np.random.default_rng((CAMERA_SEED, digest, round(face_px)))
+    small = shrink_image(camera.hr_effects(image, rng), face_px, source_face_px)
+    return camera.lr_effects(small, rng)
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """How one source's images become detected training faces (see the module docstring).
+
+    source_face_px: face width in the source's original images (LFW: ``FACE_PX``).
+    pad: black border added on each side before shrinking, as a fraction of the side.
+    upscale_max_face: widths up to this are detected on the shrunk image upscaled ``UPSCALE``x.
+    preset: camera preset applied around the shrink (``camera_view``; ``clean``: none).
+    """
+
+    source_face_px: float = FACE_PX
+    pad: float = 0.0
+    upscale_max_face: float = 0.0
+    preset: str = "clean"
+
+    def shrink(self, image: np.ndarray, face_px: float, relpath: str) -> np.ndarray:
+        """The framed image as the camera gives it with a ``face_px`` px face."""
+        return camera_view(self.frame(image), relpath, face_px, self.preset, self.source_face_px)
+
+    def frame(self, image: np.ndarray) -> np.ndarray:
+        """The image with its black border (itself when ``pad`` is 0)."""
+        if not self.pad:
+            return image
+        height, width = image.shape[:2]
+        dy, dx = round(self.pad * height), round(self.pad * width)
+        return cv2.copyMakeBorder(image, dy, dy, dx, dx, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+
+    def detect(self, detector: FaceDetector, smalls: list[np.ndarray], size: float) -> list:
+        """Faces in each shrunk image, in its coordinates (upscaled pass for small widths)."""
+        if size > self.upscale_max_face:
+            return detector.detect_batch(smalls)
+        bigger = [
+            cv2.resize(small, None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
+            for small in smalls
+        ]
+        return [
+            [Face(f.box / UPSCALE, f.score, f.landmarks / UPSCALE) for f in faces]
+            for faces in detector.detect_batch(bigger)
+        ]
+
+
+def shrink_image(image: np.ndarray, face_px: float, source_face_px: float = FACE_PX) -> np.ndarray:
+    """Area-resize the whole image by ``face_px / source_face_px`` so its face is about
+    ``face_px`` wide."""
     height, width = image.shape[:2]
-    size = (round(width * face_px / FACE_PX), round(height * face_px / FACE_PX))
+    ratio = face_px / source_face_px
+    size = (round(width * ratio), round(height * ratio))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+
+
+def lfw_at_width(images: list[np.ndarray], face_px: int | None) -> tuple[float, list]:
+    """(subject face width, images) with LFW's 250 px images area-shrunk (OpenCV INTER_AREA,
+    square) so the face is about ``face_px`` wide; None: as they are (``FACE_PX``). The
+    detection benchmarks' sizes."""
+    import cv2
+
+    if face_px is None:
+        return FACE_PX, list(images)
+    side = round(250 * face_px / FACE_PX)
+    return face_px, [cv2.resize(i, (side, side), interpolation=cv2.INTER_AREA) for i in images]
 
 
 def is_subject(face: Face, shape: tuple[int, ...], face_px: float) -> bool:
@@ -109,6 +197,7 @@ def detect_faces(
     detector: FaceDetector,
     settings: dict,
     progress: bool = True,
+    plan: DetectionPlan = DetectionPlan(),
 ) -> DetectedFaces:
     """Shrink, detect and keep the subject face of every image at every width (cached).
 
@@ -118,9 +207,10 @@ def detect_faces(
     to ``<key>.partial.npz``; a later call with the same arguments resumes from there.
     """
     root = Path(root)
-    key = hashlib.sha1(
-        json.dumps({"files": relpaths, "sizes": list(sizes), "detector": settings}).encode()
-    ).hexdigest()[:16]
+    described = {"files": relpaths, "sizes": list(sizes), "detector": settings}
+    if plan != DetectionPlan():  # the default plan keeps the keys of banks made before plans
+        described["plan"] = asdict(plan)
+    key = hashlib.sha1(json.dumps(described).encode()).hexdigest()[:16]
     path = cache_dir() / "detected" / f"{key}.npz"
     if path.is_file():
         return _load(path)
@@ -140,8 +230,12 @@ def detect_faces(
             except BadImageError as exc:
                 state["bad"].append(f"{relpaths[row]}: {exc}")
         for k, size in enumerate(sizes):
-            smalls = [shrink_image(image, size) for image in originals]
-            for row, small, faces in zip(rows, smalls, detector.detect_batch(smalls), strict=True):
+            smalls = [
+                plan.shrink(image, size, relpaths[row])
+                for row, image in zip(rows, originals, strict=True)
+            ]
+            found = plan.detect(detector, smalls, size)
+            for row, small, faces in zip(rows, smalls, found, strict=True):
                 _store_image(state, k, row, small, root)
                 subjects = [f for f in faces if is_subject(f, small.shape, size)]
                 if subjects:
@@ -170,6 +264,52 @@ def detect_faces(
         state["scores"],
         state["landmarks"],
         state["found"],
+    )
+
+
+def concat_detected(banks: list[DetectedFaces]) -> DetectedFaces:
+    """Row-wise join of banks with the same widths; each width's images are padded with black
+    at the bottom and right to the largest shape (coordinates stay valid, and a chip reaching
+    past an image's edge meets black there either way)."""
+    sizes = banks[0].sizes
+    if any(bank.sizes != sizes for bank in banks):
+        raise ValueError(f"banks to join need the same widths, got {[b.sizes for b in banks]}")
+    images = []
+    for k in range(len(sizes)):
+        height = max(bank.images[k].shape[1] for bank in banks)
+        width = max(bank.images[k].shape[2] for bank in banks)
+        padded = [
+            np.pad(
+                bank.images[k],
+                (
+                    (0, 0),
+                    (0, height - bank.images[k].shape[1]),
+                    (0, width - bank.images[k].shape[2]),
+                    (0, 0),
+                ),
+            )
+            for bank in banks
+        ]
+        images.append(np.concatenate(padded))
+    return DetectedFaces(
+        sizes,
+        images,
+        np.concatenate([bank.boxes for bank in banks], axis=1),
+        np.concatenate([bank.scores for bank in banks], axis=1),
+        np.concatenate([bank.landmarks for bank in banks], axis=1),
+        np.concatenate([bank.found for bank in banks], axis=1),
+    )
+
+
+def undetected(sizes: tuple[int, ...], rows: int) -> DetectedFaces:
+    """A bank of ``rows`` rows with no detected face at any width (1x1 black images)."""
+    return DetectedFaces(
+        tuple(sizes),
+        [np.zeros((rows, 1, 1, 3), np.uint8) for _ in sizes],
+        np.zeros((len(sizes), rows, 4), np.float32),
+        np.zeros((len(sizes), rows), np.float32),
+        np.zeros((len(sizes), rows, 5, 2), np.float32),
+        np.zeros((len(sizes), rows), bool),
     )
 
 

@@ -36,7 +36,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
         raise BadImageError(path, "no such file")
     if path.stat().st_size == 0:
         raise BadImageError(path, "empty file")
-    return _decode(path, path, MAX_PIXELS)
+    return _decode(path, path, MAX_PIXELS)[0]
 
 
 def decode_rgb(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -44,10 +44,44 @@ def decode_rgb(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarr
     ``name`` says; ``name`` only labels the errors."""
     if not data:
         raise BadImageError(name, "empty file")
-    return _decode(io.BytesIO(data), name, max_pixels)
+    return _decode(io.BytesIO(data), name, max_pixels)[0]
 
 
-def _decode(source, name: str | os.PathLike, max_pixels: int) -> np.ndarray:
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image file declares in its header, read without decoding it; None
+    when the bytes are not an image PIL recognises."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:  # noqa: BLE001 - any unreadable header means: not sized
+        return None
+
+
+def fit_pixels(width: int, height: int, pixels: int) -> tuple[int, int] | None:
+    """(width, height) scaled down, aspect kept, to at most ``pixels``; None if within them."""
+    if width * height <= pixels:
+        return None
+    factor = (width * height / pixels) ** 0.5
+    return max(1, int(width / factor)), max(1, int(height / factor))
+
+
+def decode_bounded(
+    data: bytes, name: str, max_pixels: int, work_pixels: int
+) -> tuple[np.ndarray, float]:
+    """``decode_rgb`` within a budget: refused by its declared size (header) above
+    ``max_pixels`` before any pixel is decoded, and brought down to at most ``work_pixels``
+    (JPEG: during decoding, by DCT scaling; other formats: right after), so memory and the
+    detector's time stay bounded whatever the upload. (image, scale): ``scale`` multiplies
+    coordinates in the image returned into the original's (1.0 when not reduced)."""
+    if not data:
+        raise BadImageError(name, "empty file")
+    return _decode(io.BytesIO(data), name, max_pixels, work_pixels)
+
+
+def _decode(
+    source, name: str | os.PathLike, max_pixels: int, work_pixels: int | None = None
+) -> tuple[np.ndarray, float]:
+    """(RGB image, scale) of ``source`` (a path or a file object); see ``decode_bounded``."""
     try:
         # PIL warns of a "decompression bomb" before our own size check can speak: make its
         # warning an error, answered below with the same message as our limit
@@ -55,12 +89,16 @@ def _decode(source, name: str | os.PathLike, max_pixels: int) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(source)
         with img:
-            if img.width * img.height > max_pixels:
+            width, height = img.size
+            if width * height > max_pixels:
                 raise BadImageError(
-                    name, f"image too large ({img.width}x{img.height} > {max_pixels} pixels)"
+                    name, f"image too large ({width}x{height} > {max_pixels} pixels)"
                 )
+            target = None if work_pixels is None else fit_pixels(width, height, work_pixels)
+            if target is not None and img.format == "JPEG":
+                img.draft("RGB", target)  # decodes at 1/2, 1/4 or 1/8 scale, >= target
             img.load()
-            return _to_rgb(img)
+            rgb = _to_rgb(img)
     except BadImageError:
         raise
     except UnidentifiedImageError:
@@ -69,6 +107,9 @@ def _decode(source, name: str | os.PathLike, max_pixels: int) -> np.ndarray:
         raise BadImageError(name, f"image too large (more than {max_pixels} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(name, f"corrupt or truncated image ({exc})") from None
+    if target is not None and rgb.shape[0] * rgb.shape[1] > work_pixels:
+        rgb = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.BOX))
+    return np.ascontiguousarray(rgb), width / rgb.shape[1]
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

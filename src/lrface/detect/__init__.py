@@ -48,6 +48,13 @@ class Face:
         }
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``[x1, y1, x2, y2]`` boxes."""
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / max(union, 1e-9))
+
+
 class FaceDetector(Protocol):
     """What the pipeline needs from a detector."""
 

@@ -9,12 +9,30 @@ O-Net also gives five landmarks. Non-maximum suppression between stages. The lay
 Images of the same size are run as one batch through every stage. Crops for R-Net/O-Net are
 sampled bilinearly (``grid_sample``) from a 2x mip-map of the image, at the level that leaves
 at most a 2x reduction, so large faces are not aliased and faces at the border are zero-padded.
+
+The P-Net pyramid (``pyramid``) is built one of two ways:
+
+- ``area``: each scale area-averaged from the full-size float image (``F.interpolate`` mode
+  ``area``, i.e. adaptive average pooling), the reference this detector's published figures
+  were measured with;
+- ``cascade``: each scale resized on uint8 by OpenCV (``INTER_AREA``) from the previous one
+  (from the image for the first): 8-11x cheaper at 720p and 1080p, where the ``area`` pyramid
+  was more than half of a whole frame's detection time (docs/video.md, "Real footage"); it
+  finds the same faces, their boxes and landmarks moved by about 2% of the face's width on
+  average (measured there).
+
+Scales where a face is smaller than 12 px (``min_face`` under 12) upsample the image
+(``INTER_LINEAR``): an upscaled pass that finds faces down to ``min_face`` px at the cost of a
+larger first pyramid level (4x the pixels at ``min_face`` 6). ``max_face`` stops the pyramid
+at the scale where P-Net's window covers faces of that size: larger ones are not searched for.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,6 +43,9 @@ from lrface.detect.weights import load_mtcnn_state
 
 PNET_CELL = 12
 PNET_STRIDE = 2
+MIN_FACE_FLOOR = 6
+"""Smallest ``min_face``: 2x upscaling for a 12 px window (issue 25: the upscaled pass)."""
+PYRAMIDS = ("area", "cascade")
 
 
 class PNet(nn.Module):
@@ -93,20 +114,32 @@ class ONet(nn.Module):
         return torch.softmax(self.dense6_1(x), dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
 
 
-def pyramid_scales(height: int, width: int, min_face: float, factor: float = 0.709) -> list[float]:
+def pyramid_scales(
+    height: int,
+    width: int,
+    min_face: float,
+    factor: float = 0.709,
+    max_face: float | None = None,
+) -> list[float]:
     """Scales at which P-Net's 12 px window covers faces from ``min_face`` px upwards.
 
-    The first scale maps ``min_face`` to 12 px; each next one multiplies by ``factor`` while the
-    short side of the scaled image is still at least 12 px.
+    The first scale maps ``min_face`` to 12 px (above 1, an upsampled image, when ``min_face``
+    is under 12); each next one multiplies by ``factor`` while the short side of the scaled
+    image is still at least 12 px and, with ``max_face``, while the window at the previous
+    scale still covered faces smaller than ``max_face`` (the last scale reaches it).
     """
-    if min_face < PNET_CELL:
-        raise ValueError(f"min_face must be at least {PNET_CELL} px, got {min_face}")
+    if min_face < MIN_FACE_FLOOR:
+        raise ValueError(f"min_face must be at least {MIN_FACE_FLOOR} px, got {min_face}")
     if not 0 < factor < 1:
         raise ValueError(f"pyramid factor must be in (0, 1), got {factor}")
+    if max_face is not None and max_face < min_face:
+        raise ValueError(f"max_face ({max_face}) must be at least min_face ({min_face})")
     scales = []
     scale = PNET_CELL / min_face
     while min(height, width) * scale >= PNET_CELL:
         scales.append(scale)
+        if max_face is not None and PNET_CELL / scale >= max_face:
+            break
         scale *= factor
     return scales
 
@@ -196,8 +229,10 @@ def pnet_boxes(
 class MTCNN:
     """Detect faces with five landmarks; ``detect(image)`` or ``detect_batch(images)``.
 
-    ``min_face`` is the smallest face side in pixels searched for (>= 12); ``thresholds`` the
-    score cut of P-Net, R-Net and O-Net; ``factor`` the pyramid step.
+    ``min_face`` is the smallest face side in pixels searched for (>= 6; under 12 the image is
+    upsampled for it), ``max_face`` the largest (None: as large as the image); ``thresholds``
+    the score cut of P-Net, R-Net and O-Net; ``factor`` the pyramid step; ``pyramid`` how its
+    levels are resized (``area`` or ``cascade``, module docstring).
     """
 
     name = "mtcnn"
@@ -209,11 +244,17 @@ class MTCNN:
         factor: float = 0.709,
         device: str = "cpu",
         download: bool = True,
+        max_face: float | None = None,
+        pyramid: str = "area",
     ):
-        pyramid_scales(PNET_CELL, PNET_CELL, min_face, factor)  # validates both
+        pyramid_scales(PNET_CELL, PNET_CELL, min_face, factor, max_face)  # validates them
+        if pyramid not in PYRAMIDS:
+            raise ValueError(f"pyramid must be one of {PYRAMIDS}, got {pyramid!r}")
         self.min_face = min_face
+        self.max_face = max_face
         self.thresholds = thresholds
         self.factor = factor
+        self.pyramid = pyramid
         self.device = device
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for net, key in ((self.pnet, "pnet"), (self.rnet, "rnet"), (self.onet, "onet")):
@@ -227,22 +268,37 @@ class MTCNN:
         """What fixes this detector's output, for cache keys of stored detections.
 
         ``nms`` marks per-image suppression: detections cached before it depended on the
-        batch an image was detected in (``batched_nms``).
+        batch an image was detected in (``batched_nms``). ``max_face`` and ``pyramid`` appear
+        only when not the defaults, so the keys of detections stored before they existed hold.
         """
-        return {
+        settings = {
             "name": self.name,
             "min_face": self.min_face,
             "thresholds": list(self.thresholds),
             "factor": self.factor,
             "nms": "per-image",
         }
+        if self.max_face is not None:
+            settings["max_face"] = self.max_face
+        if self.pyramid != "area":
+            settings["pyramid"] = self.pyramid
+        return settings
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detect_batch([image])[0]
 
     @torch.inference_mode()
-    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """Faces per image, highest score first; same-size images share every forward pass."""
+    def detect_batch(
+        self,
+        images: list[np.ndarray],
+        min_face: float | None = None,
+        max_face: float | None = None,
+    ) -> list[list[Face]]:
+        """Faces per image, highest score first; same-size images share every forward pass.
+
+        ``min_face`` / ``max_face`` narrow the face sizes searched for in this call (the
+        pyramid's first and last scales); by default the detector's own."""
+        sizes = (min_face or self.min_face, max_face or self.max_face)
         results: list[list[Face]] = [[] for _ in images]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
@@ -253,17 +309,19 @@ class MTCNN:
             by_shape.setdefault(image.shape, []).append(i)
         for indices in by_shape.values():
             batch = np.stack([images[i] for i in indices])
-            for i, faces in zip(indices, self._detect_same_size(batch), strict=True):
+            for i, faces in zip(indices, self._detect_same_size(batch, *sizes), strict=True):
                 results[i] = faces
         return results
 
-    def _detect_same_size(self, batch: np.ndarray) -> list[list[Face]]:
+    def _detect_same_size(
+        self, batch: np.ndarray, min_face: float, max_face: float | None
+    ) -> list[list[Face]]:
         n, height, width = batch.shape[:3]
         imgs = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
         mips = _mip_levels(imgs)
         empty = [[] for _ in range(n)]
 
-        image, boxes, scores, offsets = self._stage1(imgs, height, width)
+        image, boxes, scores, offsets = self._stage1(batch, imgs, min_face, max_face)
         if not len(boxes):
             return empty
         boxes = square_boxes(regress_boxes(boxes, offsets))
@@ -295,13 +353,19 @@ class MTCNN:
         return faces
 
     def _stage1(
-        self, imgs: torch.Tensor, height: int, width: int
+        self,
+        batch: np.ndarray,
+        imgs: torch.Tensor,
+        min_face: float | None = None,
+        max_face: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """P-Net over the pyramid; NMS per scale (0.5) then across scales (0.7), per image."""
+        height, width = batch.shape[1:3]
         parts = []
-        for scale in pyramid_scales(height, width, self.min_face, self.factor):
-            sh, sw = math.ceil(height * scale), math.ceil(width * scale)
-            prob, offsets = self.pnet(_normalize(F.interpolate(imgs, size=(sh, sw), mode="area")))
+        sizes = (min_face or self.min_face, max_face or self.max_face)
+        for level in self._pyramid(batch, imgs, *sizes):
+            prob, offsets = self.pnet(level)
+            sh, sw = level.shape[2:]
             found = pnet_boxes(
                 prob.cpu().numpy(),
                 offsets.cpu().numpy(),
@@ -316,6 +380,35 @@ class MTCNN:
         image, boxes, scores, offsets = (np.concatenate(p) for p in zip(*parts, strict=True))
         keep = batched_nms(boxes, scores, image, 0.7)
         return image[keep], boxes[keep], scores[keep], offsets[keep]
+
+    def _pyramid(
+        self, batch: np.ndarray, imgs: torch.Tensor, min_face: float, max_face: float | None
+    ) -> Iterator[torch.Tensor]:
+        """P-Net's input at each scale, normalized: ``N x 3 x h x w``, channels-last.
+
+        ``batch`` is the ``N x H x W x 3`` uint8 images, ``imgs`` the same as float ``N x 3 x H
+        x W``; ``area`` resizes ``imgs``, ``cascade`` resizes ``batch`` (module docstring)."""
+        height, width = batch.shape[1:3]
+        previous, previous_scale = batch, None
+        for scale in pyramid_scales(height, width, min_face, self.factor, max_face):
+            sh, sw = math.ceil(height * scale), math.ceil(width * scale)
+            if self.pyramid == "area":
+                mode = "area" if scale <= 1 else "bilinear"
+                yield _normalize(F.interpolate(imgs, size=(sh, sw), mode=mode))
+                continue
+            # each downscaled level comes from the one before (the first, and upsampled
+            # levels, from the image)
+            downscaled = previous_scale is not None and previous_scale <= 1
+            source = previous if downscaled else batch
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            level = source
+            if (sh, sw) != source.shape[1:3]:
+                level = np.stack(
+                    [cv2.resize(im, (sw, sh), interpolation=interpolation) for im in source]
+                )
+            previous, previous_scale = level, scale
+            # N x h x w x 3 viewed as N x 3 x h x w is already channels-last
+            yield _normalize(torch.from_numpy(level).to(self.device).permute(0, 3, 1, 2).float())
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.data.chips import aligned_chips
-from lrface.data.degrade import PRESETS, EvalDegradation
-from lrface.data.detected import is_subject, shrink_image
+from lrface.data.degrade import EvalDegradation
+from lrface.data.detected import CAMERA_SEED, camera_view, is_subject
 from lrface.data.images import BadImageError, load_rgb
 from lrface.data.lfw import LFW
 from lrface.detect.mtcnn import MTCNN
@@ -39,7 +39,7 @@ from lrface.pipeline import EmbeddedFace, FacePipeline, NoFaceError, select_face
 from lrface.search.gallery import Gallery
 
 DETECT_CHUNK = 32
-PRESET_SEED = 0
+PRESET_SEED = CAMERA_SEED
 """Seed of the camera presets' draws, as in the verification benchmark."""
 
 
@@ -126,12 +126,7 @@ def _rates(gallery: Gallery, embeddings: list[np.ndarray], names: list[str], tot
 def probe_image(image: np.ndarray, relpath: str, face_px: int, preset: str) -> np.ndarray:
     """The raw probe image as a camera at ``face_px`` px per face would give it (module
     ``eval.identification``: the shrink, and the preset's effects seeded by the path)."""
-    camera = PRESETS[preset]
-    if camera is None:
-        return shrink_image(image, face_px)
-    digest = int(hashlib.sha1(relpath.encode()).hexdigest()[:15], 16)
-    rng = np.random.default_rng((PRESET_SEED, digest, face_px))
-    return camera.lr_effects(shrink_image(camera.hr_effects(image, rng), face_px), rng)
+    return camera_view(image, relpath, face_px, preset)
 
 
 def run_detected(

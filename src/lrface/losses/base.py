@@ -27,6 +27,8 @@ class TransferOutputs:
     labels: identity labels ``N`` (long), where the data has them.
     hr_student: embeddings of the HR faces by a trainable HR branch (guided CNN), ``N x D``.
     progress: training progress in [0, 1], for scheduled coefficients (gradient reversal).
+    lr_input: the student's input batch ``N x 3 x S x S`` (0-255), for losses whose target is
+        computed from the same LR face (``losses.fused``).
     """
 
     student: torch.Tensor
@@ -37,6 +39,7 @@ class TransferOutputs:
     labels: torch.Tensor | None = None
     hr_student: torch.Tensor | None = None
     progress: float = 0.0
+    lr_input: torch.Tensor | None = None
 
 
 class TransferLoss(nn.Module):

@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from lrface.losses import (  # noqa: F401 (imported to register the built-in losses)
+    attention,
     contrastive,
     darkrank,
     feature,
+    fused,
     guided,
     hint,
     margin,
@@ -44,6 +46,11 @@ METHODS: dict[str, Spec] = {
     "guided": {"guided": {"weight": 1.0}},
     "l2+arcface": {"l2": {"weight": 5.0}, "arcface": {"weight": 1.0}},
     "prototype+l2": {"prototype": {"weight": 1.0}, "l2": {"weight": 5.0}},
+    "askd+prototype+l2": {
+        "askd": {"weight": 1.0},
+        "prototype": {"weight": 1.0},
+        "l2": {"weight": 5.0},
+    },
     "hint+prototype+l2": {
         "hint": {"weight": 1.0},
         "prototype": {"weight": 1.0},

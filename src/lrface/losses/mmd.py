@@ -40,7 +40,7 @@ def spatial_samples(features: torch.Tensor) -> torch.Tensor:
     return F.normalize(features.flatten(2), dim=2)
 
 
-def _match_spatial(
+def match_spatial(
     student: torch.Tensor, teacher: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adaptive-average-pool whichever map is larger down to the smaller spatial size."""
@@ -89,7 +89,7 @@ class NSTLoss(TransferLoss):
 
     def layer_mmd(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Batch-mean MMD^2 between one student and one teacher feature map."""
-        student, teacher = _match_spatial(student, teacher)
+        student, teacher = match_spatial(student, teacher)
         x, y = spatial_samples(student), spatial_samples(teacher.detach())
         if self.kernel == "gaussian":
             dxx, dyy, dxy = _sq_dists(x, x), _sq_dists(y, y), _sq_dists(x, y)

@@ -211,6 +211,11 @@ class EnsembleStudent(nn.Module):
         return F.normalize(total, dim=1)
 
 
+TEACHER_INIT_MIN_INPUT = 104
+"""Smallest input dlib's ResNet takes (measured: 104 px runs, 102 px leaves the last stage no
+room for its 3x3 convolutions)."""
+
+
 class TeacherInitStudent(nn.Module):
     """dlib's ResNet as a student: LR faces upsampled (bicubic) to 150 px, same layers.
 
@@ -220,12 +225,20 @@ class TeacherInitStudent(nn.Module):
     per-channel scale and shift) at the teacher's values; by default they train like any
     scale/shift, which lets the student re-normalize activations of upsampled LR inputs.
     Its stage features have the teacher's shapes, so it supports NST.
+    ``input_size`` below 150 (e.g. 112) runs the same layers on a smaller upsampled face (the
+    net ends in a global average pool): fewer operations per face, at an accuracy only training
+    at that size can tell (issue 30, lever 5). dlib's unpadded convolutions leave a 2x2 map
+    at 150 px, so nothing below ``TEACHER_INIT_MIN_INPUT`` (104 px) fits.
     """
 
     supports_features = True
 
     def __init__(
-        self, pretrained: bool = True, freeze_affine: bool = False, weights: str | None = None
+        self,
+        pretrained: bool = True,
+        freeze_affine: bool = False,
+        weights: str | None = None,
+        input_size: int | None = None,
     ):
         super().__init__()
         from lrface.models.dlib_resnet import (
@@ -236,8 +249,13 @@ class TeacherInitStudent(nn.Module):
             load_dlib_resnet,
         )
 
+        if input_size is not None and input_size < TEACHER_INIT_MIN_INPUT:
+            raise ValueError(
+                f"teacher-init needs an input of at least {TEACHER_INIT_MIN_INPUT} px (dlib's "
+                f"unpadded convolutions leave no map below it), got {input_size}"
+            )
         self.net = load_dlib_resnet(weights) if pretrained else DlibResNet()
-        self.input_size = INPUT_SIZE
+        self.input_size = INPUT_SIZE if input_size is None else input_size
         self.feature_channels = tuple(width for width, _ in STAGES)
         self.dim = self.net.fc.out_features
         for module in self.net.modules():

@@ -1,6 +1,9 @@
 """A 1:N gallery: one template per identity (the normalized mean of its enrolled embeddings),
 searched by inner product with faiss (``IndexIDMap2`` over ``IndexFlatIP``, so identities are
-added and removed in place, without a rebuild).
+added and removed in place, without a rebuild). A gallery loaded with ``APPROXIMATE_FROM``
+identities or more switches to an approximate index (``choose_index``: IVF, inner product,
+which also adds and removes in place), since exact search grows linearly with the gallery;
+benchmarks/index_scale.py measures both (docs/service.md, "Search at scale").
 
 On disk it is one safetensors file: the per-image embeddings as one tensor (identity by identity,
 templates are recomputed on load), and
@@ -16,6 +19,7 @@ single-file format is read for ``lrface gallery migrate``; galleries now live in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -39,6 +43,35 @@ if TYPE_CHECKING:
 FORMAT = "lrface-gallery"
 FORMAT_VERSION = 1
 META_KEY = "lrface_gallery"
+APPROXIMATE_FROM = 1_500_000
+"""Identities from which ``choose_index`` picks IVF over exact search: below, exact search
+costs under ~50 ms a probe on one core (docs/service.md, "Search at scale")."""
+
+log = logging.getLogger("lrface.search")
+
+
+def ivf_lists(size: int) -> int:
+    """Inverted lists for ``size`` templates: a power of two near sqrt(size), 64 to 4096."""
+    return int(min(max(2 ** round(np.log2(max(size, 1)) / 2), 64), 4096))
+
+
+def ivf_index(
+    templates: np.ndarray, ids: np.ndarray, nprobe: int | None = None, seed: int = 0
+) -> faiss.IndexIVFFlat:
+    """An ``IndexIVFFlat`` (inner product) holding ``templates`` under ``ids``: k-means (10
+    rounds) on a sample of 32 templates per list, then every template added. A search visits
+    ``nprobe`` lists, a quarter of them by default: the setting that kept recall@1 of clear
+    matches at 100% in benchmarks/index_scale.py."""
+    size, dim = templates.shape
+    lists = ivf_lists(size)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)  # keeps it
+    index.cp.niter = 10
+    sample = np.random.default_rng(seed).choice(size, min(size, 32 * lists), replace=False)
+    index.train(np.ascontiguousarray(templates[np.sort(sample)]))
+    index.add_with_ids(templates, ids)
+    index.nprobe = nprobe or max(lists // 4, 1)
+    return index
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -95,6 +128,7 @@ class Gallery:
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.normalizer: Normalizer | None = None
         self._stats: dict[int, dict[str, np.ndarray]] = {}
+        self.index_kind = "flat (exact)"
 
     def use_scoring(
         self,
@@ -203,6 +237,8 @@ class Gallery:
         scores, ids = self._index.search(queries, depth)
         out = []
         for row, (row_s, row_i) in enumerate(zip(scores, ids, strict=True)):
+            found = row_i >= 0  # an approximate index may find fewer (id -1)
+            row_s, row_i = row_s[found], row_i[found]
             if not scored[row]:
                 out.append([Match(self._by_id[int(i)].name, float(s)) for s, i in
                             zip(row_s[:k], row_i[:k], strict=True)])  # fmt: skip
@@ -219,6 +255,20 @@ class Gallery:
                  for j in order]
             )  # fmt: skip
         return out
+
+    def choose_index(self) -> str:
+        """Exact search below ``APPROXIMATE_FROM`` identities, IVF from there (built from the
+        templates now; later additions and removals go into it); logged, and returned."""
+        if len(self) >= APPROXIMATE_FROM and self.index_kind.startswith("flat"):
+            ids = np.array(sorted(self._by_id), np.int64)
+            templates = unit_rows(np.stack([self._by_id[int(i)].template for i in ids]))
+            self._index = ivf_index(templates, ids)
+            self.index_kind = (
+                f"IVF{self._index.nlist} nprobe={self._index.nprobe} (approximate, from "
+                f"{APPROXIMATE_FROM:,} identities)"
+            )
+        log.info("gallery of %d identities: faiss index %s", len(self), self.index_kind)
+        return self.index_kind
 
     def check_compatible(self, encoder: str, dim: int, path: str | os.PathLike = "gallery") -> None:
         """GalleryError unless this gallery was made by ``encoder`` with ``dim``-d embeddings."""

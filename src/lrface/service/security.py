@@ -1,39 +1,28 @@
-"""What the service refuses: requests without the API key, unsafe identity names, and hosts
-other than loopback when authentication is off."""
+"""Who may call the service: the API keys (a user key, and an admin key that may also read the
+audit log), each known in the audit log by a label that does not reveal it, and the rule that
+an unauthenticated server binds only to loopback."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
-import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 API_KEY_ENV = "LRFACE_API_KEY"
+ADMIN_KEY_ENV = "LRFACE_ADMIN_KEY"
 API_KEY_HEADER = "X-API-Key"
 MIN_KEY_LENGTH = 16
-
-NAME_PATTERN = re.compile(r"[^\W_][\w .'-]{0,98}[\w.]|[^\W_]")
-"""Letters or digits first, then letters, digits, ``_ . ' -`` and spaces (no ``/``, ``\\``,
-control characters, or leading dots), at most 100 characters, no space at the end."""
 
 
 class SecurityError(ValueError):
     """A setting or input the service refuses; the message says which and why."""
 
 
-def validate_name(name: str) -> str:
-    """``name`` if it is a safe identity name, else SecurityError saying what is allowed."""
-    if not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise SecurityError(
-            f"invalid identity name {name[:120]!r}: use 1-100 letters, digits, spaces and "
-            f"_ . ' - (starting with a letter or digit, no '..')"
-        )
-    return name
-
-
-def load_api_key(key_file: Path | None) -> str | None:
-    """The API key from ``key_file`` or ``$LRFACE_API_KEY`` (the file wins); None if neither."""
+def load_api_key(key_file: Path | None, env: str = API_KEY_ENV) -> str | None:
+    """The key from ``key_file`` or ``$env`` (the file wins); None if neither."""
     if key_file is not None:
         try:
             key = key_file.read_text().strip()
@@ -41,13 +30,47 @@ def load_api_key(key_file: Path | None) -> str | None:
             raise SecurityError(f"{key_file}: cannot read the API key ({exc.strerror})") from None
         source = str(key_file)
     else:
-        key = os.environ.get(API_KEY_ENV, "").strip()
-        source = f"${API_KEY_ENV}"
+        key = os.environ.get(env, "").strip()
+        source = f"${env}"
         if not key:
             return None
     if len(key) < MIN_KEY_LENGTH:
         raise SecurityError(f"{source}: the API key must be at least {MIN_KEY_LENGTH} characters")
     return key
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: ``role`` (user or admin) and ``label``, how the audit log names
+    them (the role and the first 8 hex digits of the key's SHA-256; ``local`` without auth)."""
+
+    role: str
+    label: str
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The server's keys; ``None`` for both means no authentication (loopback only)."""
+
+    user: str | None = None
+    admin: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.user is not None or self.admin is not None
+
+    def caller(self, given: str | None) -> Caller | None:
+        """The caller ``given`` (a request's key) identifies, or None when it matches no key."""
+        if not self.required:
+            return Caller("admin", "local")
+        for role, key in (("admin", self.admin), ("user", self.user)):
+            if key is not None and key_matches(given, key):
+                return Caller(role, f"{role}:{hashlib.sha256(key.encode()).hexdigest()[:8]}")
+        return None
 
 
 def is_loopback(host: str) -> bool:

@@ -46,6 +46,11 @@ class TrainConfig:
         training images as the pipeline sees them (whole image shrunk so the face is one of
         ``detected_sizes`` px wide, MTCNN, one warp to the student's input;
         ``data.detected``); rows without a detected face fall back to the degradation.
+    detected_upscale_max: faces up to this width (px) are detected on the shrunk image
+        upscaled 2x (``data.detected.DetectionPlan``; 0: never).
+    detected_unlabelled_every: detected versions of every k-th image of the unlabelled
+        folders too (0: none; their other rows fall back to the degradation). Detection costs
+        about a tenth of a second an image and width on one thread, hence the subsample.
     members: train this many students side by side, one process each, seeds ``seed``,
         ``seed + 1``, ...; their average is the model (``train.members``, ``EnsembleStudent``).
     select_metric: evaluation metric that picks the best checkpoint (higher is better).
@@ -99,6 +104,8 @@ class TrainConfig:
     ema_decay: float = 0.0
     detected_prob: float = 0.0
     detected_sizes: list[int] = field(default_factory=lambda: [12, 16, 20, 24])
+    detected_upscale_max: int = 0
+    detected_unlabelled_every: int = 0
     members: int = 1
     out: str = "runs/default"
     view: str = "view1"
@@ -127,8 +134,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.view == "view2" and self.fold is None:
             raise ValueError("view2 needs a fold (0-9)")
-        if self.detected_prob and self.unlabelled:
-            raise ValueError("detected_prob works on LFW images only; drop unlabelled folders")
+        if self.detected_unlabelled_every < 0 or self.detected_upscale_max < 0:
+            raise ValueError("detected_unlabelled_every and detected_upscale_max must be >= 0")
         if not self.lfw_train and not self.unlabelled:
             raise ValueError("lfw_train: false needs unlabelled face folders to train on")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -129,6 +129,7 @@ class Objective(nn.Module):
             labels=labels,
             hr_student=hr_student,
             progress=progress,
+            lr_input=lr if "lr_input" in self.needs else None,
         )
         disc: dict[str, float] = {}
         if self.losses.adda_modules:

@@ -18,8 +18,6 @@ from pathlib import Path
 from lrface.machine import describe_machine
 from lrface.train.config import TrainConfig
 
-DETECTED_MIN_FACE = 12  # MTCNN's smallest face for detected training faces, as for LR probes
-
 
 class ConfigError(ValueError):
     """A setting that cannot work: ``field`` names it, ``reason`` says why."""
@@ -74,26 +72,10 @@ def check_config(config: TrainConfig) -> None:
 
 
 def detected_faces(config: TrainConfig, data, progress: bool = True):
-    """MTCNN's view of the split's training images at ``config.detected_sizes``: one bank over
-    every LFW image (cached, so View 1 and all ten View 2 folds share it), cut to the split."""
-    import numpy as np
+    """MTCNN's view of the split's training images (``train.detected_bank``)."""
+    from lrface.train.detected_bank import training_detected_faces
 
-    from lrface.data.detected import detect_faces
-    from lrface.data.lfw import LFW
-    from lrface.detect.mtcnn import MTCNN
-
-    detector = MTCNN(min_face=DETECTED_MIN_FACE)
-    lfw = LFW(config.lfw)
-    every = sorted(image.relpath for image in lfw.images())
-    row_of = {relpath: row for row, relpath in enumerate(every)}
-    sizes = tuple(config.detected_sizes)
-    bank = detect_faces(lfw.root, every, sizes, detector, detector.settings, progress=progress)
-    faces = bank.subset(np.array([row_of[relpath] for relpath in data.relpaths]))
-    shares = ", ".join(
-        f"{s} px {100 * f:.1f}%" for s, f in zip(sizes, faces.found.mean(1), strict=True)
-    )
-    print(f"detected training faces (subject found): {shares}")
-    return faces
+    return training_detected_faces(config, data.relpaths, progress)
 
 
 def prepare_split(config: TrainConfig, progress: bool):

@@ -45,7 +45,9 @@ class VideoReadError(ValueError):
 
 
 def _bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(frame[:, :, ::-1])
+    """OpenCV's conversion: the same pixels as reversing the channel axis, and on a 1080p frame
+    several times faster than numpy's copy of the reversed view."""
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 class VideoFileSource:

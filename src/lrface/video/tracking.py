@@ -133,11 +133,14 @@ class FaceTracker:
     def active(self) -> list[int]:
         return list(self._alive)
 
-    def predicted_boxes(self) -> list[np.ndarray]:
+    def predicted_boxes(self, young_only: bool = False) -> list[np.ndarray]:
         """``[x1, y1, x2, y2]`` where each live track's face should be in the next frame: the
-        Kalman estimate moved by its velocity (for motion-gated detection)."""
+        Kalman estimate moved by its velocity (for motion-gated detection). ``young_only``:
+        only the tracks seen once, which die at their next miss but one."""
         boxes = []
         for obj in self._alive.values():
+            if young_only and len(obj.past_detections) >= 2:
+                continue
             (cx, cy), (w, h) = obj.estimate
             vx, vy = obj.estimate_velocity[0]
             cx, cy = cx + vx, cy + vy

@@ -1,13 +1,23 @@
 """``FaceWatcher``: frames in, one event per finished track out.
 
 Each processed frame: detect faces (by default only where the picture moves and around live
-tracks, the whole frame every ``gate.full_every``-th frame: ``lrface.video.motion``), embed
-them (teacher or student by face size, through the ``embed`` callable, normally
-``FacePipeline.embed_faces``), hand them to the tracker. A track
+tracks, the whole frame every ``gate.full_every``-th frame: ``lrface.video.motion``), hand
+them to the tracker, embed the faces that joined a track (teacher or student by face size,
+through the ``embed`` callable, normally ``FacePipeline.embed_faces``). A track
 that ends (no detection for the tracker's patience) is aggregated (``aggregate``) and decided
-(``decide``) into a ``TrackEvent``. Tracks with fewer than ``min_faces`` faces are dropped as
-spurious detections and counted (``dropped_tracks``). ``flush`` ends every open track (end of
-video, an error, Ctrl-C), so nothing seen is lost.
+(``decide``) into a ``TrackEvent``.
+
+``watch`` runs this as a pipeline of four threads when ``config.pipelined`` (the default):
+decoding the next frames, detecting the frames the gate searches whole (``search_whole``, up
+to a gate cycle ahead: they need no tracks), detecting the rest and tracking (``locate``), and
+embedding and deciding (``record``, in the caller's thread), each handing its results on in
+frame order through a short queue. Detection of a frame needs the tracks of the frame before,
+not their embeddings, so the stages overlap; OpenCV, PyTorch and ONNX Runtime release the GIL
+while they compute, so on two cores one camera gets both (docs/video.md, "Real footage").
+
+Tracks with fewer than ``min_faces`` faces are dropped as spurious detections and counted
+(``dropped_tracks``). ``flush`` ends every open track (end of video, an error, Ctrl-C), so
+nothing seen is lost.
 
     watcher = FaceWatcher(pipeline.detector, pipeline.embed_faces, searcher, thresholds)
     for event in watcher.watch(open_source("cam.mp4")):
@@ -16,6 +26,9 @@ video, an error, Ctrl-C), so nothing seen is lost.
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +41,7 @@ from lrface.pipeline import EmbeddedFace
 from lrface.search.decision import Decision, Searcher, decide
 from lrface.video.aggregate import aggregate, face_weights
 from lrface.video.decide import ThresholdFn
-from lrface.video.motion import GateConfig, MotionGate, detect_regions
+from lrface.video.motion import GateConfig, MotionGate, detect_planned
 from lrface.video.sources import Frame
 from lrface.video.tracking import FaceTracker, TrackerConfig
 
@@ -38,7 +51,8 @@ Embedder = Callable[[np.ndarray, list[Face]], list[EmbeddedFace]]
 @dataclass
 class WatchConfig:
     """``weighting``: see ``lrface.video.aggregate``; ``top_k`` identities per event;
-    ``gate``: motion-gated detection (``lrface.video.motion``; ``full_every=1`` turns it off)."""
+    ``gate``: motion-gated detection (``lrface.video.motion``; ``full_every=1`` turns it off);
+    ``pipelined``: ``watch`` decodes, detects and embeds in four threads (module docstring)."""
 
     weighting: str = "size-score"
     top_k: int = 5
@@ -46,6 +60,7 @@ class WatchConfig:
     crop_margin: float = 0.5
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    pipelined: bool = True
 
 
 @dataclass
@@ -90,6 +105,17 @@ class TrackEvent:
             "weighting": self.weighting,
             "median_face_px": round(float(np.median(widths)), 1),
         }
+
+
+@dataclass
+class Located:
+    """One frame after detection and tracking: its faces, ``(track key, face index)`` of those
+    that joined a track, and the keys of the tracks that ended with it."""
+
+    frame: Frame
+    faces: list[Face]
+    joined: list[tuple[int, int]]
+    ended: list[int]
 
 
 @dataclass
@@ -143,21 +169,54 @@ class FaceWatcher:
 
     def process(self, frame: Frame) -> list[TrackEvent]:
         """Take one frame; events of the tracks that ended with it."""
-        regions = None
+        return self.record(self.locate(frame))
+
+    def locate(self, frame: Frame, whole: list[Face] | None = None) -> Located:
+        """Detect ``frame``'s faces where the gate says and link them to tracks; ``whole``:
+        the faces of the whole frame when already found (``search_whole``)."""
+        plan = None
         if self.gate is not None:
-            regions = self.gate.regions(frame.image, self.tracker.predicted_boxes())
-        faces = detect_regions(self.detector, frame.image, regions)
+            tracker = self.tracker
+            plan = self.gate.plan(
+                frame.image, tracker.predicted_boxes(), tracker.predicted_boxes(True)
+            )
+        if whole is not None and (plan is None or plan.whole):
+            faces = whole
+        else:
+            faces = detect_planned(self.detector, frame.image, plan, self.config.gate)
+        joined, ended = self.tracker.update(faces, frame.index)
+        self.frames_processed += 1
+        self.faces_seen += len(faces)
+        return Located(frame, faces, joined, ended)
+
+    def search_whole(self) -> Callable[[Frame], tuple[Frame, list[Face] | None]]:
+        """A step taking the frames in order: (frame, its faces) for the frames the gate will
+        search whole (every ``full_every``-th; every frame without a gate), (frame, None) for
+        the others. The pipeline runs it in a thread of its own ahead of ``locate``: the whole
+        frames need no tracks, and are most of a gated watch's detection time."""
+        every = self.config.gate.full_every if self.gate is not None else 1
+        count = itertools.count()
+
+        def step(frame: Frame) -> tuple[Frame, list[Face] | None]:
+            whole = next(count) % every == 0
+            return frame, self.detector.detect(frame.image) if whole else None
+
+        return step
+
+    def record(self, located: Located) -> list[TrackEvent]:
+        """Embed the located faces that joined a track, add them to their tracks; events of
+        the tracks that ended with this frame."""
+        frame = located.frame
+        faces = [located.faces[i] for _, i in located.joined]
         embedded = self.embed(frame.image, faces) if faces else []
         if len(embedded) != len(faces):
             raise RuntimeError(f"embedder returned {len(embedded)} embeddings for {len(faces)}")
-        joined, ended = self.tracker.update(faces, frame.index)
         self.current = []
-        for key, i in joined:
+        for (key, _), e in zip(located.joined, embedded, strict=True):
             track = self._tracks.get(key)
             if track is None:
                 track = self._tracks[key] = _Track(self._next_id)
                 self._next_id += 1
-            e = embedded[i]
             track.observations.append(
                 Observation(frame.index, frame.time, e.face, e.embedding, e.encoder, e.native_size)
             )
@@ -166,18 +225,30 @@ class FaceWatcher:
                 track.best_weight = weight
                 track.crop = face_crop(frame.image, e.face, self.config.crop_margin)
             self.current.append((track.track_id, e.face))
-        self.frames_processed += 1
-        self.faces_seen += len(faces)
-        return self._finish(ended)
+        return self._finish(located.ended)
 
     def flush(self) -> list[TrackEvent]:
         """End every open track (end of input, error or interruption)."""
         return self._finish(list(self._tracks))
 
-    def watch(self, frames: Iterable[Frame]) -> Iterator[TrackEvent]:
-        """Events as tracks end, then those still open when ``frames`` is exhausted."""
-        for frame in frames:
-            yield from self.process(frame)
+    def watch(
+        self, frames: Iterable[Frame], after_frame: Callable[[Frame], None] | None = None
+    ) -> Iterator[TrackEvent]:
+        """Events as tracks end, then those still open when ``frames`` is exhausted.
+
+        ``after_frame(frame)`` runs once each frame is recorded (``current`` and ``label``
+        describe it then). An error reading ``frames`` is raised after the frames before it
+        are recorded; the open tracks are not flushed then (call ``flush``)."""
+        if self.config.pipelined:
+            ahead = self.config.gate.full_every + 2  # a whole cycle of the gate
+            searched = _ahead(_ahead(frames), self.search_whole(), depth=ahead)
+            located = _ahead(searched, lambda item: self.locate(*item))
+        else:
+            located = map(self.locate, frames)
+        for item in located:
+            yield from self.record(item)
+            if after_frame is not None:
+                after_frame(item.frame)
         yield from self.flush()
 
     def label(self, track_id: int) -> Decision | None:
@@ -234,3 +305,51 @@ def track_probe(observations: list[Observation], weights: np.ndarray) -> tuple[s
         by_encoder[o.encoder] += float(w)
     encoder = by_encoder.most_common(1)[0][0]
     return encoder, int(np.median([o.size for o in observations if o.encoder == encoder]))
+
+
+_END = object()
+
+
+def _ahead(items: Iterable, step: Callable | None = None, depth: int = 4) -> Iterator:
+    """``items`` (each passed through ``step`` when given), produced by a background thread up
+    to ``depth`` ahead of the consumer.
+
+    An exception raised by ``items`` or ``step`` reaches the consumer in its place in the
+    sequence. When the consumer stops early (the generator is closed), the thread stops at its
+    next item and closes ``items`` (so a chain of these stops whole)."""
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((step(item) if step is not None else item, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((_END, exc))
+        finally:
+            if hasattr(items, "close"):
+                items.close()
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = out.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
