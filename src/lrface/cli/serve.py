@@ -123,11 +123,11 @@ def serve(
 def echo_serving(store, index_kind: str, pipe, address: tuple[str, int], config, threads: int):
     """The line saying what is served where: the gallery (never a password), its size and
     faiss index, the models, the keys and the workers."""
-    student = f", student {pipe.student.cache_key}" if pipe.student else ""
+    student = f", student {pipe.student.name}" if pipe.student else ""
     host, port = address
     typer.echo(
         f"serving {store.path} ({len(store)} identities, faiss index {index_kind}, encoder "
-        f"{pipe.teacher.cache_key}{student}) at http://{host}:{port}/  "
+        f"{pipe.teacher.name}{student}) at http://{host}:{port}/  "
         f"({'API key required' if config.api_key else 'no API key'}"
         f"{', admin key set' if config.admin_key else ''}; {config.workers}+1 workers x "
         f"{threads} thread(s))"
