@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from lrface.data.lfw import LFW
-from lrface.eval.benchmark import gain_text, load_pair_data, paired_gain
-from lrface.eval.detected_verification import detected_rows
+from lrface.eval.benchmark import load_pair_data
+from lrface.eval.detected_verification import detected_report, detected_table
 from lrface.machine import describe_machine
 from lrface.models.checkpoint import TEACHER_ENCODER
 from lrface.models.factory import create_encoder
@@ -55,38 +55,12 @@ def main() -> None:
         pairs = [p for p in pairs if p.fold in chosen]
     data = load_pair_data(lfw, pairs)
     gallery = create_encoder(TEACHER_ENCODER)
-    results = {
-        label: detected_rows(lfw, data, sizes, gallery, encoder, args.degradation, args.flip)
-        for label, encoder in labels.items()
-    }
-    report = {
-        "protocol": "hr-lr-detected",
-        "degradation": args.degradation,
-        "pairs": len(data.pairs),
-        "flip": args.flip,
-        "results": results,
-        "wall_s": round(time.perf_counter() - started, 1),
-        "machine": describe_machine(),
-    }
+    report = detected_report(lfw, data, sizes, gallery, labels, args.degradation, args.flip)
+    report |= {"wall_s": round(time.perf_counter() - started, 1), "machine": describe_machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    first = next(iter(results))
-    print(f"| hr-lr-detected ({args.degradation}) | " + " | ".join(f"{s} px" for s in sizes))
-    print("|---" * (len(sizes) + 1) + "|")
-    for label, rows in results.items():
-        cells = []
-        for row, base in zip(rows, results[first], strict=True):
-            cell = (
-                f"{100 * row['accuracy']:.2f} ({100 * row['tar_far_1e_3']:.1f} / "
-                f"{100 * row['tar_far_1e_4']:.1f})"
-            )
-            if label != first:
-                gain = paired_gain(base, row)
-                cell += f" {gain_text(gain)} ({gain['folds_won']}/{gain['folds']})"
-            cells.append(cell)
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    found = ", ".join(f"{r['size']} px {100 * r['detected']:.1f}%" for r in results[first])
-    print(f"subject found: {found}; {report['wall_s']} s; {args.out}")
+    print(detected_table(report))
+    print(f"{report['wall_s']} s; {args.out}")
 
 
 if __name__ == "__main__":

@@ -344,7 +344,8 @@ def run_servers(
             time.sleep(0.5)  # an enrolment in flight commits
             with open_store(target) as store:
                 size = len(store)
-            seen = [httpx.get(f"{u}/api/health").json()["identities"] for u in urls]
+            health = [httpx.get(f"{u}/api/health", headers={"X-API-Key": KEY}) for u in urls]
+            seen = [answer.json()["identities"] for answer in health]
             rows.append(
                 {"backend": backend, "servers": servers, "runtime": runtime}
                 | row

@@ -208,3 +208,39 @@ def test_thresholds_by_watch_list_size_interpolate_on_log_n(tmp_path):
     assert choice.source.endswith("[openset@16, N=3]") and "for a gallery of 3" in choice.reason
     plain = book.openset(FaceRef("T", 18), "T", tracks=True)
     assert plain.threshold == 0.92 and plain.for_gallery is None
+
+
+def test_normalized_thresholds_judge_only_searches_scored_that_way(tmp_path, book):
+    from lrface.calibration import scoring_calibration_path, scoring_calibration_target
+
+    path = tmp_path / "asnorm.json"
+    path.write_text(
+        json.dumps(
+            {"gallery_encoder": "T-key", "probe_encoder": "S-key", "flip": False,
+             "scoring": "asnorm", "openset": {"16": 3.1, "full": 2.9}, "openset_fpir": 0.01}
+        )
+    )  # fmt: skip
+    normalized = Calibration.load(path)
+    assert normalized.scoring == "asnorm" and normalized.thresholds == {}
+    mixed = ThresholdBook([normalized, *book.calibrations], book.aliases)
+    probe = FaceRef("S-key", 16)
+    raw = mixed.openset(probe, "T-key")
+    assert raw.threshold == book.openset(probe, "T-key").threshold and "asnorm" not in raw.reason
+    scored = mixed.openset(probe, "T-key", scoring="asnorm")
+    assert scored.threshold == 3.1 and "asnorm-normalized" in scored.reason
+    # verification never reads a normalized file, even listed first
+    pair = mixed.pair(FaceRef("T-key", None), FaceRef("S-key", 16))
+    assert pair.threshold == book.pair(FaceRef("T-key", None), FaceRef("S-key", 16)).threshold
+    with pytest.raises(ValueError, match="no snorm open-set calibration"):
+        mixed.openset(probe, "T-key", scoring="snorm")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"encoder": "x", "threshold": 0.5, "scoring": 3}))
+    with pytest.raises(ValueError, match="'scoring' must be a name"):
+        Calibration.load(bad)
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    assert scoring_calibration_target(str(checkpoint), "asnorm") == checkpoint / (
+        "calibration-asnorm.json"
+    )
+    assert scoring_calibration_path(str(checkpoint), "asnorm") is None
+    assert scoring_calibration_target("lrface-lr-v2", "asnorm").name == "lrface-lr-v2-asnorm.json"

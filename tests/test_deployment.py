@@ -101,8 +101,10 @@ def test_two_servers_two_workers_one_database(postgres_url, tmp_path):
     create_store(postgres_url, teacher.cache_key, teacher.dim, "teacher").close()
     (server_a, a), (server_b, b) = _serve(postgres_url), _serve(postgres_url)
     frames = _frames(tmp_path / "frames")
-    workers = {cam: _watch(postgres_url, frames, cam, tmp_path / cam) for cam in ("gate", "hall")}
-    processes = [server_a, server_b, *workers.values()]
+    # "gate" watches while the servers start and enrol; "hall" starts later, right before it is
+    # to be killed mid-run (started with the others, under load it could finish first)
+    workers = {"gate": _watch(postgres_url, frames, "gate", tmp_path / "gate")}
+    processes = [server_a, server_b, workers["gate"]]
     try:
         for base in (a, b):
             _until(lambda base=base: _answers(base), 90, f"server {base}")
@@ -154,6 +156,8 @@ def test_two_servers_two_workers_one_database(postgres_url, tmp_path):
         poster.join(timeout=30)
 
         # kill -9 of worker "hall" once it logged a track, then its restart on the same input
+        workers["hall"] = _watch(postgres_url, frames, "hall", tmp_path / "hall")
+        processes.append(workers["hall"])
         with open_store(postgres_url) as store:
             _until(
                 lambda: (

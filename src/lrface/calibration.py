@@ -15,7 +15,10 @@ of several sizes (a stranger's best score is a maximum over the watch-list, so i
 it); a search is judged at its gallery's size, interpolated on log N between the stored sizes
 (above the largest, the largest's). ``flip`` says whether
 the embeddings were averaged with the mirrored face's; the pipeline embeds without flip, so a
-flip calibration is refused (its thresholds sit higher).
+flip calibration is refused (its thresholds sit higher). ``"scoring"`` (default ``raw``) names
+the score normalization its open-set thresholds apply to (``lrface.search.normalize``); a
+normalized file (``<name>-<scoring>.json`` beside the raw one, ``scoring_calibration_path``)
+judges only searches scored that way, and verification always reads raw files.
 
 Which threshold (``ThresholdBook``): every face has the encoder that served it and a
 *resolution*, the side of the chip at which one chip pixel is one image pixel
@@ -43,6 +46,11 @@ FULL_SIZE = CHIP_SIZE
 
 _MODELS = Path(__file__).parent / "models"
 
+DEFAULT_SCORING = "asnorm"
+"""How gallery searches are scored where the encoder has a stored cohort and a calibration
+for it: adaptive S-norm (``lrface.search.normalize``), which lowered FNIR at FPIR 1% at every
+size from 16 px up in the open-set protocol (docs/openset.md); ``raw`` (cosine) elsewhere."""
+
 
 def calibration_path(encoder: str) -> Path | None:
     """The calibration stored with an encoder: ``<checkpoint dir>/calibration.json`` (written by
@@ -56,20 +64,37 @@ def calibration_path(encoder: str) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def track_calibration_path(encoder: str) -> Path | None:
+def track_calibration_path(encoder: str, scoring: str = "raw") -> Path | None:
     """The track open-set calibration stored with an encoder (``track_calibration_target``),
     if there is one."""
-    path = track_calibration_target(encoder)
+    path = track_calibration_target(encoder, scoring)
     return path if path.is_file() else None
 
 
-def track_calibration_target(encoder: str) -> Path:
+def track_calibration_target(encoder: str, scoring: str = "raw") -> Path:
     """Where an encoder's track calibration is stored: ``<checkpoint dir>/
     calibration-tracks.json``, else the packaged ``models/calibration/<name>-tracks.json`` (also
-    for shipped students, whose own directories are hash-pinned)."""
+    for shipped students, whose own directories are hash-pinned); ``-tracks-<scoring>`` for
+    thresholds set on normalized scores."""
+    suffix = "" if scoring == "raw" else f"-{scoring}"
     if Path(encoder).is_dir():
-        return Path(encoder) / "calibration-tracks.json"
-    return _MODELS / "calibration" / f"{encoder}-tracks.json"
+        return Path(encoder) / f"calibration-tracks{suffix}.json"
+    return _MODELS / "calibration" / f"{encoder}-tracks{suffix}.json"
+
+
+def scoring_calibration_path(encoder: str, scoring: str) -> Path | None:
+    """The single-face open-set calibration of ``encoder`` for normalized scores
+    (``scoring_calibration_target``), if there is one."""
+    path = scoring_calibration_target(encoder, scoring)
+    return path if path.is_file() else None
+
+
+def scoring_calibration_target(encoder: str, scoring: str) -> Path:
+    """Where it is stored: ``<checkpoint dir>/calibration-<scoring>.json``, else the packaged
+    ``models/calibration/<name>-<scoring>.json`` (shipped students' directories are pinned)."""
+    if Path(encoder).is_dir():
+        return Path(encoder) / f"calibration-{scoring}.json"
+    return _MODELS / "calibration" / f"{encoder}-{scoring}.json"
 
 
 def stored_calibrations(
@@ -87,9 +112,10 @@ def stored_calibrations(
     return out
 
 
-def track_calibrations(encoders: list[str | None]) -> list[Calibration]:
-    """The track calibrations stored with these encoder names (those that have one)."""
-    return stored_calibrations(encoders, track_calibration_path)
+def track_calibrations(encoders: list[str | None], scoring: str = "raw") -> list[Calibration]:
+    """The track calibrations stored with these encoder names (those that have one), set on
+    ``scoring``."""
+    return stored_calibrations(encoders, lambda name: track_calibration_path(name, scoring))
 
 
 def size_label(size: int | None) -> str:
@@ -161,6 +187,8 @@ class Calibration:
     owner: str | None = None
     """The encoder name this file is stored with (its probe side by that name too, so a shipped
     student whose weights were rounded after calibration still finds its file)."""
+    scoring: str = "raw"
+    """The score normalization its open-set thresholds apply to (``raw``: the cosine)."""
 
     @property
     def encoders(self) -> set[str]:
@@ -215,9 +243,12 @@ class Calibration:
                 "'openset'"
             )
         tracks = kind == "tracks"
+        scoring = data.get("scoring", "raw")
+        if not isinstance(scoring, str):
+            raise ValueError(f"{path}: 'scoring' must be a name, got {scoring!r}")
         return cls(
             str(path), str(gallery), str(probe), flip, single, table, openset, fpir, tracks, size,
-            ladder,
+            ladder, scoring=scoring,
         )  # fmt: skip
 
     def check_flip(self, flip: bool = False) -> None:
@@ -283,11 +314,13 @@ class ThresholdBook:
         names = self._names(encoder)
         return calib.probe in names or (calib.owner is not None and calib.owner in names)
 
-    def _files(self, probe: str, gallery: str | None) -> list[Calibration]:
+    def _files(self, probe: str, gallery: str | None, scoring: str = "raw") -> list[Calibration]:
         return [
             c
             for c in self.calibrations
-            if self._probe_of(c, probe) and (gallery is None or c.gallery in self._names(gallery))
+            if self._probe_of(c, probe)
+            and (gallery is None or c.gallery in self._names(gallery))
+            and c.scoring == scoring
         ]
 
     def _missing(self, what: str, probe: str, gallery: str | None) -> ValueError:
@@ -308,7 +341,9 @@ class ThresholdBook:
             files = [
                 c
                 for c in self.calibrations
-                if c.gallery in self._names(a.encoder) and c.gallery in self._names(b.encoder)
+                if c.gallery in self._names(a.encoder)
+                and c.gallery in self._names(b.encoder)
+                and c.scoring == "raw"
             ]
         else:
             files = self._files(low.encoder, high.encoder) or self._files(low.encoder, None)
@@ -339,14 +374,16 @@ class ThresholdBook:
         gallery_encoder: str,
         tracks: bool = False,
         gallery_size: int | None = None,
+        scoring: str = "raw",
     ) -> Choice:
         """The open-set (watch-list) threshold for a probe searched in a gallery of
         ``gallery_encoder`` templates: under it, the answer is *unknown*. ``tracks``: the probe
         is a pooled video track, judged by a track calibration of its encoder when there is
         one, else by the single-face one; single faces never get a track threshold.
         ``gallery_size``: the gallery's identities, for files with thresholds by watch-list
-        size (``for_gallery_size``); without it, the file's own ``openset``."""
-        files = self._files(probe.encoder, gallery_encoder)
+        size (``for_gallery_size``); without it, the file's own ``openset``. ``scoring``: the
+        normalization the search's scores went through; only files set on it apply."""
+        files = self._files(probe.encoder, gallery_encoder, scoring)
         ordered = [c for c in files if c.tracks] if tracks else []
         for calib in ordered + [c for c in files if not c.tracks]:
             if not calib.openset:
@@ -358,6 +395,7 @@ class ThresholdBook:
                 f"probe {label + ' px' if probe.resolution else 'full size'} ({probe.encoder}): "
                 f"{kind} open-set threshold at {size_label(size)}"
                 + ("" if calib.openset_fpir is None else f", FPIR {calib.openset_fpir:g}")
+                + ("" if scoring == "raw" else f", {scoring}-normalized scores")
             )
             key = f"openset@{size_label(size)}"
             value, for_gallery = calib.openset[size], None
@@ -367,4 +405,5 @@ class ThresholdBook:
                 reason += f", {for_gallery}"
             source = f"{calib.path} [{key}]"
             return Choice(value, source, reason, calib.tracks, calib.gallery_size, for_gallery)
-        raise self._missing("open-set", probe.encoder, gallery_encoder)
+        what = "open-set" if scoring == "raw" else f"{scoring} open-set"
+        raise self._missing(what, probe.encoder, gallery_encoder)

@@ -144,3 +144,13 @@ def enrol_photos(
     if pending:
         flush()
     return report
+
+
+def store_identity_stats(store, student: str | None, names: Iterable[str]) -> None:
+    """Store the gallery-side score-normalization statistics of ``names`` (once per change,
+    not per photo) where the gallery's encoders have a stored cohort and calibration."""
+    from lrface.pipeline import search_normalizer
+
+    normalizer = search_normalizer(store.encoder_name, student)
+    if normalizer is not None and names:
+        store.update_identity_stats(normalizer, sorted(names))

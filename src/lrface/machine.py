@@ -29,6 +29,20 @@ def describe_machine() -> str:
     )
 
 
+def save_measurement(report: dict, path: str | os.PathLike, started: float) -> None:
+    """Write a benchmark's JSON ``report`` with its wall time since ``started``
+    (``time.perf_counter``) and the machine, and say where it went."""
+    import json
+    import time
+    from pathlib import Path
+
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["machine"] = describe_machine()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{report['seconds']} s on {report['machine']} -> {path}")
+
+
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 """/proc/cpuinfo flags of CPUs with bfloat16 arithmetic; without them torch emulates bf16 and a
 training step is 14-19x slower than in fp32 (issue 16, item 15)."""

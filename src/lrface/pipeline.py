@@ -25,15 +25,18 @@ face and each face's resolution (teacher-served small faces included).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from lrface.calibration import (
+    DEFAULT_SCORING,
     Calibration,
     FaceRef,
     ThresholdBook,
     as_resolution,
+    scoring_calibration_path,
     stored_calibrations,
     track_calibrations,
 )
@@ -356,17 +359,45 @@ def load_pipeline(
     )
 
 
-def default_calibrations(encoder: str, student: str | None) -> list[Calibration]:
-    """The calibrations stored with the student (if any) and the teacher (if any); see
-    ``lrface.calibration.calibration_path``."""
-    return stored_calibrations([student, encoder])
+def default_calibrations(
+    encoder: str, student: str | None, scoring: str = DEFAULT_SCORING
+) -> list[Calibration]:
+    """The calibrations stored with the student (if any) and the teacher (if any), raw ones
+    and, unless ``scoring`` is ``raw``, those for normalized scores; see
+    ``lrface.calibration.calibration_path`` and ``scoring_calibration_path``."""
+    normalized = (
+        []
+        if scoring == "raw"
+        else stored_calibrations(
+            [student, encoder], lambda name: scoring_calibration_path(name, scoring)
+        )
+    )
+    return stored_calibrations([student, encoder]) + normalized
 
 
-def watch_calibrations(encoder: str, student: str | None) -> list[Calibration]:
+def search_normalizer(encoder: str, student: str | None, scoring: str = DEFAULT_SCORING):
+    """The ``lrface.search.normalize.Normalizer`` gallery searches of this teacher and student
+    are scored by: ``scoring`` for each encoder that has both a stored cohort and a
+    calibration set on that scoring, raw for the others; None when neither has them."""
+    from lrface.search.normalize import stored_normalizer
+
+    names = [n for n in (student, encoder) if n and scoring_calibration_path(n, scoring)]
+    return stored_normalizer(scoring, names)
+
+
+def watch_calibrations(
+    encoder: str, student: str | None, scoring: str = DEFAULT_SCORING
+) -> list[Calibration]:
     """What video tracks are judged by (``lrface watch``, the service's ``/api/watch``): the
     track calibrations stored with the student and the teacher, then their single-face ones
-    (``ThresholdBook.openset(..., tracks=True)`` prefers the former, falls back to the latter)."""
-    return track_calibrations([student, encoder]) + default_calibrations(encoder, student)
+    (``ThresholdBook.openset(..., tracks=True)`` prefers the former, falls back to the latter),
+    raw ones and, unless ``scoring`` is ``raw``, those set on normalized scores."""
+    normalized = [] if scoring == "raw" else track_calibrations([student, encoder], scoring)
+    return (
+        track_calibrations([student, encoder])
+        + normalized
+        + default_calibrations(encoder, student, scoring)
+    )
 
 
 THUMBNAIL_SIZE = 112
@@ -389,15 +420,17 @@ def identify(
     top: list[tuple[str, float]],
     gallery_encoder: str,
     threshold: float | None = None,
+    scoring: str = "raw",
 ) -> Decision:
     """The open-set decision for ``face`` given its ranked ``top`` (name, score) matches: the
     top identity if its score is at least the open-set threshold for the face's resolution and
     encoder (``threshold`` overrides), else unknown; without a calibrated threshold, a ranking
-    that says why."""
+    that says why. ``scoring``: how the matches were scored (``Gallery.scoring_for``); the
+    threshold comes from a calibration set on that scoring."""
     if threshold is not None:
         return decide(top, threshold, "--threshold", "given")
     try:
-        choice = book.openset(face.ref, gallery_encoder)
+        choice = book.openset(face.ref, gallery_encoder, scoring=scoring)
     except ValueError as exc:
         return decide(top, None, None, str(exc))
     return decide(top, choice.threshold, choice.source, choice.reason)
@@ -405,13 +438,15 @@ def identify(
 
 @dataclass
 class FaceAnswer:
-    """One face of a probe image and its open-set decision: what a search answers."""
+    """One face of a probe image, how its matches were scored (``raw``: cosine) and its
+    open-set decision: what a search answers."""
 
     face: EmbeddedFace
     decision: Decision
+    scoring: str = "raw"
 
     def to_dict(self) -> dict:
-        return {**self.face.to_dict(), "decision": self.decision.to_dict()}
+        return {**self.face.to_dict(), "scoring": self.scoring, "decision": self.decision.to_dict()}
 
 
 def answer_faces(
@@ -421,13 +456,18 @@ def answer_faces(
     book: ThresholdBook,
     gallery_encoder: str,
     threshold: float | None = None,
+    scoring_for: Callable[[str], str] | None = None,
 ) -> list[FaceAnswer]:
     """The search answer, written once (``lrface gallery search``, the service, the Python
-    API): each face's top-``k`` identities and its open-set decision."""
+    API): each face's top-``k`` identities and its open-set decision. The search is given each
+    face's ``FaceRef`` (a normalizing gallery scores by it); ``scoring_for`` (encoder key ->
+    scoring, ``Gallery.scoring_for``) says how each face's scores were made, raw by default."""
     if not faces:
         return []
-    tops = search(np.stack([f.embedding for f in faces]), k)
-    return [
-        FaceAnswer(face, identify(book, face, top, gallery_encoder, threshold))
-        for face, top in zip(faces, tops, strict=True)
-    ]
+    tops = search(np.stack([f.embedding for f in faces]), k, [f.ref for f in faces])
+    answers = []
+    for face, top in zip(faces, tops, strict=True):
+        scoring = scoring_for(face.encoder) if scoring_for else "raw"
+        decision = identify(book, face, top, gallery_encoder, threshold, scoring)
+        answers.append(FaceAnswer(face, decision, scoring))
+    return answers

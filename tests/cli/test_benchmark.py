@@ -20,26 +20,34 @@ def test_parse_sizes(capsys):
     assert capsys.readouterr().err == "error: --sizes: size 'x' is not an integer >= 4 or 'full'\n"
 
 
-@needs_lfw
-def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
-    # Two folds of one same + one different pair, from real images; one image replaced by junk.
+def _pairs_subset(lfw_root, root, folds: int) -> list:
+    """An LFW-shaped folder at ``root`` holding one same and one different pair of each of the
+    first ``folds`` View 2 folds (real images) and its pairs.txt; the pairs chosen."""
     pairs = LFW(lfw_root).view2()
-    chosen = [p for p in pairs if p.fold == 0][:1] + [p for p in pairs if p.fold == 0][300:301]
-    chosen += [p for p in pairs if p.fold == 1][:1] + [p for p in pairs if p.fold == 1][300:301]
-    chosen += [p for p in pairs if p.fold == 2][:1] + [p for p in pairs if p.fold == 2][300:301]
-    root = tmp_path / "lfw"
+    chosen = []
+    for fold in range(folds):
+        in_fold = [p for p in pairs if p.fold == fold]
+        chosen += [in_fold[0], in_fold[300]]
     for pair in chosen:
         for rel in (pair.first, pair.second):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(lfw_root / rel, root / rel)
-    broken = chosen[-1].second
-    (root / broken).write_bytes(b"\xff\xd8\xff garbage")
-    lines = ["3 1"]
+    lines = [f"{folds} 1"]
     for pair in chosen:
         a, b = pair.first.split("/"), pair.second.split("/")
         ia, ib = int(a[1][-8:-4]), int(b[1][-8:-4])
         lines.append(f"{a[0]} {ia} {ib}" if pair.same else f"{a[0]} {ia} {b[0]} {ib}")
     (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return chosen
+
+
+@needs_lfw
+def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
+    # Three folds of one same + one different pair, from real images; one replaced by junk.
+    root = tmp_path / "lfw"
+    chosen = _pairs_subset(lfw_root, root, 3)
+    broken = chosen[-1].second
+    (root / broken).write_bytes(b"\xff\xd8\xff garbage")
 
     out = tmp_path / "out"
     args = ["benchmark", "--encoder", "dlib-resnet-torch", "--lfw", str(root), "--sizes", "16,full"]
@@ -55,6 +63,26 @@ def test_benchmark_end_to_end_skips_bad_images(lfw_root, tmp_path):
     assert hr["accuracy"] >= 0.8  # the teacher gets clean LFW pairs right
     assert (out / "accuracy.png").stat().st_size > 0
     assert "hr-lr@16" in json.loads((out / "calibration.json").read_text())["thresholds"]
+
+
+@needs_lfw
+def test_detected_protocol_scores_probes_mtcnn_found_in_the_shrunk_image(lfw_root, tmp_path):
+    root = tmp_path / "lfw"
+    _pairs_subset(lfw_root, root, 2)
+    out = tmp_path / "out"
+    args = ["benchmark", "--protocol", "hr-lr-detected", "--encoder", "dlib-resnet-torch"]
+    args += ["--lfw", str(root)]
+    result = CliRunner().invoke(app, [*args, "--sizes", "24", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| hr-lr-detected (clean) | 24 px |" in result.output
+    report = json.loads((out / "hr-lr-detected-clean.json").read_text())
+    assert report["pairs"] == 4 and report["protocol"] == "hr-lr-detected"
+    (row,) = report["results"]["dlib-resnet-torch"]
+    assert row["size"] == 24 and row["detected"] == 1.0  # every subject found at 24 px
+    assert len(row["fold_accuracies"]) == 2 and 0 <= row["accuracy"] <= 1
+    result = CliRunner().invoke(app, [*args, "--sizes", "full"])
+    assert result.exit_code == 1
+    assert "hr-lr-detected needs face widths" in result.output
 
 
 def test_per_fold_runs_take_finished_final_checkpoints_and_ensembles(tmp_path):

@@ -14,6 +14,7 @@ from lrface.cli import app
 
 def test_bad_options_are_one_line(tmp_path):
     bad = [("--fpir", "0.01,x"), ("--fpir", "1.5"), ("--camera", "3,3"), ("--subgalleries", "0")]
+    bad += [("--scoring", "znorm")]
     for option, value in bad:
         result = CliRunner().invoke(app, ["calibrate-watch", option, value, "--out", str(tmp_path)])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -23,10 +24,16 @@ def test_tiny_run_writes_a_track_calibration(tmp_path, lfw_root):
     args = ["calibrate-watch", "--lfw", str(lfw_root), "--student", "none", "--out", str(tmp_path)]
     args += ["--people", "2", "--passersby", "2", "--calibration-passersby", "3"]
     args += ["--frames", "8", "--min-tracks", "1", "--fpir", "0.5", "--subgalleries", "1"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, "--scoring", "asnorm"])
     assert result.exit_code == 0, result.output
     calib = Calibration.load(tmp_path / "fpir-0.5" / "dlib-resnet-torch-tracks.json")
     assert calib.tracks and calib.openset_fpir == 0.5 and calib.openset
+    assert calib.scoring == "raw"
+    # the same tracks scored by AS-norm against the teacher's cohort: thresholds of their own
+    normalized = Calibration.load(tmp_path / "fpir-0.5" / "dlib-resnet-torch-tracks-asnorm.json")
+    assert normalized.tracks and normalized.scoring == "asnorm"
+    assert normalized.openset != calib.openset
+    assert "| teacher asnorm | all | track @ 0.5 |" in result.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert (report["gallery_size"], report["probes"], report["passersby"]) == (2, 2, 2)
     rates = report["fpir"]["0.5"]["teacher/track"]["all"]

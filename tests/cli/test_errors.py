@@ -23,6 +23,12 @@ def _cases(tmp):
         (["benchmark", "--folds", "a,b"], "list of folds 0-9"),
         (["calibrate-openset", "--lfw", str(tmp / "missing")], "LFW was not found"),
         (["calibrate-openset", "--encoder", "no-such-encoder"], "unknown encoder"),
+        (["calibrate-openset", "--scoring", "cosine"], "--scoring: scoring must be one of"),
+        (
+            ["calibrate-openset", "--scoring", "asnorm", "--encoder", str(people)],
+            "has no stored cohort",
+        ),
+        (["calibrate-watch", "--scoring", "znorm"], "--scoring must be one of raw, asnorm"),
         (["train", "--config", str(tmp / "missing.yaml")], "missing.yaml"),
         (["train", "--method", "no-such-method", "--steps", "1"], "no-such-method"),
         (["train", "--student", "no-such-student", "--steps", "1"], "no-such-student"),
@@ -42,7 +48,7 @@ def _cases(tmp):
     ]
 
 
-@pytest.mark.parametrize("case", range(16))
+@pytest.mark.parametrize("case", range(19))
 def test_cli_error_paths_end_in_one_line(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args, expected = _cases(tmp_path)[case]

@@ -58,3 +58,76 @@ def test_evaluate_openset_sets_on_one_half_and_reports_on_the_other():
     result = evaluate_openset(gallery, split.gallery_names, np.stack(probes), split, 0.05, 16)
     assert result.mated + result.nonmated == int((split.probe_half == 1).sum())
     assert result.fpir <= 0.2 and result.fnir < 0.5 and result.rank1_miss <= result.fnir
+
+
+def test_normalized_rows_undo_a_probe_that_scores_high_with_everyone():
+    """A probe kind that scores high against everyone (a stranger's blurry face) passes a raw
+    threshold; T-norm / AS-norm judge it against the cohort and keep mated searches found."""
+    from lrface.eval.openset_lfw import normalized_rows
+
+    rng = np.random.default_rng(1)
+    dim = 32
+    images = {f"p{i}": [f"p{i}/{j}.jpg" for j in range(3)] for i in range(200)}
+    split = split_people(images, seed=0)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    hub = unit(rng.normal(size=dim))  # what every face shares (the mean face)
+    centres = {p: unit(rng.normal(size=dim) / np.sqrt(dim) + 0.5 * hub) for p in images}
+    gallery = np.stack([centres[p] for p in split.gallery_names])
+    # half the probes lean towards a common direction: they score high with every template
+    lean = rng.random(len(split.probes)) < 0.5
+    probes = unit(
+        np.stack([centres[p.split("/")[0]] for p in split.probes])
+        + 0.8 * rng.normal(size=(len(split.probes), dim)) / np.sqrt(dim)
+        + np.where(lean[:, None], 3.0 * hub, 0.0)
+    )
+    cohort_gallery = unit(rng.normal(size=(400, dim)) / np.sqrt(dim) + 0.5 * hub)
+    cohort_band = unit(
+        rng.normal(size=(400, dim)) + np.where(rng.random((400, 1)) < 0.5, 1.0 * hub, 0)
+    )
+    rows = normalized_rows(
+        gallery, probes, split, cohort_gallery, cohort_band, 16, [0.05], ("raw", "tnorm", "asnorm"),
+        top_k=50,
+    )  # fmt: skip
+    by = {r.method: r for r in rows}
+    assert set(by) == {"raw", "tnorm", "asnorm"} and all(r.target_fpir == 0.05 for r in rows)
+    assert by["tnorm"].fnir < by["raw"].fnir and by["asnorm"].fnir < by["raw"].fnir
+    # T-norm is affine per probe: it never reorders a probe's candidates
+    assert by["tnorm"].rank1_miss == by["raw"].rank1_miss
+    assert all(r.rank5_miss <= r.rank1_miss for r in rows)
+
+
+def test_normalized_thresholds_are_written_beside_the_raw_ones_and_name_their_cohort(tmp_path):
+    """``calibrate-openset --scoring asnorm``: the thresholds go into a file of their own (the
+    ``-asnorm`` one, new where there is none) that names the scoring, cohort and gallery size;
+    an encoder with no cohort or an unknown scoring is refused by name."""
+    import json
+
+    import pytest
+
+    from lrface.calibration import Calibration, calibration_path
+    from lrface.eval.openset import OpenSetResult
+    from lrface.eval.openset_lfw import scoring_setup, write_openset
+
+    teacher = "dlib-resnet-torch"
+    assert scoring_setup(teacher, "raw") == (None, calibration_path(teacher))
+    cohort, own = scoring_setup("dlib-resnet-torch", "asnorm")
+    assert cohort is not None and own.name == "dlib-resnet-torch-asnorm.json"
+    with pytest.raises(ValueError, match="no stored cohort"):
+        scoring_setup(str(tmp_path), "asnorm")
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        scoring_setup("dlib-resnet-torch", "cosine")
+    split = split_people({f"p{i}": [f"p{i}/{j}.jpg" for j in range(2)] for i in range(8)}, 0)
+    row = OpenSetResult(16, 0.01, 2.5, 0.0, 0.5, 0.4, 4, 4, method="asnorm")
+    fresh = tmp_path / "mine-asnorm.json"  # no such file yet: a new calibration
+    paths = write_openset(
+        tmp_path / "out", [row], split, 0, "G", "P", 0.01, 0, {}, fresh, True, cohort, "asnorm"
+    )
+    assert paths[2] == fresh
+    data = json.loads(fresh.read_text())
+    assert data["cohort"] == f"{cohort.encoder}@{cohort.digest}" and data["top_k"] > 0
+    assert data["gallery_size"] == len(split.gallery) and data["openset"] == {"16": 2.5}
+    calib = Calibration.load(fresh)
+    assert calib.scoring == "asnorm" and calib.openset_fpir == 0.01

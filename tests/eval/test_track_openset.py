@@ -176,3 +176,30 @@ def test_sub_galleries_of_the_whole_size_measure_as_the_whole_gallery():
     assert one.fnir == 0.0 and one.fpir < whole.fpir
     with pytest.raises(ValueError, match="larger than the gallery"):
         measure_subgalleries(scores, fn, 9)
+
+
+def test_rescored_tracks_take_best_score_and_top1_from_the_new_scores(tmp_path):
+    import json
+
+    templates = np.eye(3, 4)
+    names = ["Ann", "Bob", "Cy"]
+    probe = ClipResult("Ann", True, {"14-20": BinResult(track_top={"size-score": ("Ann", 0.9)})})
+    probe.bins["14-20"].track_probe = ("T", 18)
+    probe.bins["14-20"].track_embedding = np.array([0.9, 0.1, 0.0, 0.0])
+    seen = []
+
+    def rescore(embedding, track):
+        seen.append(track)
+        return np.array([1.0, 2.5, -1.0])  # the normalization prefers Bob
+
+    (raw,) = track_scores([probe], [1], "size-score", templates, names)
+    (normalized,) = track_scores([probe], [1], "size-score", templates, names, rescore)
+    assert raw.correct and raw.gallery_scores[0] == pytest.approx(0.9)
+    assert seen == [("T", 18)] and normalized.score == 2.5 and not normalized.correct
+    assert list(normalized.gallery_scores) == [1.0, 2.5, -1.0] and normalized.own == 0
+    data = calibration_file("T", "G", {16: 2.9}, {16: 10}, 0.01, 3, {}, scoring="asnorm")
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(data))
+    calib = Calibration.load(path)
+    assert calib.tracks and calib.scoring == "asnorm"
+    assert "scoring" not in calibration_file("T", "G", {16: 0.9}, {16: 10}, 0.01, 3, {})

@@ -70,6 +70,44 @@ def test_removal_erases_the_rows_from_the_database_files(postgres_cluster, postg
         assert log[1].target == log[0].target == "[erased identity #2]"
 
 
+def test_normalization_statistics_migrate_and_are_erased_with_the_identity(
+    postgres_cluster, postgres_url
+):
+    """The statistics table reaches PostgreSQL by the migration step SQLite takes; statistics
+    are kept, replaced, dropped when the template moves and erased from the files with the
+    identity."""
+    from lrface.search.store import FORMAT_VERSION, IDENTITY_STATS, MIGRATIONS
+
+    step = next(v for v, steps in MIGRATIONS.items() if IDENTITY_STATS in steps)
+    create_store(postgres_url, "enc", 8).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the version before it
+        conn.execute("DROP TABLE identity_stats")
+        conn.execute("UPDATE meta SET value = %s WHERE key = 'format_version'", (str(step),))
+    stats = np.frombuffer(b"STATROW!" * 8, "<f4").reshape(4, 4)  # 4 bands x 4, findable
+    assert np.isfinite(stats).all()
+    base = postgres_cluster.dir / "data" / "base"
+    with open_store(postgres_url) as store:
+        for i, name in enumerate(("ann", "bob")):
+            store.add(name, [Enrolment(_unit(i)[0], f"{name}.jpg", name)])
+        store.put_identity_stats({"ann": {"enc-lr": stats}, "bob": {"enc-lr": stats[:2]}})
+        store.put_identity_stats({"bob": {"enc-lr": np.ones((3, 4))}})  # replaced
+        got = store.identity_stats()
+        assert np.array_equal(got["ann"]["enc-lr"], stats) and got["bob"]["enc-lr"].shape == (3, 4)
+        with pytest.raises(KeyError, match="cy"):
+            store.put_identity_stats({"cy": {"enc-lr": stats}})
+        store.add("bob", [Enrolment(_unit(5)[0], "bob2.jpg", "bob2")])  # the template moved
+        assert set(store.identity_stats()) == {"ann"}
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        assert _files_holding(base, b"STATROW!")
+        store.remove("ann")
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+            version = conn.execute("SELECT value FROM meta WHERE key = 'format_version'")
+            assert version.fetchone()[0] == str(FORMAT_VERSION)
+        assert _files_holding(base, b"STATROW!") == [] and store.identity_stats() == {}
+
+
 def test_migrate_sqlite_to_postgres_and_back_keeps_everything(tmp_path, postgres_url):
     source = tmp_path / "a.db"
     with SqliteStore.create(source, "enc", 8, "enc-name") as store:

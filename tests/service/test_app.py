@@ -304,3 +304,42 @@ def test_watch_judges_tracks_by_the_track_calibration_for_the_gallery_s_size(
     assert enroll(client, "Bob", BLUE).status_code == 200
     (event,) = client.post("/api/watch", files={"file": ("walk.avi", video)}).json()["events"]
     assert (event["identity"], event["threshold"]) == ("unknown", 1.01)
+
+
+def test_search_scores_by_the_normalizer_where_it_covers_the_encoder(store, pipeline, tmp_path):
+    import json
+
+    from lrface.calibration import Calibration
+    from lrface.search.cohort import Cohort
+    from lrface.search.normalize import Normalizer
+
+    rng = np.random.default_rng(0)
+
+    def unit(v):
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+    cohort = Cohort(
+        "student", unit(rng.normal(size=(50, 4))), {32: unit(rng.normal(size=(50, 4)))}, {}
+    )
+    normalizer = Normalizer("asnorm", {"student": cohort}, top_k=10)
+    path = tmp_path / "student-asnorm.json"
+    path.write_text(
+        json.dumps(
+            {"gallery_encoder": "teacher", "probe_encoder": "student", "flip": False,
+             "scoring": "asnorm", "openset": {"32": -50.0}, "openset_fpir": 0.01}
+        )
+    )  # fmt: skip
+    app = create_app(store, pipeline, ServiceConfig(api_key=KEY), [Calibration.load(path)],
+                     normalizer=normalizer)  # fmt: skip
+    client = TestClient(app, headers={"X-API-Key": KEY})
+    assert enroll(client, "Ann", RED).status_code == 200 and enroll(client, "Bo", BLUE).json()
+    assert set(store.identity_stats()) == {"Ann", "Bo"}  # stored at enrolment
+    probe = png(scene(("blue", 10, 10, 100), ("red", 150, 150, 30)))
+    faces = {f["role"]: f for f in search(client, probe, k=2).json()["faces"]}
+    small, large = faces["student"], faces["teacher"]
+    assert small["scoring"] == "asnorm"
+    assert small["decision"]["identity"] == "Ann"
+    assert "asnorm-normalized" in small["decision"]["threshold_reason"]
+    # the teacher has no cohort here: raw cosine, and no raw open-set calibration either
+    assert large["scoring"] == "raw"
+    assert large["decision"]["threshold"] is None

@@ -1,7 +1,7 @@
 """Issue 26, item 3: erased is erased. After a removal, through the API and a normal stop
 (SIGTERM) of ``lrface serve``, or through ``lrface gallery remove`` while a server holds the
 database open, the removed name, its photos' file names and its thumbnails are in none of the
-database's files (db, -wal, -shm)."""
+database's files (db, -wal, -shm); nor are its score-normalization statistics."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def test_gallery_remove_erases_while_a_server_holds_the_database(tmp_path):
         thumb = b"\xff\xd8" + b"ZELDA-THUMBNAIL" * 30
         store.add(SECRET, [Enrolment(np.array([1.0, 0, 0, 0]), f"/in/{SECRET}.jpg", "h", thumb)])
         store.add("Keeper", [Enrolment(np.array([0, 1.0, 0, 0]), "keeper.jpg", "k")])
+        stats = np.frombuffer(b"ZSTATROW" * 4, "<f4").reshape(2, 4)  # findable in the file
+        store.put_identity_stats({SECRET: {"enc-lr": stats}, "Keeper": {"enc-lr": np.ones((2, 4))}})
     server = open_store(path)  # a running `lrface serve` keeps its connection open
     try:
         assert server.generation() == 2
@@ -49,6 +51,7 @@ def test_gallery_remove_erases_while_a_server_holds_the_database(tmp_path):
         data = _db_bytes(path)
         assert SECRET.encode() not in data and b"ZELDA-THUMBNAIL" not in data
         assert SECRET.lower().encode() not in data  # its name key either
+        assert b"ZSTATROW" not in data and set(server.identity_stats()) == {"Keeper"}
         entry = server.audit_log()[0]
         assert entry.action == "remove" and entry.actor.startswith("cli:")
         assert entry.target.startswith("[erased identity #")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lrface.search.store import EventRecord
-from lrface.service.events import epoch
+from lrface.service.events import STREAM_MAX_S, epoch
 from tests.service import test_app
 from tests.service.test_app import KEY, client_for
 
@@ -79,3 +79,5 @@ def test_stream_pushes_events_logged_after_it_opened(store, pipeline, resume):
         "/api/events/stream", params={"seconds": 0.3, "after_id": 0, "camera": "door"}
     )
     assert [e["track_id"] for e in _messages(only_door.text)] == [1, 3]
+    endless = client.get("/api/events/stream", params={"seconds": STREAM_MAX_S + 1})
+    assert endless.status_code == 422  # no stream outlives the bound (the page reconnects)

@@ -163,7 +163,11 @@ def test_small_searches_are_answered_while_large_ones_hold_the_heavy_lane(store)
         ]
         for t in queued:
             t.start()
-        time.sleep(0.5)
+        heavy = client.app.state.service.pool.heavy
+        deadline = time.monotonic() + 10  # the four are read and decoded, then queued
+        while heavy.held < heavy.capacity and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert heavy.held == heavy.capacity == 5
         r = search(client, large)  # ...and refuses the next at once
         assert r.status_code == 503 and "busy" in r.json()["error"]
     finally:

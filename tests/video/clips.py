@@ -93,7 +93,7 @@ def colour_embed(image: np.ndarray, faces: list[Face]) -> list[EmbeddedFace]:
     return out
 
 
-def colour_searcher(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+def colour_searcher(embeddings: np.ndarray, k: int, probes=None) -> list[list[tuple[str, float]]]:
     names = list(COLOURS)
     templates = l2_normalize(np.array([COLOURS[n] for n in names], np.float32) - 90.0)
     scores = embeddings @ templates.T

@@ -104,6 +104,37 @@ def test_watcher_takes_the_track_threshold_and_falls_back_to_single_faces(tmp_pa
         assert thresholds.choice("colour", 16).tracks == (expected == 0.93)
 
 
+def test_each_track_is_searched_as_a_probe_of_its_encoder_and_judged_on_that_scoring(tmp_path):
+    import json
+
+    from lrface.calibration import Calibration, ThresholdBook
+    from lrface.video.decide import BookThresholds
+
+    probes_seen = []
+
+    def searcher(embeddings, k, probes=None):
+        probes_seen.extend(probes or [])
+        return [
+            [(name, score * 10) for name, score in row] for row in colour_searcher(embeddings, k)
+        ]
+
+    def calib(name, scoring, value):
+        data = {"probes": "tracks", "probe_encoder": "colour", "gallery_encoder": "colour",
+                "openset": {"16": value}, "openset_fpir": 0.01, "scoring": scoring}  # fmt: skip
+        path = tmp_path / name
+        path.write_text(json.dumps(data))
+        return Calibration.load(path)
+
+    book = ThresholdBook([calib("raw.json", "raw", 0.93), calib("asnorm.json", "asnorm", 9.3)])
+    thresholds = BookThresholds(book, "colour", tracks=True, scoring_for=lambda e: "asnorm")
+    frames = [Frame(i, i / 10, f) for i, f in enumerate(crossing_frames(stranger=True))]
+    events = list(FaceWatcher(ColourDetector(), colour_embed, searcher, thresholds).watch(frames))
+    assert len(events) == 3 and {e.to_dict()["threshold"] for e in events} == {9.3}
+    assert probes_seen and {p.encoder for p in probes_seen} == {"colour"}
+    assert all(p.resolution is None or p.resolution > 0 for p in probes_seen)
+    assert BookThresholds(book, "colour", tracks=True).choice("colour", 16).threshold == 0.93
+
+
 def _summary(events) -> list:
     return [(e.track_id, e.decision.identity, [o.frame for o in e.observations]) for e in events]
 

@@ -21,6 +21,7 @@ app = typer.Typer(
 app.command()(benchmark.benchmark)
 app.command("calibrate-openset")(calibrate.calibrate_openset)
 app.command("calibrate-watch")(calibrate.calibrate_watch)
+app.command("build-cohort")(calibrate.build_cohort)
 app.command()(train.train)
 app.command()(train.decontaminate)
 app.command("package-student")(train.package_student)

@@ -1,5 +1,7 @@
-"""``lrface benchmark``: LFW verification across resolutions, or 1:N identification end to end
-(the protocols live in ``lrface.eval.benchmark`` and ``lrface.eval.lfw_identification``)."""
+"""``lrface benchmark``: LFW verification across resolutions, the same pairs with probes found
+by MTCNN in the shrunk image, or 1:N identification end to end (the protocols live in
+``lrface.eval.benchmark``, ``lrface.eval.detected_verification`` and
+``lrface.eval.lfw_identification``)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,13 @@ from lrface.constants import DEFAULT_STUDENT
 
 VERIFICATION_SIZES = "8,12,16,20,24,32,full"
 IDENTIFICATION_SIZES = "16,24"
+DETECTED_SIZES = "8,12,16,20"
+DEFAULT_SIZES = {
+    "verification": VERIFICATION_SIZES,
+    "hr-lr-detected": DETECTED_SIZES,
+    "identification": IDENTIFICATION_SIZES,
+}
+"""Each protocol's sizes, which also names the protocols ``--protocol`` takes."""
 
 
 def benchmark(
@@ -55,7 +64,8 @@ def benchmark(
         str | None,
         typer.Option(
             help="Comma-separated chip sizes; 'full' = no degradation (default "
-            f"{VERIFICATION_SIZES}); identification: face widths (default {IDENTIFICATION_SIZES})."
+            f"{VERIFICATION_SIZES}); hr-lr-detected and identification: face widths (default "
+            f"{DETECTED_SIZES} and {IDENTIFICATION_SIZES})."
         ),
     ] = None,
     degradation: Annotated[
@@ -95,8 +105,10 @@ def benchmark(
     protocol: Annotated[
         str,
         typer.Option(
-            help="verification (pairs) or identification (1:N, HR gallery of every LFW person "
-            "with 2+ images, shrunk raw images as probes, MTCNN; eval/identification.py)."
+            help="verification (pairs), hr-lr-detected (the same pairs, each LR probe found by "
+            "MTCNN in the shrunk whole image and cut as the pipeline cuts it; "
+            "eval/detected_verification.py) or identification (1:N, HR gallery of every LFW "
+            "person with 2+ images, shrunk raw images as probes, MTCNN; eval/identification.py)."
         ),
     ] = "verification",
     size_cutoff: Annotated[
@@ -119,10 +131,10 @@ def benchmark(
     from lrface.data.degrade import PRESETS
 
     started = time.perf_counter()  # the wall time reported includes loading the encoders
-    check_choice(protocol, ("verification", "identification"), "--protocol")
+    check_choice(protocol, tuple(DEFAULT_SIZES), "--protocol")
     check_choice(degradation, tuple(PRESETS), "--degradation")
     identifying = protocol == "identification"
-    size_list = parse_sizes(sizes or (IDENTIFICATION_SIZES if identifying else VERIFICATION_SIZES))
+    size_list = parse_sizes(sizes or DEFAULT_SIZES[protocol])
     chosen = parse_folds(folds)
     probes = probe_encoders(Path(encoder), encoder, view, chosen, device, batch_size)
     first = next(iter(probes.values()))
@@ -132,6 +144,11 @@ def benchmark(
         students = probes if None not in probes else {None: first if first.teacher else None}
         args = (view, size_list, chosen, out, size_cutoff, limit, degradation, started)
         return identification(students, gallery, lfw, *args)
+    if protocol == "hr-lr-detected":
+        if None not in probes:
+            raise fail("--protocol hr-lr-detected: one encoder, not per-fold students")
+        args = (view, size_list, chosen, pairs_per_fold, degradation, flip, out, started)
+        return detected(first, gallery, baseline, lfw, *args)
     from lrface.eval.benchmark import BenchmarkConfig
 
     config = BenchmarkConfig(
@@ -209,6 +226,39 @@ def verification(
         typer.echo(f"calibration stored with the model: {Path(encoder) / 'calibration.json'}")
     echo_verification(run, meta)
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def detected(
+    probe, gallery, baseline, lfw, view, widths, chosen, pairs_per_fold, preset, flip, out, started
+) -> None:
+    """``--protocol hr-lr-detected``: the probe encoder (and, with the baseline, the gallery
+    encoder on the probe side too) on probes MTCNN found in the shrunk image."""
+    import json
+
+    from lrface.data.lfw import LFW
+    from lrface.eval.benchmark import limit_pairs, load_pair_data
+    from lrface.eval.detected_verification import detected_report, detected_table
+    from lrface.paths import DatasetNotFoundError
+
+    if None in widths:
+        raise fail("--sizes: hr-lr-detected needs face widths in px, not 'full'")
+    with reported(DatasetNotFoundError, option="--lfw"):
+        dataset = LFW(lfw)
+    with reported(ValueError, option="--view"):
+        pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
+    pairs = [p for p in pairs if chosen is None or p.fold in chosen]
+    typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
+    data = load_pair_data(dataset, pairs)
+    encoders = {gallery.name: gallery} if baseline and probe is not gallery else {}
+    encoders[probe.name] = probe
+    report = detected_report(dataset, data, widths, gallery, encoders, preset, flip)
+    report |= run_info(started)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"hr-lr-detected-{preset}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    typer.echo(detected_table(report))
+    typer.echo(f"wall time {report['wall_time_s']:.1f} s on {report['machine']}")
+    typer.echo(f"wrote {path}")
 
 
 def identification(

@@ -21,6 +21,7 @@ from lrface.cli.common import (
     StudentOpt,
     WorkersOpt,
     build_pipeline,
+    check_choice,
     chosen_student,
     fail,
     load_encoder,
@@ -54,6 +55,13 @@ def calibrate_openset(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/openset"),
     device: DeviceOpt = "cpu",
     workers: WorkersOpt = 2,
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Scores the thresholds apply to: raw (cosine) or asnorm (normalized against "
+            "the encoder's stored cohort, `lrface build-cohort`; stored beside the raw file)."
+        ),
+    ] = "raw",
 ) -> None:
     """Open-set thresholds ("unknown" for `lrface gallery search`) on LFW View 2's people.
 
@@ -61,21 +69,25 @@ def calibrate_openset(
     strangers; probes are degraded to each size. The threshold is set at --fpir on half of the
     people and FPIR / FNIR are reported on the other half (src/lrface/eval/openset.py).
     """
-    from lrface.calibration import calibration_path
-    from lrface.eval.openset_lfw import markdown_rows, run_openset, write_openset
+    from lrface.eval.openset_lfw import markdown_rows, run_openset, scoring_setup, write_openset
 
     size_list = parse_sizes(sizes)
-    own = calibration_path(encoder)
+    with reported(ValueError, option="--scoring"):
+        cohort, own = scoring_setup(encoder, scoring)
     if store and own is None:
         raise fail(f"--store: {encoder!r} has no calibration file to store into")
     probe = load_encoder(encoder, device, option="--encoder")
     gallery = load_encoder(probe.teacher, device, option="--encoder") if probe.teacher else probe
     dataset = open_lfw(lfw)
     started = time.perf_counter()
-    rows, split, dropped = run_openset(dataset, gallery, probe, size_list, fpir, seed, workers)
+    rows, split, dropped = run_openset(
+        dataset, gallery, probe, size_list, fpir, seed, workers, cohort=cohort, scoring=scoring
+    )
     info = run_info(started)
     keys = gallery.cache_key, probe.cache_key
-    paths = write_openset(out, rows, split, dropped, *keys, fpir, seed, info, own, store)
+    paths = write_openset(
+        out, rows, split, dropped, *keys, fpir, seed, info, own, store, cohort, scoring
+    )
     typer.echo(markdown_rows(rows))
     typer.echo(
         f"{len(split.gallery)} enrolled people; threshold set on half of the people, rates on "
@@ -148,6 +160,15 @@ def calibrate_watch(
     lfw: LfwOpt = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/calibrate-watch"),
     device: DeviceOpt = "cpu",
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Also score the same tracks by this normalization (asnorm: against the "
+            "encoders' stored cohorts, as lrface watch searches them) and set and measure "
+            "thresholds on those scores too, beside the raw ones; --store then stores those "
+            "(<name>-tracks-asnorm.json)."
+        ),
+    ] = "raw",
 ) -> None:
     """Open-set thresholds for video tracks (what `lrface watch` judges), per encoder and face
     size: set at each --fpir on passers-by of half of LFW View 2's people, FPIR / FNIR measured
@@ -157,6 +178,7 @@ def calibrate_watch(
     from lrface.eval.calibrate_watch import watch_report
 
     student = chosen_student(student)
+    normalizer = watch_normalizer(student, scoring)
     targets = parse_floats(fpir, "--fpir")
     if not all(0 <= t < 1 for t in targets):
         raise fail("--fpir: FPIRs must be in [0, 1)")
@@ -170,15 +192,15 @@ def calibrate_watch(
     dataset = None if searches is not None else open_lfw(lfw)
     configs, owners = watch_pipelines(student, size_cutoff, recipe.min_face, device)
     with reported(ValueError):
-        singles = {t: single_face(single or [], student, t) for t in targets}
+        singles = {t: single_face(single or [], student, t, scoring) for t in targets}
     started, cpu = time.perf_counter(), time.process_time()
     out.mkdir(parents=True, exist_ok=True)
-    filmed = film_or_load(searches, dataset, configs, recipe, out)
+    filmed = film_or_load(searches, dataset, configs, recipe, out, scoring, normalizer)
     info, cpu = run_info(started), time.process_time() - cpu
     if any(n > filmed.gallery_size for n in sub_sizes):
         raise fail(f"--subgalleries must be at most the gallery's {filmed.gallery_size} people")
     recipe_dict = filmed.recipe or recipe.to_dict()
-    args = (singles, targets, sub_sizes, out, min_tracks, whole, recipe_dict)
+    args = (singles, targets, sub_sizes, out, min_tracks, whole, recipe_dict, scoring)
     result = calibrate(filmed, configs, owners, *args)
     for line in result.missing:
         typer.echo(line, err=True)
@@ -188,8 +210,9 @@ def calibrate_watch(
     report = watch_report(filmed, result, student, searched, whole, recipe_dict, info, cpu)
     write_watch_report(report, result.table, filmed, out)
     for name, path in result.written[targets[0]] if store else []:
-        shutil.copyfile(path, track_calibration_target(name))
-        typer.echo(f"stored {path} as {track_calibration_target(name)}")
+        target = track_calibration_target(name, scoring)
+        shutil.copyfile(path, target)
+        typer.echo(f"stored {path} as {target}")
 
 
 def watch_pipelines(student: str | None, size_cutoff, min_face: float, device: str):
@@ -222,14 +245,31 @@ def track_recipe(
         )  # fmt: skip
 
 
-def single_face(files: list[Path], student: str | None, fpir: float):
+def watch_normalizer(student: str | None, scoring: str):
+    """The normalizer ``--scoring`` scores the filmed tracks by (None for raw), or the one-line
+    exit naming what is missing."""
+    from lrface.pipeline import search_normalizer
+
+    check_choice(scoring, ("raw", "asnorm"), "--scoring")
+    if scoring == "raw":
+        return None
+    normalizer = search_normalizer(DEFAULT_TEACHER, student, scoring)
+    if normalizer is None:
+        raise fail(
+            f"--scoring: no stored cohort and {scoring} calibration for {DEFAULT_TEACHER} "
+            f"or {student}"
+        )
+    return normalizer
+
+
+def single_face(files: list[Path], student: str | None, fpir: float, scoring: str = "raw"):
     """Single-face calibrations set at ``fpir``: the ``--single`` files, then those stored with
-    the encoders."""
+    the encoders (raw, and those set on ``scoring``)."""
     from lrface.calibration import Calibration
     from lrface.pipeline import default_calibrations
 
     calibs = [Calibration.load(path) for path in files]
-    calibs += default_calibrations(DEFAULT_TEACHER, student)
+    calibs += default_calibrations(DEFAULT_TEACHER, student, scoring)
     return [c for c in calibs if c.openset and c.openset_fpir == fpir]
 
 
@@ -242,17 +282,22 @@ def open_lfw(lfw: Path | None):
         return LFW(lfw)
 
 
-def film_or_load(searches: Path | None, dataset, configs: dict, recipe, out: Path):
-    """The searches of an earlier run (``--searches``), or the clips filmed now (saved)."""
+def film_or_load(
+    searches: Path | None, dataset, configs: dict, recipe, out: Path, scoring: str, normalizer
+):
+    """The searches of an earlier run (``--searches``), or the clips filmed now (saved), with
+    the same tracks scored by ``normalizer`` too where ``scoring`` is not raw."""
+    from lrface.eval.calibrate_watch import scored_searches
     from lrface.eval.track_openset_lfw import film_tracks, load_filmed, save_filmed
 
+    wanted = scored_searches(configs, scoring)
     if searches is not None:
         with reported(ValueError):
             filmed = load_filmed(searches)
-        if set(filmed.scores) != set(configs):
-            raise fail(f"{searches}: holds {', '.join(filmed.scores)}, not {', '.join(configs)}")
+        if not set(wanted) <= set(filmed.scores):
+            raise fail(f"{searches}: holds {', '.join(filmed.scores)}, not {', '.join(wanted)}")
         return filmed
-    filmed = film_tracks(dataset, configs, recipe)
+    filmed = film_tracks(dataset, configs, recipe, normalizer=normalizer)
     save_filmed(out / "searches.npz", filmed)
     return filmed
 
@@ -272,3 +317,48 @@ def write_watch_report(report: dict, table: str, filmed, out: Path) -> None:
         f"{report['machine']}"
     )
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}")
+
+
+def build_cohort(
+    encoder: Annotated[
+        str, typer.Option(help="Probe encoder whose cohort to build (a shipped name).")
+    ] = DEFAULT_STUDENT,
+    bands: Annotated[
+        str, typer.Option(help="Probe sizes to embed the cohort at; 'full' = no degradation.")
+    ] = "8,12,16,20",
+    faces: Annotated[int, typer.Option(help="Cohort faces.", min=100)] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed of the UTKFace sample.")] = 0,
+    lfw: Annotated[Path | None, typer.Option(help="LFW root.")] = None,
+    utkface: Annotated[Path | None, typer.Option(help="UTKFace root.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output file (default: the packaged cohorts/<encoder>.safetensors)."),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Processes for face alignment.")] = 1,
+) -> None:
+    """The score-normalization cohort of an encoder: faces of nobody in LFW View 2 (one photo of
+    each LFW person in no View 2 pair, then seeded UTKFace minus its LFW matches), embedded by
+    the teacher at full size and by the encoder at each band (src/lrface/eval/cohort.py).
+    Prints the sha256 to pin in lrface.search.cohort.MANIFEST."""
+    from lrface.data.lfw import LFW
+    from lrface.eval.cohort import build_cohort as build
+    from lrface.models.factory import create_encoder
+    from lrface.paths import DatasetNotFoundError, file_digest
+    from lrface.search.cohort import COHORT_DIR, write_cohort
+
+    try:
+        probe = create_encoder(encoder)
+        gallery = create_encoder(probe.teacher) if probe.teacher else probe
+        dataset = LFW(lfw)
+    except (KeyError, FileNotFoundError, ValueError, DatasetNotFoundError) as exc:
+        raise typer.BadParameter(str(exc).strip('"')) from None
+    started = time.perf_counter()
+    cohort = build(
+        dataset, gallery, probe, encoder, None if utkface is None else str(utkface), faces,
+        tuple(parse_sizes(bands)), seed, workers=workers,
+    )  # fmt: skip
+    target = write_cohort(cohort, out or COHORT_DIR / f"{encoder}.safetensors")
+    typer.echo(json.dumps(cohort.info, indent=2))
+    typer.echo(f"{time.perf_counter() - started:.1f} s; wrote {target}")
+    pin = "" if Path(encoder).is_dir() else f' (MANIFEST["{encoder}"])'
+    typer.echo(f"sha256{pin}: {file_digest(target)}")

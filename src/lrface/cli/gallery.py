@@ -64,6 +64,7 @@ def enroll(
     """
     from tqdm import tqdm
 
+    from lrface import enrolment
     from lrface.enrolment import EnrolReport
     from lrface.search.duplicates import EnrolledFaces
 
@@ -94,6 +95,7 @@ def enroll(
                 err=True,
             )
             raise typer.Exit(INTERRUPTED) from None
+        enrolment.store_identity_stats(store, DEFAULT_STUDENT, report.identities)
         size = len(store)
     echo_enrolment(report, store.path, size, multi_face)
 
@@ -172,6 +174,13 @@ def search(
         Path | None,
         typer.Option(help="Calibration JSON with open-set thresholds (--threshold wins)."),
     ] = None,
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Scores: asnorm (normalized against the shipped cohort, where the encoder has "
+            "one and a calibration for it: docs/openset.md) or raw (cosine)."
+        ),
+    ] = "asnorm",
     as_json: JsonOpt = False,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -180,26 +189,34 @@ def search(
     (set at a stated false-positive identification rate on LFW people outside the gallery:
     docs/openset.md); then the top-k identities with cosine scores."""
     from lrface.data.images import BadImageError
-    from lrface.pipeline import Calibration, FaceInputError, answer_faces, default_calibrations
+    from lrface.pipeline import (
+        Calibration,
+        FaceInputError,
+        answer_faces,
+        default_calibrations,
+        search_normalizer,
+    )
     from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import GalleryError
 
     student = chosen_student(student)
+    check_choice(scoring, ("raw", "asnorm"), "--scoring")
     with open_gallery(gallery) as store:
         if not len(store):
             hint = f"lrface gallery enroll DIR --gallery {store.path}"
             raise fail(f"{store.path}: the gallery is empty; enroll identities first ({hint})")
-        gal = store.load_gallery()
+        gal = store.load_gallery(search_normalizer(store.encoder_name, student, scoring))
     with reported(ValueError):
         calibs = [Calibration.load(calibration)] if calibration else []
-        calibs += default_calibrations(gal.encoder_name, student)
+        calibs += default_calibrations(gal.encoder_name, student, scoring)
     options = (detector, min_face, size_cutoff, multi_face, device)
     pipe = build_pipeline(gal.encoder_name, student, *options)
     with reported(BadImageError, FaceInputError, GalleryError, ValueError):
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, store.path)
         faces = pipe.embed_image(image)
         book = pipe.thresholds(calibs)
-    answers = answer_faces(faces, gallery_searcher(gal), k, book, gal.encoder, threshold)
+    search = gallery_searcher(gal)
+    answers = answer_faces(faces, search, k, book, gal.encoder, threshold, gal.scoring_for)
     if as_json:
         typer.echo(json.dumps([a.to_dict() for a in answers], indent=2))
         return

@@ -84,7 +84,7 @@ def serve(
     import uvicorn
 
     from lrface.machine import intra_op_threads
-    from lrface.pipeline import default_calibrations, watch_calibrations
+    from lrface.pipeline import default_calibrations, search_normalizer, watch_calibrations
     from lrface.search.gallery import GalleryError
     from lrface.search.store import gallery_exists
     from lrface.service.app import ServiceConfig, create_app
@@ -106,15 +106,12 @@ def serve(
         watching = watch_calibrations(encoder, student)
         pipe.thresholds(watching)  # refuses calibrations that do not fit this pipeline
     config = ServiceConfig(
-        api_key=key,
-        admin_key=admin_key,
-        max_upload_bytes=int(max_upload_mb * 2**20),
-        max_pixels=max_pixels,
-        max_work_pixels=max_work_pixels,
-        workers=workers,
+        api_key=key, admin_key=admin_key, max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=max_pixels, max_work_pixels=max_work_pixels, workers=workers,
         request_budget_s=budget,
-    )
-    app = create_app(store, pipe, config, calibrations, watching)
+    )  # fmt: skip
+    normalizer = search_normalizer(encoder, student)
+    app = create_app(store, pipe, config, calibrations, watching, normalizer)
     watchlist = app.state.service.watch
     echo_serving(store, watchlist.live.index_kind, pipe, (host, port), config, threads)
     try:  # SIGTERM / SIGINT: uvicorn shuts the app down, which closes the gallery
@@ -126,11 +123,11 @@ def serve(
 def echo_serving(store, index_kind: str, pipe, address: tuple[str, int], config, threads: int):
     """The line saying what is served where: the gallery (never a password), its size and
     faiss index, the models, the keys and the workers."""
-    student = f", student {pipe.student.cache_key}" if pipe.student else ""
+    student = f", student {pipe.student.name}" if pipe.student else ""
     host, port = address
     typer.echo(
         f"serving {store.path} ({len(store)} identities, faiss index {index_kind}, encoder "
-        f"{pipe.teacher.cache_key}{student}) at http://{host}:{port}/  "
+        f"{pipe.teacher.name}{student}) at http://{host}:{port}/  "
         f"({'API key required' if config.api_key else 'no API key'}"
         f"{', admin key set' if config.admin_key else ''}; {config.workers}+1 workers x "
         f"{threads} thread(s))"

@@ -108,10 +108,10 @@ def decontaminate(
     Writes the list to the user's cache (or --out), never into the installed package; training
     on that folder requires it and applies it (the shipped lists are read-only package data).
     """
+    from lrface.data.unlabelled import user_decontamination_path
     from lrface.models.factory import create_encoder
     from lrface.paths import DatasetNotFoundError
     from lrface.train.sources import decontaminate as find_matches
-    from lrface.train.sources import user_decontamination_path
 
     teacher = create_encoder(DEFAULT_TEACHER)
     with reported(DatasetNotFoundError, FileNotFoundError):

@@ -62,8 +62,16 @@ def watch(
         ),
     ] = None,
     weighting: Annotated[
-        str, typer.Option(help="Track aggregation: uniform, size, score or size-score.")
+        str, typer.Option(help="Track aggregation: uniform, size, score, size-score or quality.")
     ] = "size-score",
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Track scores: raw (cosine) or asnorm (normalized against the shipped cohort, "
+            "judged by track thresholds set on those scores: fewer misses on synthetic clips, "
+            "but one false alarm on a real clip where raw had none; docs/openset.md)."
+        ),
+    ] = "raw",
     full_every: Annotated[
         int,
         typer.Option(
@@ -111,20 +119,17 @@ def watch(
 
     The gallery is followed live: people enrolled or removed while watching (by any process)
     are searched from the next track on."""
-    from lrface.calibration import Calibration
     from lrface.models.onnx_encoder import RUNTIMES
-    from lrface.pipeline import watch_calibrations
     from lrface.search.decision import gallery_searcher
     from lrface.search.gallery import GalleryError
-    from lrface.search.sync import LiveGallery
     from lrface.video.aggregate import WEIGHTINGS
-    from lrface.video.decide import fixed_threshold, watch_thresholds
     from lrface.video.outputs import StoreEventLog, run_key
     from lrface.video.sources import VideoReadError, open_source
     from lrface.video.watcher import FaceWatcher
 
     student = chosen_student(student)
     check_choice(weighting, WEIGHTINGS, "--weighting")
+    check_choice(scoring, ("raw", "asnorm"), "--scoring")
     store = open_gallery(gallery)
     with reported(VideoReadError):
         frames = open_source(source, stride, fps)
@@ -135,15 +140,9 @@ def watch(
     )
     with reported(GalleryError, ValueError):
         store.check_compatible(pipe.teacher.cache_key, pipe.dim)
-        if threshold is not None:
-            thresholds, where = fixed_threshold(threshold), f"--threshold {threshold}"
-        else:
-            calibs = [Calibration.load(path) for path in calibration or []]
-            calibs += watch_calibrations(store.encoder_name, student)
-            thresholds, where = watch_thresholds(pipe, store, calibs)
+        live, thresholds, where = _judged(store, pipe, student, scoring, threshold, calibration)
         log = None if camera is None else StoreEventLog(store, camera, run_key(source, time.time()))
     config = _config(weighting, full_every, crowd_full_every, crowd_track_every, pipeline)
-    live = LiveGallery(store)  # in step with every process's enrolments and removals
     watcher = FaceWatcher(
         pipe.detector, pipe.embed_faces, gallery_searcher(live), thresholds, config
     )
@@ -151,6 +150,26 @@ def watch(
     typer.echo(f"gallery: {store.path}, faiss index {live.index_kind}", err=True)
     with store, contextlib.closing(live):  # the listener stops before the store closes
         run_watch(watcher, frames, source, out, stride, annotate, log)
+
+
+def _judged(store, pipe, student, scoring: str, threshold, calibration):
+    """The gallery followed live (in step with every process's enrolments and removals; its
+    tracks scored by ``scoring`` unless a fixed ``threshold`` is given), the thresholds its
+    tracks are judged by and a line saying where they come from."""
+    from lrface.calibration import Calibration
+    from lrface.pipeline import search_normalizer, watch_calibrations
+    from lrface.search.sync import LiveGallery
+    from lrface.video.decide import fixed_threshold, watch_thresholds
+
+    normalizer = None
+    if scoring != "raw" and threshold is None:
+        normalizer = search_normalizer(store.encoder_name, student, scoring)
+    live = LiveGallery(store, normalizer=normalizer)
+    if threshold is not None:
+        return live, fixed_threshold(threshold), f"--threshold {threshold}"
+    calibs = [Calibration.load(path) for path in calibration or []]
+    calibs += watch_calibrations(store.encoder_name, student)
+    return live, *watch_thresholds(pipe, live, calibs)
 
 
 def _config(weighting: str, full_every: int, crowd_full_every: int, crowd_track_every: int,

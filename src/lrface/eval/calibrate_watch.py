@@ -48,12 +48,18 @@ def calibrate_watch(
     min_tracks: int = 10,
     whole: bool = True,
     recipe: dict | None = None,
+    scoring: str = "raw",
 ) -> WatchCalibration:
     """Set and measure the track thresholds of ``filmed`` searches: ``configs`` maps each
     configuration (``teacher``, ``teacher+student``) to its pipeline, ``owners`` to the
     (encoder name, cache key) whose thresholds it sets; ``singles`` are the single-face
-    calibrations compared at each target. Files go to ``out/fpir-<target>/``."""
+    calibrations compared at each target. Files go to ``out/fpir-<target>/``. With a
+    ``scoring`` other than raw, ``filmed`` also holds the same tracks scored that way
+    (``scored_searches``) and their thresholds are set and measured beside the raw ones;
+    ``written`` then lists those (what ``--store`` stores)."""
     teacher_key = owners["teacher"][1]
+    scored = scored_searches(configs, scoring)
+    owners = {searches: owners[config] for searches, (config, _) in scored.items()}
     result = WatchCalibration()
     written = result.written
     recipe_dict = recipe or {}
@@ -68,18 +74,19 @@ def calibrate_watch(
     ]
     for target in targets:
         folder = out / f"fpir-{target:g}"
-        files = track_files(folder, filmed, owners, target, min_tracks, recipe_dict, whole)
-        written[target] = [(c.owner, Path(c.path)) for c in files]
+        files = track_files(folder, filmed, owners, target, min_tracks, recipe_dict, whole, scored)
+        written[target] = [(c.owner, Path(c.path)) for c in files if c.scoring == scoring]
         entry = result.fpir[f"{target:g}"] = {
             "track_calibrations": [c.path for c in files],
             "single_face_calibrations": [c.path for c in singles[target]],
         }
-        for config, p in configs.items():
+        for config, (pipeline, how) in scored.items():
+            p = configs[pipeline]
             aliases = {e.cache_key: {e.name} for e in (p.teacher, p.student) if e is not None}
             book = ThresholdBook(files + singles[target], aliases)
-            sources = {"track": BookThresholds(book, teacher_key, tracks=True)}
-            if singles[target]:
-                sources["single-face"] = BookThresholds(book, teacher_key)
+            sources = {"track": BookThresholds(book, teacher_key, tracks=True, scoring=how)}
+            if any(c.scoring == how for c in singles[target]):
+                sources["single-face"] = BookThresholds(book, teacher_key, scoring=how)
             for source, fn in sources.items():
                 label = f"{source} @ {target:g}"
                 try:
@@ -92,8 +99,8 @@ def calibrate_watch(
             if not files:
                 continue
             for n in sub_sizes:
-                fixed = BookThresholds(book, teacher_key, tracks=True)
-                sized = BookThresholds(book, teacher_key, True, n)
+                fixed = BookThresholds(book, teacher_key, tracks=True, scoring=how)
+                sized = BookThresholds(book, teacher_key, True, n, how)
                 rates, rows = sub_measured(config, n, target, filmed.scores[config], fixed, sized)
                 entry[f"{config}/track/gallery-{n}"] = rates
                 sub_lines += rows
@@ -129,12 +136,29 @@ def watch_report(
     }
 
 
+def scored_searches(configs: dict, scoring: str = "raw") -> dict[str, tuple[str, str]]:
+    """``{searches: (configuration, scoring)}``: each configuration's raw searches and, unless
+    ``scoring`` is raw, the same tracks scored that way under ``"<configuration> <scoring>"``
+    (as ``track_openset_lfw.film_tracks`` names them)."""
+    scored = {config: (config, "raw") for config in configs}
+    if scoring != "raw":
+        scored |= {f"{config} {scoring}": (config, scoring) for config in configs}
+    return scored
+
+
 def track_files(
-    folder: Path, filmed, owners: dict, target: float, min_tracks: int, recipe: dict, whole: bool
+    folder: Path,
+    filmed,
+    owners: dict,
+    target: float,
+    min_tracks: int,
+    recipe: dict,
+    whole: bool,
+    scored: dict[str, tuple[str, str]],
 ):
-    """Each owner's track calibration at ``target`` (with thresholds by watch-list size)
-    written into ``folder`` and loaded (``owner`` set to the encoder's name); owners with no
-    threshold are left out."""
+    """Each owner's track calibration at ``target`` (with thresholds by watch-list size), per
+    scoring of its searches (``scored_searches``), written into ``folder`` and loaded
+    (``owner`` set to the encoder's name); owners with no threshold are left out."""
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
@@ -145,11 +169,13 @@ def track_files(
         if key not in thresholds:
             continue
         ladder = threshold_ladder(scores, target, {key}, min_tracks, whole=whole)[key]
+        how = scored[config][1]
         data = calibration_file(
             key, teacher_key, thresholds[key], counts[key], target, filmed.gallery_size, recipe,
-            ladder, whole,
+            ladder, whole, how,
         )  # fmt: skip
-        path = folder / f"{Path(name).name}-tracks.json"
+        suffix = "" if how == "raw" else f"-{how}"
+        path = folder / f"{Path(name).name}-tracks{suffix}.json"
         path.write_text(json.dumps(data, indent=2) + "\n")
         files.append(Calibration.load(path))
         files[-1].owner = name
@@ -208,5 +234,4 @@ def choices(scores, fn) -> list:
 
 
 def bin_order(label: str) -> float:
-
     return {"all": 1e9, WHOLE: 2e9}.get(label) or float(label.split("-")[0])

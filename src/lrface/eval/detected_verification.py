@@ -37,7 +37,7 @@ from lrface.data.degrade import EvalDegradation
 from lrface.data.detected import DetectedFaces, DetectionPlan, detect_faces
 from lrface.data.lfw import LFW
 from lrface.detect.mtcnn import MTCNN
-from lrface.eval.benchmark import PairData
+from lrface.eval.benchmark import PairData, gain_text, paired_gain
 from lrface.eval.embeddings import embed_chipset
 from lrface.eval.identification import PROBE_MIN_FACE
 from lrface.eval.protocol import protocol_trials, trial_folds, verification_report
@@ -115,3 +115,57 @@ def detected_rows(
             }
         )
     return rows
+
+
+def detected_report(
+    lfw: LFW,
+    data: PairData,
+    sizes: list[int],
+    gallery_encoder: FaceEncoder,
+    probe_encoders: dict[str, FaceEncoder],
+    preset: str = "clean",
+    flip: bool = False,
+    progress: bool = True,
+) -> dict:
+    """``detected_rows`` for each labelled probe encoder against one HR gallery side (so the
+    rows share their trials and the first label is the others' baseline), as one report."""
+    results = {
+        label: detected_rows(lfw, data, sizes, gallery_encoder, encoder, preset, flip, progress)
+        for label, encoder in probe_encoders.items()
+    }
+    return {
+        "protocol": PROTOCOL,
+        "degradation": preset,
+        "pairs": len(data.pairs),
+        "flip": flip,
+        "gallery_encoder": gallery_encoder.cache_key,
+        "results": results,
+    }
+
+
+def detected_table(report: dict) -> str:
+    """Markdown: a row per label, a column per size: accuracy % (TAR at FAR 1e-3 / 1e-4 %),
+    and from the second label on the paired per-fold gain over the first (folds won); then
+    the share of probes in which MTCNN found the subject."""
+    results = report["results"]
+    first = next(iter(results))
+    sizes = [row["size"] for row in results[first]]
+    lines = [
+        f"| {PROTOCOL} ({report['degradation']}) | " + " | ".join(f"{s} px" for s in sizes) + " |",
+        "|---" * (len(sizes) + 1) + "|",
+    ]
+    for label, rows in results.items():
+        cells = []
+        for row, base in zip(rows, results[first], strict=True):
+            cell = (
+                f"{100 * row['accuracy']:.2f} ({100 * row['tar_far_1e_3']:.1f} / "
+                f"{100 * row['tar_far_1e_4']:.1f})"
+            )
+            if label != first:
+                gain = paired_gain(base, row)
+                cell += f" {gain_text(gain)} ({gain['folds_won']}/{gain['folds']})"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    found = ", ".join(f"{r['size']} px {100 * r['detected']:.1f}%" for r in results[first])
+    lines.append(f"\nsubject found: {found}")
+    return "\n".join(lines)

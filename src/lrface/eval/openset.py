@@ -78,13 +78,6 @@ def split_people(
     return OpenSetSplit(gallery, gallery_names, probes, names, np.array(halves, np.int64))
 
 
-def top1(gallery: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best score and gallery row of each probe (unit embeddings, cosine)."""
-    scores = probes @ gallery.T
-    best = scores.argmax(1)
-    return scores[np.arange(len(probes)), best], best
-
-
 def fpir(nonmated_scores: np.ndarray, threshold: float) -> float:
     """Share of non-mated searches with best score ``>= threshold``."""
     return float(np.mean(np.asarray(nonmated_scores) >= threshold))
@@ -122,6 +115,10 @@ class OpenSetResult:
     rank1_miss: float
     mated: int
     nonmated: int
+    method: str = "raw"
+    """The scoring the threshold applies to (``lrface.search.normalize.METHODS``)."""
+    rank5_miss: float | None = None
+    """Share of half 1's mated searches whose identity is not among the top 5 (no threshold)."""
 
     def to_dict(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in vars(self).items()}
@@ -137,21 +134,41 @@ def evaluate_openset(
 ) -> OpenSetResult:
     """Choose the threshold at ``target_fpir`` on half 0's non-mated searches and report FPIR,
     FNIR and the rank-1 miss rate (FNIR at threshold -inf) on half 1's searches."""
-    scores, best = top1(gallery, probes)
-    returned = np.array([gallery_names[i] for i in best], dtype=object)
+    return evaluate_scores(probes @ gallery.T, gallery_names, split, target_fpir, size)
+
+
+def evaluate_scores(
+    scores: np.ndarray,
+    gallery_names: Sequence[str],
+    split: OpenSetSplit,
+    target_fpir: float,
+    size: int | None,
+    method: str = "raw",
+) -> OpenSetResult:
+    """``evaluate_openset`` on a ``probes x gallery`` score matrix (raw or normalized): each
+    search answers its highest-scoring identity; rank-1 and rank-5 misses come from the same
+    scores, so a normalization that reorders candidates shows in them."""
+    scores = np.asarray(scores)
+    best = scores.argmax(1)
+    best_scores = scores[np.arange(len(scores)), best]
+    names = np.array(list(gallery_names), dtype=object)
     truth = np.array(split.probe_names, dtype=object)
     mated = np.array([n is not None for n in split.probe_names])
-    correct = returned == truth
+    correct = names[best] == truth
+    top5 = np.argsort(-scores, axis=1)[:, :5]
+    in_top5 = (names[top5] == truth[:, None]).any(1)
     calib, report = split.probe_half == 0, split.probe_half == 1
-    threshold = threshold_at_fpir(scores[calib & ~mated], target_fpir)
+    threshold = threshold_at_fpir(best_scores[calib & ~mated], target_fpir)
     rep_mated = report & mated
     return OpenSetResult(
         size=size,
         target_fpir=target_fpir,
         threshold=threshold,
-        fpir=fpir(scores[report & ~mated], threshold),
-        fnir=fnir(scores[rep_mated], correct[rep_mated], threshold),
-        rank1_miss=fnir(scores[rep_mated], correct[rep_mated], -np.inf),
+        fpir=fpir(best_scores[report & ~mated], threshold),
+        fnir=fnir(best_scores[rep_mated], correct[rep_mated], threshold),
+        rank1_miss=fnir(best_scores[rep_mated], correct[rep_mated], -np.inf),
         mated=int(rep_mated.sum()),
         nonmated=int((report & ~mated).sum()),
+        method=method,
+        rank5_miss=float(1.0 - in_top5[rep_mated].mean()) if rep_mated.any() else None,
     )

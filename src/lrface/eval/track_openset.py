@@ -132,10 +132,13 @@ def track_scores(
     weighting: str,
     templates: np.ndarray | None = None,
     names: list[str] | None = None,
+    rescore: Callable[[np.ndarray, tuple[str, int]], np.ndarray] | None = None,
 ) -> list[TrackScore]:
     """Every (clip, bin) search of ``results`` (``run_clip``), clip ``i`` in ``halves[i]``;
     with the gallery's unit ``templates`` (rows in the order of ``names``) also each search's
-    scores against every identity."""
+    scores against every identity. ``rescore``: the scores against every identity of a track
+    embedding and its probe (encoder, native size) instead of the cosine (a normalized
+    scoring, ``lrface.search.normalize``); best score and top-1 then follow from them."""
     out = []
     index = {name: i for i, name in enumerate(names or [])}
     for result, half in zip(results, halves, strict=True):
@@ -144,6 +147,10 @@ def track_scores(
             every = None
             if templates is not None and top is not None and entry.track_embedding is not None:
                 every = templates.astype(np.float64) @ entry.track_embedding.astype(np.float64)
+                if rescore is not None:
+                    every = rescore(entry.track_embedding, entry.track_probe)
+                    best = int(np.argmax(every))
+                    top = (names[best], float(every[best]))
             out.append(
                 TrackScore(
                     half,
@@ -364,10 +371,12 @@ def calibration_file(
     recipe: dict,
     ladder: dict[int, dict[int, float]] | None = None,
     whole: bool = False,
+    scoring: str = "raw",
 ) -> dict:
     """A track calibration (``lrface.calibration.Calibration`` reads it) for one encoder;
     ``recipe``: ``TrackRecipe.to_dict()``; ``ladder``: ``{watch-list size: {size: threshold}}``
-    (``threshold_ladder``); ``whole``: whole-clip tracks were calibrated on too."""
+    (``threshold_ladder``); ``whole``: whole-clip tracks were calibrated on too; ``scoring``:
+    the scores the thresholds apply to (``lrface.search.normalize``)."""
     data = {
         "probes": "tracks",
         "gallery_encoder": gallery_encoder,
@@ -380,6 +389,8 @@ def calibration_file(
         "calibrated_on": "size-bin and whole-clip tracks" if whole else "size-bin tracks",
         "recipe": recipe,
     }
+    if scoring != "raw":
+        data["scoring"] = scoring
     if ladder:
         data["openset_by_gallery_size"] = {
             str(n): {str(size): t for size, t in sorted(by_size.items())}

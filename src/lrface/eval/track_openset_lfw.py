@@ -51,9 +51,14 @@ def _take(pool: list[str], n: int, photos: dict[str, list[str]], detector, need:
     return out
 
 
-def film_tracks(lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = True):
+def film_tracks(
+    lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = True, normalizer=None
+):
     """``FilmedTracks`` for ``configs`` (``{name: FacePipeline}``, all with the same teacher;
-    the gallery is enrolled by it at full resolution)."""
+    the gallery is enrolled by it at full resolution). With a ``normalizer``
+    (``lrface.search.normalize.Normalizer``) the same tracks are also scored by it, as
+    ``"<name> <method>"`` configurations (the gallery searched as ``Gallery.search`` scores a
+    probe of that encoder and size)."""
     from lrface.detect.mtcnn import MTCNN
     from lrface.pipeline import FacePipeline
     from lrface.search.decision import gallery_searcher
@@ -112,17 +117,42 @@ def film_tracks(lfw: LFW, configs: dict, recipe: TrackRecipe, progress: bool = T
                 run_clip(clip, spec, mated, watcher, (recipe.weighting,), bins, WHOLE)
             )
     halves = [h for *_, h in jobs]
+    scores = {
+        name: track_scores(r, halves, recipe.weighting, templates, names)
+        for name, r in results.items()
+    }
+    if normalizer is not None:
+        rescore = _rescorer(gallery, normalizer, names)
+        for name, r in results.items():
+            scores[f"{name} {normalizer.method}"] = track_scores(
+                r, halves, recipe.weighting, templates, names, rescore
+            )
     return FilmedTracks(
-        {
-            name: track_scores(r, halves, recipe.weighting, templates, names)
-            for name, r in results.items()
-        },
+        scores,
         len(probes) + len(extra),
         len(probes),
         len(calib),
         len(passers),
         recipe.to_dict(),
     )
+
+
+def _rescorer(gallery, normalizer, names: list[str]):
+    """Scores of a track embedding against every identity of ``gallery`` (in ``names``
+    order) as a normalized search scores them, for its probe (encoder, native size)."""
+    from lrface.calibration import FaceRef, as_resolution
+
+    gallery.use_scoring(normalizer)
+    order = {name: i for i, name in enumerate(names)}
+
+    def rescore(embedding: np.ndarray, probe: tuple[str, int]) -> np.ndarray:
+        ref = FaceRef(probe[0], as_resolution(probe[1]))
+        every = np.zeros(len(names))
+        for match in gallery.search(embedding[None], len(names), [ref])[0]:
+            every[order[match.name]] = match.score
+        return every
+
+    return rescore
 
 
 _FIELDS = ("half", "mated", "bin", "encoder", "size", "score", "correct", "own")

@@ -341,9 +341,10 @@ def _pool_main(entry: BinResult, tracks: list, watcher, weightings) -> None:
     embeddings = np.stack([o.embedding for o in main])
     widths = np.array([o.face.width for o in main])
     scores = np.array([o.face.score for o in main])
-    entry.track_probe = track_probe(main, face_weights(widths, scores, watcher.config.weighting))
+    own = face_weights(widths, scores, watcher.config.weighting, embeddings)
+    entry.track_probe = track_probe(main, own)
     for weighting in weightings:
-        pooled = aggregate(embeddings, face_weights(widths, scores, weighting))
+        pooled = aggregate(embeddings, face_weights(widths, scores, weighting, embeddings))
         if weighting == watcher.config.weighting:
             entry.track_embedding = pooled
         top = watcher.searcher(pooled[None], 1)[0]

@@ -3,8 +3,10 @@ under the open-set threshold (or the gallery is empty).
 
 One type and one JSON shape for every answer lrface gives: ``lrface gallery search``, the
 service's ``/api/search`` and ``/api/watch``, and ``lrface watch``'s track events. A ``Searcher``
-maps unit embeddings (``N x d``) and ``k`` to each row's top-k ``(identity, cosine score)``
-pairs, best first, so a decision does not depend on how the gallery is stored.
+maps unit embeddings (``N x d``), ``k`` and optionally each row's probe
+(``lrface.calibration.FaceRef``: encoder and resolution, for normalized scores) to each row's
+top-k ``(identity, score)`` pairs, best first, so a decision does not depend on how the gallery
+is stored or scored.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Searcher = Callable[[np.ndarray, int], list[list[tuple[str, float]]]]
+Searcher = Callable[..., list[list[tuple[str, float]]]]
 
 
 @dataclass
@@ -74,9 +76,11 @@ def decide(
 
 def gallery_searcher(gallery) -> Searcher:
     """A ``Searcher`` over an ``lrface.search.gallery.Gallery`` (anything whose ``search``
-    gives rows of matches with ``.name`` and ``.score``)."""
+    gives rows of matches with ``.name`` and ``.score``); ``probes`` (each row's ``FaceRef``)
+    let a gallery with a normalizer score the rows by it."""
 
-    def search(embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        return [[(m.name, m.score) for m in row] for row in gallery.search(embeddings, k)]
+    def search(embeddings: np.ndarray, k: int, probes=None) -> list[list[tuple[str, float]]]:
+        rows = gallery.search(embeddings, k, probes)
+        return [[(m.name, m.score) for m in row] for row in rows]
 
     return search

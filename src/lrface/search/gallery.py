@@ -22,8 +22,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -33,6 +35,10 @@ from safetensors.numpy import save as st_save
 
 from lrface.constants import __version__
 from lrface.vectors import l2_normalize
+
+if TYPE_CHECKING:
+    from lrface.calibration import FaceRef
+    from lrface.search.normalize import Normalizer
 
 FORMAT = "lrface-gallery"
 FORMAT_VERSION = 1
@@ -93,8 +99,20 @@ class Identity:
 
 @dataclass
 class Match:
+    """A candidate: its score (normalized when the gallery scores so) and, then, the cosine."""
+
     name: str
     score: float
+    raw: float | None = None
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "score": round(self.score, 4)}
+        return out if self.raw is None else {**out, "cosine": round(self.raw, 4)}
+
+
+RERANK = 100
+"""A normalized search rescores this many raw (faiss) candidates per probe, at least ``k``: the
+gallery side of a normalization can reorder candidates, rarely from further down."""
 
 
 class Gallery:
@@ -108,7 +126,52 @@ class Gallery:
         self._by_id: dict[int, Identity] = {}
         self._next_id = 0
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.normalizer: Normalizer | None = None
+        self._stats: dict[int, dict[str, np.ndarray]] = {}
         self.index_kind = "flat (exact)"
+
+    def use_scoring(
+        self,
+        normalizer: Normalizer | None,
+        stored: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> None:
+        """Score searches by ``normalizer`` (None: raw cosine). ``stored``: gallery-side
+        statistics ``{name: {stats key: bands x 4}}`` computed at enrolment; any missing are
+        computed here from the templates."""
+        self.normalizer = normalizer
+        self._stats = {}
+        for name, by_key in (stored or {}).items():
+            if name in self._by_name:
+                self._stats[self._by_name[name].id] = dict(by_key)
+
+    def scoring_for(self, encoder: str) -> str:
+        """How a probe of ``encoder`` is scored here: the normalizer's method where it has a
+        cohort of this gallery's dimension for that encoder, else ``raw``."""
+        covered = (
+            self.normalizer is not None
+            and self.normalizer.covers(encoder)
+            and self.normalizer.cohorts[encoder].gallery.shape[1] == self.dim
+        )
+        return self.normalizer.method if covered else "raw"
+
+    def identity_stats(self, name: str) -> dict[str, np.ndarray]:
+        """Gallery-side statistics of ``name`` for every cohort of the normalizer, as stored
+        at enrolment (``{stats key: bands x 4}``)."""
+        ident = self.identity(name)
+        for key, cohort in self.normalizer.encoders().items():
+            if cohort.gallery.shape[1] == self.dim:
+                self._stats_rows(np.array([ident.id]), key, cohort)
+        return dict(self._stats.get(ident.id, {}))
+
+    def _stats_rows(self, ids: np.ndarray, key: str, cohort) -> np.ndarray:
+        """``len(ids) x bands x 4`` gallery-side statistics, computing any not yet known."""
+        missing = [int(i) for i in ids if key not in self._stats.get(int(i), {})]
+        if missing:
+            templates = np.stack([self._by_id[i].template for i in missing])
+            computed = self.normalizer.gallery_stats(templates, cohort)
+            for i, rows in zip(missing, computed, strict=True):
+                self._stats.setdefault(i, {})[key] = rows
+        return np.stack([self._stats[int(i)][key] for i in ids])
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -140,6 +203,7 @@ class Gallery:
             ident.embeddings = np.concatenate([ident.embeddings, embeddings])
             ident.sources += sources
             self._index.remove_ids(np.array([ident.id], np.int64))
+            self._stats.pop(ident.id, None)  # its template moved
         else:
             ident = Identity(self._next_id, name, embeddings, sources)
             self._next_id += 1
@@ -152,23 +216,45 @@ class Gallery:
         """Drop ``name`` (KeyError if absent)."""
         ident = self.identity(name)
         self._index.remove_ids(np.array([ident.id], np.int64))
+        self._stats.pop(ident.id, None)
         del self._by_name[name], self._by_id[ident.id]
 
-    def search(self, queries: np.ndarray, k: int = 5) -> list[list[Match]]:
-        """Top-``k`` identities by cosine similarity for each query row, best first."""
+    def search(
+        self, queries: np.ndarray, k: int = 5, probes: Sequence[FaceRef] | None = None
+    ) -> list[list[Match]]:
+        """Top-``k`` identities for each query row, best first: by cosine, or by the
+        normalized score where the gallery has a normalizer, ``probes`` says each row's encoder
+        and resolution, and the normalizer has a cohort for that encoder."""
         queries = unit_rows(np.asarray(queries, np.float32).reshape(-1, self.dim))
         k = min(k, len(self))
         if k <= 0:
             return [[] for _ in queries]
-        scores, ids = self._index.search(queries, k)
-        return [  # an approximate index may find fewer than k (id -1)
-            [
-                Match(self._by_id[int(i)].name, float(s))
-                for s, i in zip(row_s, row_i, strict=True)
-                if i >= 0
-            ]
-            for row_s, row_i in zip(scores, ids, strict=True)
+        scored = [
+            p is not None and self.scoring_for(p.encoder) != "raw"
+            for p in (probes if probes is not None else [None] * len(queries))
         ]
+        depth = min(len(self), max(k, RERANK)) if any(scored) else k
+        scores, ids = self._index.search(queries, depth)
+        out = []
+        for row, (row_s, row_i) in enumerate(zip(scores, ids, strict=True)):
+            found = row_i >= 0  # an approximate index may find fewer (id -1)
+            row_s, row_i = row_s[found], row_i[found]
+            if not scored[row]:
+                out.append([Match(self._by_id[int(i)].name, float(s)) for s, i in
+                            zip(row_s[:k], row_i[:k], strict=True)])  # fmt: skip
+                continue
+            probe, cohort = probes[row], self.normalizer.cohorts[probes[row].encoder]
+            key = self.normalizer.stats_key(probe.encoder)
+            stats = self._stats_rows(row_i, key, cohort)
+            probe_stats = self.normalizer.probe_stats(queries[row : row + 1], probe.encoder)
+            band = cohort.band_index(probe.resolution)
+            normalized = self.normalizer.score(row_s[None], probe_stats, stats, band)[0]
+            order = np.argsort(-normalized, kind="stable")[:k]
+            out.append(
+                [Match(self._by_id[int(row_i[j])].name, float(normalized[j]), float(row_s[j]))
+                 for j in order]
+            )  # fmt: skip
+        return out
 
     def choose_index(self) -> str:
         """Exact search below ``APPROXIMATE_FROM`` identities, IVF from there (built from the

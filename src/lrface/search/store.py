@@ -8,7 +8,9 @@ builds the in-memory faiss ``Gallery`` (``load_gallery``; ``lrface.search.sync``
 step), and a ``generation`` counter, bumped by every committed change from any process, tells
 a holder of that index when to update it; the ``changes`` table says which identities each
 generation touched (by row id, no personal data), so a holder updates only those. The store
-also holds the watch event log (``add_event``/``events``): one row per finished track.
+also holds the watch event log (``add_event``/``events``): one row per finished track, and the
+gallery-side score-normalization statistics of each identity (``identity_stats``), derived
+from its template at enrolment and deleted with it.
 
 Every change is one transaction that first bumps the generation, which locks out every other
 writer until it commits (SQLite: ``BEGIN IMMEDIATE``, waiting up to ``timeout`` s;
@@ -46,7 +48,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,8 +56,11 @@ from lrface.constants import __version__
 from lrface.search.gallery import Gallery, GalleryError
 from lrface.search.names import name_key
 
+if TYPE_CHECKING:
+    from lrface.search.normalize import Normalizer
+
 FORMAT = "lrface-gallery-sqlite"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SAFETENSORS_SUFFIX = ".safetensors"
 DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
@@ -117,6 +122,19 @@ CREATE TABLE audit (
 """
 """Who did what: one row per audited request (``AuditEntry``)."""
 
+IDENTITY_STATS = """
+CREATE TABLE identity_stats (
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    encoder TEXT NOT NULL,
+    stats BLOB NOT NULL,
+    bands INTEGER NOT NULL,
+    PRIMARY KEY (identity_id, encoder)
+)
+"""
+"""Gallery-side score-normalization statistics of each identity's template, per cohort
+(``encoder``: ``Normalizer.stats_key``), ``bands x 4`` float32 (``lrface.search.normalize``).
+Computed at enrolment; an identity's rows go when its template changes or it is removed."""
+
 
 def _fill_name_keys(db: Any) -> None:
     """Give every existing identity its ``name_key`` (``lrface.search.names``)."""
@@ -140,6 +158,7 @@ MIGRATIONS: dict[int, list[Migration]] = {
         "CREATE INDEX embeddings_sha256 ON embeddings(sha256)",
         AUDIT,
     ],
+    3: [IDENTITY_STATS],
 }
 """``{version: steps}`` that take a database of ``version`` to the next one."""
 
@@ -328,6 +347,16 @@ class GalleryStore(abc.ABC):
         """(name, created, every enrolment with its thumbnail) per identity: a full copy."""
 
     @abc.abstractmethod
+    def put_identity_stats(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
+        """Store gallery-side statistics ``{name: {stats key: bands x 4}}`` in one transaction
+        (derived data, which any holder would compute alike: the generation is not bumped);
+        KeyError for a name not enrolled."""
+
+    @abc.abstractmethod
+    def identity_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every stored ``{name: {stats key: bands x 4}}``."""
+
+    @abc.abstractmethod
     def generation(self) -> int:
         """A counter that every committed change (from any process) increases."""
 
@@ -364,14 +393,23 @@ class GalleryStore(abc.ABC):
         for _, name, vectors in self.identity_rows():
             yield name, vectors
 
-    def load_gallery(self) -> Gallery:
+    def load_gallery(self, normalizer: Normalizer | None = None) -> Gallery:
         """The faiss-searchable gallery of every identity's template (exact or approximate
-        search by its size: ``Gallery.choose_index``)."""
+        search by its size: ``Gallery.choose_index``), scoring by ``normalizer`` (None: raw
+        cosine) with the statistics stored at enrolment."""
         gallery = Gallery(self.encoder, self.dim, self.encoder_name)
         for name, vectors in self.embeddings():
             gallery.add(name, vectors)
         gallery.choose_index()
+        if normalizer is not None:
+            gallery.use_scoring(normalizer, self.identity_stats())
         return gallery
+
+    def update_identity_stats(self, normalizer: Normalizer, names: list[str]) -> None:
+        """Compute and store the gallery-side statistics of ``names`` for every cohort of
+        ``normalizer`` (what enrolment does once the photos are in)."""
+        gallery = self.load_gallery(normalizer)
+        self.put_identity_stats({n: gallery.identity_stats(n) for n in names if n in gallery})
 
     def check_compatible(self, encoder: str, dim: int) -> None:
         """GalleryError unless this store was made by ``encoder`` with ``dim``-d embeddings."""
@@ -522,6 +560,8 @@ class SqlStore(GalleryStore):
                 [(ident, v, s, h, self.encoder, now, t) for v, s, h, t in rows],
             )
             (after,) = db.execute(count, (ident,)).fetchone()
+            if after > before:  # the template moved: its statistics are computed again
+                db.execute("DELETE FROM identity_stats WHERE identity_id = ?", (ident,))
             if not after:
                 db.execute("DELETE FROM identities WHERE id = ?", (ident,))
             change.identity = ident
@@ -662,6 +702,38 @@ class SqlStore(GalleryStore):
             ]
             if enrolments:
                 yield name, float(created), enrolments
+
+    def put_identity_stats(self, stats: dict[str, dict[str, np.ndarray]]) -> None:
+        rows = []
+        for name, by_key in stats.items():
+            for key, values in by_key.items():
+                values = np.asarray(values, "<f4")
+                if values.ndim != 2 or values.shape[1] != 4 or not np.isfinite(values).all():
+                    raise ValueError(f"{name}, {key}: statistics must be a finite bands x 4 array")
+                rows.append((name, key, values.tobytes(), len(values)))
+        with self._transaction(write=True) as db:
+            ids = {}
+            for name in stats:
+                row = db.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    raise KeyError(f"{name!r} is not in the gallery")
+                ids[name] = row[0]
+            db.executemany(
+                "INSERT INTO identity_stats (identity_id, encoder, stats, bands) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (identity_id, encoder) "
+                "DO UPDATE SET stats = excluded.stats, bands = excluded.bands",
+                [(ids[name], *r) for name, *r in rows],
+            )
+
+    def identity_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        rows = self._rows(
+            "SELECT i.name, s.encoder, s.stats, s.bands FROM identity_stats s "
+            "JOIN identities i ON s.identity_id = i.id"
+        )
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for name, key, blob, bands in rows:
+            out.setdefault(name, {})[key] = np.frombuffer(bytes(blob), "<f4").reshape(int(bands), 4)
+        return out
 
     def generation(self) -> int:
         return int(self._rows("SELECT value FROM meta WHERE key = 'generation'")[0][0])

@@ -10,7 +10,9 @@ Each change bumps the store's generation and records which identity it touched
   so no search ever answers from an index older than the last commit it could see.
 
 When the change log no longer reaches back to the index's generation, the index is rebuilt
-from the whole store. Thread-safe: the index is changed and searched under one lock.
+from the whole store. With a ``Normalizer`` the index scores searches by it, with the
+gallery-side statistics stored at enrolment (an identity changed since has its own computed
+again from its template). Thread-safe: the index is changed and searched under one lock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 import numpy as np
 
 from lrface.search.gallery import Gallery, Match
+from lrface.search.normalize import Normalizer
 from lrface.search.store import GalleryStore
 
 log = logging.getLogger("lrface.search")
@@ -28,10 +31,14 @@ log = logging.getLogger("lrface.search")
 
 class LiveGallery:
     """The faiss ``Gallery`` of ``store`` and the generation it reflects; ``listen`` starts
-    the background thread where the store pushes changes."""
+    the background thread where the store pushes changes; ``normalizer``: how searches are
+    scored (None: raw cosine)."""
 
-    def __init__(self, store: GalleryStore, listen: bool = True):
+    def __init__(
+        self, store: GalleryStore, listen: bool = True, normalizer: Normalizer | None = None
+    ):
         self.store = store
+        self.normalizer = normalizer
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self.reloads = 0
@@ -49,6 +56,11 @@ class LiveGallery:
         return self._generation
 
     @property
+    def encoder(self) -> str:
+        """The store's encoder key (the embeddings' maker)."""
+        return self.store.encoder
+
+    @property
     def index_kind(self) -> str:
         """Exact or approximate search, as ``Gallery.choose_index`` picked at the last load."""
         return self._gallery.index_kind
@@ -61,6 +73,8 @@ class LiveGallery:
             gallery.add(name, vectors)
             names[ident] = name
         gallery.choose_index()
+        if self.normalizer is not None:
+            gallery.use_scoring(self.normalizer, self.store.identity_stats())
         self._gallery, self._names, self._generation = gallery, names, generation
         self.reloads += 1
 
@@ -98,10 +112,22 @@ class LiveGallery:
             if not self._stop.is_set():  # not the store closing under it
                 log.exception("updating the gallery index from %s failed", self.store.path)
 
-    def search(self, embeddings: np.ndarray, k: int) -> list[list[Match]]:
-        """``Gallery.search`` on the index brought up to date first."""
+    def search(self, embeddings: np.ndarray, k: int, probes=None) -> list[list[Match]]:
+        """``Gallery.search`` on the index brought up to date first (``probes``: each row's
+        ``FaceRef``, scored by the normalizer where it covers the encoder)."""
         with self._lock:
-            return self.refresh().search(embeddings, k)
+            return self.refresh().search(embeddings, k, probes)
+
+    def scoring_for(self, encoder: str) -> str:
+        """How a probe of ``encoder`` is scored (``Gallery.scoring_for``)."""
+        with self._lock:
+            return self._gallery.scoring_for(encoder)
+
+    def identity_stats(self, name: str) -> dict[str, np.ndarray]:
+        """Gallery-side normalization statistics of ``name`` (``Gallery.identity_stats``),
+        for the store to keep (``GalleryStore.put_identity_stats``)."""
+        with self._lock:
+            return self.refresh().identity_stats(name)
 
     def __len__(self) -> int:
         with self._lock:

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lrface.constants import __version__
 from lrface.pipeline import Calibration, FacePipeline
+from lrface.search.normalize import Normalizer
 from lrface.search.store import GalleryStore
 from lrface.service.context import ApiError, Service, ServiceConfig
 from lrface.service.events import events_router
@@ -49,6 +50,7 @@ def create_app(
     config: ServiceConfig | None = None,
     calibrations: list[Calibration] | None = None,
     watch_calibrations: list[Calibration] | None = None,
+    normalizer: Normalizer | None = None,
 ) -> FastAPI:
     """The app serving ``store`` through ``pipeline``; it owns ``store`` from now on and closes
     it at shutdown. ``calibrations`` (the student's and the teacher's, as
@@ -56,12 +58,15 @@ def create_app(
     searched face's open-set ``decision`` (known or unknown); without them the decision says it
     is undecided and why. ``watch_calibrations`` (``lrface.pipeline.watch_calibrations``: track
     calibrations, then single-face ones) judge ``/api/watch``'s tracks, for the gallery's size
-    at each upload, as ``lrface watch`` does; without them, ``calibrations``."""
+    at each upload, as ``lrface watch`` does; without them, ``calibrations``. ``normalizer``
+    (``lrface.pipeline.search_normalizer``) scores ``/api/search`` (its calibrations must
+    include ones set on that scoring); ``/api/watch``'s tracks are scored by cosine, as
+    ``lrface watch`` scores them by default."""
     config = config or ServiceConfig()
     svc = Service(
         config,
         pipeline,
-        WatchList(store),
+        WatchList(store, normalizer),
         WorkPool(config.workers, queue=config.queue),
         calibrations or [],
         watch_calibrations or [],

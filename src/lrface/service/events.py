@@ -8,10 +8,11 @@
 - ``GET /api/events/stream``: server-sent events (``text/event-stream``), one ``track``
   message per event logged from now on (by any worker, on any machine, since they share the
   store), same filters; ``Last-Event-ID`` (or ``after_id``) resumes after a reconnect, and
-  ``seconds`` closes the stream after that long. The store is read every ``poll`` seconds, so
+  ``seconds`` closes the stream after that long (at most, and by default, an hour:
+  ``STREAM_MAX_S``). The store is read every ``poll`` seconds, so
   a new event reaches the page within that (half a second by default).
 
-Every route wants the API key like the rest of ``/api`` (``auth``); the web page reads the
+Every route wants the API key like the rest of ``/api``; the web page reads the
 stream with ``fetch``, since ``EventSource`` cannot send the key's header.
 """
 
@@ -32,6 +33,9 @@ from lrface.search.store import EventQuery, GalleryStore
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 15.0
+STREAM_MAX_S = 3600.0
+"""The longest a stream stays open (every request is bounded in time); the browser's
+``EventSource`` and ``events.js`` reconnect and resume from the last id they saw."""
 
 
 Camera = Annotated[str | None, Query(description="Only this camera's events.")]
@@ -146,7 +150,7 @@ def events_router(
         camera: Camera = None,
         identity: Identity = None,
         after_id: Annotated[int | None, Query(ge=0)] = None,
-        seconds: Annotated[float | None, Query(gt=0, le=86400)] = None,
+        seconds: Annotated[float, Query(gt=0, le=STREAM_MAX_S)] = STREAM_MAX_S,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
         if last_event_id and last_event_id.isdigit():
@@ -157,10 +161,10 @@ def events_router(
         wanted = query(camera, identity, None, None, after_id, 100)
 
         async def messages():
-            stop = None if seconds is None else time.monotonic() + seconds
+            stop = time.monotonic() + seconds
             beat = time.monotonic() + HEARTBEAT_S
             yield "retry: 2000\n\n"
-            while stop is None or time.monotonic() < stop:
+            while time.monotonic() < stop:
                 if await request.is_disconnected():
                     return
                 for event in await asyncio.to_thread(store.events, wanted):

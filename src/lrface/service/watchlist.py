@@ -5,7 +5,9 @@ The index is a ``lrface.search.sync.LiveGallery``: changes made here and those o
 commit (another server, an ``lrface gallery enroll``, a removal) are applied before the next
 search, and at once where the store pushes them (PostgreSQL). The enrolled faces that
 duplicate checks compare a new photo with (``EnrolledFaces``) follow our own changes in place
-and are read again when another process changed the store.
+and are read again when another process changed the store. With a ``Normalizer`` single-face
+searches are scored by it and each enrolment stores the identity's gallery-side statistics;
+video tracks are searched by cosine (``search_raw``), as ``lrface watch`` does by default.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from lrface.search.decision import gallery_searcher
 from lrface.search.duplicates import EnrolledFaces
+from lrface.search.normalize import Normalizer
 from lrface.search.store import AuditEntry, Enrolment, GalleryStore, IdentityInfo
 from lrface.search.sync import LiveGallery
 
@@ -23,10 +26,11 @@ from lrface.search.sync import LiveGallery
 class WatchList:
     """The store, its live faiss index and its enrolled faces, under one lock."""
 
-    def __init__(self, store: GalleryStore):
+    def __init__(self, store: GalleryStore, normalizer: Normalizer | None = None):
         self.store = store
+        self.normalizer = normalizer
         self._lock = threading.Lock()
-        self.live = LiveGallery(store)
+        self.live = LiveGallery(store, normalizer=normalizer)
         self._faces_generation = store.generation()
         self._faces = EnrolledFaces(store)
 
@@ -69,6 +73,9 @@ class WatchList:
                 vectors = np.stack([e.embedding for e in enrolments])
                 self._changed_faces(generation, lambda faces: faces.add(name, vectors))
         self.live.refresh()
+        if added and self.normalizer is not None:  # gallery-side statistics, stored
+            with self._lock:
+                self.store.put_identity_stats({name: self.live.identity_stats(name)})
         return added
 
     def remove(self, name: str, actor: str | None = None) -> None:
@@ -78,9 +85,20 @@ class WatchList:
             self._changed_faces(generation, lambda faces: faces.remove(name))
         self.live.refresh()
 
-    def search_top(self, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """A ``lrface.search.decision.Searcher`` over the index kept in step."""
-        return gallery_searcher(self.live)(embeddings, k)
+    def search_top(self, embeddings: np.ndarray, k: int, probes=None) -> list[list]:
+        """A ``lrface.search.decision.Searcher`` over the index kept in step (``probes``: each
+        row's ``FaceRef``, scored by the normalizer where it covers the encoder)."""
+        return gallery_searcher(self.live)(embeddings, k, probes)
+
+    def search_raw(self, embeddings: np.ndarray, k: int, probes=None) -> list[list]:
+        """The same by cosine whatever the probes (``/api/watch``'s tracks, as ``lrface watch``
+        scores them by default: AS-norm track thresholds raised a false alarm on real footage
+        where raw ones did not, docs/openset.md)."""
+        return self.search_top(embeddings, k)
+
+    def scoring_for(self, encoder: str) -> str:
+        """How searches of this encoder's probes are scored (``Gallery.scoring_for``)."""
+        return self.live.scoring_for(encoder)
 
     def size(self) -> int:
         return len(self.live)

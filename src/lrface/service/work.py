@@ -59,6 +59,12 @@ class Lane:
                 "or send a smaller image"
             ) from None
 
+    @property
+    def held(self) -> int:
+        """Jobs running or queued now."""
+        with self._lock:
+            return self._held
+
     def _release(self) -> None:
         with self._lock:
             self._held -= 1

@@ -58,7 +58,7 @@ def check_config(config: TrainConfig) -> None:
         resolve_lfw(config.lfw)
     except DatasetNotFoundError as exc:
         raise ConfigError("lfw", str(exc)) from None
-    from lrface.train.sources import load_exclusions, resolve_folder
+    from lrface.data.unlabelled import load_exclusions, resolve_folder
 
     for spec in config.unlabelled:  # a folder that is missing or was never decontaminated
         try:

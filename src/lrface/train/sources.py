@@ -3,14 +3,14 @@
 ``decontaminate`` aligns a face folder and every LFW image, embeds both with the teacher (HR,
 flip-averaged, cached), sets the threshold at a per-comparison false accept rate over LFW's
 different-person pairs (``data.decontaminate``) and lists every folder image whose best LFW
-match reaches it. The list ships with the package (``DECONTAMINATION_DIR/<name>.json``) and
-``unlabelled_training_set`` always drops the files it names, so no LFW figure is made by a
-model that trained on a face of an LFW person.
+match reaches it. The list ships with the package
+(``data.unlabelled.DECONTAMINATION_DIR/<name>.json``) and ``unlabelled_training_set`` always
+drops the files it names, so no LFW figure is made by a model that trained on a face of an
+LFW person.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,51 +20,11 @@ from lrface.data.chips import ChipSet, aligned_chips
 from lrface.data.decontaminate import best_matches, impostor_threshold
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW
-from lrface.data.unlabelled import unlabelled_chips
+from lrface.data.unlabelled import load_exclusions, resolve_folder, unlabelled_chips
 from lrface.eval.embeddings import embed_chipset
 from lrface.models.encoder import FaceEncoder
-from lrface.paths import cache_dir, resolve_utkface
-
-DECONTAMINATION_DIR = Path(__file__).resolve().parents[1] / "data" / "decontamination"
-"""Shipped, read-only package data: ``<folder name>.json`` per decontaminated face folder."""
 
 DEFAULT_FAR = 1e-5
-
-
-def resolve_folder(spec: str) -> tuple[str, Path]:
-    """``(name, root)`` of an unlabelled folder given as ``utkface`` or a path."""
-    if spec == "utkface":
-        return "utkface", resolve_utkface()
-    root = Path(spec)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a directory of face images")
-    return root.name, root
-
-
-def user_decontamination_path(name: str) -> Path:
-    """Where ``lrface decontaminate`` writes a folder's list by default (the user's cache;
-    the installed package is never written to)."""
-    return cache_dir() / "decontamination" / f"{name}.json"
-
-
-def decontamination_path(name: str) -> Path:
-    """The list training on folder ``name`` applies: the user's own (``lrface decontaminate``)
-    if there is one, else the shipped one (which may not exist)."""
-    user = user_decontamination_path(name)
-    return user if user.is_file() else DECONTAMINATION_DIR / f"{name}.json"
-
-
-def load_exclusions(name: str, spec: str | None = None) -> set[str]:
-    """File names of folder ``name`` (given as ``spec``) that match an LFW image;
-    FileNotFoundError if the folder was never decontaminated."""
-    path = decontamination_path(name)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no decontamination list for face folder {name!r} (neither "
-            f"{user_decontamination_path(name)} nor the shipped {path}); run "
-            f"`lrface decontaminate {spec or name}` before training on it"
-        )
-    return {row["file"] for row in json.loads(path.read_text())["dropped"]}
 
 
 @dataclass

@@ -30,13 +30,21 @@ class BookThresholds:
     gallery_encoder: str
     tracks: bool = False
     gallery_size: int | None = None
+    scoring: str = "raw"
+    """The scores the threshold applies to (files set on other scores are skipped)."""
+    scoring_for: Callable[[str], str] | None = None
+    """How the search scored a probe of each encoder (``Gallery.scoring_for``), where that
+    differs by encoder; else ``scoring``."""
 
     def choice(self, encoder: str, size: int):
         """The ``lrface.calibration.Choice`` (threshold, file and key, reason)."""
         from lrface.calibration import FaceRef, as_resolution
 
         probe = FaceRef(encoder, as_resolution(size))
-        return self.book.openset(probe, self.gallery_encoder, self.tracks, self.gallery_size)
+        scoring = self.scoring_for(encoder) if self.scoring_for else self.scoring
+        return self.book.openset(
+            probe, self.gallery_encoder, self.tracks, self.gallery_size, scoring
+        )
 
     def __call__(self, encoder: str, size: int) -> float:
         return self.choice(encoder, size).threshold
@@ -53,14 +61,23 @@ def watch_thresholds(pipe, gallery, calibrations: list) -> tuple[BookThresholds,
     ``gallery``'s size where the file has thresholds by size) else its single-face open-set
     thresholds, from ``calibrations`` in order (``lrface.pipeline.watch_calibrations`` lists
     the stored ones). ValueError now, not mid-video, when an encoder has none."""
-    thresholds = BookThresholds(pipe.thresholds(calibrations), gallery.encoder, True, len(gallery))
+    thresholds = BookThresholds(
+        pipe.thresholds(calibrations), gallery.encoder, True, len(gallery),
+        scoring_for=gallery.scoring_for,
+    )  # fmt: skip
     encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
-    used = [(e.name, thresholds.choice(e.cache_key, 16)) for e in encoders]
+    used = [(e, thresholds.choice(e.cache_key, 16)) for e in encoders]
     return thresholds, "; ".join(
-        f"{name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
-        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice)
-        for name, choice in used
+        f"{e.name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
+        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice) + _scored(gallery, e)
+        for e, choice in used
     ) + f"; this gallery holds {len(gallery)} identities"
+
+
+def _scored(gallery, encoder) -> str:
+    """How the gallery scores this encoder's tracks, where not by cosine."""
+    scoring = gallery.scoring_for(encoder.cache_key)
+    return "" if scoring == "raw" else f", on {scoring}-normalized scores"
 
 
 def _set_for(choice) -> str:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lrface.calibration import FaceRef, as_resolution
 from lrface.detect import Face, FaceDetector
 from lrface.pipeline import EmbeddedFace
 from lrface.search.decision import Decision, Searcher, decide
@@ -288,18 +289,20 @@ class FaceWatcher:
         return sorted(events, key=lambda e: e.track_id)
 
     def _decide(self, observations: list[Observation]) -> tuple[np.ndarray, Decision]:
+        embeddings = np.stack([o.embedding for o in observations])
         weights = face_weights(
             np.array([o.face.width for o in observations]),
             np.array([o.face.score for o in observations]),
             self.config.weighting,
+            embeddings,
         )
-        embedding = aggregate(np.stack([o.embedding for o in observations]), weights)
-        top = self.searcher(embedding[None], self.config.top_k)[0]
-        return embedding, decide(top, self.track_threshold(observations, weights))
-
-    def track_threshold(self, observations: list[Observation], weights: np.ndarray) -> float | None:
-        """Threshold of the encoder carrying most of the weight, at its faces' median size."""
-        return self.thresholds(*track_probe(observations, weights))
+        embedding = aggregate(embeddings, weights)
+        # searched and judged as a probe of the encoder carrying most of the weight, at its
+        # faces' median size (a normalized search scores it against that encoder's cohort)
+        encoder, size = track_probe(observations, weights)
+        probe = FaceRef(encoder, as_resolution(size))
+        top = self.searcher(embedding[None], self.config.top_k, [probe])[0]
+        return embedding, decide(top, self.thresholds(encoder, size))
 
 
 def track_probe(observations: list[Observation], weights: np.ndarray) -> tuple[str, int]:

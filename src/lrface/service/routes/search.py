@@ -42,8 +42,9 @@ def router(config: ServiceConfig) -> APIRouter:
         found = await analysed(svc, upload, "all")
         faces = found.reported()
         answers = await run_in_threadpool(
-            answer_faces, faces, svc.watch.search_top, k, svc.book, svc.watch.store.encoder
-        )
+            answer_faces, faces, svc.watch.search_top, k, svc.book, svc.watch.store.encoder,
+            scoring_for=svc.watch.scoring_for,
+        )  # fmt: skip
         out = [answer.to_dict() for answer in answers]
         width, height = found.size
         decided = [

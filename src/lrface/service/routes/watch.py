@@ -188,7 +188,8 @@ def _watch(
             return None
 
     pipe = svc.pipeline
-    watcher = FaceWatcher(pipe.detector, pipe.embed_faces, watch.search_top, threshold)
+    # tracks by cosine, as lrface watch judges them by default (docs/openset.md)
+    watcher = FaceWatcher(pipe.detector, pipe.embed_faces, watch.search_raw, threshold)
     events, error, video = [], None, None
     deadline = time.monotonic() + seconds
     try:
