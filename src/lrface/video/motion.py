@@ -170,11 +170,17 @@ class MotionGate:
         self.skipped_frames = 0
 
     def motion_mask(self, image: np.ndarray) -> np.ndarray:
-        """MOG2's foreground (0/255) on the grey frame shrunk by ``step``; updates the model."""
+        """MOG2's foreground (0/255) on the grey frame shrunk by ``step``; updates the model.
+
+        The shrinking averages whole ``step`` x ``step`` blocks (the last ``w % step`` columns
+        and ``h % step`` rows left out): OpenCV's fast path for an integer factor, 4x cheaper
+        than the fractional one, and each mask pixel is exactly ``step`` frame pixels."""
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if self.step > 1:
-            h, w = grey.shape
-            grey = cv2.resize(grey, (w // self.step, h // self.step), interpolation=cv2.INTER_AREA)
+            s, (h, w) = self.step, grey.shape
+            grey = cv2.resize(
+                grey[: h - h % s, : w - w % s], (w // s, h // s), interpolation=cv2.INTER_AREA
+            )
         mask = self._subtractor.apply(grey)
         return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
 
