@@ -8,9 +8,9 @@ that ends (no detection for the tracker's patience) is aggregated (``aggregate``
 (``decide``) into a ``TrackEvent``.
 
 ``watch`` runs this as a pipeline of four threads when ``config.pipelined`` (the default):
-decoding the next frames, the motion gate and detecting the frames it searches whole
-(``search_whole``, up to a gate cycle ahead: they need no tracks), detecting the rest and
-tracking (``locate``), and
+decoding the next frames and the motion gate's look at them (``observe``), detecting the
+frames it searches whole (``search_whole``, up to a gate cycle ahead: neither needs tracks),
+detecting the rest and tracking (``locate``), and
 embedding and deciding (``record``, in the caller's thread), each handing its results on in
 frame order through a short queue. Detection of a frame needs the tracks of the frame before,
 not their embeddings, so the stages overlap; OpenCV, PyTorch and ONNX Runtime release the GIL
@@ -195,17 +195,21 @@ class FaceWatcher:
         self.faces_seen += len(faces)
         return Located(frame, faces, joined, ended)
 
+    def observe(self, frame: Frame) -> tuple[Frame, Motion | None]:
+        """(frame, what the gate observes in it; None without a gate), the frames taken in
+        order. The pipeline runs it in the decoding thread: the gate needs no tracks."""
+        return frame, self.gate.observe(frame.image) if self.gate is not None else None
+
     def search_whole(
         self,
-    ) -> Callable[[Frame], tuple[Frame, Motion | None, list[Face] | None]]:
-        """A step taking the frames in order: (frame, what the gate observed in it, its
-        faces when the gate searches it whole, else None; without a gate every frame is
-        searched whole). The pipeline runs it in a thread of its own ahead of ``locate``:
-        the motion gate and the whole frames need no tracks, and the whole frames are most of
-        a gated watch's detection time."""
+    ) -> Callable[[tuple[Frame, Motion | None]], tuple[Frame, Motion | None, list[Face] | None]]:
+        """A step taking ``observe``'s results in order: (frame, motion, its faces when the
+        gate searches it whole, else None; without a gate every frame is searched whole). The
+        pipeline runs it in a thread of its own ahead of ``locate``: the whole frames need no
+        tracks, and they are most of a gated watch's detection time."""
 
-        def step(frame: Frame) -> tuple[Frame, Motion | None, list[Face] | None]:
-            motion = self.gate.observe(frame.image) if self.gate is not None else None
+        def step(observed: tuple[Frame, Motion | None]):
+            frame, motion = observed
             whole = motion is None or motion.whole
             return frame, motion, self.detector.detect(frame.image) if whole else None
 
@@ -249,7 +253,8 @@ class FaceWatcher:
         are recorded; the open tracks are not flushed then (call ``flush``)."""
         if self.config.pipelined:
             ahead = self.config.gate.full_every + 2  # a whole cycle of the gate
-            searched = _ahead(_ahead(frames), self.search_whole(), depth=ahead)
+            observed = _ahead(frames, self.observe)
+            searched = _ahead(observed, self.search_whole(), depth=ahead)
             located = _ahead(searched, lambda item: self.locate(*item))
         else:
             located = map(self.locate, frames)
