@@ -12,6 +12,7 @@ import pytest
 
 import lrface
 from lrface.pipeline import FacePipeline
+from lrface.search.store import open_store
 from tests.test_pipeline import ColourEncoder, SquareDetector, scene
 
 
@@ -66,3 +67,24 @@ def test_importing_lrface_imports_no_heavy_library_until_the_api_is_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [lrface.__version__, []]
     assert {"Recognizer", "open_gallery", "watch"} <= set(dir(lrface))
+
+
+def test_enrolment_follows_the_name_rules_and_is_audited_like_the_command(rec, tmp_path):
+    red = _png(tmp_path / "red.png", ("red", 10, 10, 100))
+    with lrface.open_gallery(tmp_path / "g.db") as gallery:
+        assert gallery.enroll("Tony_Blair", [red], recognizer=rec).added == 1
+        report = gallery.enroll("TONY BLAIR", [red], recognizer=rec)  # one person, two spellings
+        assert report.added == 0 and "same identity as the enrolled 'Tony_Blair'" in str(
+            report.skipped
+        )
+        with pytest.raises(ValueError, match="invalid identity name"):
+            gallery.enroll("../etc", [red], recognizer=rec)
+        copy = gallery.enroll("Someone Else", [red], recognizer=rec)  # the same photo
+        assert copy.added == 1 and "already enrolled for 'Tony_Blair'" in copy.warnings[0]
+        gallery.remove("tony blair")  # any spelling reaches the enrolled one
+        assert gallery.names() == ["Someone Else"]
+    with open_store(tmp_path / "g.db") as store:
+        log = store.audit_log()
+    assert [e.action for e in log] == ["remove", "enroll", "enroll"]
+    assert all(e.actor.startswith("python:") for e in log)
+    assert log[-1].target == log[0].target  # Tony_Blair's own entry redacted with him

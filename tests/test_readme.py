@@ -47,6 +47,8 @@ def test_readme_python_example_runs(monkeypatch, capsys, tmp_path, lfw_root):
         pytest.skip(f"MTCNN weights cannot be fetched: {exc}")
     same, answer, *events = capsys.readouterr().out.splitlines()
     assert same == "True"  # two photos of George W Bush
-    assert re.match(r"(Jane Doe \(0\.\d+ >= threshold|unknown \(best score)", answer), answer
+    # scored by AS-norm, as `lrface gallery search` scores it (a cosine would be under 1)
+    assert re.match(r"(Jane Doe \(-?\d+\.\d+ >= threshold|unknown \(best score)", answer), answer
+    assert "asnorm-normalized scores" in answer, answer
     assert events and all(re.match(r"\d+ (Jane Doe|unknown) \(", e) for e in events), events
     assert (tmp_path / "watchlist.db").is_file()

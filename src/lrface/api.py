@@ -19,7 +19,14 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from lrface.constants import DEFAULT_STUDENT, DEFAULT_TEACHER
-from lrface.enrolment import EnrolReport, Photo, enrol_photos, photos_from_files
+from lrface.enrolment import (
+    EnrolReport,
+    Photo,
+    enrol_identity,
+    local_actor,
+    photos_from_files,
+    store_identity_stats,
+)
 from lrface.pipeline import (
     EmbeddedFace,
     FaceAnswer,
@@ -28,9 +35,12 @@ from lrface.pipeline import (
     answer_faces,
     default_calibrations,
     load_pipeline,
+    search_normalizer,
     watch_calibrations,
 )
 from lrface.search.decision import gallery_searcher
+from lrface.search.duplicates import EnrolledFaces
+from lrface.search.names import normalize_name
 from lrface.search.store import GalleryStore, gallery_exists
 from lrface.search.store import open_gallery as open_store
 from lrface.video.watcher import TrackEvent
@@ -108,45 +118,55 @@ class Watchlist:
         recognizer: Recognizer,
         multi_face: str = "dominant",
     ) -> EnrolReport:
-        """Add photos of ``name`` (paths, or image bytes): each photo's dominant face is
-        embedded and committed; photos already enrolled for ``name`` are skipped, unusable
-        ones listed in the report's ``skipped`` with the reason."""
+        """Add photos of ``name`` (paths, or image bytes), as ``lrface gallery enroll`` does:
+        the name is checked and stored in its normal form (``lrface.search.names``; another
+        spelling of an enrolled name is refused in the report), each photo's dominant face is
+        embedded and committed, photos already enrolled for ``name`` are skipped, photos
+        another identity holds are warned of (``report.warnings``), unusable ones listed in
+        ``report.skipped`` with the reason; every commit is audited as ``python:<user>``."""
+        name = normalize_name(name)
         store = self._opened(recognizer)
         items = list(photos)
         files = [p for p in items if not isinstance(p, bytes)]
         given = [Photo(f"photo {i}", p) for i, p in enumerate(items) if isinstance(p, bytes)]
-
-        def commit(batch) -> int:
-            return store.add(name, batch)[0]
-
-        known = store.enrolled_hashes(name)
-        photo_list = [*photos_from_files(files), *given]
+        report = EnrolReport()
         embed = recognizer.pipeline.embed_image
-        return enrol_photos(embed, name, photo_list, known, commit, multi_face)
+        photo_list = [*photos_from_files(files), *given]
+        actor = local_actor("python")
+        enrolled = EnrolledFaces(store)
+        enrol_identity(embed, store, name, photo_list, report, actor, enrolled, multi_face)
+        store_identity_stats(store, recognizer.student_name, report.identities)
+        return report
 
     def search(
         self, image: ImageInput, recognizer: Recognizer, k: int = 5, threshold: float | None = None
     ) -> list[FaceAnswer]:
         """Who is in ``image``? For each face, its open-set decision: the best identity, or
         unknown when the score is under the threshold calibrated for the face's size and
-        encoder (or ``threshold``), with the top-``k`` identities."""
+        encoder (or ``threshold``), with the top-``k`` identities; scored as ``lrface gallery
+        search`` scores them (AS-norm where the encoder has a shipped cohort and calibration,
+        cosine elsewhere: ``answer.scoring``)."""
         store = self._opened(recognizer)
-        gallery = store.load_gallery()
+        student = recognizer.student_name
+        gallery = store.load_gallery(search_normalizer(store.encoder_name, student))
         pipe = recognizer.pipeline
-        book = pipe.thresholds(default_calibrations(store.encoder_name, recognizer.student_name))
+        book = pipe.thresholds(default_calibrations(store.encoder_name, student))
         faces = pipe.embed_image(image)
-        return answer_faces(faces, gallery_searcher(gallery), k, book, store.encoder, threshold)
+        searcher = gallery_searcher(gallery)
+        return answer_faces(faces, searcher, k, book, store.encoder, threshold, gallery.scoring_for)
 
     def names(self) -> list[str]:
         """The enrolled identities."""
         return [] if self._store is None else [i.name for i in self._store.identities()]
 
     def remove(self, name: str) -> None:
-        """Remove ``name`` and everything enrolled for it; KeyError if there is no such
+        """Remove ``name`` (any spelling of it) and everything enrolled for it, for good (erased
+        from the database files, redacted in the audit log); KeyError if there is no such
         identity."""
-        if self._store is None:
+        enrolled = None if self._store is None else self._store.resolve(name)
+        if enrolled is None:
             raise KeyError(name)
-        self._store.remove(name)
+        self._store.remove(enrolled, local_actor("python"))
 
     def close(self) -> None:
         if self._store is not None:

@@ -1,7 +1,9 @@
 """Enrolment, written once: photos of one person in, their faces' embeddings (with the photo's
 hash and a thumbnail) committed to a gallery store. ``lrface gallery enroll``, the service's
 ``POST /api/identities/{name}/photos`` and ``lrface.Watchlist.enroll`` all call
-``enrol_photos``.
+``enrol_photos``; the command and the Python API, which write to the store directly, do it
+through ``enrol_identity`` (the name rules, duplicate warnings and the audit log, as the
+service applies them).
 
 A photo already enrolled for the person (same SHA-256 of its bytes) is skipped, so a rerun adds
 only what is missing; a photo that cannot be used (unreadable, not an image, no face, several
@@ -81,6 +83,41 @@ def checked_commit(
         return added
 
     return commit
+
+
+def local_actor(kind: str) -> str:
+    """Who enrols on this machine, as the gallery's audit log names them: ``<kind>:<user>``
+    (``cli``: the command line, ``python``: the Python API)."""
+    import getpass
+    import os
+
+    try:
+        return f"{kind}:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return f"{kind}:{os.getuid()}"
+
+
+def enrol_identity(
+    embed: Embed,
+    store: GalleryStore,
+    name: str,
+    photos: Iterable[Photo],
+    report: EnrolReport,
+    actor: str,
+    enrolled: EnrolledFaces,
+    policy: str = "dominant",
+    on_photo: Callable[[], None] | None = None,
+) -> None:
+    """``enrol_photos`` for one identity, committed to ``store`` through ``checked_commit``:
+    another spelling of an enrolled name is skipped, photos another identity holds are warned
+    of, each commit is audited as ``actor``'s; photos already enrolled for ``name`` are
+    skipped. ``name`` must already pass ``lrface.search.names.normalize_name``."""
+    commit = checked_commit(store, name, report, actor, enrolled)
+    if commit is None:
+        return
+    known = store.enrolled_hashes(name)
+    options = {"batch": ENROL_BATCH, "report": report, "on_photo": on_photo}
+    enrol_photos(embed, name, photos, known, commit, policy, **options)
 
 
 def photos_from_files(files: Iterable[Path]) -> Iterator[Photo]:

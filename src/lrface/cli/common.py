@@ -206,16 +206,6 @@ def load_gallery(path: str):
         return store.load_gallery()
 
 
-def cli_actor() -> str:
-    """Who runs this command, as the gallery's audit log names them: ``cli:<user>``."""
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for this uid (containers)
-        return f"cli:{os.getuid()}"
-
-
 def check_writable(target: str) -> None:
     """Fail now, not after minutes of embedding, when the gallery file cannot be written (a
     database is checked when it is opened)."""

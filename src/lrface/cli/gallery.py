@@ -25,7 +25,6 @@ from lrface.cli.common import (
     check_choice,
     check_writable,
     chosen_student,
-    cli_actor,
     echo_skipped,
     face_line,
     fail,
@@ -101,18 +100,16 @@ def enroll(
 
 
 def enrol_folder(pipe, store, name, files: list[Path], policy: str, report, on_photo, enrolled):
-    """``lrface.enrolment.enrol_photos`` for one identity folder, committed to ``store`` by
-    ``enrolment.checked_commit`` (another spelling of an enrolled name is skipped; photos
-    already enrolled under another name are warned of; each commit is audited)."""
+    """``lrface.enrolment.enrol_identity`` for one identity folder (another spelling of an
+    enrolled name is skipped; photos already enrolled under another name are warned of; each
+    commit is audited as ``cli:<user>``)."""
     from lrface import enrolment
 
-    commit = enrolment.checked_commit(store, name, report, cli_actor(), enrolled)
-    if commit is None:
-        return
-    known = store.enrolled_hashes(name)
     photos = enrolment.photos_from_files(files)
-    options = {"batch": enrolment.ENROL_BATCH, "report": report, "on_photo": on_photo}
-    enrolment.enrol_photos(pipe.embed_image, name, photos, known, commit, policy, **options)
+    actor = enrolment.local_actor("cli")
+    enrolment.enrol_identity(
+        pipe.embed_image, store, name, photos, report, actor, enrolled, policy, on_photo
+    )
 
 
 def identity_folders(
@@ -233,10 +230,12 @@ def remove(
 ) -> None:
     """Remove an identity and everything enrolled for it (embeddings, thumbnails, sources),
     for good: erased from the database files, and redacted in the audit log."""
+    from lrface.enrolment import local_actor
+
     with open_gallery(gallery) as store:
         name = store.resolve(name) or name  # the enrolled spelling
         try:
-            store.remove(name, cli_actor())
+            store.remove(name, local_actor("cli"))
         except KeyError:
             raise fail(f"{store.path}: no identity named {name!r}") from None
         left = len(store)
