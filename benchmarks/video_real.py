@@ -23,8 +23,9 @@ Settings, each run on the same file in this one process (``--settings``):
   rest of detection and tracking / embed);
 - ``crowd WxT`` (``--crowd``): ``after-1-thread`` with the crowd searched whole every W-th
   frame and around its tracks every T-th;
-- ``canvas range R`` (``--canvas-ranges``): ``after-1-thread`` with the track canvases
-  searched for faces from 1/R to R times the tracked widths;
+- ``FIELD=V`` (``--gate FIELD=V1,V2``): ``after-1-thread`` with that GateConfig field set
+  (``canvas_range``: the track canvases searched for faces from 1/V to V times the tracked
+  widths; ``max_area``: the share of the frame moving above which it is a crowd);
 - ``upscaled``: ``after`` with ``--min-face 6``, MTCNN's upscaled pass for faces under 12 px
   (issue 25; for downscaled copies, ``--heights 270``, where faces are 8-25 px).
 
@@ -276,10 +277,12 @@ def main() -> None:
         "W-th crowded frame, the tracks every T-th (e.g. 5x1,5x2,10x2,10x3)",
     )
     ap.add_argument(
-        "--canvas-ranges",
-        default="",
-        help="extra one-thread settings of the track canvases' size range, R,...: faces from "
-        "1/R to R times the tracked widths searched for (e.g. 2,1.5,1.41)",
+        "--gate",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="extra one-thread settings, one per value of a GateConfig field (repeatable), "
+        "e.g. canvas_range=2,1.5 or max_area=0.5,0.4",
     )
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--min-face", type=float, default=20)
@@ -310,10 +313,12 @@ def main() -> None:
             gate = GateConfig(crowd_full_every=whole, crowd_track_every=tracks)
             setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
             results[f"crowd {schedule}"] = run(setting, source, gallery, args.min_face)
-        for width_range in filter(None, args.canvas_ranges.split(",")):
-            gate = GateConfig(canvas_range=float(width_range))
-            setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
-            results[f"canvas range {width_range}"] = run(setting, source, gallery, args.min_face)
+        for field_values in args.gate:
+            name, values = field_values.split("=")
+            for value in values.split(","):
+                gate = GateConfig(**{name: float(value)})
+                setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
+                results[f"{name}={value}"] = run(setting, source, gallery, args.min_face)
         reference = results.get("full", {}).get("events")
         for name, row in results.items():
             events = row.pop("events")
