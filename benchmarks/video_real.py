@@ -16,25 +16,30 @@ Settings, each run on the same file in this one process (``--settings``):
   (``area``), every tracked face embedded, one thread: the reference;
 - ``before``: ``lrface watch``'s defaults before this work: ``area`` pyramid, motion gating
   with the whole frame whenever the moving regions cover more than half of it
-  (``--crowd-full-every 1``), one thread;
+  (``--crowd-full-every 1``, ``max_area`` 0.5), one thread;
 - ``after-1-thread``: the defaults now (``cascade`` pyramid, track canvases; a crowd searched
   whole every 10th frame and around its tracks every 2nd) in one thread;
-- ``after``: the defaults now, in four threads (decode / whole frames / the rest of detection
-  and tracking / embed);
+- ``after``: the defaults now, in four threads (decode and motion gate / whole frames / the
+  rest of detection and tracking / embed);
 - ``crowd WxT`` (``--crowd``): ``after-1-thread`` with the crowd searched whole every W-th
   frame and around its tracks every T-th;
+- ``FIELD=V`` (``--gate FIELD=V1,V2``): ``after-1-thread`` with that GateConfig field set
+  (``canvas_range``: the track canvases searched for faces from 1/V to V times the tracked
+  widths; ``max_area``: the share of the frame moving above which it is a crowd);
 - ``upscaled``: ``after`` with ``--min-face 6``, MTCNN's upscaled pass for faces under 12 px
   (issue 25; for downscaled copies, ``--heights 270``, where faces are 8-25 px).
 
 Per setting: start-up (detector, encoders, gallery, thresholds built; first frame not
 included) apart from the frames' wall seconds (decode, detect, embed, track, decide), frames/s
 in wall time, this process's CPU seconds, each stage's CPU seconds per frame (decoding;
-``whole``: the frames the gate searches whole, found ahead, pipelined only; ``locate``: motion
-gate, the other detections, tracking; ``record``: embedding, pooling, deciding; each stage's
-own thread's CPU time, ``time.thread_time``), for the pipelined setting the frames/s these
-allow on two free cores (no stage faster than its own thread, the whole no faster than two
-cores' worth: ``1 / max(stages, sum / 2)``, a figure the other jobs on a shared machine move
-far less than wall time), and the tracks (``min_faces`` 2, as the CLI). Each
+``gate``: the motion gate's look at each frame, in the decoding thread, pipelined only;
+``whole``: the frames the gate searches whole, found ahead, pipelined only; ``locate``: the
+other detections and tracking, and the gate in one thread; ``record``: embedding, pooling,
+deciding; each stage's own thread's CPU time, ``time.thread_time``), for the pipelined
+setting the frames/s these allow on two free cores (no thread faster than its stages, the
+whole no faster than two cores' worth: ``1 / max(threads, sum / 2)``, a figure the other jobs
+on a shared machine move far less than wall time), and the tracks (``min_faces`` 2, as the
+CLI). Each
 setting's tracks are matched to the reference's: a reference track is *found* when a track of
 the setting has a face in at least one of the same frames with box IoU >= 0.5 (the candidate
 sharing most such frames is its match); *same decision* when the match's answer (identity or
@@ -84,7 +89,7 @@ SETTINGS = {
     "full": Setting({"pyramid": "area"}, {"gate": GateConfig(full_every=1), "pipelined": False}),
     "before": Setting(
         {"pyramid": "area"},
-        {"gate": GateConfig(full_every=10, crowd_full_every=1), "pipelined": False},
+        {"gate": GateConfig(full_every=10, max_area=0.5, crowd_full_every=1), "pipelined": False},
     ),
     "after-1-thread": Setting({"pyramid": "cascade"}, {"pipelined": False}),
     "after": Setting({"pyramid": "cascade"}),
@@ -155,17 +160,18 @@ def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> di
     )
     frames = open_source(source)
     startup = time.perf_counter() - start
-    stages = {"decode": 0.0, "whole": 0.0, "locate": 0.0, "record": 0.0}
+    stages = {"decode": 0.0, "gate": 0.0, "whole": 0.0, "locate": 0.0, "record": 0.0}
     search_whole = watcher.search_whole
     watcher.search_whole = lambda: thread_timed(search_whole(), stages, "whole")
-    watcher.locate = thread_timed(watcher.locate, stages, "locate")
-    watcher.record = thread_timed(watcher.record, stages, "record")
+    for name in ("observe", "locate", "record"):
+        setattr(watcher, name, thread_timed(getattr(watcher, name), stages, STAGE[name]))
     wall, cpu = time.perf_counter(), time.process_time()
     events = list(watcher.watch(decode_timed(frames, stages)))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     n = watcher.frames_processed
-    # on two free cores: no stage faster than its own thread, nor the whole faster than 2 cores
-    two_cores = max(*stages.values(), sum(stages.values()) / 2)
+    # on two free cores: no thread faster than its stages, nor the whole faster than 2 cores
+    threads = [stages["decode"] + stages["gate"], stages["whole"], stages["locate"]]
+    two_cores = max(*threads, stages["record"], sum(stages.values()) / 2)
     return {
         "startup_s": round(startup, 2),
         "frames": n,
@@ -180,6 +186,10 @@ def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> di
         "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "events": events,
     }
+
+
+STAGE = {"observe": "gate", "locate": "locate", "record": "record"}
+"""The stage each timed FaceWatcher method's CPU seconds count for."""
 
 
 def thread_timed(step, stages: dict, name: str):
@@ -266,6 +276,14 @@ def main() -> None:
         help="extra one-thread settings of the crowd schedule, WxT,...: the whole frame every "
         "W-th crowded frame, the tracks every T-th (e.g. 5x1,5x2,10x2,10x3)",
     )
+    ap.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="extra one-thread settings, one per value of a GateConfig field (repeatable), "
+        "e.g. canvas_range=2,1.5 or max_area=0.5,0.4",
+    )
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--min-face", type=float, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -295,6 +313,12 @@ def main() -> None:
             gate = GateConfig(crowd_full_every=whole, crowd_track_every=tracks)
             setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
             results[f"crowd {schedule}"] = run(setting, source, gallery, args.min_face)
+        for field_values in args.gate:
+            name, values = field_values.split("=")
+            for value in values.split(","):
+                gate = GateConfig(**{name: float(value)})
+                setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
+                results[f"{name}={value}"] = run(setting, source, gallery, args.min_face)
         reference = results.get("full", {}).get("events")
         for name, row in results.items():
             events = row.pop("events")

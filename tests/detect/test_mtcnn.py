@@ -7,9 +7,13 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from lrface.data.images import load_rgb
+from lrface.detect import mtcnn
 from lrface.detect.mtcnn import (
+    _mip_levels,
     batched_nms,
     nms,
     pnet_boxes,
@@ -46,6 +50,22 @@ def test_nms_empty_and_bad_mode():
         nms(BOXES, SCORES, 0.5, mode="max")
 
 
+@pytest.mark.parametrize("mode", ["union", "min"])
+def test_nms_in_blocks_keeps_what_one_box_at_a_time_keeps(monkeypatch, mode):
+    # nms computes a block of rows' overlaps at once; a block of one row is the plain greedy
+    # pass. Rounded boxes and scores make ties and overlaps exactly at the threshold.
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 60, 700):
+        corner = np.round(rng.uniform(0, 100, (n, 2)))
+        boxes = np.concatenate([corner, corner + np.round(rng.uniform(0, 30, (n, 2)))], 1)
+        scores = np.round(rng.uniform(0, 1, n), 1)
+        blocked = nms(boxes, scores, 0.5, mode)
+        monkeypatch.setattr(mtcnn, "NMS_BLOCK", 1)
+        assert nms(boxes, scores, 0.5, mode).tolist() == blocked.tolist(), f"{n} boxes"
+        monkeypatch.undo()
+    assert len(blocked) < 700  # the large case suppresses some and spans two blocks
+
+
 def test_batched_nms_never_suppresses_across_images():
     boxes = np.concatenate([BOXES[:2], BOXES[:2]])
     scores = np.array([0.9, 0.8, 0.7, 0.6])
@@ -67,6 +87,21 @@ def test_batched_nms_keeps_what_each_image_alone_keeps():
         alone = rows[nms(boxes[rows], scores[rows], 0.5)]
         assert keep[groups[keep] == g].tolist() == alone.tolist(), f"image {g}"
     assert np.all(np.diff(scores[keep]) <= 0)  # highest score first, as nms returns them
+
+
+@pytest.mark.parametrize("shape", [(1, 101, 150, 3), (3, 146, 146, 3), (2, 47, 60, 3)])
+def test_mip_levels_are_exact_2x2_means(shape):
+    # the halvings avg_pool2d makes (odd last row / column dropped), to the last bit
+    batch = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    imgs = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+    levels = _mip_levels(imgs)
+    expected = [imgs]
+    while min(expected[-1].shape[2:]) >= 48:
+        expected.append(F.avg_pool2d(expected[-1], 2))
+    assert [tuple(x.shape) for x in levels] == [tuple(x.shape) for x in expected]
+    assert len(levels) > 1 or min(shape[1:3]) < 48
+    for got, want in zip(levels, expected, strict=True):
+        assert torch.equal(got, want)
 
 
 def test_regress_and_square_boxes():

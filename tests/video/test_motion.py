@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrface.detect.mtcnn import MTCNN
 from lrface.video.decide import fixed_threshold
 from lrface.video.motion import (
     GateConfig,
     MotionGate,
+    covered_share,
     detect_planned,
     detect_regions,
     detect_tracks,
@@ -154,6 +156,14 @@ def test_a_crowd_is_searched_around_its_tracks_and_whole_every_few_frames(monkey
     plan = quiet.plan(scene({}, seed=1), tracks)
     # a few movers: the moving region and the track's box, both as crops, no canvas
     assert not plan.whole and len(plan.regions) == 2 and plan.tracks == []
+    # movers over 40% of the frame (GateConfig.max_area) are a crowd: canvases, no crops
+    wide = MotionGate(12, GateConfig(full_every=50, crowd_track_every=1))
+    wide.plan(scene({}, seed=0), [])
+    band = np.zeros_like(everything)
+    band[:, : int(0.42 * band.shape[1])] = 255
+    monkeypatch.setattr(wide, "motion_mask", lambda image: band)
+    plan = wide.plan(scene({}, seed=1), tracks)
+    assert plan.regions == [] and len(plan.tracks) == 1 and wide.crowded_frames == 1
 
 
 def test_track_canvases_give_boxes_in_frame_pixels():
@@ -177,6 +187,42 @@ def test_track_canvases_give_boxes_in_frame_pixels():
     assert len(detect_regions(ColourDetector(), image, [(0, 0, 45, H)])) == 1
 
 
+def test_track_canvases_search_faces_near_the_tracked_size():
+    class Sizes(MTCNN):
+        """Records the face sizes each batch is searched for; finds nothing."""
+
+        def __init__(self):  # no weights: only the call is looked at
+            self.min_face, self.calls = 12, []
+
+        def detect_batch(self, images, min_face=None, max_face=None):
+            self.calls.append((len(images), min_face, max_face))
+            return [[] for _ in images]
+
+    image = np.full((H, W, 3), 90, np.uint8)
+    detector = Sizes()
+    # 30 px faces: from 30 / 1.5 to 30 * 1.5 (GateConfig.canvas_range); 100 px faces are
+    # shrunk to 48 on their canvases, a group of their own
+    boxes = [np.array([40, 40, 70, 70.0]), np.array([100, 40, 130, 70.0])]
+    detect_tracks(detector, image, boxes + [np.array([150, 100, 250, 200.0])], GateConfig(), 12)
+    assert sorted(detector.calls) == [(1, 32.0, 72.0), (2, 20.0, 45.0)]
+
+
 def test_bad_full_every_is_refused():
     with pytest.raises(ValueError, match="full_every"):
         GateConfig(full_every=0)
+
+
+def test_covered_share_counts_the_cells_any_region_reaches():
+    # painted cell by cell, as the gate did region by region; regions reach the frame's far
+    # edge (cells beyond the grid's last) and overlap each other
+    rng = np.random.default_rng(0)
+    rows, cols, step = 80, 106, 3  # a 320 x 240 frame's grid at step 3 (319 px left over)
+    for count in (0, 1, 5, 300):
+        x1, y1 = rng.integers(0, 320, count), rng.integers(0, 240, count)
+        x2 = np.minimum(x1 + rng.integers(1, 60, count), 320)
+        y2 = np.minimum(y1 + rng.integers(1, 60, count), 240)
+        regions = np.stack([x1, y1, x2, y2], 1)
+        painted = np.zeros((rows, cols), bool)
+        for a, b, c, d in regions:
+            painted[b // step : -(-d // step), a // step : -(-c // step)] = True
+        assert covered_share(regions, (rows, cols), step) == painted.mean(), f"{count} regions"

@@ -152,9 +152,14 @@ def test_pipelined_watch_gives_the_sequential_events():
         def after(frame, watcher=watcher, seen=seen) -> None:
             seen.append((frame.index, len(watcher.current)))
 
-        runs.append((_summary(watcher.watch(frames, after)), seen))
+        events = _summary(watcher.watch(frames, after))
+        gate = watcher.gate
+        runs.append((events, seen, (gate.full_frames, gate.crowded_frames, gate.skipped_frames)))
     assert runs[0] == runs[1]
     assert [i for i, _ in runs[1][1]] == list(range(len(frames)))
+    # the gate observes each frame once, in the whole-frame thread when pipelined: every
+    # 10th frame (the default full_every) searched whole, from the first
+    assert runs[1][2][0] == -(-len(frames) // 10) > 1
 
 
 def test_a_read_error_reaches_the_caller_after_the_frames_before_it():

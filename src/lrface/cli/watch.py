@@ -99,8 +99,9 @@ def watch(
     pipeline: Annotated[
         bool,
         typer.Option(
-            help="Decode, detect whole frames, detect the rest and track, embed: four threads "
-            "(both cores for one camera); --no-pipeline runs them one after the other."
+            help="Decode and gate motion, detect whole frames, detect the rest and track, embed: "
+            "four threads (both cores for one camera); --no-pipeline runs them one after the "
+            "other."
         ),
     ] = True,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,

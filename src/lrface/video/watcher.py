@@ -8,8 +8,9 @@ that ends (no detection for the tracker's patience) is aggregated (``aggregate``
 (``decide``) into a ``TrackEvent``.
 
 ``watch`` runs this as a pipeline of four threads when ``config.pipelined`` (the default):
-decoding the next frames, detecting the frames the gate searches whole (``search_whole``, up
-to a gate cycle ahead: they need no tracks), detecting the rest and tracking (``locate``), and
+decoding the next frames and the motion gate's look at them (``observe``), detecting the
+frames it searches whole (``search_whole``, up to a gate cycle ahead: neither needs tracks),
+detecting the rest and tracking (``locate``), and
 embedding and deciding (``record``, in the caller's thread), each handing its results on in
 frame order through a short queue. Detection of a frame needs the tracks of the frame before,
 not their embeddings, so the stages overlap; OpenCV, PyTorch and ONNX Runtime release the GIL
@@ -26,7 +27,6 @@ nothing seen is lost.
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 from collections import Counter
@@ -41,7 +41,7 @@ from lrface.pipeline import EmbeddedFace
 from lrface.search.decision import Decision, Searcher, decide
 from lrface.video.aggregate import aggregate, face_weights
 from lrface.video.decide import ThresholdFn
-from lrface.video.motion import GateConfig, MotionGate, detect_planned
+from lrface.video.motion import GateConfig, Motion, MotionGate, detect_planned
 from lrface.video.sources import Frame
 from lrface.video.tracking import FaceTracker, TrackerConfig
 
@@ -171,14 +171,20 @@ class FaceWatcher:
         """Take one frame; events of the tracks that ended with it."""
         return self.record(self.locate(frame))
 
-    def locate(self, frame: Frame, whole: list[Face] | None = None) -> Located:
-        """Detect ``frame``'s faces where the gate says and link them to tracks; ``whole``:
-        the faces of the whole frame when already found (``search_whole``)."""
+    def locate(
+        self, frame: Frame, motion: Motion | None = None, whole: list[Face] | None = None
+    ) -> Located:
+        """Detect ``frame``'s faces where the gate says and link them to tracks; ``motion``:
+        what the gate observed in the frame, ``whole``: the faces of the whole frame, when
+        already found (``search_whole``)."""
         plan = None
         if self.gate is not None:
             tracker = self.tracker
-            plan = self.gate.plan(
-                frame.image, tracker.predicted_boxes(), tracker.predicted_boxes(True)
+            plan = self.gate.plan_for(
+                motion or self.gate.observe(frame.image),
+                (frame.image.shape[1], frame.image.shape[0]),
+                tracker.predicted_boxes(),
+                tracker.predicted_boxes(True),
             )
         if whole is not None and (plan is None or plan.whole):
             faces = whole
@@ -189,17 +195,23 @@ class FaceWatcher:
         self.faces_seen += len(faces)
         return Located(frame, faces, joined, ended)
 
-    def search_whole(self) -> Callable[[Frame], tuple[Frame, list[Face] | None]]:
-        """A step taking the frames in order: (frame, its faces) for the frames the gate will
-        search whole (every ``full_every``-th; every frame without a gate), (frame, None) for
-        the others. The pipeline runs it in a thread of its own ahead of ``locate``: the whole
-        frames need no tracks, and are most of a gated watch's detection time."""
-        every = self.config.gate.full_every if self.gate is not None else 1
-        count = itertools.count()
+    def observe(self, frame: Frame) -> tuple[Frame, Motion | None]:
+        """(frame, what the gate observes in it; None without a gate), the frames taken in
+        order. The pipeline runs it in the decoding thread: the gate needs no tracks."""
+        return frame, self.gate.observe(frame.image) if self.gate is not None else None
 
-        def step(frame: Frame) -> tuple[Frame, list[Face] | None]:
-            whole = next(count) % every == 0
-            return frame, self.detector.detect(frame.image) if whole else None
+    def search_whole(
+        self,
+    ) -> Callable[[tuple[Frame, Motion | None]], tuple[Frame, Motion | None, list[Face] | None]]:
+        """A step taking ``observe``'s results in order: (frame, motion, its faces when the
+        gate searches it whole, else None; without a gate every frame is searched whole). The
+        pipeline runs it in a thread of its own ahead of ``locate``: the whole frames need no
+        tracks, and they are most of a gated watch's detection time."""
+
+        def step(observed: tuple[Frame, Motion | None]):
+            frame, motion = observed
+            whole = motion is None or motion.whole
+            return frame, motion, self.detector.detect(frame.image) if whole else None
 
         return step
 
@@ -241,7 +253,8 @@ class FaceWatcher:
         are recorded; the open tracks are not flushed then (call ``flush``)."""
         if self.config.pipelined:
             ahead = self.config.gate.full_every + 2  # a whole cycle of the gate
-            searched = _ahead(_ahead(frames), self.search_whole(), depth=ahead)
+            observed = _ahead(frames, self.observe)
+            searched = _ahead(observed, self.search_whole(), depth=ahead)
             located = _ahead(searched, lambda item: self.locate(*item))
         else:
             located = map(self.locate, frames)
