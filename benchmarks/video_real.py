@@ -242,7 +242,8 @@ def compare(reference: list[TrackEvent], other: list[TrackEvent]) -> dict:
         if best[1].decision.identity == ref.decision.identity:
             same += 1
         else:
-            lost.append(ref.to_dict() | {"why": f"decided {best[1].decision.identity}"})
+            why = f"decided {best[1].decision.identity} at {best[1].decision.score:.4f}"
+            lost.append(ref.to_dict() | {"why": why})
     n = max(len(reference), 1)
     return {
         "reference_tracks": len(reference),
@@ -260,6 +261,8 @@ def compare(reference: list[TrackEvent], other: list[TrackEvent]) -> dict:
                     "frames_used",
                     "median_face_px",
                     "identity",
+                    "score",
+                    "threshold",
                     "why",
                 )
             }  # fmt: skip
@@ -346,6 +349,8 @@ def main() -> None:
             if "vs_full" in row:
                 print("  vs full:", json.dumps({k: v for k, v in row["vs_full"].items()
                                                  if k != "lost"}), flush=True)  # fmt: skip
+                for track in row["vs_full"]["lost"]:
+                    print("  lost:", json.dumps(track), flush=True)
             report["runs"].append(row)
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out / 'results.json'}")
