@@ -26,6 +26,8 @@ Settings, each run on the same file in this one process (``--settings``):
 - ``FIELD=V`` (``--gate FIELD=V1,V2``): ``after-1-thread`` with that GateConfig field set
   (``canvas_range``: the track canvases searched for faces from 1/V to V times the tracked
   widths; ``max_area``: the share of the frame moving above which it is a crowd);
+- ``FIELD=V`` (``--watch FIELD=V1,V2``): ``after`` with that WatchConfig field set (e.g.
+  ``enough_faces``: a track's faces embedded only while they could still change its decision);
 - ``upscaled``: ``after`` with ``--min-face 6``, MTCNN's upscaled pass for faces under 12 px
   (issue 25; for downscaled copies, ``--heights 270``, where faces are 8-25 px).
 
@@ -181,6 +183,7 @@ def run(setting: Setting, source: Path, gallery: Gallery, min_face: float) -> di
         "stage_cpu_s_per_frame": {k: round(v / n, 4) for k, v in stages.items()},
         "fps_two_free_cores": round(n / two_cores, 2) if watcher.config.pipelined else None,
         "faces": watcher.faces_seen,
+        "faces_embedded": watcher.faces_embedded,
         "tracks": len(events),
         "unknown": sum(e.decision.unknown for e in events),
         "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
@@ -239,7 +242,8 @@ def compare(reference: list[TrackEvent], other: list[TrackEvent]) -> dict:
         if best[1].decision.identity == ref.decision.identity:
             same += 1
         else:
-            lost.append(ref.to_dict() | {"why": f"decided {best[1].decision.identity}"})
+            why = f"decided {best[1].decision.identity} at {best[1].decision.score:.4f}"
+            lost.append(ref.to_dict() | {"why": why})
     n = max(len(reference), 1)
     return {
         "reference_tracks": len(reference),
@@ -257,6 +261,8 @@ def compare(reference: list[TrackEvent], other: list[TrackEvent]) -> dict:
                     "frames_used",
                     "median_face_px",
                     "identity",
+                    "score",
+                    "threshold",
                     "why",
                 )
             }  # fmt: skip
@@ -283,6 +289,14 @@ def main() -> None:
         metavar="FIELD=V1,V2",
         help="extra one-thread settings, one per value of a GateConfig field (repeatable), "
         "e.g. canvas_range=2,1.5 or max_area=0.5,0.4",
+    )
+    ap.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="extra settings of after, one per value of a WatchConfig field (repeatable), "
+        "e.g. enough_faces=4,8",
     )
     ap.add_argument("--people", type=int, default=400)
     ap.add_argument("--min-face", type=float, default=20)
@@ -319,6 +333,12 @@ def main() -> None:
                 gate = GateConfig(**{name: float(value)})
                 setting = Setting({"pyramid": "cascade"}, {"gate": gate, "pipelined": False})
                 results[f"{name}={value}"] = run(setting, source, gallery, args.min_face)
+        for field_values in args.watch:
+            name, values = field_values.split("=")
+            for value in values.split(","):
+                kind = type(getattr(WatchConfig(), name))
+                setting = Setting({"pyramid": "cascade"}, {name: kind(value)})
+                results[f"{name}={value}"] = run(setting, source, gallery, args.min_face)
         reference = results.get("full", {}).get("events")
         for name, row in results.items():
             events = row.pop("events")
@@ -329,6 +349,8 @@ def main() -> None:
             if "vs_full" in row:
                 print("  vs full:", json.dumps({k: v for k, v in row["vs_full"].items()
                                                  if k != "lost"}), flush=True)  # fmt: skip
+                for track in row["vs_full"]["lost"]:
+                    print("  lost:", json.dumps(track), flush=True)
             report["runs"].append(row)
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out / 'results.json'}")

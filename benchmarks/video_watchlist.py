@@ -21,6 +21,12 @@ nothing fragments), clips split, tracks mixing the person with other detections;
 ``--crossings`` each probe clip is also crossed with a passer-by's (``crossing``) and tracks
 holding faces of both people (identity switches) are counted. ``--tracker`` sets
 ``TrackerConfig`` fields (e.g. ``first_distance=1.5``) for ablations.
+
+Besides the bins, each summary has a ``whole clip`` row: the clip's longest track pooled from
+all its faces, what ``lrface watch`` decides on. ``--enough-faces N`` embeds a track's faces
+only while they could change its decision (``WatchConfig.enough_faces``, gated by width x
+score: the watcher's weighting is then ``size-score``); the bins then hold only the faces
+embedded, so compare its ``whole clip`` row, not the bins.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from tqdm import tqdm
 
 from lrface.data.lfw import LFW, fold_people
 from lrface.detect.mtcnn import MTCNN
+from lrface.eval.track_openset import WHOLE
 from lrface.eval.video import (
     PATCH_WIDTHS,
     Camera,
@@ -207,6 +214,9 @@ def main() -> None:
         default="",
         help="TrackerConfig fields, e.g. first_distance=1.5,velocity_std=1 (default: defaults)",
     )
+    ap.add_argument(
+        "--enough-faces", type=int, default=0, help="WatchConfig.enough_faces (0: every face)"
+    )
     ap.add_argument("--student", default=None)
     ap.add_argument("--fold", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -274,7 +284,11 @@ def main() -> None:
         "cameras": {},
     }
     config = WatchConfig(
-        weighting=WEIGHTINGS[0], min_faces=1, gate=GateConfig(full_every=1), tracker=tracker
+        weighting="size-score" if args.enough_faces else WEIGHTINGS[0],
+        min_faces=1,
+        gate=GateConfig(full_every=1),
+        tracker=tracker,
+        enough_faces=args.enough_faces,
     )
     started, cpu_started = time.time(), time.process_time()
     for camera in cameras:
@@ -300,7 +314,9 @@ def main() -> None:
                     watcher = RecordingWatcher(
                         replay, pipe.embed_faces, searcher, fixed_threshold(None), config
                     )
-                    results[name].append(run_clip(clip, spec, enrolled, watcher, WEIGHTINGS, bins))
+                    results[name].append(
+                        run_clip(clip, spec, enrolled, watcher, WEIGHTINGS, bins, WHOLE)
+                    )
                     counts = tracking[name].setdefault(desc, Counter())
                     counts.update(track_stats(clip, watcher.events))
                 if args.crossings and configs:

@@ -94,6 +94,20 @@ def test_watch_full_every_1_searches_every_frame_whole(tmp_path, colour_gallery)
     assert bad.exit_code != 0 and "Traceback" not in bad.output
 
 
+def test_watch_enough_faces_embeds_fewer_faces_for_the_same_answers(tmp_path, colour_gallery):
+    clip = write_avi(crossing_frames(24, stranger=True), tmp_path / "c.avi")
+    answers = {}
+    for n in (0, 4):
+        out = tmp_path / f"o{n}"
+        args = ["watch", str(clip), "--gallery", str(colour_gallery), "--out", str(out)]
+        result = CliRunner().invoke(app, [*args, "--threshold", "0.9", "--enough-faces", str(n)])
+        assert result.exit_code == 0, result.output
+        answers[n] = {e["identity"]: e["frames_used"] for e in _events(out)}
+    assert set(answers[4]) == set(answers[0]) == {"red", "blue", "unknown"}
+    for identity, used in answers[4].items():  # video-coded boxes jitter: a few more than 4
+        assert 4 <= used < answers[0][identity], (answers, identity)
+
+
 def test_truncated_video_is_an_error_and_keeps_events(tmp_path, colour_gallery):
     clip = write_avi(crossing_frames(30), tmp_path / "c.avi")
     cut = truncated_copy(clip, 0.7)

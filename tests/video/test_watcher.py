@@ -193,3 +193,45 @@ def test_stopping_early_stops_the_pipeline_threads():
         threading.Event().wait(0.05)
     assert threading.active_count() <= before
     assert watcher.frames_processed < 100
+
+
+def test_enough_faces_stops_embedding_a_steady_track_with_the_same_decisions():
+    frames = [Frame(i, i / 10, f) for i, f in enumerate(crossing_frames(stranger=True))]
+    every = FaceWatcher(
+        ColourDetector(), colour_embed, colour_searcher, fixed_threshold(0.9),
+        WatchConfig(enough_faces=0),
+    )  # fmt: skip
+    expected = [(e.decision.identity, len(e.observations)) for e in every.watch(frames)]
+    watcher = FaceWatcher(
+        ColourDetector(), colour_embed, colour_searcher, fixed_threshold(0.9),
+        WatchConfig(enough_faces=4),
+    )  # fmt: skip
+    events = list(watcher.watch(frames))
+    # the squares keep their size: once 4 faces are pooled no later face is heavier by 10%
+    assert [e.decision.identity for e in events] == [identity for identity, _ in expected]
+    assert [len(e.observations) for e in events] == [4, 4, 4]
+    assert min(n for _, n in expected) > 4
+    assert watcher.faces_embedded == 12 < every.faces_embedded == sum(n for _, n in expected)
+    assert all(e.crop is not None and e.crop.size for e in events)
+
+
+def test_enough_faces_keeps_embedding_a_face_that_grows():
+    """A person walking towards the camera: the face grows from 12 to 42 px; every face more
+    than ``enough_gain`` over the 4th heaviest pooled is embedded, to the largest."""
+    frames = []
+    for t in range(31):
+        image = np.full((96, 160, 3), 90, np.uint8)
+        side = 12 + t
+        image[20 : 20 + side, 40 + t : 40 + t + side] = (220, 30, 30)
+        frames.append(Frame(t, t / 10, image))
+    watcher = FaceWatcher(
+        ColourDetector(), colour_embed, colour_searcher, fixed_threshold(0.9),
+        WatchConfig(enough_faces=4, enough_gain=1.2),
+    )  # fmt: skip
+    (event,) = list(watcher.watch(frames))
+    widths = [o.face.width for o in event.observations]
+    assert event.decision.identity == "red" and watcher.faces_seen == 31
+    assert widths == sorted(widths) and widths[-1] >= 40  # the late, large faces are in
+    assert 6 < len(widths) < 31  # thinned out, not stopped
+    later = widths[4:]
+    assert all(b > 1.2 * a for a, b in zip(widths[: len(later)], later, strict=True))

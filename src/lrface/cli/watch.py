@@ -104,6 +104,15 @@ def watch(
             "other."
         ),
     ] = True,
+    enough_faces: Annotated[
+        int,
+        typer.Option(
+            help="Once a track has pooled N faces, embed a face of it only when it outweighs "
+            "the track's N-th heaviest face by 10% (a face growing as the person walks "
+            'closer); 0 = embed every face (docs/video.md, "Enough faces").',
+            min=0,
+        ),
+    ] = 0,
     fps: Annotated[float, typer.Option(help="Frame rate of a folder of frames.")] = 25.0,
     camera: Annotated[
         str | None,
@@ -143,7 +152,9 @@ def watch(
         store.check_compatible(pipe.teacher.cache_key, pipe.dim)
         live, thresholds, where = _judged(store, pipe, student, scoring, threshold, calibration)
         log = None if camera is None else StoreEventLog(store, camera, run_key(source, time.time()))
-    config = _config(weighting, full_every, crowd_full_every, crowd_track_every, pipeline)
+    config = _config(
+        weighting, full_every, crowd_full_every, crowd_track_every, pipeline, enough_faces
+    )
     watcher = FaceWatcher(
         pipe.detector, pipe.embed_faces, gallery_searcher(live), thresholds, config
     )
@@ -174,7 +185,7 @@ def _judged(store, pipe, student, scoring: str, threshold, calibration):
 
 
 def _config(weighting: str, full_every: int, crowd_full_every: int, crowd_track_every: int,
-            pipeline: bool):  # fmt: skip
+            pipeline: bool, enough_faces: int):  # fmt: skip
     """The WatchConfig of watch's options (docs/video.md, "Real footage": the crowd schedule)."""
     from lrface.video.motion import GateConfig
     from lrface.video.watcher import WatchConfig
@@ -182,7 +193,9 @@ def _config(weighting: str, full_every: int, crowd_full_every: int, crowd_track_
     gate = GateConfig(
         full_every, crowd_full_every=crowd_full_every, crowd_track_every=crowd_track_every
     )
-    return WatchConfig(weighting=weighting, gate=gate, pipelined=pipeline)
+    return WatchConfig(
+        weighting=weighting, gate=gate, pipelined=pipeline, enough_faces=enough_faces
+    )
 
 
 def run_watch(watcher, frames, source: str, out: Path, stride: int, annotate: bool, log=None):

@@ -27,6 +27,7 @@ nothing seen is lost.
 
 from __future__ import annotations
 
+import heapq
 import queue
 import threading
 from collections import Counter
@@ -52,7 +53,15 @@ Embedder = Callable[[np.ndarray, list[Face]], list[EmbeddedFace]]
 class WatchConfig:
     """``weighting``: see ``lrface.video.aggregate``; ``top_k`` identities per event;
     ``gate``: motion-gated detection (``lrface.video.motion``; ``full_every=1`` turns it off);
-    ``pipelined``: ``watch`` decodes, detects and embeds in four threads (module docstring)."""
+    ``pipelined``: ``watch`` decodes, detects and embeds in four threads (module docstring);
+    ``enough_faces``: once a track has pooled this many faces, a new face of it is embedded only
+    when its pooling weight (``weighting`` without the embeddings: width x score for
+    ``size-score`` and ``quality``) is over ``enough_gain`` times the ``enough_faces``-th
+    heaviest weight the track has pooled, so that it would enter the track's heaviest
+    ``enough_faces``: a person walking towards the camera keeps being embedded as the face
+    grows (every few frames, each time by ``enough_gain``), one standing or walking away is
+    no longer; 0 embeds every face; never fewer than ``min_faces`` (docs/video.md, "Enough
+    faces")."""
 
     weighting: str = "size-score"
     top_k: int = 5
@@ -61,6 +70,8 @@ class WatchConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     pipelined: bool = True
+    enough_faces: int = 0
+    enough_gain: float = 1.1
 
 
 @dataclass
@@ -124,6 +135,22 @@ class _Track:
     observations: list[Observation] = field(default_factory=list)
     best_weight: float = -1.0
     crop: np.ndarray | None = None
+    heaviest: list[float] = field(default_factory=list)
+    """Min-heap of the heaviest ``enough_faces`` weights pooled (with ``enough_faces``)."""
+
+    def wanted(self, weight: float, enough: int, gain: float) -> bool:
+        """Whether a face of ``weight`` is to be embedded: always until ``enough`` faces are
+        pooled (or with ``enough`` 0), then only over ``gain`` x the ``enough``-th heaviest."""
+        return enough <= 0 or len(self.heaviest) < enough or weight > gain * self.heaviest[0]
+
+    def pooled(self, weight: float, enough: int) -> None:
+        """Count a face of ``weight`` as pooled among the heaviest ``enough``."""
+        if enough <= 0:
+            return
+        if len(self.heaviest) < enough:
+            heapq.heappush(self.heaviest, weight)
+        elif weight > self.heaviest[0]:
+            heapq.heapreplace(self.heaviest, weight)
 
 
 def face_crop(image: np.ndarray, face: Face, margin: float) -> np.ndarray:
@@ -164,6 +191,7 @@ class FaceWatcher:
         self.dropped_tracks = 0
         self.frames_processed = 0
         self.faces_seen = 0
+        self.faces_embedded = 0
         self.current: list[tuple[int, Face]] = []
         """(track id, face) of the last processed frame, for drawing."""
 
@@ -216,28 +244,44 @@ class FaceWatcher:
         return step
 
     def record(self, located: Located) -> list[TrackEvent]:
-        """Embed the located faces that joined a track, add them to their tracks; events of
-        the tracks that ended with this frame."""
-        frame = located.frame
-        faces = [located.faces[i] for _, i in located.joined]
+        """Embed the located faces that joined a track (those the track still wants, with
+        ``enough_faces``), add them to their tracks; events of the tracks that ended with
+        this frame."""
+        frame, config = located.frame, self.config
+        enough = max(config.enough_faces, config.min_faces) if config.enough_faces > 0 else 0
+        joined = [(self._track(key), located.faces[i]) for key, i in located.joined]
+        weights = face_weights(
+            [f.width for _, f in joined], [f.score for _, f in joined], config.weighting
+        )
+        self.current = [(track.track_id, face) for track, face in joined]
+        for (track, face), weight in zip(joined, weights, strict=True):
+            if weight > track.best_weight:
+                track.best_weight = float(weight)
+                track.crop = face_crop(frame.image, face, config.crop_margin)
+        wanted = [
+            (track, face, weight)
+            for (track, face), weight in zip(joined, weights, strict=True)
+            if track.wanted(weight, enough, config.enough_gain)
+        ]
+        faces = [face for _, face, _ in wanted]
         embedded = self.embed(frame.image, faces) if faces else []
         if len(embedded) != len(faces):
             raise RuntimeError(f"embedder returned {len(embedded)} embeddings for {len(faces)}")
-        self.current = []
-        for (key, _), e in zip(located.joined, embedded, strict=True):
-            track = self._tracks.get(key)
-            if track is None:
-                track = self._tracks[key] = _Track(self._next_id)
-                self._next_id += 1
+        self.faces_embedded += len(embedded)
+        for (track, _, weight), e in zip(wanted, embedded, strict=True):
             track.observations.append(
                 Observation(frame.index, frame.time, e.face, e.embedding, e.encoder, e.native_size)
             )
-            weight = float(face_weights([e.face.width], [e.face.score], self.config.weighting)[0])
-            if weight > track.best_weight:
-                track.best_weight = weight
-                track.crop = face_crop(frame.image, e.face, self.config.crop_margin)
-            self.current.append((track.track_id, e.face))
+            track.pooled(float(weight), enough)
         return self._finish(located.ended)
+
+    def _track(self, key: int) -> _Track:
+        """The open track of tracker key ``key``, started when new."""
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track(self._next_id)
+            self._next_id += 1
+        return track
 
     def flush(self) -> list[TrackEvent]:
         """End every open track (end of input, error or interruption)."""
