@@ -43,6 +43,7 @@ from lrface.search.duplicates import EnrolledFaces
 from lrface.search.names import normalize_name
 from lrface.search.store import GalleryStore, gallery_exists
 from lrface.search.store import open_gallery as open_store
+from lrface.search.sync import LiveGallery
 from lrface.video.watcher import TrackEvent
 
 ImageInput = np.ndarray | str | os.PathLike
@@ -101,6 +102,8 @@ class Watchlist:
     def __init__(self, target: str | os.PathLike):
         self.target = target  # a file, or a postgresql:// database (kept as text)
         self._store: GalleryStore | None = open_store(target) if gallery_exists(target) else None
+        self._live: LiveGallery | None = None  # the searched index, once searched
+        self._live_student: str | None = None  # the student whose scoring it uses
 
     def _opened(self, recognizer: Recognizer) -> GalleryStore:
         pipe = recognizer.pipeline
@@ -146,14 +149,27 @@ class Watchlist:
         encoder (or ``threshold``), with the top-``k`` identities; scored as ``lrface gallery
         search`` scores them (AS-norm where the encoder has a shipped cohort and calibration,
         cosine elsewhere: ``answer.scoring``)."""
-        store = self._opened(recognizer)
-        student = recognizer.student_name
-        gallery = store.load_gallery(search_normalizer(store.encoder_name, student))
+        index = self._index(recognizer)
+        store, student = index.store, recognizer.student_name
         pipe = recognizer.pipeline
         book = pipe.thresholds(default_calibrations(store.encoder_name, student))
         faces = pipe.embed_image(image)
-        searcher = gallery_searcher(gallery)
-        return answer_faces(faces, searcher, k, book, store.encoder, threshold, gallery.scoring_for)
+        searcher = gallery_searcher(index)
+        return answer_faces(faces, searcher, k, book, store.encoder, threshold, index.scoring_for)
+
+    def _index(self, recognizer: Recognizer) -> LiveGallery:
+        """The faiss index searches use, scored as ``lrface gallery search`` scores them for
+        the recognizer's student: built at the first search, then brought up to date with
+        the store's changes before each one (not read again whole every time)."""
+        store = self._opened(recognizer)
+        student = recognizer.student_name
+        if self._live is None or self._live_student != student:
+            if self._live is not None:
+                self._live.close()
+            normalizer = search_normalizer(store.encoder_name, student)
+            self._live = LiveGallery(store, listen=False, normalizer=normalizer)
+            self._live_student = student
+        return self._live
 
     def names(self) -> list[str]:
         """The enrolled identities."""
@@ -169,6 +185,8 @@ class Watchlist:
         self._store.remove(enrolled, local_actor("python"))
 
     def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
         if self._store is not None:
             self._store.close()
 

@@ -190,21 +190,28 @@ def probe_encoders(path: Path, name: str, view: str, chosen, device: str, batch_
     return {k: load_encoder(str(run), device, batch_size, "--encoder") for k, run in runs.items()}
 
 
-def verification(
-    probes, gallery, encoder, lfw, config, chosen, baseline, workers, out, started
-) -> None:
-    """The verification protocol: run, write the outputs, print the tables."""
+def chosen_pairs(lfw, view: str, pairs_per_fold: int | None, chosen: set[int] | None):
+    """(the LFW dataset, the pairs of ``view`` to score: the first ``pairs_per_fold`` of each
+    kind per fold, of the ``chosen`` folds); the one-line exit naming what is wrong."""
     from lrface.data.lfw import LFW
-    from lrface.eval.benchmark import limit_pairs, run_verification, write_outputs
+    from lrface.eval.benchmark import limit_pairs
     from lrface.paths import DatasetNotFoundError
 
     with reported(DatasetNotFoundError, option="--lfw"):
         dataset = LFW(lfw)
     with reported(ValueError, option="--view"):  # an unknown view, or a malformed pair list
-        pairs = limit_pairs(dataset.pairs(config.view), config.pairs_per_fold)
+        pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
+    return dataset, [p for p in pairs if chosen is None or p.fold in chosen]
+
+
+def verification(
+    probes, gallery, encoder, lfw, config, chosen, baseline, workers, out, started
+) -> None:
+    """The verification protocol: run, write the outputs, print the tables."""
+    from lrface.eval.benchmark import run_verification, write_outputs
+
+    dataset, pairs = chosen_pairs(lfw, config.view, config.pairs_per_fold, chosen)
     per_fold = None not in probes
-    if chosen is not None:
-        pairs = [p for p in pairs if p.fold in chosen]
     if per_fold:
         pairs = [p for p in pairs if p.fold in probes]
     typer.echo(f"LFW {config.view}: {len(pairs)} pairs from {dataset.root}")
@@ -235,18 +242,12 @@ def detected(
     encoder on the probe side too) on probes MTCNN found in the shrunk image."""
     import json
 
-    from lrface.data.lfw import LFW
-    from lrface.eval.benchmark import limit_pairs, load_pair_data
+    from lrface.eval.benchmark import load_pair_data
     from lrface.eval.detected_verification import detected_report, detected_table
-    from lrface.paths import DatasetNotFoundError
 
     if None in widths:
         raise fail("--sizes: hr-lr-detected needs face widths in px, not 'full'")
-    with reported(DatasetNotFoundError, option="--lfw"):
-        dataset = LFW(lfw)
-    with reported(ValueError, option="--view"):
-        pairs = limit_pairs(dataset.pairs(view), pairs_per_fold)
-    pairs = [p for p in pairs if chosen is None or p.fold in chosen]
+    dataset, pairs = chosen_pairs(lfw, view, pairs_per_fold, chosen)
     typer.echo(f"LFW {view}: {len(pairs)} pairs from {dataset.root}")
     data = load_pair_data(dataset, pairs)
     encoders = {gallery.name: gallery} if baseline and probe is not gallery else {}

@@ -343,6 +343,10 @@ class GalleryStore(abc.ABC):
         or of every identity, read in one transaction."""
 
     @abc.abstractmethod
+    def identity_ids(self, names: list[str]) -> list[int]:
+        """The row ids of those of ``names`` that are enrolled."""
+
+    @abc.abstractmethod
     def records(self) -> Iterator[tuple[str, float, list[Enrolment]]]:
         """(name, created, every enrolment with its thumbnail) per identity: a full copy."""
 
@@ -407,8 +411,12 @@ class GalleryStore(abc.ABC):
 
     def update_identity_stats(self, normalizer: Normalizer, names: list[str]) -> None:
         """Compute and store the gallery-side statistics of ``names`` for every cohort of
-        ``normalizer`` (what enrolment does once the photos are in)."""
-        gallery = self.load_gallery(normalizer)
+        ``normalizer`` (what enrolment does once the photos are in); only those identities
+        are read: a template's statistics depend on it and the cohort alone."""
+        gallery = Gallery(self.encoder, self.dim, self.encoder_name)
+        for _, name, vectors in self.identity_rows(self.identity_ids(names)):
+            gallery.add(name, vectors)
+        gallery.use_scoring(normalizer)
         self.put_identity_stats({n: gallery.identity_stats(n) for n in names if n in gallery})
 
     def check_compatible(self, encoder: str, dim: int) -> None:
@@ -687,6 +695,15 @@ class SqlStore(GalleryStore):
             by_id.setdefault(ident, (name, []))[1].append(bytes(blob))
         for ident, (name, blobs) in by_id.items():
             yield ident, name, np.frombuffer(b"".join(blobs), "<f4").reshape(-1, self.dim)
+
+    def identity_ids(self, names: list[str]) -> list[int]:
+        ids = []
+        for start in range(0, len(names), 500):
+            chunk = list(names[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self._rows(f"SELECT id FROM identities WHERE name IN ({marks})", chunk)
+            ids += [int(ident) for (ident,) in rows]
+        return ids
 
     def records(self) -> Iterator[tuple[str, float, list[Enrolment]]]:
         people = self._rows("SELECT id, name, created FROM identities ORDER BY id")
