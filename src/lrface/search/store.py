@@ -22,14 +22,16 @@ version (``MIGRATIONS``), in one transaction.
 Names follow ``lrface.search.names``: an identity is found by its ``name_key`` (case, width and
 separators folded), and a second name with the same key is refused (``NameConflict``).
 The ``audit`` table records who (a key's label) searched, enrolled or removed what and when,
-with the request and the answer, never an image.
+with the request and the answer, never an image; ``audit_names`` says which entries carry which
+string, so that a removal finds the entries naming a person without reading the whole log.
 
 Erased means erased: a removal deletes the rows and, in the same transaction, redacts the audit
-entries naming the identity; then the implementation makes sure the bytes are gone from its
-files. ``SqliteStore`` (the standard library's ``sqlite3`` in WAL mode) overwrites deleted rows
-with zeros (``secure_delete``) and checkpoints and truncates the WAL after every removal and at
-``close`` (the WAL would otherwise keep the old pages until the next checkpoint). The database
-(and SQLite's ``-wal``/``-shm`` files, which take its mode) is created mode 0600: it holds
+entries naming the identity (found through ``audit_names``, whose rows for the name go too);
+then the implementation makes sure the bytes are gone from its files. ``SqliteStore`` (the
+standard library's ``sqlite3`` in WAL mode) overwrites deleted rows with zeros
+(``secure_delete``) and checkpoints and truncates the WAL after every removal and at ``close``
+(the WAL would otherwise keep the old pages until the next checkpoint). The database (and
+SQLite's ``-wal``/``-shm`` files, which take its mode) is created mode 0600: it holds
 biometric data. ``open_store`` takes a file path or a ``postgresql://`` URL and picks the
 implementation.
 """
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from lrface.search.normalize import Normalizer
 
 FORMAT = "lrface-gallery-sqlite"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SAFETENSORS_SUFFIX = ".safetensors"
 DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
@@ -122,6 +124,19 @@ CREATE TABLE audit (
 """
 """Who did what: one row per audited request (``AuditEntry``)."""
 
+AUDIT_NAMES = """
+CREATE TABLE audit_names (
+    name TEXT NOT NULL,
+    audit_id INTEGER NOT NULL,
+    PRIMARY KEY (name, audit_id)
+)
+"""
+"""Which audit entry carries which string (``audit_strings``): a removal redacts just the
+entries holding the name instead of reading every entry, and deletes the name's rows here."""
+
+AUDIT_BATCH = 1000
+"""Audit entries read at a time when a migration indexes an existing log."""
+
 IDENTITY_STATS = """
 CREATE TABLE identity_stats (
     identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
@@ -144,6 +159,63 @@ def _fill_name_keys(db: Any) -> None:
     )
 
 
+def audit_strings(target: str | None, request: str, answer: str) -> set[str]:
+    """Every string that ``remove`` would redact as a name in an audit entry: its target, and
+    each string of the JSON texts ``request`` and ``answer`` (object keys too, at any depth),
+    with what follows each quote inside one (the redaction rewrites the JSON-quoted name
+    wherever it occurs, and ``"x\\"Ann"`` holds ``"Ann"``). Not a string holding NUL: no name
+    may (``lrface.search.names``), and PostgreSQL's text refuses it."""
+    found = set() if target is None else {target}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            parts = value.split('"')
+            found.update('"'.join(parts[i:]) for i in range(len(parts)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(json.loads(request))
+    walk(json.loads(answer))
+    return {s for s in found if "\x00" not in s}
+
+
+def _insert_audit(
+    db: Any, actor: str, action: str, target: str | None, request: str, answer: str
+) -> None:
+    """Append one audit entry (``request``, ``answer``: JSON texts) and its ``audit_names``
+    rows, in the caller's transaction."""
+    [(audit_id,)] = db.execute(
+        "INSERT INTO audit (time, actor, action, target, request, answer) "
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        (time.time(), actor, action, target, request, answer),
+    ).fetchall()
+    _index_audit(db, [(audit_id, target, request, answer)])
+
+
+def _index_audit(db: Any, entries: list[tuple[int, str | None, str, str]]) -> None:
+    """The ``audit_names`` rows of audit entries (id, target, request, answer)."""
+    db.executemany(
+        "INSERT INTO audit_names (name, audit_id) VALUES (?, ?)",
+        [(s, i) for i, target, rq, an in entries for s in audit_strings(target, rq, an)],
+    )
+
+
+def _fill_audit_names(db: Any) -> None:
+    """Index the audit entries already logged (``audit_names``), ``AUDIT_BATCH`` at a time."""
+    last = 0
+    while rows := db.execute(
+        "SELECT id, target, request, answer FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+        (last, AUDIT_BATCH),
+    ).fetchall():
+        _index_audit(db, rows)
+        last = rows[-1][0]
+
+
 Migration = str | Callable[[Any], None]
 """One step of a migration: an SQL statement (in SQLite's types; PostgreSQL translates them)
 or a function of the open connection that rewrites data (nothing to do on a new database)."""
@@ -159,6 +231,7 @@ MIGRATIONS: dict[int, list[Migration]] = {
         AUDIT,
     ],
     3: [IDENTITY_STATS],
+    4: [AUDIT_NAMES, _fill_audit_names],
 }
 """``{version: steps}`` that take a database of ``version`` to the next one."""
 
@@ -586,19 +659,15 @@ class SqlStore(GalleryStore):
             change.identity = row[0]
             erased = f"[erased identity #{row[0]}]"
             quoted, quoted_erased = json.dumps(name), json.dumps(erased)
-            db.execute(  # rows whose text holds the name as a JSON string, rewritten without
+            db.execute(  # the entries holding the name as a JSON string, rewritten without
                 "UPDATE audit SET target = CASE WHEN target = ? THEN ? ELSE target END, "
                 "request = replace(request, ?, ?), answer = replace(answer, ?, ?) "
-                "WHERE target = ? OR request <> replace(request, ?, '') "
-                "OR answer <> replace(answer, ?, '')",
-                (name, erased, quoted, quoted_erased, quoted, quoted_erased, name, quoted, quoted),
+                "WHERE id IN (SELECT audit_id FROM audit_names WHERE name = ?)",
+                (name, erased, quoted, quoted_erased, quoted, quoted_erased, name),
             )
+            db.execute("DELETE FROM audit_names WHERE name = ?", (name,))
             if actor is not None:
-                db.execute(
-                    "INSERT INTO audit (time, actor, action, target, request, answer) "
-                    "VALUES (?, ?, 'remove', ?, '{}', '{}')",
-                    (time.time(), actor, erased),
-                )
+                _insert_audit(db, actor, "remove", erased, "{}", "{}")
         self._committed(change, removal=True)
         return change.generation
 
@@ -621,11 +690,7 @@ class SqlStore(GalleryStore):
         self, actor: str, action: str, target: str | None, request: dict, answer: dict
     ) -> None:
         with self._transaction(write=True) as db:
-            db.execute(
-                "INSERT INTO audit (time, actor, action, target, request, answer) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), actor, action, target, json.dumps(request), json.dumps(answer)),
-            )
+            _insert_audit(db, actor, action, target, json.dumps(request), json.dumps(answer))
 
     def audit_log(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         rows = self._rows(
