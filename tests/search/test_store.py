@@ -1,7 +1,9 @@
 """Gallery stores, SQLite and PostgreSQL alike (``target``): round trip, dedup by photo hash,
-the generation counter and change log, two processes writing at once, and a writer killed
-mid-enroll; the SQLite file's mode and an SQLite gallery of the first schema brought up to
-date."""
+the generation counter and change log, two processes writing at once, a writer killed
+mid-enroll, a removal redacting exactly the audit entries its index (``audit_names``) lists,
+and that index built for a gallery of the version before it; the SQLite file's mode, a
+removed identity's bytes gone from its files, and an SQLite gallery of the first schema
+brought up to date."""
 
 from __future__ import annotations
 
