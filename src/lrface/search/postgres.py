@@ -46,10 +46,11 @@ TYPES = (
 
 
 def postgres_ddl(sqlite_ddl: str) -> str:
-    """The SQLite schema in PostgreSQL's types (64-bit ids, doubles, ``bytea``)."""
+    """The SQLite schema in PostgreSQL's types (64-bit ids, doubles, ``bytea``), without
+    SQLite's ``WITHOUT ROWID``: a PostgreSQL table is a heap beside its key's index anyway."""
     for sqlite_type, pg_type in TYPES:
         sqlite_ddl = re.sub(rf"\b{sqlite_type}\b", pg_type, sqlite_ddl)
-    return sqlite_ddl
+    return sqlite_ddl.replace(" WITHOUT ROWID", "")
 
 
 def _psycopg():
