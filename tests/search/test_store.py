@@ -1,7 +1,8 @@
 """Gallery stores, SQLite and PostgreSQL alike (``target``): round trip, dedup by photo hash,
 the generation counter and change log, two processes writing at once, a writer killed
 mid-enroll, a removal redacting exactly the audit entries its index (``audit_names``) lists,
-and that index built for a gallery of the version before it; the SQLite file's mode, a
+which holds the request's strings and only the enrolled names of the answer, and that index
+built for a gallery of the version before it; the SQLite file's mode, a
 removed identity's bytes gone from its files, and an SQLite gallery of the first schema
 brought up to date."""
 
@@ -29,9 +30,9 @@ from lrface.search.store import (
     Enrolment,
     NameConflict,
     SqliteStore,
-    audit_strings,
     create_store,
     is_database_url,
+    json_strings,
     open_gallery,
     open_store,
 )
@@ -232,14 +233,17 @@ def _audit_rows(store, name: str) -> list[int]:
 
 
 def _log_ann_and_bob(store) -> dict[str, int]:
-    """Audit entries naming Ann in each place a name can be (target, list, key, after a quote)
-    and Bob alone; {what: entry id}."""
+    """Audit entries naming Ann (enrolled) in each place a name can be (target, nested in the
+    answer's lists, the answer's key, the request after a quote), Bob alone, and Cy (never
+    enrolled) in an answer and in a request; {what: entry id}."""
     entries = {
         "list": ("search", None, {"k": 5}, {"faces": [{"top": [["Bob", 0.4], ["Ann", 0.9]]}]}),
         "key": ("verify", None, {"a": "h1"}, {"scores": {"Ann": 0.8}}),
         "quote": ("watch", None, {"camera": 'door "Ann'}, {}),
         "bob": ("enroll", "Bob", {"photos": 1}, {"added": 1}),
         "target": ("enroll", "Ann", {"photos": 1}, {"added": 1}),
+        "cy answered": ("search", None, {}, {"identity": "Cy", "score": 0.6}),
+        "cy asked": ("verify", None, {"claim": "Cy"}, {"same": False}),
     }
     for action, target, request, answer in entries.values():
         store.audit("admin", action, target, request, answer)
@@ -247,13 +251,34 @@ def _log_ann_and_bob(store) -> dict[str, int]:
     return dict(zip(entries, ids, strict=True))
 
 
-def test_audit_strings_are_what_the_redaction_rewrites():
-    request = json.dumps({"probe": {"sha256": "h"}, "names": ["Ann", ["Cy"]], "k": 5})
-    answer = json.dumps({"Bob": [0.5, None, True], 'say "Dee': "x\x00y"})
-    assert audit_strings("Eve", request, answer) == {
-        *("Eve", "probe", "sha256", "h", "names", "Ann", "Cy", "k", "Bob"),
+def test_json_strings_are_what_the_redaction_rewrites():
+    text = json.dumps(
+        {"probe": {"sha256": "h"}, "names": ["Ann", ["Cy"]], "k": 5, "Bob": [0.5, None, True]}
+        | {'say "Dee': "x\x00y"}
+    )
+    assert json_strings(text) == {
+        *("probe", "sha256", "h", "names", "Ann", "Cy", "k", "Bob"),
         *('say "Dee', "Dee"),  # the quoted name "Dee" is in the text, so it is redacted
     }  # no number, and no NUL, which no name holds
+
+
+def _indexed(store, *strings: str) -> dict[str, list[int]]:
+    """{string: the audit entries the index lists under it}."""
+    return {s: _audit_rows(store, s) for s in strings}
+
+
+def _check_index(store, ids: dict[str, int]) -> None:
+    """What ``audit_names`` holds for ``_log_ann_and_bob``'s entries, Ann and Bob enrolled:
+    the target and every string of the request, of the answer only enrolled names."""
+    assert _indexed(store, "Ann", "Bob", "Cy") == {
+        "Ann": sorted(v for k, v in ids.items() if k in ("list", "key", "quote", "target")),
+        "Bob": [ids["list"], ids["bob"]],
+        "Cy": [ids["cy asked"]],  # the request's; the answer's was no enrolled name
+    }
+    asked = _indexed(store, "k", "a", "h1", "camera", 'door "Ann', "photos", "claim")
+    assert all(asked.values()), asked
+    answered = ("faces", "top", "scores", "score", "identity", "added", "same")
+    assert _indexed(store, *answered) == {s: [] for s in answered}
 
 
 def test_a_removal_redacts_the_entries_naming_the_person_and_no_other(target):
@@ -263,7 +288,7 @@ def test_a_removal_redacts_the_entries_naming_the_person_and_no_other(target):
         ids = _log_ann_and_bob(store)
         store.audit("admin", "watch", None, {"camera": "door\x00"}, {})  # PostgreSQL takes it
         before = {e.id: e for e in store.audit_log()}
-        assert _audit_rows(store, "Ann") == sorted(v for k, v in ids.items() if k != "bob")
+        _check_index(store, ids)
         store.remove("Ann", "admin")
         erased = "[erased identity #1]"
         after = {e.id: e for e in store.audit_log()}
@@ -272,7 +297,8 @@ def test_a_removal_redacts_the_entries_naming_the_person_and_no_other(target):
         assert after[ids["list"]].answer["faces"][0]["top"] == [["Bob", 0.4], [erased, 0.9]]
         assert after[ids["quote"]].request == {"camera": f'door "{erased}'}
         assert after[ids["target"]].target == erased
-        untouched = [i for i in before if i not in ids.values() or i == ids["bob"]]
+        named = [ids[k] for k in ("list", "key", "quote", "target")]
+        untouched = [i for i in before if i not in named]
         assert all(after[i] == before[i] for i in untouched)
         assert _audit_rows(store, "Ann") == []  # the index held the name: it goes too
         assert _audit_rows(store, "Bob") == [ids["list"], ids["bob"]]
@@ -297,8 +323,8 @@ def _run_sql(target: str, *statements: str) -> None:
 
 def test_a_version_4_gallery_indexes_its_audit_log_and_removal_redacts_it(target, monkeypatch):
     """A gallery of the version before ``audit_names`` gains it, filled from the entries
-    already logged (two at a time here, so that the batches are followed to the end), and a
-    removal afterwards redacts those entries."""
+    already logged by the rule of new ones (two entries and one name check at a time here, so
+    that the batches are followed to the end), and a removal afterwards redacts them."""
     from lrface.search import store as store_module
 
     step = next(v for v, steps in MIGRATIONS.items() if AUDIT_NAMES in steps)
@@ -313,10 +339,10 @@ def test_a_version_4_gallery_indexes_its_audit_log_and_removal_redacts_it(target
         f"UPDATE meta SET value = '{step}' WHERE key = 'format_version'",
     )
     monkeypatch.setattr(store_module, "AUDIT_BATCH", 2)
+    monkeypatch.setattr(store_module, "NAME_CHECK_BATCH", 1)
     with open_store(target) as store:
         assert store.audit_log() == before
-        assert _audit_rows(store, "Ann") == sorted(v for k, v in ids.items() if k != "bob")
-        assert _audit_rows(store, "Bob") == [ids["list"], ids["bob"]]
+        _check_index(store, ids)
         store.remove("Ann")
         log = store.audit_log()
         assert "Ann" not in repr([e.to_dict() for e in log]) and "Bob" in repr(log)

@@ -84,6 +84,10 @@ def holds_gallery(url: str) -> bool:
 class _PgConnection:
     """A psycopg connection as ``SqlStore`` calls it (``?`` placeholders)."""
 
+    key_share = " FOR KEY SHARE"
+    """What a ``SELECT`` adds to lock the rows it reads against their deletion until the
+    commit (``lrface.search.store._enrolled``)."""
+
     def __init__(self, conn: Any):
         self._conn = conn
         self._last = 0

@@ -22,8 +22,8 @@ version (``MIGRATIONS``), in one transaction.
 Names follow ``lrface.search.names``: an identity is found by its ``name_key`` (case, width and
 separators folded), and a second name with the same key is refused (``NameConflict``).
 The ``audit`` table records who (a key's label) searched, enrolled or removed what and when,
-with the request and the answer, never an image; ``audit_names`` says which entries carry which
-string, so that a removal finds the entries naming a person without reading the whole log.
+with the request and the answer, never an image; ``audit_names`` says which entries may name
+whom, so that a removal finds the entries naming a person without reading the whole log.
 
 Erased means erased: a removal deletes the rows and, in the same transaction, redacts the audit
 entries naming the identity (found through ``audit_names``, whose rows for the name go too);
@@ -131,13 +131,36 @@ CREATE TABLE audit_names (
     PRIMARY KEY (name, audit_id)
 ) WITHOUT ROWID
 """
-"""Which audit entry carries which string (``audit_strings``): a removal redacts just the
-entries holding the name instead of reading every entry, and deletes the name's rows here.
-``WITHOUT ROWID``: SQLite keeps the rows in their key's b-tree alone, not twice (half the
-size; benchmarks/audit_removal.py)."""
+"""Which audit entry may name whom: a removal redacts just the entries listed under the name
+instead of reading every entry, and deletes the name's rows here. Listed for an entry: its
+target; every string of its request (``json_strings``: values, keys, the text after a quote),
+which a user wrote and may name anyone, enrolled or not, now or later; and of its answer only
+the strings that are the name of an identity enrolled when the entry is written, checked in
+its write transaction (``_enrolled``). Keys such as ``"score"`` and the system's other
+strings are not listed: that keeps the index a fraction of the log's size
+(benchmarks/audit_removal.py, docs/service.md).
+
+Why the answer's rule misses no name a removal must redact: the system writes the answers,
+and the only names in them are identities its gallery returned, enrolled when it searched. If
+the identity is still enrolled when the entry is written, the entry is listed under it. If it
+was removed in between, the entry is not listed, and it keeps the name: the removal's
+redaction ran before the entry existed. That race is real and the whole-log scan before the
+index had it too: the service searches its in-memory index, then writes the audit entry in a
+transaction of its own, so a removal (from another request, process or ``lrface gallery
+remove``) can commit between the two; for ``/api/watch`` the window is the whole video. One
+difference from the scan: if the same name is enrolled again and removed again, the scan would
+then redact such an entry, the index does not list it. On PostgreSQL the check share-locks
+the rows it finds, so a removal cannot commit between the check and the entry's commit (it
+waits, then redacts the entry); SQLite's write lock serializes the two anyway.
+
+``WITHOUT ROWID``: SQLite keeps the rows in their key's b-tree alone, not twice."""
 
 AUDIT_BATCH = 1000
 """Audit entries read at a time when a migration indexes an existing log."""
+
+NAME_CHECK_BATCH = 500
+"""Strings checked against the enrolled names per query (SQLite builds before 3.32 take at
+most 999 parameters)."""
 
 IDENTITY_STATS = """
 CREATE TABLE identity_stats (
@@ -161,13 +184,13 @@ def _fill_name_keys(db: Any) -> None:
     )
 
 
-def audit_strings(target: str | None, request: str, answer: str) -> set[str]:
-    """Every string that ``remove`` would redact as a name in an audit entry: its target, and
-    each string of the JSON texts ``request`` and ``answer`` (object keys too, at any depth),
-    with what follows each quote inside one (the redaction rewrites the JSON-quoted name
-    wherever it occurs, and ``"x\\"Ann"`` holds ``"Ann"``). Not a string holding NUL: no name
-    may (``lrface.search.names``), and PostgreSQL's text refuses it."""
-    found = set() if target is None else {target}
+def json_strings(text: str) -> set[str]:
+    """Every string of the JSON text ``text`` that ``remove`` would redact if it were a name:
+    each string, object keys too, at any depth, with what follows each quote inside one (the
+    redaction rewrites the JSON-quoted name wherever it occurs, and ``"x\\"Ann"`` holds
+    ``"Ann"``). Not a string holding NUL: no name may (``lrface.search.names``), and
+    PostgreSQL's text refuses it."""
+    found: set[str] = set()
 
     def walk(value: Any) -> None:
         if isinstance(value, str):
@@ -181,9 +204,22 @@ def audit_strings(target: str | None, request: str, answer: str) -> set[str]:
             for item in value:
                 walk(item)
 
-    walk(json.loads(request))
-    walk(json.loads(answer))
+    walk(json.loads(text))
     return {s for s in found if "\x00" not in s}
+
+
+def _enrolled(db: Any, names: set[str]) -> set[str]:
+    """Those of ``names`` that are enrolled identities, in ``db``'s write transaction,
+    ``NAME_CHECK_BATCH`` to a query. PostgreSQL also share-locks their rows until the commit
+    (``key_share``), so that a removal of one of them running meanwhile waits for the entry
+    and its index rows and then redacts them; SQLite's write lock already keeps removals out."""
+    ordered, found = sorted(names), set()
+    for start in range(0, len(ordered), NAME_CHECK_BATCH):
+        chunk = ordered[start : start + NAME_CHECK_BATCH]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT name FROM identities WHERE name IN ({marks}){db.key_share}"
+        found.update(name for (name,) in db.execute(query, chunk).fetchall())
+    return found
 
 
 def _insert_audit(
@@ -200,15 +236,27 @@ def _insert_audit(
 
 
 def _index_audit(db: Any, entries: list[tuple[int, str | None, str, str]]) -> None:
-    """The ``audit_names`` rows of audit entries (id, target, request, answer)."""
+    """The ``audit_names`` rows of audit entries (id, target, request, answer): the target,
+    every string of the request, and the strings of the answer that are enrolled names now
+    (``AUDIT_NAMES`` says why that is enough)."""
+    asked = {
+        i: json_strings(request) | {t for t in (target,) if t is not None and "\x00" not in t}
+        for i, target, request, _ in entries
+    }
+    answered = {i: json_strings(answer) - asked[i] for i, _, _, answer in entries}
+    names = _enrolled(db, set().union(*answered.values()))
     db.executemany(
         "INSERT INTO audit_names (name, audit_id) VALUES (?, ?)",
-        [(s, i) for i, target, rq, an in entries for s in audit_strings(target, rq, an)],
+        [(s, i) for i, strings in asked.items() for s in strings | (answered[i] & names)],
     )
 
 
 def _fill_audit_names(db: Any) -> None:
-    """Index the audit entries already logged (``audit_names``), ``AUDIT_BATCH`` at a time."""
+    """Index the audit entries already logged (``audit_names``), ``AUDIT_BATCH`` at a time,
+    by the rule of new entries, the names enrolled now standing for those enrolled when each
+    was written: a name in an older answer whose identity is gone was redacted by its removal
+    (the scan read every entry then), unless that entry was written in the race
+    ``AUDIT_NAMES`` describes, after the removal."""
     last = 0
     while rows := db.execute(
         "SELECT id, target, request, answer FROM audit WHERE id > ? ORDER BY id LIMIT ?",
@@ -1002,6 +1050,9 @@ class SqliteStore(SqlStore):
 class _SqliteConnection:
     """``sqlite3`` as ``SqlStore`` calls it: ``execute``, ``executemany`` and the row count of
     the last statement."""
+
+    key_share = ""
+    """A write transaction holds the whole database: no row lock to add (``_enrolled``)."""
 
     def __init__(self, db: sqlite3.Connection):
         self._db = db
