@@ -134,24 +134,27 @@ CREATE TABLE audit_names (
 """Which audit entry may name whom: a removal redacts just the entries listed under the name
 instead of reading every entry, and deletes the name's rows here. Listed for an entry: its
 target; every string of its request (``json_strings``: values, keys, the text after a quote),
-which a user wrote and may name anyone, enrolled or not, now or later; and of its answer only
-the strings that are the name of an identity enrolled when the entry is written, checked in
-its write transaction (``_enrolled``). Keys such as ``"score"`` and the system's other
-strings are not listed: that keeps the index a fraction of the log's size
+which the caller builds from what a user sent and may name anyone, enrolled or not, now or
+later; and of its answer only the strings that are the name of an identity enrolled when the
+entry is written, checked in its write transaction (``_enrolled``). The answer's keys (such as
+``"score"``) and other strings get no rows, which keeps the index smaller
 (benchmarks/audit_removal.py, docs/service.md).
 
-Why the answer's rule misses no name a removal must redact: the system writes the answers,
-and the only names in them are identities its gallery returned, enrolled when it searched. If
-the identity is still enrolled when the entry is written, the entry is listed under it. If it
-was removed in between, the entry is not listed, and it keeps the name: the removal's
-redaction ran before the entry existed. That race is real and the whole-log scan before the
-index had it too: the service searches its in-memory index, then writes the audit entry in a
-transaction of its own, so a removal (from another request, process or ``lrface gallery
-remove``) can commit between the two; for ``/api/watch`` the window is the whole video. One
-difference from the scan: if the same name is enrolled again and removed again, the scan would
-then redact such an entry, the index does not list it. On PostgreSQL the check share-locks
-the rows it finds, so a removal cannot commit between the check and the entry's commit (it
-waits, then redacts the entry); SQLite's write lock serializes the two anyway.
+What the answer's rule can miss, and why no more than the whole-log scan before the index
+did: the system writes the answers, and the only names in them are identities its gallery
+returned, so enrolled when it searched. If the identity is still enrolled when the entry is
+written, the entry is listed under it. If it was removed in between, the entry is not listed
+and keeps the name, but the scan missed it as well: the removal's redaction ran before the
+entry existed. That race happens: the service searches its in-memory index, then writes the
+audit entry in a transaction of its own, so a removal (from another request, another process
+or ``lrface gallery remove``) can commit between the two; for ``/api/watch`` the window is
+the whole video. One difference from the scan: if the same name is enrolled again and then
+removed again, the scan would redact such an entry at that second removal; the index does
+not list it. On PostgreSQL the check share-locks the rows it finds, so no removal commits
+between the check and the entry's commit: a removal that starts after the check waits for the
+entry and then redacts it, and a check that starts after a removal's delete waits for that
+removal and then finds the name gone (the race above). SQLite's write lock serializes the
+two anyway.
 
 ``WITHOUT ROWID``: SQLite keeps the rows in their key's b-tree alone, not twice."""
 
