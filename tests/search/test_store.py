@@ -234,12 +234,13 @@ def _audit_rows(store, name: str) -> list[int]:
 
 def _log_ann_and_bob(store) -> dict[str, int]:
     """Audit entries naming Ann (enrolled) in each place a name can be (target, nested in the
-    answer's lists, the answer's key, the request after a quote), Bob alone, and Cy (never
-    enrolled) in an answer and in a request; {what: entry id}."""
+    answer's lists, the answer's key, the request's value after a quote, the request's key),
+    Bob alone, and Cy (never enrolled) in an answer and in a request; {what: entry id}."""
     entries = {
         "list": ("search", None, {"k": 5}, {"faces": [{"top": [["Bob", 0.4], ["Ann", 0.9]]}]}),
         "key": ("verify", None, {"a": "h1"}, {"scores": {"Ann": 0.8}}),
         "quote": ("watch", None, {"camera": 'door "Ann'}, {}),
+        "asked": ("verify", None, {"Ann": {"sha256": "h2"}}, {"same": True}),
         "bob": ("enroll", "Bob", {"photos": 1}, {"added": 1}),
         "target": ("enroll", "Ann", {"photos": 1}, {"added": 1}),
         "cy answered": ("search", None, {}, {"identity": "Cy", "score": 0.6}),
@@ -249,6 +250,10 @@ def _log_ann_and_bob(store) -> dict[str, int]:
         store.audit("admin", action, target, request, answer)
     ids = [e.id for e in store.audit_log()][::-1]
     return dict(zip(entries, ids, strict=True))
+
+
+ANN_ENTRIES = ("list", "key", "quote", "asked", "target")
+"""The entries of ``_log_ann_and_bob`` naming Ann, in the order they are logged."""
 
 
 def test_json_strings_are_what_the_redaction_rewrites():
@@ -269,16 +274,15 @@ def _indexed(store, *strings: str) -> dict[str, list[int]]:
 
 def _check_index(store, ids: dict[str, int]) -> None:
     """What ``audit_names`` holds for ``_log_ann_and_bob``'s entries, Ann and Bob enrolled:
-    the target and every string of the request, of the answer only enrolled names."""
+    the target, and of the request and the answer only the enrolled names."""
     assert _indexed(store, "Ann", "Bob", "Cy") == {
-        "Ann": sorted(v for k, v in ids.items() if k in ("list", "key", "quote", "target")),
+        "Ann": [ids[k] for k in ANN_ENTRIES],
         "Bob": [ids["list"], ids["bob"]],
-        "Cy": [ids["cy asked"]],  # the request's; the answer's was no enrolled name
+        "Cy": [],  # in a request and an answer, but never enrolled
     }
-    asked = _indexed(store, "k", "a", "h1", "camera", 'door "Ann', "photos", "claim")
-    assert all(asked.values()), asked
+    asked = ("k", "a", "h1", "camera", 'door "Ann', "sha256", "h2", "photos", "claim")
     answered = ("faces", "top", "scores", "score", "identity", "added", "same")
-    assert _indexed(store, *answered) == {s: [] for s in answered}
+    assert _indexed(store, *asked, *answered) == {s: [] for s in (*asked, *answered)}
 
 
 def test_a_removal_redacts_the_entries_naming_the_person_and_no_other(target):
@@ -296,8 +300,9 @@ def test_a_removal_redacts_the_entries_naming_the_person_and_no_other(target):
         assert after[ids["key"]].answer == {"scores": {erased: 0.8}}
         assert after[ids["list"]].answer["faces"][0]["top"] == [["Bob", 0.4], [erased, 0.9]]
         assert after[ids["quote"]].request == {"camera": f'door "{erased}'}
+        assert after[ids["asked"]].request == {erased: {"sha256": "h2"}}
         assert after[ids["target"]].target == erased
-        named = [ids[k] for k in ("list", "key", "quote", "target")]
+        named = [ids[k] for k in ANN_ENTRIES]
         untouched = [i for i in before if i not in named]
         assert all(after[i] == before[i] for i in untouched)
         assert _audit_rows(store, "Ann") == []  # the index held the name: it goes too

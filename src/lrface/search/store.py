@@ -133,22 +133,30 @@ CREATE TABLE audit_names (
 """
 """Which audit entry may name whom: a removal redacts just the entries listed under the name
 instead of reading every entry, and deletes the name's rows here. Listed for an entry: its
-target; every string of its request (``json_strings``: values, keys, the text after a quote),
-which the caller builds from what a user sent and may name anyone, enrolled or not, now or
-later; and of its answer only the strings that are the name of an identity enrolled when the
-entry is written, checked in its write transaction (``_enrolled``). The answer's keys (such as
-``"score"``) and other strings get no rows, which keeps the index smaller
+target, and every string of its request and its answer (``json_strings``: values, keys, the
+text after a quote) that is the name of an identity enrolled when the entry is written,
+checked in its write transaction (``_enrolled``). Keys such as ``"probe"`` or ``"score"``,
+photo hashes and other strings get no rows, which keeps the index small
 (benchmarks/audit_removal.py, docs/service.md).
 
-What the answer's rule can miss, and why no more than the whole-log scan before the index
-did: the system writes the answers, and the only names in them are identities its gallery
-returned, so enrolled when it searched. If the identity is still enrolled when the entry is
-written, the entry is listed under it. If it was removed in between, the entry is not listed
-and keeps the name, but the scan missed it as well: the removal's redaction ran before the
-entry existed. That race happens: the service searches its in-memory index, then writes the
-audit entry in a transaction of its own, so a removal (from another request, another process
-or ``lrface gallery remove``) can commit between the two; for ``/api/watch`` the window is
-the whole video. One difference from the scan: if the same name is enrolled again and then
+Why that is enough: every request and answer is built by the system from what it made, never
+from text a user typed. The callers of ``audit``: ``/api/search`` logs ``{"probe": {"sha256",
+"bytes"}, "k"}``, ``/api/verify`` ``{"a": ..., "b": ...}`` (the same photo reference),
+``/api/watch`` ``{"video": {"sha256", "bytes"}, "stride"}``, ``/api/identities/{name}/photos``
+``{"photos": [photo references]}`` and ``lrface.enrolment`` (CLI, Python API)
+``{"photos": count}``; a photo is referenced by hash and size, not by its file name, which
+may name a person (``Upload.audit_ref``); ``remove`` logs ``{}``. The only user-typed string,
+an enrolment's name, is the target, listed whatever it is. The answers' names are identities
+the gallery returned, so enrolled when it searched. A caller that logs a user-typed string
+must pass it as the target (tests/service/test_hardening.py checks the routes' requests).
+
+The rule's one limit: a string naming someone not enrolled when the entry is written. That is
+either the target (listed anyway) or an identity removed between the search and its audit, a
+race the whole-log scan before the index had as well: the removal's redaction ran before the
+entry existed. It happens: the service searches its in-memory index, then writes the audit
+entry in a transaction of its own, so a removal (from another request, another process or
+``lrface gallery remove``) can commit between the two; for ``/api/watch`` the window is the
+whole video. One difference from the scan: if the same name is enrolled again and then
 removed again, the scan would redact such an entry at that second removal; the index does
 not list it. On PostgreSQL the check share-locks the rows it finds, so no removal commits
 between the check and the entry's commit: a removal that starts after the check waits for the
@@ -240,26 +248,27 @@ def _insert_audit(
 
 def _index_audit(db: Any, entries: list[tuple[int, str | None, str, str]]) -> None:
     """The ``audit_names`` rows of audit entries (id, target, request, answer): the target,
-    every string of the request, and the strings of the answer that are enrolled names now
+    and the strings of the request and the answer that are enrolled names now
     (``AUDIT_NAMES`` says why that is enough)."""
-    asked = {
-        i: json_strings(request) | {t for t in (target,) if t is not None and "\x00" not in t}
-        for i, target, request, _ in entries
-    }
-    answered = {i: json_strings(answer) - asked[i] for i, _, _, answer in entries}
-    names = _enrolled(db, set().union(*answered.values()))
+    strings = {i: json_strings(request) | json_strings(answer) for i, _, request, answer in entries}
+    names = _enrolled(db, set().union(*strings.values()))
     db.executemany(
         "INSERT INTO audit_names (name, audit_id) VALUES (?, ?)",
-        [(s, i) for i, strings in asked.items() for s in strings | (answered[i] & names)],
+        [
+            (s, i)
+            for i, target, _, _ in entries
+            for s in (strings[i] & names) | {t for t in (target,) if t and "\x00" not in t}
+        ],
     )
 
 
 def _fill_audit_names(db: Any) -> None:
     """Index the audit entries already logged (``audit_names``), ``AUDIT_BATCH`` at a time,
     by the rule of new entries, the names enrolled now standing for those enrolled when each
-    was written: a name in an older answer whose identity is gone was redacted by its removal
-    (the scan read every entry then), unless that entry was written in the race
-    ``AUDIT_NAMES`` describes, after the removal."""
+    was written: a name in an older request or answer whose identity is gone was redacted by
+    its removal (the scan read every entry then), unless that entry was written in the race
+    ``AUDIT_NAMES`` describes, after the removal. Older requests hold no user-typed string
+    either: no version of the service or the CLI logged one besides the target."""
     last = 0
     while rows := db.execute(
         "SELECT id, target, request, answer FROM audit WHERE id > ? ORDER BY id LIMIT ?",
