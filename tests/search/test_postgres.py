@@ -1,5 +1,6 @@
 """The PostgreSQL store beyond what it shares with SQLite (``test_store.py``): removal erases
-the rows from the database's files, ``migrate`` copies SQLite to PostgreSQL and back,
+the rows from the database's files, an audit entry naming an identity whose removal is under
+way waits for it, ``migrate`` copies SQLite to PostgreSQL and back,
 writers of one identity lose nothing, an older schema is brought up to date (name keys and the
 audit log included; a removal redacts the audit log there too), and
 ``LiveGallery`` learns of another process's change at once (LISTEN) or before its next search
@@ -50,24 +51,52 @@ def _files_holding(root: Path, needle: bytes) -> list[str]:
 def test_removal_erases_the_rows_from_the_database_files(postgres_cluster, postgres_url):
     vector = np.frombuffer(b"ERASEME!" * 4, "<f4")
     thumb = b"FACEJPEG" + np.random.default_rng(0).bytes(4000)  # incompressible: kept as is
+    gone = "Gonzaga Erasmina"  # in the identity, the audit log and its index (audit_names)
     with create_store(postgres_url, "enc", 8) as store:
         store.add("keep", [Enrolment(_unit(1)[0], "k.jpg", "hk", b"kept")])
-        store.add("gone", [Enrolment(vector, "g.jpg", "hg", thumb)])
-        store.audit("admin", "search", None, {}, {"faces": [{"identity": "gone"}]})
-        store.audit("admin", "enroll", "gone", {"name": "gone"}, {})
+        store.add(gone, [Enrolment(vector, "g.jpg", "hg", thumb)])
+        store.audit("admin", "search", None, {}, {"faces": [{"identity": gone}]})
+        store.audit("admin", "enroll", gone, {"name": gone}, {})
         base = postgres_cluster.dir / "data" / "base"
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")  # the pages reach the table files
-        assert _files_holding(base, b"ERASEME!") and _files_holding(base, b"FACEJPEG")
-        store.remove("gone", "admin")
+        needles = (b"ERASEME!", b"FACEJPEG", gone.encode())
+        assert all(_files_holding(base, needle) for needle in needles)
+        store.remove(gone, "admin")
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
-        assert _files_holding(base, b"ERASEME!") == [] and _files_holding(base, b"FACEJPEG") == []
+        assert {needle: _files_holding(base, needle) for needle in needles} == {
+            needle: [] for needle in needles
+        }
         assert [i.name for i in store.identities()] == ["keep"]
         log = store.audit_log()
         assert [e.action for e in log] == ["remove", "enroll", "search"]
-        assert "gone" not in repr([e.to_dict() for e in log])  # redacted in the same change
+        assert gone not in repr([e.to_dict() for e in log])  # redacted in the same change
         assert log[1].target == log[0].target == "[erased identity #2]"
+
+
+def test_an_audit_naming_an_identity_being_removed_waits_for_the_removal(postgres_url):
+    """The answer's names are checked with their rows share-locked: an audit naming Ann while
+    a deletion of her row is uncommitted waits for it, then lists the entry under Ann if the
+    deletion rolled back and not at all if it committed (the removal ran first: the race
+    ``audit_names`` describes), never an index row for a name already gone."""
+    answer = {"faces": [{"identity": "Ann", "score": 0.7}]}
+    with create_store(postgres_url, "enc", 8) as store:
+        for outcome, listed in (("rollback", True), ("commit", False)):
+            store.add("Ann", [Enrolment(_unit(3)[0], "ann.jpg")])
+            with psycopg.connect(postgres_url) as conn:  # one open transaction
+                conn.execute("DELETE FROM identities WHERE name = 'Ann'")
+                writer = threading.Thread(
+                    target=store.audit, args=("admin", "search", None, {}, answer)
+                )
+                writer.start()
+                writer.join(2.0)
+                waited = writer.is_alive()
+                getattr(conn, outcome)()
+            writer.join(30.0)
+            entry = store.audit_log(1)[0].id
+            names = store._rows("SELECT name FROM audit_names WHERE audit_id = ?", (entry,))
+            assert (waited, names) == (True, [("Ann",)] if listed else []), outcome
 
 
 def test_normalization_statistics_migrate_and_are_erased_with_the_identity(
@@ -82,6 +111,7 @@ def test_normalization_statistics_migrate_and_are_erased_with_the_identity(
     create_store(postgres_url, "enc", 8).close()
     with psycopg.connect(postgres_url, autocommit=True) as conn:  # the version before it
         conn.execute("DROP TABLE identity_stats")
+        conn.execute("DROP TABLE audit_names")  # a later step's
         conn.execute("UPDATE meta SET value = %s WHERE key = 'format_version'", (str(step),))
     stats = np.frombuffer(b"STATROW!" * 8, "<f4").reshape(4, 4)  # 4 bands x 4, findable
     assert np.isfinite(stats).all()

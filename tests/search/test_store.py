@@ -1,12 +1,18 @@
 """Gallery stores, SQLite and PostgreSQL alike (``target``): round trip, dedup by photo hash,
-the generation counter and change log, two processes writing at once, and a writer killed
-mid-enroll; the SQLite file's mode and an SQLite gallery of the first schema brought up to
-date."""
+the generation counter and change log, two processes writing at once, a writer killed
+mid-enroll, a removal redacting exactly the audit entries its index (``audit_names``) lists,
+which holds the request's strings and only the enrolled names of the answer, and that index
+built for a gallery of the version before it; the SQLite file's mode, a
+removed identity's bytes gone from its files, and an SQLite gallery of the first schema
+brought up to date."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,12 +24,15 @@ import pytest
 
 from lrface.search.gallery import GalleryError
 from lrface.search.store import (
+    AUDIT_NAMES,
     FORMAT_VERSION,
+    MIGRATIONS,
     Enrolment,
     NameConflict,
     SqliteStore,
     create_store,
     is_database_url,
+    json_strings,
     open_gallery,
     open_store,
 )
@@ -97,8 +106,6 @@ def test_files_are_owner_only_and_existing_paths_are_never_overwritten(tmp_path)
     with pytest.raises(GalleryError, match="already exists"):
         SqliteStore.create(path, "enc", 8)
     other = tmp_path / "other.db"
-    import sqlite3
-
     sqlite3.connect(other).execute("CREATE TABLE x (y)").connection.close()
     with pytest.raises(GalleryError, match="other.db: an SQLite database, but not an lrface"):
         open_store(other)
@@ -169,8 +176,6 @@ def test_kill_9_mid_enroll_keeps_every_earlier_commit(target):
     proc.wait(timeout=30)
     assert seen >= 30
     with open_store(path) as store:
-        import sqlite3
-
         if not is_database_url(path):
             assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
         people = store.identities()
@@ -205,19 +210,150 @@ def test_a_removed_identity_leaves_no_trace_in_the_database_files(tmp_path):
     store.add("Bob", [Enrolment(_unit(1, 1)[0], "bob.jpg", "shab")])
     store.audit("user", "search", None, {"probe_sha256": "p"}, {"answers": [SECRET, "Bob"]})
     store.audit("user", "enroll", SECRET, {"photos": 3}, {"added": 3})
+    store.audit("user", "verify", None, {}, {"scores": {SECRET: 0.9}})  # a key, indexed too
     assert SECRET.encode() in _db_bytes(path)
     store.remove(SECRET)
     data = _db_bytes(path)  # the store is still open: a kill -9 now must not keep it either
     for needle in (SECRET.encode(), b"THUMBNAIL-OF-ZELDA", b"Zelda", SECRET.lower().encode()):
         assert needle not in data, needle
     log = store.audit_log()
-    assert [e.action for e in log] == ["enroll", "search"]
-    assert log[0].target.startswith("[erased identity #") and "Bob" in log[1].answer["answers"]
+    assert [e.action for e in log] == ["verify", "enroll", "search"]
+    assert log[1].target.startswith("[erased identity #") and "Bob" in log[2].answer["answers"]
     store.close()
     for needle in (SECRET.encode(), b"THUMBNAIL-OF-ZELDA"):
         assert needle not in _db_bytes(path)
     with open_store(path) as store:
         assert [i.name for i in store.identities()] == ["Bob"]
+
+
+def _audit_rows(store, name: str) -> list[int]:
+    """The audit entries the store's index says carry ``name``."""
+    rows = store._rows("SELECT audit_id FROM audit_names WHERE name = ? ORDER BY audit_id", (name,))
+    return [int(i) for (i,) in rows]
+
+
+def _log_ann_and_bob(store) -> dict[str, int]:
+    """Audit entries naming Ann (enrolled) in each place a name can be (target, nested in the
+    answer's lists, the answer's key, the request's value after a quote, the request's key),
+    Bob alone, and Cy (never enrolled) in an answer and in a request; {what: entry id}."""
+    entries = {
+        "list": ("search", None, {"k": 5}, {"faces": [{"top": [["Bob", 0.4], ["Ann", 0.9]]}]}),
+        "key": ("verify", None, {"a": "h1"}, {"scores": {"Ann": 0.8}}),
+        "quote": ("watch", None, {"camera": 'door "Ann'}, {}),
+        "asked": ("verify", None, {"Ann": {"sha256": "h2"}}, {"same": True}),
+        "bob": ("enroll", "Bob", {"photos": 1}, {"added": 1}),
+        "target": ("enroll", "Ann", {"photos": 1}, {"added": 1}),
+        "cy answered": ("search", None, {}, {"identity": "Cy", "score": 0.6}),
+        "cy asked": ("verify", None, {"claim": "Cy"}, {"same": False}),
+    }
+    for action, target, request, answer in entries.values():
+        store.audit("admin", action, target, request, answer)
+    ids = [e.id for e in store.audit_log()][::-1]
+    return dict(zip(entries, ids, strict=True))
+
+
+ANN_ENTRIES = ("list", "key", "quote", "asked", "target")
+"""The entries of ``_log_ann_and_bob`` naming Ann, in the order they are logged."""
+
+
+def test_json_strings_are_what_the_redaction_rewrites():
+    text = json.dumps(
+        {"probe": {"sha256": "h"}, "names": ["Ann", ["Cy"]], "k": 5, "Bob": [0.5, None, True]}
+        | {'say "Dee': "x\x00y"}
+    )
+    assert json_strings(text) == {
+        *("probe", "sha256", "h", "names", "Ann", "Cy", "k", "Bob"),
+        *('say "Dee', "Dee"),  # the quoted name "Dee" is in the text, so it is redacted
+    }  # no number, and no NUL, which no name holds
+
+
+def _indexed(store, *strings: str) -> dict[str, list[int]]:
+    """{string: the audit entries the index lists under it}."""
+    return {s: _audit_rows(store, s) for s in strings}
+
+
+def _check_index(store, ids: dict[str, int]) -> None:
+    """What ``audit_names`` holds for ``_log_ann_and_bob``'s entries, Ann and Bob enrolled:
+    the target, and of the request and the answer only the enrolled names."""
+    assert _indexed(store, "Ann", "Bob", "Cy") == {
+        "Ann": [ids[k] for k in ANN_ENTRIES],
+        "Bob": [ids["list"], ids["bob"]],
+        "Cy": [],  # in a request and an answer, but never enrolled
+    }
+    asked = ("k", "a", "h1", "camera", 'door "Ann', "sha256", "h2", "photos", "claim")
+    answered = ("faces", "top", "scores", "score", "identity", "added", "same")
+    assert _indexed(store, *asked, *answered) == {s: [] for s in (*asked, *answered)}
+
+
+def test_a_removal_redacts_the_entries_naming_the_person_and_no_other(target):
+    with create_store(target, "enc", 8) as store:
+        for i, name in enumerate(("Ann", "Bob")):
+            store.add(name, [Enrolment(_unit(i, 1)[0], f"{name}.jpg")])
+        ids = _log_ann_and_bob(store)
+        store.audit("admin", "watch", None, {"camera": "door\x00"}, {})  # PostgreSQL takes it
+        before = {e.id: e for e in store.audit_log()}
+        _check_index(store, ids)
+        store.remove("Ann", "admin")
+        erased = "[erased identity #1]"
+        after = {e.id: e for e in store.audit_log()}
+        assert "Ann" not in repr([e.to_dict() for e in after.values()])
+        assert after[ids["key"]].answer == {"scores": {erased: 0.8}}
+        assert after[ids["list"]].answer["faces"][0]["top"] == [["Bob", 0.4], [erased, 0.9]]
+        assert after[ids["quote"]].request == {"camera": f'door "{erased}'}
+        assert after[ids["asked"]].request == {erased: {"sha256": "h2"}}
+        assert after[ids["target"]].target == erased
+        named = [ids[k] for k in ANN_ENTRIES]
+        untouched = [i for i in before if i not in named]
+        assert all(after[i] == before[i] for i in untouched)
+        assert _audit_rows(store, "Ann") == []  # the index held the name: it goes too
+        assert _audit_rows(store, "Bob") == [ids["list"], ids["bob"]]
+        removal = max(after)
+        assert after[removal].target == erased and _audit_rows(store, erased) == [removal]
+        store.remove("Bob")
+        assert "Bob" not in repr([e.to_dict() for e in store.audit_log()])
+
+
+def _run_sql(target: str, *statements: str) -> None:
+    """Run ``statements`` on the gallery database at ``target``, behind the store's back."""
+    if is_database_url(target):
+        psycopg = pytest.importorskip("psycopg")
+        with psycopg.connect(target, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    else:
+        with contextlib.closing(sqlite3.connect(target)) as db, db:
+            for statement in statements:
+                db.execute(statement)
+
+
+def test_a_version_4_gallery_indexes_its_audit_log_and_removal_redacts_it(target, monkeypatch):
+    """A gallery of the version before ``audit_names`` gains it, filled from the entries
+    already logged by the rule of new ones (two entries and one name check at a time here, so
+    that the batches are followed to the end), and a removal afterwards redacts them."""
+    from lrface.search import store as store_module
+
+    step = next(v for v, steps in MIGRATIONS.items() if AUDIT_NAMES in steps)
+    with create_store(target, "enc", 8) as store:
+        for i, name in enumerate(("Bob", "Ann")):
+            store.add(name, [Enrolment(_unit(i, 1)[0], f"{name}.jpg")])
+        ids = _log_ann_and_bob(store)
+        before = store.audit_log()
+    _run_sql(
+        target,
+        "DROP TABLE audit_names",
+        f"UPDATE meta SET value = '{step}' WHERE key = 'format_version'",
+    )
+    monkeypatch.setattr(store_module, "AUDIT_BATCH", 2)
+    monkeypatch.setattr(store_module, "NAME_CHECK_BATCH", 1)
+    with open_store(target) as store:
+        assert store.audit_log() == before
+        _check_index(store, ids)
+        store.remove("Ann")
+        log = store.audit_log()
+        assert "Ann" not in repr([e.to_dict() for e in log]) and "Bob" in repr(log)
+        assert store._rows("SELECT value FROM meta WHERE key = 'format_version'") == [
+            (str(FORMAT_VERSION),)
+        ]
 
 
 def test_one_identity_per_name_key_and_photo_owners(tmp_path):
@@ -235,8 +371,6 @@ def test_one_identity_per_name_key_and_photo_owners(tmp_path):
 def test_a_version_1_gallery_is_upgraded_when_opened(tmp_path):
     """Version-1 databases (before the change log, the event log, name keys and the audit log)
     open and gain them all, in order; two names with one key in them stay readable."""
-    import sqlite3
-
     from lrface.search.store import SCHEMA
 
     path = tmp_path / "old.db"

@@ -5,6 +5,8 @@ work lanes with a time budget, the audit log for the admin key, and watch's vide
 from __future__ import annotations
 
 import io
+import json
+import re
 import threading
 import time
 
@@ -18,9 +20,9 @@ from typer.testing import CliRunner
 from lrface.data.images import BadImageError, decode_bounded
 from lrface.machine import THREADS_ENV, intra_op_threads
 from lrface.pipeline import FacePipeline
-from lrface.search.store import SqliteStore, open_store
+from lrface.search.store import SqliteStore, json_strings, open_store
 from lrface.service.app import ServiceConfig, create_app
-from tests.service.test_app import BLUE, KEY, RED, RED_2, enroll, png, search
+from tests.service.test_app import BLUE, KEY, RED, RED_2, _clip, enroll, png, search
 from tests.test_pipeline import ColourEncoder, SquareDetector, scene
 
 ADMIN = "admin-key-" + "a" * 20
@@ -208,6 +210,28 @@ def test_the_audit_log_is_for_the_admin_key_and_holds_no_image(store, pipeline):
     assert searched["answer"]["faces"][0]["identity"] == removal["target"]
     assert "RED" not in str(entries) and len(str(entries)) < 2000  # hashes, not images
     assert admin.get("/api/health").json()["role"] == "admin"
+
+
+def test_audited_requests_hold_no_string_a_user_typed(store, pipeline, tmp_path):
+    """The audit index lists only the target and the enrolled names of an entry
+    (``AUDIT_NAMES``), which is enough because the routes log uploads by hash and size and no
+    text a user typed but the target. Every audited route gets files named after Dee, never
+    enrolled: the requests hold their keys and 64-digit hashes only, and Dee is nowhere."""
+    client = _client(store, pipeline)
+    dee = "Dee Walker"
+    photo = {"files": (f"{dee}.png", RED, "image/png")}
+    assert client.post("/api/identities/Ann/photos", files=photo).status_code == 200
+    assert search(client, RED, filename=f"{dee}.png").status_code == 200
+    pair = {"a": (f"{dee}.png", RED), "b": (f"{dee} 2.png", BLUE)}
+    assert client.post("/api/verify", files=pair).status_code == 200
+    video = {"file": (f"{dee}.avi", _clip(tmp_path / "walk.avi"))}
+    assert client.post("/api/watch", files=video).status_code == 200
+    entries = store.audit_log()
+    assert [e.action for e in entries] == ["watch", "verify", "search", "enroll"]
+    strings = set().union(*(json_strings(json.dumps(e.request)) for e in entries))
+    typed = {s for s in strings if not re.fullmatch("[0-9a-f]{64}", s)}
+    assert typed <= {"probe", "k", "a", "b", "video", "stride", "photos", "sha256", "bytes"}
+    assert dee not in repr([e.to_dict() for e in entries])
 
 
 def _sha8(key: str) -> str:

@@ -10,12 +10,12 @@ order. In the same transaction a ``NOTIFY lrface_gallery`` (delivered at commit)
 listening process (``watch_changes``, run by ``lrface.search.sync.LiveGallery``) to update its
 faiss index at once; the generation counter catches whatever a lost notification missed.
 
-Removal deletes the rows (the identity's normalization statistics with them) and redacts the
-audit log, then runs ``VACUUM FULL`` on those tables: PostgreSQL never overwrites a row in
-place, and a plain ``VACUUM`` only marks the dead tuples' space free (tried on PostgreSQL 15: a
-removed embedding's bytes were still in the table's file); ``VACUUM FULL`` writes the tables
-anew without them and drops the old files, after which tests/search/test_postgres.py finds them
-in none of the database's files.
+Removal deletes the rows (the identity's normalization statistics with them), redacts the
+audit log and deletes the name's rows of its index (``audit_names``), then runs ``VACUUM FULL``
+on those tables: PostgreSQL never overwrites a row in place, and a plain ``VACUUM`` only marks
+the dead tuples' space free (tried on PostgreSQL 15: a removed embedding's bytes were still in
+the table's file); ``VACUUM FULL`` writes the tables anew without them and drops the old files,
+after which tests/search/test_postgres.py finds them in none of the database's files.
 What PostgreSQL does not promise (docs/service.md, "Erasure"): the bytes of a removed tuple can
 survive in the write-ahead log until it is recycled, in base backups, WAL archives and
 replicas, and in file-system blocks PostgreSQL freed; those need the operator's retention
@@ -46,10 +46,11 @@ TYPES = (
 
 
 def postgres_ddl(sqlite_ddl: str) -> str:
-    """The SQLite schema in PostgreSQL's types (64-bit ids, doubles, ``bytea``)."""
+    """The SQLite schema in PostgreSQL's types (64-bit ids, doubles, ``bytea``), without
+    SQLite's ``WITHOUT ROWID``: a PostgreSQL table is a heap beside its key's index anyway."""
     for sqlite_type, pg_type in TYPES:
         sqlite_ddl = re.sub(rf"\b{sqlite_type}\b", pg_type, sqlite_ddl)
-    return sqlite_ddl
+    return sqlite_ddl.replace(" WITHOUT ROWID", "")
 
 
 def _psycopg():
@@ -82,6 +83,10 @@ def holds_gallery(url: str) -> bool:
 
 class _PgConnection:
     """A psycopg connection as ``SqlStore`` calls it (``?`` placeholders)."""
+
+    key_share = " FOR KEY SHARE"
+    """What a ``SELECT`` adds to lock the rows it reads against their deletion until the
+    commit (``lrface.search.store._enrolled``)."""
 
     def __init__(self, conn: Any):
         self._conn = conn
@@ -158,7 +163,9 @@ class PostgresStore(SqlStore):
             with self._pool.connection() as conn:
                 conn.autocommit = True
                 try:
-                    conn.execute("VACUUM FULL embeddings, identity_stats, identities, audit")
+                    conn.execute(
+                        "VACUUM FULL embeddings, identity_stats, identities, audit, audit_names"
+                    )
                 finally:
                     conn.autocommit = False
 

@@ -22,14 +22,16 @@ version (``MIGRATIONS``), in one transaction.
 Names follow ``lrface.search.names``: an identity is found by its ``name_key`` (case, width and
 separators folded), and a second name with the same key is refused (``NameConflict``).
 The ``audit`` table records who (a key's label) searched, enrolled or removed what and when,
-with the request and the answer, never an image.
+with the request and the answer, never an image; ``audit_names`` says which entries may name
+whom, so that a removal finds the entries naming a person without reading the whole log.
 
 Erased means erased: a removal deletes the rows and, in the same transaction, redacts the audit
-entries naming the identity; then the implementation makes sure the bytes are gone from its
-files. ``SqliteStore`` (the standard library's ``sqlite3`` in WAL mode) overwrites deleted rows
-with zeros (``secure_delete``) and checkpoints and truncates the WAL after every removal and at
-``close`` (the WAL would otherwise keep the old pages until the next checkpoint). The database
-(and SQLite's ``-wal``/``-shm`` files, which take its mode) is created mode 0600: it holds
+entries naming the identity (found through ``audit_names``, whose rows for the name go too);
+then the implementation makes sure the bytes are gone from its files. ``SqliteStore`` (the
+standard library's ``sqlite3`` in WAL mode) overwrites deleted rows with zeros
+(``secure_delete``) and checkpoints and truncates the WAL after every removal and at ``close``
+(the WAL would otherwise keep the old pages until the next checkpoint). The database (and
+SQLite's ``-wal``/``-shm`` files, which take its mode) is created mode 0600: it holds
 biometric data. ``open_store`` takes a file path or a ``postgresql://`` URL and picks the
 implementation.
 """
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from lrface.search.normalize import Normalizer
 
 FORMAT = "lrface-gallery-sqlite"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SAFETENSORS_SUFFIX = ".safetensors"
 DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
@@ -122,6 +124,55 @@ CREATE TABLE audit (
 """
 """Who did what: one row per audited request (``AuditEntry``)."""
 
+AUDIT_NAMES = """
+CREATE TABLE audit_names (
+    name TEXT NOT NULL,
+    audit_id INTEGER NOT NULL,
+    PRIMARY KEY (name, audit_id)
+) WITHOUT ROWID
+"""
+"""Which audit entry may name whom: a removal redacts just the entries listed under the name
+instead of reading every entry, and deletes the name's rows here. Listed for an entry: its
+target, and every string of its request and its answer (``json_strings``: values, keys, the
+text after a quote) that is the name of an identity enrolled when the entry is written,
+checked in its write transaction (``_enrolled``). Keys such as ``"probe"`` or ``"score"``,
+photo hashes and other strings get no rows, which keeps the index small
+(benchmarks/audit_removal.py, docs/service.md).
+
+Why that is enough: every request and answer is built by the system from what it made, never
+from text a user typed. The callers of ``audit``: ``/api/search`` logs ``{"probe": {"sha256",
+"bytes"}, "k"}``, ``/api/verify`` ``{"a": ..., "b": ...}`` (the same photo reference),
+``/api/watch`` ``{"video": {"sha256", "bytes"}, "stride"}``, ``/api/identities/{name}/photos``
+``{"photos": [photo references]}`` and ``lrface.enrolment`` (CLI, Python API)
+``{"photos": count}``; a photo is referenced by hash and size, not by its file name, which
+may name a person (``Upload.audit_ref``); ``remove`` logs ``{}``. The only user-typed string,
+an enrolment's name, is the target, listed whatever it is. The answers' names are identities
+the gallery returned, so enrolled when it searched. A caller that logs a user-typed string
+must pass it as the target (tests/service/test_hardening.py checks the routes' requests).
+
+The rule's one limit: a string naming someone not enrolled when the entry is written. That is
+either the target (listed anyway) or an identity removed between the search and its audit, a
+race the whole-log scan before the index had as well: the removal's redaction ran before the
+entry existed. It happens: the service searches its in-memory index, then writes the audit
+entry in a transaction of its own, so a removal (from another request, another process or
+``lrface gallery remove``) can commit between the two; for ``/api/watch`` the window is the
+whole video. One difference from the scan: if the same name is enrolled again and then
+removed again, the scan would redact such an entry at that second removal; the index does
+not list it. On PostgreSQL the check share-locks the rows it finds, so no removal commits
+between the check and the entry's commit: a removal that starts after the check waits for the
+entry and then redacts it, and a check that starts after a removal's delete waits for that
+removal and then finds the name gone (the race above). SQLite's write lock serializes the
+two anyway.
+
+``WITHOUT ROWID``: SQLite keeps the rows in their key's b-tree alone, not twice."""
+
+AUDIT_BATCH = 1000
+"""Audit entries read at a time when a migration indexes an existing log."""
+
+NAME_CHECK_BATCH = 500
+"""Strings checked against the enrolled names per query (SQLite builds before 3.32 take at
+most 999 parameters)."""
+
 IDENTITY_STATS = """
 CREATE TABLE identity_stats (
     identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
@@ -144,6 +195,89 @@ def _fill_name_keys(db: Any) -> None:
     )
 
 
+def json_strings(text: str) -> set[str]:
+    """Every string of the JSON text ``text`` that ``remove`` would redact if it were a name:
+    each string, object keys too, at any depth, with what follows each quote inside one (the
+    redaction rewrites the JSON-quoted name wherever it occurs, and ``"x\\"Ann"`` holds
+    ``"Ann"``). Not a string holding NUL: no name may (``lrface.search.names``), and
+    PostgreSQL's text refuses it."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            parts = value.split('"')
+            found.update('"'.join(parts[i:]) for i in range(len(parts)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(json.loads(text))
+    return {s for s in found if "\x00" not in s}
+
+
+def _enrolled(db: Any, names: set[str]) -> set[str]:
+    """Those of ``names`` that are enrolled identities, in ``db``'s write transaction,
+    ``NAME_CHECK_BATCH`` to a query. PostgreSQL also share-locks their rows until the commit
+    (``key_share``), so that a removal of one of them running meanwhile waits for the entry
+    and its index rows and then redacts them; SQLite's write lock already keeps removals out."""
+    ordered, found = sorted(names), set()
+    for start in range(0, len(ordered), NAME_CHECK_BATCH):
+        chunk = ordered[start : start + NAME_CHECK_BATCH]
+        marks = ", ".join("?" * len(chunk))
+        query = f"SELECT name FROM identities WHERE name IN ({marks}){db.key_share}"
+        found.update(name for (name,) in db.execute(query, chunk).fetchall())
+    return found
+
+
+def _insert_audit(
+    db: Any, actor: str, action: str, target: str | None, request: str, answer: str
+) -> None:
+    """Append one audit entry (``request``, ``answer``: JSON texts) and its ``audit_names``
+    rows, in the caller's transaction."""
+    [(audit_id,)] = db.execute(
+        "INSERT INTO audit (time, actor, action, target, request, answer) "
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        (time.time(), actor, action, target, request, answer),
+    ).fetchall()
+    _index_audit(db, [(audit_id, target, request, answer)])
+
+
+def _index_audit(db: Any, entries: list[tuple[int, str | None, str, str]]) -> None:
+    """The ``audit_names`` rows of audit entries (id, target, request, answer): the target,
+    and the strings of the request and the answer that are enrolled names now
+    (``AUDIT_NAMES`` says why that is enough)."""
+    strings = {i: json_strings(request) | json_strings(answer) for i, _, request, answer in entries}
+    names = _enrolled(db, set().union(*strings.values()))
+    db.executemany(
+        "INSERT INTO audit_names (name, audit_id) VALUES (?, ?)",
+        [
+            (s, i)
+            for i, target, _, _ in entries
+            for s in (strings[i] & names) | {t for t in (target,) if t and "\x00" not in t}
+        ],
+    )
+
+
+def _fill_audit_names(db: Any) -> None:
+    """Index the audit entries already logged (``audit_names``), ``AUDIT_BATCH`` at a time,
+    by the rule of new entries, the names enrolled now standing for those enrolled when each
+    was written: a name in an older request or answer whose identity is gone was redacted by
+    its removal (the scan read every entry then), unless that entry was written in the race
+    ``AUDIT_NAMES`` describes, after the removal. Older requests hold no user-typed string
+    either: no version of the service or the CLI logged one besides the target."""
+    last = 0
+    while rows := db.execute(
+        "SELECT id, target, request, answer FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+        (last, AUDIT_BATCH),
+    ).fetchall():
+        _index_audit(db, rows)
+        last = rows[-1][0]
+
+
 Migration = str | Callable[[Any], None]
 """One step of a migration: an SQL statement (in SQLite's types; PostgreSQL translates them)
 or a function of the open connection that rewrites data (nothing to do on a new database)."""
@@ -159,6 +293,7 @@ MIGRATIONS: dict[int, list[Migration]] = {
         AUDIT,
     ],
     3: [IDENTITY_STATS],
+    4: [AUDIT_NAMES, _fill_audit_names],
 }
 """``{version: steps}`` that take a database of ``version`` to the next one."""
 
@@ -586,19 +721,15 @@ class SqlStore(GalleryStore):
             change.identity = row[0]
             erased = f"[erased identity #{row[0]}]"
             quoted, quoted_erased = json.dumps(name), json.dumps(erased)
-            db.execute(  # rows whose text holds the name as a JSON string, rewritten without
+            db.execute(  # the entries holding the name as a JSON string, rewritten without
                 "UPDATE audit SET target = CASE WHEN target = ? THEN ? ELSE target END, "
                 "request = replace(request, ?, ?), answer = replace(answer, ?, ?) "
-                "WHERE target = ? OR request <> replace(request, ?, '') "
-                "OR answer <> replace(answer, ?, '')",
-                (name, erased, quoted, quoted_erased, quoted, quoted_erased, name, quoted, quoted),
+                "WHERE id IN (SELECT audit_id FROM audit_names WHERE name = ?)",
+                (name, erased, quoted, quoted_erased, quoted, quoted_erased, name),
             )
+            db.execute("DELETE FROM audit_names WHERE name = ?", (name,))
             if actor is not None:
-                db.execute(
-                    "INSERT INTO audit (time, actor, action, target, request, answer) "
-                    "VALUES (?, ?, 'remove', ?, '{}', '{}')",
-                    (time.time(), actor, erased),
-                )
+                _insert_audit(db, actor, "remove", erased, "{}", "{}")
         self._committed(change, removal=True)
         return change.generation
 
@@ -621,11 +752,7 @@ class SqlStore(GalleryStore):
         self, actor: str, action: str, target: str | None, request: dict, answer: dict
     ) -> None:
         with self._transaction(write=True) as db:
-            db.execute(
-                "INSERT INTO audit (time, actor, action, target, request, answer) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), actor, action, target, json.dumps(request), json.dumps(answer)),
-            )
+            _insert_audit(db, actor, action, target, json.dumps(request), json.dumps(answer))
 
     def audit_log(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         rows = self._rows(
@@ -935,6 +1062,9 @@ class SqliteStore(SqlStore):
 class _SqliteConnection:
     """``sqlite3`` as ``SqlStore`` calls it: ``execute``, ``executemany`` and the row count of
     the last statement."""
+
+    key_share = ""
+    """A write transaction holds the whole database: no row lock to add (``_enrolled``)."""
 
     def __init__(self, db: sqlite3.Connection):
         self._db = db
