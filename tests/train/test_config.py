@@ -13,6 +13,8 @@ from lrface.train.config import TrainConfig
 from lrface.train.runner import build_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
+RUN_OUTS = {path: TrainConfig.load(path).out for path in CONFIGS}
+"""Where each config's run goes: a config may start from another's."""
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -63,7 +65,7 @@ def test_shipped_configs_load_and_name_real_things(path):
     if config.init_from:  # a shipped student, or the run another config here makes first
         from lrface.models.pretrained import MANIFEST
 
-        runs_made_here = {TrainConfig.load(other).out for other in CONFIGS if other != path}
+        runs_made_here = {out for other, out in RUN_OUTS.items() if other != path}
         assert config.init_from in MANIFEST or config.init_from in runs_made_here
 
 

@@ -133,7 +133,7 @@ CREATE TABLE audit_names (
 """
 """Which audit entry may name whom: a removal redacts just the entries listed under the name
 instead of reading every entry, and deletes the name's rows here. Listed for an entry: its
-target, and every string of its request and its answer (``json_strings``: values, keys, the
+target, and every string of its request and its answer (``value_strings``: values, keys, the
 text after a quote) that is the name of an identity enrolled when the entry is written,
 checked in its write transaction (``_enrolled``). Keys such as ``"probe"`` or ``"score"``,
 photo hashes and other strings get no rows, which keeps the index small
@@ -196,11 +196,16 @@ def _fill_name_keys(db: Any) -> None:
 
 
 def json_strings(text: str) -> set[str]:
-    """Every string of the JSON text ``text`` that ``remove`` would redact if it were a name:
-    each string, object keys too, at any depth, with what follows each quote inside one (the
-    redaction rewrites the JSON-quoted name wherever it occurs, and ``"x\\"Ann"`` holds
-    ``"Ann"``). Not a string holding NUL: no name may (``lrface.search.names``), and
-    PostgreSQL's text refuses it."""
+    """``value_strings`` of the JSON text ``text`` (an entry already logged)."""
+    return value_strings(json.loads(text))
+
+
+def value_strings(value: Any) -> set[str]:
+    """Every string of ``value`` (JSON-shaped) that ``remove`` would redact from its JSON text
+    if it were a name: each string, object keys too, at any depth, with what follows each
+    quote inside one (the redaction rewrites the JSON-quoted name wherever it occurs, and
+    ``"x\\"Ann"`` holds ``"Ann"``). Not a string holding NUL: no name may
+    (``lrface.search.names``), and PostgreSQL's text refuses it."""
     found: set[str] = set()
 
     def walk(value: Any) -> None:
@@ -215,7 +220,7 @@ def json_strings(text: str) -> set[str]:
             for item in value:
                 walk(item)
 
-    walk(json.loads(text))
+    walk(value)
     return {s for s in found if "\x00" not in s}
 
 
@@ -234,32 +239,29 @@ def _enrolled(db: Any, names: set[str]) -> set[str]:
 
 
 def _insert_audit(
-    db: Any, actor: str, action: str, target: str | None, request: str, answer: str
+    db: Any, actor: str, action: str, target: str | None, request: dict, answer: dict
 ) -> None:
-    """Append one audit entry (``request``, ``answer``: JSON texts) and its ``audit_names``
-    rows, in the caller's transaction."""
+    """Append one audit entry and its ``audit_names`` rows, in the caller's transaction."""
     [(audit_id,)] = db.execute(
         "INSERT INTO audit (time, actor, action, target, request, answer) "
         "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        (time.time(), actor, action, target, request, answer),
+        (time.time(), actor, action, target, json.dumps(request), json.dumps(answer)),
     ).fetchall()
-    _index_audit(db, [(audit_id, target, request, answer)])
+    _index_audit(db, [(audit_id, target, value_strings(request) | value_strings(answer))])
 
 
-def _index_audit(db: Any, entries: list[tuple[int, str | None, str, str]]) -> None:
-    """The ``audit_names`` rows of audit entries (id, target, request, answer): the target,
-    and the strings of the request and the answer that are enrolled names now
-    (``AUDIT_NAMES`` says why that is enough)."""
-    strings = {i: json_strings(request) | json_strings(answer) for i, _, request, answer in entries}
-    names = _enrolled(db, set().union(*strings.values()))
-    db.executemany(
-        "INSERT INTO audit_names (name, audit_id) VALUES (?, ?)",
-        [
-            (s, i)
-            for i, target, _, _ in entries
-            for s in (strings[i] & names) | {t for t in (target,) if t and "\x00" not in t}
-        ],
-    )
+def _index_audit(db: Any, entries: list[tuple[int, str | None, set[str]]]) -> None:
+    """The ``audit_names`` rows of audit entries (id, target, the strings of its request and
+    answer): the target, and those strings that are enrolled names now (``AUDIT_NAMES`` says
+    why that is enough)."""
+    names = _enrolled(db, set().union(*(strings for _, _, strings in entries)))
+    rows = []
+    for audit_id, target, strings in entries:
+        listed = strings & names
+        if target and "\x00" not in target:
+            listed.add(target)
+        rows += [(name, audit_id) for name in listed]
+    db.executemany("INSERT INTO audit_names (name, audit_id) VALUES (?, ?)", rows)
 
 
 def _fill_audit_names(db: Any) -> None:
@@ -274,7 +276,7 @@ def _fill_audit_names(db: Any) -> None:
         "SELECT id, target, request, answer FROM audit WHERE id > ? ORDER BY id LIMIT ?",
         (last, AUDIT_BATCH),
     ).fetchall():
-        _index_audit(db, rows)
+        _index_audit(db, [(i, t, json_strings(rq) | json_strings(an)) for i, t, rq, an in rows])
         last = rows[-1][0]
 
 
@@ -729,7 +731,7 @@ class SqlStore(GalleryStore):
             )
             db.execute("DELETE FROM audit_names WHERE name = ?", (name,))
             if actor is not None:
-                _insert_audit(db, actor, "remove", erased, "{}", "{}")
+                _insert_audit(db, actor, "remove", erased, {}, {})
         self._committed(change, removal=True)
         return change.generation
 
@@ -752,7 +754,7 @@ class SqlStore(GalleryStore):
         self, actor: str, action: str, target: str | None, request: dict, answer: dict
     ) -> None:
         with self._transaction(write=True) as db:
-            _insert_audit(db, actor, action, target, json.dumps(request), json.dumps(answer))
+            _insert_audit(db, actor, action, target, request, answer)
 
     def audit_log(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         rows = self._rows(
