@@ -62,6 +62,7 @@ from pathlib import Path
 import cv2
 import torch
 
+from lrface.constants import TEMPLATE_FLIP
 from lrface.data.lfw import LFW
 from lrface.detect import box_iou
 from lrface.detect.mtcnn import MTCNN
@@ -113,7 +114,7 @@ def build_gallery(lfw: LFW, people: int, seed: int, path: Path) -> Gallery:
     skipped = 0
     for person in chosen:
         try:
-            embedded = pipe.embed_image(first[person], "dominant")[0]
+            embedded = pipe.embed_template(first[person], "dominant")[0]
         except FaceInputError:
             skipped += 1
             continue
@@ -306,9 +307,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    gallery = build_gallery(
-        LFW(args.lfw), args.people, args.seed, args.out / f"gallery-{args.people}.safetensors"
-    )
+    mirrored = "-mirrored" if TEMPLATE_FLIP else ""  # a gallery cached before is not reused
+    cached = args.out / f"gallery-{args.people}{mirrored}.safetensors"
+    gallery = build_gallery(LFW(args.lfw), args.people, args.seed, cached)
     video = args.video or shared_video()
     report: dict = {
         "video": str(video),

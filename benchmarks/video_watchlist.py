@@ -256,7 +256,7 @@ def main() -> None:
         if len(found) < 2:
             continue
         if not args.detect_only:
-            embedded = enroll.embed_faces(found[0][0], [found[0][1]])[0]
+            embedded = enroll.embed_faces(found[0][0], [found[0][1]], template=True)[0]
             gallery.add(person, embedded.embedding[None])
         probe_photos[person] = [(image, face.box) for image, face in found[1:4]]
     pass_photos = {}

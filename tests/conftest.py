@@ -21,6 +21,11 @@ if (USER_CACHE / "mtcnn").is_dir():
     shutil.copytree(USER_CACHE / "mtcnn", TEST_CACHE / "mtcnn")
 
 
+def pytest_unconfigure(config) -> None:
+    """The session's cache goes with the session (it holds a copy of the MTCNN weights)."""
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
+
+
 def find_lfw() -> Path | None:
     """The default LFW root if present, else None (tests that need it skip)."""
     try:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from lrface.constants import TEMPLATE_FLIP
 from lrface.detect import Face
 from lrface.detect.align import MTCNN_TEMPLATE_150
 from lrface.models.encoder import FaceEncoder
@@ -54,14 +55,18 @@ class ColourEncoder(FaceEncoder):
         self.input_size = input_size
         self.seen: list[int] = []
         self.batches: list[int] = []
+        self.flips: list[bool] = []
 
     def embed(self, chips, flip=False):
         self.seen += [chips.shape[1]] * len(chips)
         self.batches.append(len(chips))
+        self.flips.append(flip)
         return super().embed(chips, flip)
 
     def _embed_batch(self, chips):
-        mean = chips.reshape(len(chips), -1, 3).mean(1)
+        # the mean colour of the left half: a mirrored chip embeds differently
+        left = chips[:, :, : chips.shape[2] // 2]
+        mean = left.reshape(len(chips), -1, 3).mean(1)
         return np.concatenate([mean, np.full((len(chips), 1), 40.0)], axis=1)
 
 
@@ -98,6 +103,20 @@ def test_small_faces_go_to_the_student_warped_once_to_its_input(pipe):
     assert pipe.student.batches == [2]
     alone = FacePipeline(SquareDetector(), ColourEncoder("teacher"), None)
     assert [e.role for e in alone.embed_faces(image, faces)] == ["teacher"] * 3
+
+
+def test_templates_are_the_teacher_s_embedding_averaged_with_the_mirror_image(pipe):
+    # a face red on its left half and blue on its right, and a small one for the student
+    image = scene(("red", 10, 10, 100), ("green", 150, 150, 30))
+    image[10:110, 60:110] = COLOURS["blue"]
+    probes = pipe.embed_image(image, "all")
+    templates = pipe.embed_template(image, "all")
+    assert pipe.teacher.flips == [False, TEMPLATE_FLIP] and pipe.student.flips == [False, False]
+    probe, template = probes[0].embedding, templates[0].embedding
+    assert probes[0].role == templates[0].role == "teacher"
+    # the probe sees the (mostly red) left half; the template both halves' colours
+    assert probe[0] > probe[2] and (not TEMPLATE_FLIP or abs(template[0] - template[2]) < 0.2)
+    np.testing.assert_allclose(probes[1].embedding, templates[1].embedding)
 
 
 def test_multi_face_policies_and_no_face(pipe, tmp_path):

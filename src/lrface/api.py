@@ -133,7 +133,7 @@ class Watchlist:
         files = [p for p in items if not isinstance(p, bytes)]
         given = [Photo(f"photo {i}", p) for i, p in enumerate(items) if isinstance(p, bytes)]
         report = EnrolReport()
-        embed = recognizer.pipeline.embed_image
+        embed = recognizer.pipeline.embed_template
         photo_list = [*photos_from_files(files), *given]
         actor = local_actor("python")
         enrolled = EnrolledFaces(store)

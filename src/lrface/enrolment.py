@@ -28,7 +28,8 @@ ENROL_BATCH = 16
 """Photos embedded between two commits: an interrupted enrolment keeps all but these."""
 
 Embed = Callable[[np.ndarray, str], list[EmbeddedFace]]
-"""(RGB image, multi-face policy) -> the faces kept, embedded (``FacePipeline.embed_image``)."""
+"""(RGB image, multi-face policy) -> the faces kept, embedded as templates
+(``FacePipeline.embed_template``)."""
 
 
 @dataclass

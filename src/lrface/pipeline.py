@@ -40,7 +40,13 @@ from lrface.calibration import (
     stored_calibrations,
     track_calibrations,
 )
-from lrface.constants import CHIP_SIZE, DEFAULT_SIZE_CUTOFF, DEFAULT_STUDENT, DEFAULT_TEACHER
+from lrface.constants import (
+    CHIP_SIZE,
+    DEFAULT_SIZE_CUTOFF,
+    DEFAULT_STUDENT,
+    DEFAULT_TEACHER,
+    TEMPLATE_FLIP,
+)
 from lrface.data.images import load_rgb
 from lrface.detect import Face, FaceDetector, detect_bounded
 from lrface.detect.align import align_face, native_chip_size, student_chip
@@ -221,8 +227,13 @@ class FacePipeline:
     def uses_student(self, face: Face) -> bool:
         return self.student is not None and face.width < self.size_cutoff
 
-    def embed_faces(self, image: np.ndarray, faces: list[Face]) -> list[EmbeddedFace]:
-        """Align and embed ``faces`` of ``image``, each by the encoder its size calls for."""
+    def embed_faces(
+        self, image: np.ndarray, faces: list[Face], template: bool = False
+    ) -> list[EmbeddedFace]:
+        """Align and embed ``faces`` of ``image``, each by the encoder its size calls for.
+        ``template``: the faces are to be enrolled, so the teacher averages each with its
+        mirror image when ``TEMPLATE_FLIP`` says so (as the calibrations were set)."""
+        mirror = template and TEMPLATE_FLIP
         out: list[EmbeddedFace | None] = [None] * len(faces)
         for role, encoder in (("teacher", self.teacher), ("student", self.student)):
             rows = [i for i, f in enumerate(faces) if (role == "student") == self.uses_student(f)]
@@ -238,7 +249,8 @@ class FacePipeline:
             for k, chip in enumerate(chips):
                 by_side.setdefault(chip.shape[0], []).append(k)
             for ks in by_side.values():
-                embeddings = encoder.embed(np.stack([chips[k] for k in ks]))
+                flip = mirror and role == "teacher"
+                embeddings = encoder.embed(np.stack([chips[k] for k in ks]), flip=flip)
                 for k, emb in zip(ks, embeddings, strict=True):
                     face = faces[rows[k]]
                     native = native_chip_size(face)
@@ -254,15 +266,26 @@ class FacePipeline:
         return [e for e in out if e is not None]
 
     def embed_image(
-        self, image: np.ndarray | str | os.PathLike, policy: str | None = None
+        self,
+        image: np.ndarray | str | os.PathLike,
+        policy: str | None = None,
+        template: bool = False,
     ) -> list[EmbeddedFace]:
-        """Load, detect (with the policy) and embed."""
+        """Load, detect (with the policy) and embed (``template``: for enrolment,
+        ``embed_faces``)."""
         array, source = self.load(image)
         found = detect_bounded(self.detector, array)
-        embedded = self.embed_faces(array, select_faces(found, policy or self.multi_face, source))
+        kept = select_faces(found, policy or self.multi_face, source)
+        embedded = self.embed_faces(array, kept, template)
         for face in embedded:
             face.faces_in_image = len(found)
         return embedded
+
+    def embed_template(
+        self, image: np.ndarray | str | os.PathLike, policy: str | None = None
+    ) -> list[EmbeddedFace]:
+        """``embed_image`` for enrolment: what every enrolment path stores."""
+        return self.embed_image(image, policy, template=True)
 
     def thresholds(self, calibrations: list[Calibration]) -> ThresholdBook:
         """A ThresholdBook over ``calibrations`` that knows this pipeline's encoders by name

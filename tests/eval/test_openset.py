@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrface.eval.openset import evaluate_openset, fnir, fpir, split_people, threshold_at_fpir
+from lrface.eval.openset import (
+    evaluate_openset,
+    evaluate_scores,
+    fnir,
+    fpir,
+    split_people,
+    threshold_at_fpir,
+)
 
 
 def test_threshold_at_fpir_is_the_smallest_that_meets_the_target():
@@ -58,6 +65,11 @@ def test_evaluate_openset_sets_on_one_half_and_reports_on_the_other():
     result = evaluate_openset(gallery, split.gallery_names, np.stack(probes), split, 0.05, 16)
     assert result.mated + result.nonmated == int((split.probe_half == 1).sum())
     assert result.fpir <= 0.2 and result.fnir < 0.5 and result.rank1_miss <= result.fnir
+    # a threshold set elsewhere is applied as given: above every score, nothing is answered
+    scores = np.stack(probes) @ gallery.T
+    fixed = evaluate_scores(scores, split.gallery_names, split, 0.05, 16, threshold=2.0)
+    assert fixed.threshold == 2.0 and fixed.fpir == 0.0 and fixed.fnir == 1.0
+    assert fixed.rank1_miss == result.rank1_miss
 
 
 def test_normalized_rows_undo_a_probe_that_scores_high_with_everyone():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lrface.calibration import FaceRef
+from lrface.constants import TEMPLATE_FLIP
 from lrface.search.cohort import Cohort, read_cohort, write_cohort
 from lrface.search.gallery import Gallery
 from lrface.search.normalize import Normalizer, normalize_scores, side_stats
@@ -135,6 +136,8 @@ def test_shipped_cohorts_are_pinned_and_describe_their_encoder(tmp_path, monkeyp
         assert cohort.gallery.shape[1] == 128 and len(cohort.gallery) >= 1000
         assert all(len(rows) == len(cohort.gallery) for rows in cohort.bands.values())
         assert cohort.info["probe_encoder"] and cohort.digest == cohort_module.MANIFEST[name]
+        # its gallery side is made as enrolment makes templates
+        assert cohort.info["gallery_flip"] == TEMPLATE_FLIP
     name = next(iter(cohort_module.MANIFEST))
     damaged = tmp_path / f"{name}.safetensors"
     data = bytearray((cohort_module.COHORT_DIR / f"{name}.safetensors").read_bytes())

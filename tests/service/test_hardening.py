@@ -240,6 +240,26 @@ def _sha8(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
+def test_annotated_videos_make_their_folder_on_first_use_and_remove_it_at_close(
+    tmp_path, monkeypatch
+):
+    import tempfile
+
+    from lrface.service.routes.watch import AnnotatedVideos
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    AnnotatedVideos().close()  # a service that never watched
+    assert list(tmp_path.iterdir()) == []
+    videos = AnnotatedVideos()
+    workspace = videos.workspace()
+    (workspace / "annotated.webm").write_bytes(b"video")
+    monkeypatch.setattr("lrface.service.routes.watch.ANNOTATED_VIDEO", "annotated.webm")
+    video_id = videos.keep_video(workspace)
+    assert videos.path(video_id).read_bytes() == b"video"
+    videos.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_watch_gives_events_with_thumbnails_and_a_video_browsers_play(store, pipeline, tmp_path):
     client = _client(store, pipeline, max_work_pixels=120 * 120)  # frames analysed at 120x120
     enroll(client, "Ann", RED)

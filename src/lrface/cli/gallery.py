@@ -108,7 +108,7 @@ def enrol_folder(pipe, store, name, files: list[Path], policy: str, report, on_p
     photos = enrolment.photos_from_files(files)
     actor = enrolment.local_actor("cli")
     enrolment.enrol_identity(
-        pipe.embed_image, store, name, photos, report, actor, enrolled, policy, on_photo
+        pipe.embed_template, store, name, photos, report, actor, enrolled, policy, on_photo
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lrface.constants import TEMPLATE_FLIP
 from lrface.data.chips import ChipSet, aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW
@@ -71,17 +72,20 @@ def embed_cohort(
     probe_encoder: FaceEncoder,
     bands: tuple[int | None, ...] = DEFAULT_BANDS,
     progress: bool = True,
+    template_flip: bool = TEMPLATE_FLIP,
+    probe_flip: bool = False,
 ) -> tuple[np.ndarray, dict[int | None, np.ndarray]]:
-    """Gallery-side (``gallery_encoder``, full size) and probe-side (``probe_encoder`` per band)
-    unit embeddings of the cohort chips, rounded to float16 as shipped."""
+    """Gallery-side (``gallery_encoder``, full size, mirrored as templates are: ``template_flip``)
+    and probe-side (``probe_encoder`` per band, without flip as probes are unless
+    ``probe_flip``) unit embeddings of the cohort chips, rounded to float16 as shipped."""
 
-    def embed(encoder: FaceEncoder, size: int | None) -> np.ndarray:
-        rows = [
-            embed_chipset(encoder, c, EvalDegradation(size), progress=progress) for c in chipsets
-        ]
+    def embed(encoder: FaceEncoder, size: int | None, flip: bool = False) -> np.ndarray:
+        degradation = EvalDegradation(size)
+        rows = [embed_chipset(encoder, c, degradation, flip, progress) for c in chipsets]
         return unit(unit(np.concatenate(rows)).astype(np.float16))
 
-    return embed(gallery_encoder, None), {size: embed(probe_encoder, size) for size in bands}
+    gallery = embed(gallery_encoder, None, template_flip)
+    return gallery, {size: embed(probe_encoder, size, probe_flip) for size in bands}
 
 
 def build_cohort(
@@ -106,6 +110,7 @@ def build_cohort(
             "gallery_encoder": gallery_encoder.cache_key,
             "probe_encoder": probe_encoder.cache_key,
             "embedding": "aligned chip, area-downsampled per band, no flip",
+            "gallery_flip": TEMPLATE_FLIP,
         }
     )
     return Cohort(name, gallery, by_band, info)

@@ -6,8 +6,9 @@ Conventions
 * People: every LFW person with two or more images, in name order. The gallery photo is
   their first image (sorted by path), the probe their second.
 * Gallery: the gallery photo at full resolution, MTCNN (smallest face ``GALLERY_MIN_FACE``
-  px), the largest face, aligned and embedded by the teacher. A person whose gallery photo
-  gives no face is left out of the benchmark (and counted). One template per person.
+  px), the largest face, aligned and embedded by the teacher as enrolment embeds templates
+  (averaged with the mirror image, ``TEMPLATE_FLIP``). A person whose gallery photo gives no
+  face is left out of the benchmark (and counted). One template per person.
 * Probe at face width s: the raw image area-resized (PIL box filter) by ``s / FACE_PX`` (LFW
   faces are about 110 px wide), so its face is about s px wide; MTCNN (smallest face
   ``PROBE_MIN_FACE`` px) on that small image as it is, no upscaling; the largest face kept

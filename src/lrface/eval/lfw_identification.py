@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from lrface.constants import TEMPLATE_FLIP
 from lrface.data.chips import aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.detected import CAMERA_SEED, camera_view, is_subject
@@ -44,10 +45,12 @@ PRESET_SEED = CAMERA_SEED
 
 
 def gallery_cache_path(teacher: FaceEncoder, detector: MTCNN) -> Path:
-    """Cached gallery file for this teacher (its weights) and these MTCNN settings."""
+    """Cached gallery file for this teacher (its weights), these MTCNN settings and the way
+    templates are made (``TEMPLATE_FLIP``)."""
     key = hashlib.sha1(json.dumps(detector.settings, sort_keys=True).encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", teacher.cache_key)
-    return cache_dir() / "galleries" / f"lfw-e2e-{safe}-mtcnn-{key}.safetensors"
+    mirrored = "-mirrored" if TEMPLATE_FLIP else ""
+    return cache_dir() / "galleries" / f"lfw-e2e-{safe}-mtcnn-{key}{mirrored}.safetensors"
 
 
 def _load_chunk(lfw: LFW, relpaths: list[str]) -> list[np.ndarray | None]:
@@ -70,7 +73,8 @@ def _detect(detector: MTCNN, images: list[np.ndarray | None]) -> list[list]:
 def enroll(
     lfw: LFW, people: list[Person], teacher: FaceEncoder, progress: bool = True
 ) -> tuple[Gallery, list[str]]:
-    """Gallery of ``people`` (gallery photo each, MTCNN + teacher) and the names left out."""
+    """Gallery of ``people`` (gallery photo each, MTCNN + teacher, enrolled as templates:
+    ``FacePipeline.embed_faces(template=True)``) and the names left out."""
     pipe = FacePipeline(MTCNN(min_face=GALLERY_MIN_FACE), teacher, None)
     path = gallery_cache_path(teacher, pipe.detector)
     cached = Gallery.load(path) if path.is_file() else Gallery(teacher.cache_key, teacher.dim)
@@ -100,7 +104,7 @@ def enroll(
                     continue
                 if person.name in cached:
                     cached.remove(person.name)
-                embedding = pipe.embed_faces(image, faces)[0].embedding
+                embedding = pipe.embed_faces(image, faces, template=True)[0].embedding
                 cached.add(person.name, embedding[None], [keys[person.name]])
             bar.update(len(chunk))
     if len(todo) > len(left_out):

@@ -144,10 +144,12 @@ def evaluate_scores(
     target_fpir: float,
     size: int | None,
     method: str = "raw",
+    threshold: float | None = None,
 ) -> OpenSetResult:
     """``evaluate_openset`` on a ``probes x gallery`` score matrix (raw or normalized): each
     search answers its highest-scoring identity; rank-1 and rank-5 misses come from the same
-    scores, so a normalization that reorders candidates shows in them."""
+    scores, so a normalization that reorders candidates shows in them. ``threshold``: one set
+    elsewhere (on other templates, say) instead of on these scores' half 0."""
     scores = np.asarray(scores)
     best = scores.argmax(1)
     best_scores = scores[np.arange(len(scores)), best]
@@ -158,7 +160,8 @@ def evaluate_scores(
     top5 = np.argsort(-scores, axis=1)[:, :5]
     in_top5 = (names[top5] == truth[:, None]).any(1)
     calib, report = split.probe_half == 0, split.probe_half == 1
-    threshold = threshold_at_fpir(best_scores[calib & ~mated], target_fpir)
+    if threshold is None:
+        threshold = threshold_at_fpir(best_scores[calib & ~mated], target_fpir)
     rep_mated = report & mated
     return OpenSetResult(
         size=size,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrface.constants import TEMPLATE_FLIP
 from lrface.data.chips import aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW
@@ -76,10 +77,13 @@ def openset_embeddings(
     seed: int = 0,
     workers: int = 1,
     progress: bool = True,
+    template_flip: bool = TEMPLATE_FLIP,
+    probe_flip: bool = False,
 ) -> tuple[OpenSetSplit, int, np.ndarray, dict[int | None, np.ndarray]]:
     """The split, the images dropped as unusable, the gallery embeddings (``gallery_encoder``
-    at full size) and the probe embeddings per size (``probe_encoder``, no flip, as ``lrface
-    gallery search`` embeds them), in split order."""
+    at full size, averaged with the mirrored face's when ``template_flip``, as enrolment makes
+    templates) and the probe embeddings per size (``probe_encoder``, without flip as
+    ``lrface gallery search`` embeds them unless ``probe_flip``), in split order."""
     split = split_people(view2_people(lfw), seed=seed)
     relpaths = split.gallery + split.probes
     chipset = aligned_chips(lfw.root, relpaths, AlignSettings(), progress=progress, workers=workers)
@@ -87,12 +91,12 @@ def openset_embeddings(
     gallery_chips = chipset.subset(split.gallery)
     probe_chips = chipset.subset(list(dict.fromkeys(split.probes)))
     gallery = embed_chipset(
-        gallery_encoder, gallery_chips, EvalDegradation(None), progress=progress
+        gallery_encoder, gallery_chips, EvalDegradation(None), template_flip, progress
     )
     probes = {}
     for size in sizes:
         embedded = embed_chipset(
-            probe_encoder, probe_chips, EvalDegradation(size), progress=progress
+            probe_encoder, probe_chips, EvalDegradation(size), probe_flip, progress
         )
         probes[size] = embedded[probe_chips.rows(split.probes)]
     return split, dropped, gallery, probes
@@ -113,10 +117,11 @@ def run_openset(
 ) -> tuple[list[OpenSetResult], OpenSetSplit, int]:
     """Rows per probe size, the split used and how many images were dropped as unusable.
 
-    Gallery: ``gallery_encoder`` at full size; probes: ``probe_encoder`` at each size, no flip
-    (as ``lrface gallery search`` embeds them). ``scoring`` other than ``raw``: scores
-    normalized against ``cohort`` (the probe encoder's; each size against the band a search
-    of that size uses), as ``Gallery.search`` scores them.
+    Gallery: ``gallery_encoder`` at full size (templates as enrolment makes them); probes:
+    ``probe_encoder`` at each size, no flip (as ``lrface gallery search`` embeds them).
+    ``scoring`` other than ``raw``: scores normalized against ``cohort`` (the probe encoder's;
+    each size against the band a search of that size uses), as ``Gallery.search`` scores
+    them.
     """
     split, dropped, gallery, probes = openset_embeddings(
         lfw, gallery_encoder, probe_encoder, sizes, seed, workers, progress

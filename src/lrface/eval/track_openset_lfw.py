@@ -88,7 +88,8 @@ def film_tracks(
     gallery = Gallery(teacher.cache_key, teacher.dim, teacher.name)
     for person, found in (probes | extra).items():
         image, face = found[0]
-        gallery.add(person, enrol.embed_faces(image, [face])[0].embedding[None])
+        template = enrol.embed_faces(image, [face], template=True)[0]
+        gallery.add(person, template.embedding[None])
     searcher = gallery_searcher(gallery)
     names = list(gallery.names)
     templates = np.stack([gallery.identity(name).template for name in names])

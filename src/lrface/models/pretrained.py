@@ -26,7 +26,7 @@ MANIFEST: dict[str, dict[str, str]] = {
     "lrface-lr-v1": {
         "student.safetensors": "5c2eb186aa19f719bab00f4aa353af48d70216ff5c8442fc5cef459bf92da09e",
         "student.json": "a84e52081ec95d7342c2a627cf56638daa8a3978ff2dd4445971827b23bdcaf4",
-        "calibration.json": "3802930b8b213f4d4e97776eba819c47d4a8c3a5eb5bc334641790c06958bb8f",
+        "calibration.json": "1d61797fba35fe60dee1131e5c42f3d93b3991de626a224a1b53c7a8f92bd4ea",
     },
     # lrface-lr-v1 trained further on 8-20 px (configs/lrface-lr-v2.yaml), packaged with
     # --fuse-teacher --size-cutoff 20: the unit mean of its and the teacher's embeddings, for
@@ -34,7 +34,7 @@ MANIFEST: dict[str, dict[str, str]] = {
     "lrface-lr-v2": {
         "student.safetensors": "66074d43a06b8345302587528d2b955b46322a7116bf83021758445f95f1e183",
         "student.json": "f3a982156e4d572d680bef6425d173a7e9cc47b57f10ebbfa55960266c1f4c45",
-        "calibration.json": "b8e96c73c8b1c4dc50f2b1c9431341338c6dc6270fc889803c02ebf10ce29d6a",
+        "calibration.json": "61b57d2d829bd00f3b23e847909a182a5b72cd52ccfeefa476ff5c858b7beaa4",
     },
 }
 """``{name: {file: sha256}}`` of every shipped student."""

@@ -3,8 +3,9 @@ LFW View 2, per encoder and resolution band, hash-pinned like the shipped models
 
 One safetensors file per probe encoder, ``cohorts/<encoder name>.safetensors``, float16:
 
-* ``gallery``: the teacher's embeddings of the full-size cohort faces (what enrolled
-  templates are; the probe side of a search is scored against these);
+* ``gallery``: the teacher's embeddings of the full-size cohort faces, averaged with the
+  mirrored face's as enrolled templates are (``TEMPLATE_FLIP``; the probe side of a search is
+  scored against these);
 * ``band-<size>`` (``band-full`` for full size): the encoder's embeddings of the same faces
   degraded to ``size`` px (what a stranger's probe of that size looks like; an enrolled
   template is scored against the band of the probe's size).
@@ -32,9 +33,9 @@ META_KEY = "lrface_cohort"
 
 MANIFEST: dict[str, str] = {
     # lrface build-cohort --encoder dlib-resnet-torch --bands 12,16,20,32,64,full --faces 4000
-    "dlib-resnet-torch": "4bc43d11f1ab0c26f684197c6f8bc7f2a6fc3de017d7ac8fe027c923f0e24b50",
+    "dlib-resnet-torch": "7782bf3dec973f9926c7192eeb1c32a5a02c3de4e6702c1970903e099398296e",
     # lrface build-cohort --encoder lrface-lr-v2 --bands 8,12,16,20 --faces 4000 (seed 0)
-    "lrface-lr-v2": "8ee5e309fd31eaf8c8910be8b9da0637680b7229f9c89ead31b5de8b324fe070",
+    "lrface-lr-v2": "e0afe688332ac0caaad6362c694c2a106def7f8c6bad0869b34a43a1d14965a9",
 }
 """``{encoder name: sha256 of cohorts/<name>.safetensors}`` of every shipped cohort."""
 

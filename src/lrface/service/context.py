@@ -189,11 +189,14 @@ def decode_upload(upload: Upload, config: ServiceConfig) -> tuple[np.ndarray, fl
         raise ApiError(413 if "too large" in exc.reason else 422, str(exc)) from None
 
 
-def analyse(service: Service, upload: Upload, policy: str | None) -> Analysed:
-    """Decode ``upload`` within the budgets and embed its faces (worker thread)."""
+def analyse(
+    service: Service, upload: Upload, policy: str | None, template: bool = False
+) -> Analysed:
+    """Decode ``upload`` within the budgets and embed its faces (worker thread; ``template``:
+    for enrolment, ``FacePipeline.embed_template``)."""
     image, scale = decode_upload(upload, service.config)
     try:
-        faces = service.pipeline.embed_image(image, policy)
+        faces = service.pipeline.embed_image(image, policy, template)
     except FaceInputError as exc:
         raise ApiError(422, f"{upload.filename}: {exc.reason}") from None
     size = (round(image.shape[1] * scale), round(image.shape[0] * scale))

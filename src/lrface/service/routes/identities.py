@@ -159,7 +159,7 @@ def router(config: ServiceConfig) -> APIRouter:
 
 def _enrolment(svc: Service, upload: Upload) -> Enrolment:
     """The largest face of ``upload`` as an Enrolment with its thumbnail (worker thread)."""
-    found = analyse(svc, upload, "largest")
+    found = analyse(svc, upload, "largest", template=True)
     face = found.faces[0]
     thumbnail = thumbnail_jpeg(found.image, face.face)
     return Enrolment(face.embedding, upload.filename, upload.sha256, thumbnail)

@@ -38,13 +38,21 @@ THUMBNAIL_SIDE = 112
 
 
 class AnnotatedVideos:
-    """The last ``keep`` annotated videos, in a private temporary folder removed at close."""
+    """The last ``keep`` annotated videos, in a private temporary folder made at the first
+    watch request (a service that never watches leaves nothing behind) and removed at close."""
 
     def __init__(self, keep: int = 8):
         self.keep = keep
-        self.root = Path(tempfile.mkdtemp(prefix="lrface-watch-"))  # mode 0700
+        self._root: Path | None = None
         self._ids: list[str] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # ``root`` is read while it is held
+
+    @property
+    def root(self) -> Path:
+        with self._lock:
+            if self._root is None:
+                self._root = Path(tempfile.mkdtemp(prefix="lrface-watch-"))  # mode 0700
+            return self._root
 
     def workspace(self) -> Path:
         """A new private folder for one request's upload and video."""
@@ -68,7 +76,10 @@ class AnnotatedVideos:
             return self.root / f"{video_id}.webm" if video_id in self._ids else None
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        with self._lock:
+            root, self._root = self._root, None
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def thumbnail_data_url(crop: np.ndarray | None) -> str | None:
