@@ -343,3 +343,16 @@ def test_search_scores_by_the_normalizer_where_it_covers_the_encoder(store, pipe
     # the teacher has no cohort here: raw cosine, and no raw open-set calibration either
     assert large["scoring"] == "raw"
     assert large["decision"]["threshold"] is None
+
+
+def test_enrolment_stores_the_mirrored_template_and_search_embeds_once(client, store, pipeline):
+    # a face red on its left half and blue on its right: the template sees both halves
+    image = scene(("red", 20, 20, 120))
+    image[20:140, 80:140] = (30, 30, 220)
+    assert enroll(client, "Ann", png(image)).status_code == 200
+    ((name, stored),) = list(store.embeddings())
+    template = pipeline.embed_template(image)[0].embedding
+    probe = pipeline.embed_image(image)[0].embedding
+    assert name == "Ann" and np.allclose(stored, template, atol=1e-6)
+    assert not np.allclose(template, probe, atol=1e-2)  # mirroring changed it
+    assert search(client, png(image)).json()["faces"][0]["decision"]["top"][0]["name"] == "Ann"
