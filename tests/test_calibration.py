@@ -150,6 +150,34 @@ def test_track_calibrations_judge_tracks_only_and_fall_back_to_single_faces(tmp_
     assert student.threshold == 0.71 and not student.tracks
 
 
+def test_long_tracks_must_also_clear_the_long_track_threshold(tmp_path):
+    path = tmp_path / "t-tracks.json"
+    data = {"probes": "tracks", "probe_encoder": "T", "gallery_size": 100, "openset_fpir": 0.1}
+    data |= {"openset": {"16": 0.90, "48": 0.95}, "long_track_faces": 16}
+    data |= {"openset_long": {"24": 0.93}}
+    data["openset_by_gallery_size"] = {"10": {"16": 0.88, "48": 0.93}, "100": data["openset"]}
+    data["openset_long_by_gallery_size"] = {"10": {"24": 0.89}, "100": {"24": 0.93}}
+    path.write_text(json.dumps(data))
+    book = ThresholdBook([Calibration.load(path)])
+    short = book.openset(FaceRef("T", 18), "T", tracks=True, faces=15)
+    assert short.threshold == 0.90 and short.source.endswith("[openset@16]")
+    long = book.openset(FaceRef("T", 18), "T", tracks=True, faces=16)
+    assert long.threshold == 0.93 and long.source.endswith("[long@24]")
+    assert "a long track (16 faces)" in long.reason
+    # the higher of the two applies: at 48 px the size's own threshold is higher
+    assert book.openset(FaceRef("T", 48), "T", tracks=True, faces=30).threshold == 0.95
+    # by watch-list size as well: for 10 people the long one (0.89) is above the size's (0.88)
+    sized = book.openset(FaceRef("T", 18), "T", tracks=True, gallery_size=10, faces=20)
+    assert sized.threshold == 0.89 and sized.source.endswith("[long@24, N=10]")
+    # unknown length (single faces, callers that do not say): the regular thresholds
+    assert book.openset(FaceRef("T", 18), "T", tracks=True).threshold == 0.90
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"probe_encoder": "T", "openset": {"16": 0.9}} | {
+        "openset_long": {"24": 0.93}}))  # fmt: skip
+    with pytest.raises(ValueError, match="bad.json: 'openset_long' belongs to a track calibration"):
+        Calibration.load(bad)
+
+
 def test_track_calibration_files_are_checked_and_found(tmp_path):
     bad = tmp_path / "kind.json"
     bad.write_text(json.dumps({"probe_encoder": "T", "openset": {"16": 0.9}, "probes": "frames"}))

@@ -189,6 +189,11 @@ class Calibration:
     student whose weights were rounded after calibration still finds its file)."""
     scoring: str = "raw"
     """The score normalization its open-set thresholds apply to (``raw``: the cosine)."""
+    openset_long: dict[int | None, float] = field(default_factory=dict)
+    """Track calibrations: thresholds for long tracks (``long_track_faces`` faces or more), by
+    size, where the file has them; ``openset_long_by_gallery`` by watch-list size too."""
+    openset_long_by_gallery: dict[int, dict[int | None, float]] = field(default_factory=dict)
+    long_track_faces: int | None = None
 
     @property
     def encoders(self) -> set[str]:
@@ -226,6 +231,13 @@ class Calibration:
             }
             fpir = data.get("openset_fpir")
             fpir = None if fpir is None else float(fpir)
+            long = _sized(data.get("openset_long", {}))
+            long_ladder = {
+                int(n): _sized(v)
+                for n, v in dict(data.get("openset_long_by_gallery_size", {})).items()
+            }
+            long_faces = data.get("long_track_faces")
+            long_faces = None if long_faces is None else int(long_faces)
         except (TypeError, ValueError):
             raise ValueError(f"{path}: calibration thresholds must be numbers") from None
         flip = data.get("flip")
@@ -242,13 +254,23 @@ class Calibration:
                 f"{path}: 'openset_by_gallery_size' needs positive sizes, each with the sizes of "
                 "'openset'"
             )
+        if long and (kind != "tracks" or long_faces is None or long_faces < 1):
+            raise ValueError(
+                f"{path}: 'openset_long' belongs to a track calibration with 'long_track_faces'"
+            )
+        if any(n < 1 or set(v) != set(long) for n, v in long_ladder.items()):
+            raise ValueError(
+                f"{path}: 'openset_long_by_gallery_size' needs positive sizes, each with the "
+                "sizes of 'openset_long'"
+            )
         tracks = kind == "tracks"
         scoring = data.get("scoring", "raw")
         if not isinstance(scoring, str):
             raise ValueError(f"{path}: 'scoring' must be a name, got {scoring!r}")
         return cls(
             str(path), str(gallery), str(probe), flip, single, table, openset, fpir, tracks, size,
-            ladder, scoring=scoring,
+            ladder, scoring=scoring, openset_long=long, openset_long_by_gallery=long_ladder,
+            long_track_faces=long_faces,
         )  # fmt: skip
 
     def check_flip(self, flip: bool = False) -> None:
@@ -293,6 +315,19 @@ class Choice:
     for_gallery: str | None = None
     """For which watch-list size it was picked and how, where its file has thresholds by
     watch-list size (``for_gallery_size``)."""
+
+
+def _sized_value(
+    table: dict[int | None, float],
+    ladder: dict[int, dict[int | None, float]],
+    size: int | None,
+    gallery_size: int | None,
+) -> tuple[float, str | None]:
+    """The threshold at ``size`` for a watch-list of ``gallery_size`` where ``ladder`` has
+    thresholds by watch-list size (and how it was picked), else the file's own."""
+    if gallery_size is not None and ladder:
+        return for_gallery_size(ladder, size, gallery_size)
+    return table[size], None
 
 
 class ThresholdBook:
@@ -375,6 +410,7 @@ class ThresholdBook:
         tracks: bool = False,
         gallery_size: int | None = None,
         scoring: str = "raw",
+        faces: int | None = None,
     ) -> Choice:
         """The open-set (watch-list) threshold for a probe searched in a gallery of
         ``gallery_encoder`` templates: under it, the answer is *unknown*. ``tracks``: the probe
@@ -382,7 +418,10 @@ class ThresholdBook:
         one, else by the single-face one; single faces never get a track threshold.
         ``gallery_size``: the gallery's identities, for files with thresholds by watch-list
         size (``for_gallery_size``); without it, the file's own ``openset``. ``scoring``: the
-        normalization the search's scores went through; only files set on it apply."""
+        normalization the search's scores went through; only files set on it apply.
+        ``faces``: the faces a track pooled; at the file's ``long_track_faces`` or more, the
+        track must also clear the file's long-track threshold where it has one (the higher of
+        the two applies)."""
         files = self._files(probe.encoder, gallery_encoder, scoring)
         ordered = [c for c in files if c.tracks] if tracks else []
         for calib in ordered + [c for c in files if not c.tracks]:
@@ -398,11 +437,22 @@ class ThresholdBook:
                 + ("" if scoring == "raw" else f", {scoring}-normalized scores")
             )
             key = f"openset@{size_label(size)}"
-            value, for_gallery = calib.openset[size], None
-            if gallery_size is not None and calib.openset_by_gallery:
-                value, for_gallery = for_gallery_size(calib.openset_by_gallery, size, gallery_size)
+            value, for_gallery = _sized_value(calib.openset, calib.openset_by_gallery, size,
+                                              gallery_size)  # fmt: skip
+            if for_gallery is not None:
                 key += f", N={gallery_size}"
                 reason += f", {for_gallery}"
+            long = calib.long_track_faces
+            if calib.openset_long and faces is not None and long is not None and faces >= long:
+                # a long track clears its length's threshold as well as its size's
+                at = nearest_size(probe.resolution, list(calib.openset_long))
+                longer, _ = _sized_value(calib.openset_long, calib.openset_long_by_gallery, at,
+                                         gallery_size)  # fmt: skip
+                if longer > value:
+                    value = longer
+                    watch_list = "" if for_gallery is None else f", N={gallery_size}"
+                    key = f"long@{size_label(at)}{watch_list}"
+                    reason += f"; a long track ({faces} faces): its own, higher threshold"
             source = f"{calib.path} [{key}]"
             return Choice(value, source, reason, calib.tracks, calib.gallery_size, for_gallery)
         what = "open-set" if scoring == "raw" else f"{scoring} open-set"

@@ -29,5 +29,14 @@ face's (probes are embedded once, unmirrored, so searches cost the same). On the
 protocol at full size this alone cut FNIR at FPIR 1% from 26.2% to 25.0% with AS-norm
 (docs/results.md section 9); calibrations and cohorts are set for such templates."""
 
+LONG_TRACK_FACES = 16
+"""A video track pooled from at least this many faces must also clear the *long-track*
+threshold of its track calibration where the file has one (``"openset_long"``, set on
+whole-clip tracks alone; the higher of the two applies). Long tracks (a person walking the
+whole way past the camera) score higher against everyone than short ones, so thresholds set
+mostly on short tracks let too many strangers' long tracks through (docs/openset.md). The
+calibration's size-bin tracks pool about 8 faces, its whole-clip tracks about 26 of 32
+frames: this count sits between them."""
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 """File suffixes read as images (identity folders, unlabelled folders, folders of frames)."""

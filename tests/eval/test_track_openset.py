@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lrface.calibration import Calibration
+from lrface.constants import LONG_TRACK_FACES
 from lrface.eval.openset import threshold_at_fpir
 from lrface.eval.track_openset import (
     WHOLE,
@@ -47,6 +48,27 @@ def test_threshold_is_the_fpir_quantile_of_calibration_passersby_per_encoder_and
     assert calibrate_tracks(scores, 0.1, min_tracks=11)[0] == {}
 
 
+def test_long_track_thresholds_come_from_whole_clip_tracks_with_an_alarm_to_spare():
+    bins = _passers(0, "T", 24, np.linspace(0.80, 0.95, 40))
+    whole = _passers(0, "T", 24, np.linspace(0.90, 0.99, 20), label=WHOLE)
+    scores = bins + whole
+    long, counts = calibrate_tracks(scores, 0.1, long=True)
+    assert counts["T"] == {24: 20}  # the whole-clip tracks alone
+    assert long["T"][24] == threshold_at_fpir([s.score for s in whole], 0.1)
+    assert long["T"][24] > calibrate_tracks(scores, 0.1, whole=True)[0]["T"][24]
+    # 20 tracks cannot set FPIR 0.01 (no alarm to spare): no long threshold; regular ones can
+    assert calibrate_tracks(scores, 0.01, long=True)[0] == {}
+    assert threshold_ladder(scores, 0.01, long=True) == {}
+    assert calibrate_tracks(scores, 0.01, whole=True)[0]["T"]
+    # measured: a whole-clip search is judged as a long track, a size-bin one is not
+    seen = []
+    measure(
+        _passers(1, "T", 24, [0.9]) + _passers(1, "T", 24, [0.9], WHOLE),
+        lambda *a: seen.append(a) or 0.5,
+    )
+    assert seen == [("T", 24, None), ("T", 24, LONG_TRACK_FACES)]
+
+
 def test_sizes_snap_on_a_log_scale():
     assert [snap(s) for s in (12, 19, 20, 27, 28, 39, 40, 150)] == [16, 16, 24, 24, 32, 32, 48, 48]
 
@@ -63,7 +85,7 @@ def test_measure_counts_alarms_and_misses_per_bin_on_half_one():
         TrackScore(1, True, "20-28", None, -np.inf, False),  # no track: miss
         TrackScore(0, False, "14-20", ("T", 16), 0.99, False),  # calibration half: ignored
     ]
-    rates = measure(scores, lambda encoder, size: 0.9 if encoder == "T" else 0.8)
+    rates = measure(scores, lambda encoder, size, faces: 0.9 if encoder == "T" else 0.8)
     low = rates["14-20"]
     assert (low.alarms, low.passersby, low.found, low.probes) == (1, 3, 1, 3)
     assert low.fpir == pytest.approx(1 / 3) and low.fnir == pytest.approx(2 / 3)
@@ -111,7 +133,7 @@ def test_whole_clip_tracks_are_measured_apart_and_calibrated_on_only_when_asked(
     thresholds, counts = calibrate_tracks(scores, 0.0, whole=True)
     assert counts == {"T": {32: 20}} and thresholds["T"][32] > 0.99
     measured = _passers(1, "T", 30, [0.6, 0.4], WHOLE) + _passers(1, "T", 30, [0.6], "20-28")
-    rates = measure(measured, lambda encoder, size: 0.55)
+    rates = measure(measured, lambda encoder, size, faces: 0.55)
     assert rates[WHOLE].alarms == 1 and rates[WHOLE].passersby == 2
     assert rates["all"].passersby == 1  # "all" is over the bins, not the whole clips
 
@@ -166,7 +188,7 @@ def test_sub_galleries_of_the_whole_size_measure_as_the_whole_gallery():
     scores.append(TrackScore(1, False, "14-20", None, -np.inf, False))  # no track: no alarm
     t = float(np.sort(rows.max(1))[-3])  # lets 3 of 10 through
 
-    def fn(encoder, size):
+    def fn(encoder, size, faces):
         return t
 
     whole, sub = measure(scores, fn)["14-20"], measure_subgalleries(scores, fn, 8)["14-20"]

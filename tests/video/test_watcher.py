@@ -37,6 +37,19 @@ def test_crossing_people_keep_their_identities(tmp_path):
     assert detector.name == "colour"
 
 
+def test_each_track_is_judged_by_the_threshold_for_its_length():
+    asked = []
+
+    def threshold(encoder, size, faces):
+        asked.append(faces)
+        return 0.9
+
+    frames = [Frame(i, i / 10, f) for i, f in enumerate(crossing_frames())]
+    watcher = FaceWatcher(ColourDetector(), colour_embed, colour_searcher, threshold)
+    events = list(watcher.watch(frames))
+    assert sorted(asked) == sorted(len(e.observations) for e in events)
+
+
 def colour_embed_name(observation) -> str:
     return colour_searcher(observation.embedding[None], 1)[0][0][0]
 

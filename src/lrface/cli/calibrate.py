@@ -171,8 +171,9 @@ def calibrate_watch(
     ] = "raw",
 ) -> None:
     """Open-set thresholds for video tracks (what `lrface watch` judges), per encoder and face
-    size: set at each --fpir on passers-by of half of LFW View 2's people, FPIR / FNIR measured
-    on the other half with these and with the single-face thresholds."""
+    size, and for long tracks (16 faces or more) where enough whole-clip tracks allow: set at
+    each --fpir on passers-by of half of LFW View 2's people, FPIR / FNIR measured on the other
+    half with these and with the single-face thresholds."""
     from lrface.calibration import track_calibration_target
     from lrface.eval.calibrate_watch import calibrate_watch as calibrate
     from lrface.eval.calibrate_watch import watch_report

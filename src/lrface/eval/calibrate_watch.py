@@ -17,6 +17,7 @@ from lrface.eval.track_openset import (
     calibration_file,
     measure,
     measure_subgalleries,
+    search_faces,
     threshold_ladder,
 )
 from lrface.video.decide import BookThresholds
@@ -169,10 +170,13 @@ def track_files(
         if key not in thresholds:
             continue
         ladder = threshold_ladder(scores, target, {key}, min_tracks, whole=whole)[key]
+        long, long_counts = calibrate_tracks(scores, target, {key}, min_tracks, long=True)
+        long_ladder = threshold_ladder(scores, target, {key}, min_tracks, long=True).get(key, {})
         how = scored[config][1]
+        long_tables = (long.get(key, {}), long_counts.get(key, {}), long_ladder)
         data = calibration_file(
             key, teacher_key, thresholds[key], counts[key], target, filmed.gallery_size, recipe,
-            ladder, whole, how,
+            ladder, whole, how, long_tables,
         )  # fmt: skip
         suffix = "" if how == "raw" else f"-{how}"
         path = folder / f"{Path(name).name}-tracks{suffix}.json"
@@ -228,7 +232,7 @@ def choices(scores, fn) -> list:
     seen = {}
     for s in scores:
         if s.probe is not None:
-            choice = fn.choice(*s.probe)
+            choice = fn.choice(*s.probe, search_faces(s))
             seen[(choice.source, choice.threshold)] = choice
     return sorted(seen.values(), key=lambda c: c.threshold)
 

@@ -33,6 +33,13 @@ Conventions (those of ``lrface.eval.openset`` where they apply):
   and, with ``whole`` (``lrface calibrate-watch``'s default; measured better on whole-clip
   tracks, no worse on bins), their whole-clip tracks; keys with fewer than ``min_tracks``
   tracks get none (the lookup then takes the nearest stored size).
+* Long tracks (``LONG_TRACK_FACES`` faces or more; in this protocol the whole-clip tracks, about
+  26 faces, where size-bin tracks pool about 8): thresholds of their own, set the same way on
+  half 0's whole-clip passer-by tracks alone (``long=True``), where a key has at least
+  ``min_tracks`` of them and one alarm to spare at the target (``enough_for``: 100 tracks at
+  FPIR 0.01). A long track must clear both its size's threshold and its length's
+  (``ThresholdBook.openset(faces=...)``); measured, a whole-clip search is judged as a long
+  track and a size-bin one as a track of unknown length (``search_faces``).
 * Watch-lists of other sizes (``threshold_ladder``): every search keeps its scores against
   *every* gallery identity. For a watch-list of N people a passer-by's best score is the
   maximum over N identities; its distribution is that of the maximum over a random N-subset of
@@ -68,6 +75,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from lrface.calibration import as_resolution, nearest_size
+from lrface.constants import LONG_TRACK_FACES
 from lrface.eval.openset import threshold_at_fpir
 from lrface.eval.video import Camera, ClipResult
 
@@ -171,13 +179,32 @@ def snap(size: int, sizes: tuple[int, ...] = TRACK_SIZES) -> int:
     return int(nearest_size(as_resolution(size), list(sizes)))
 
 
+def search_faces(s: TrackScore) -> int | None:
+    """The track length a search is judged as: whole-clip tracks are long (``LONG_TRACK_FACES``;
+    they pool about 26 faces), size-bin ones are not (None: the regular thresholds)."""
+    return LONG_TRACK_FACES if s.bin == WHOLE else None
+
+
+def enough_for(tracks: int, fpir: float, long: bool) -> bool:
+    """Whether ``tracks`` passer-by tracks can set a long-track threshold at ``fpir``: at least
+    one alarm allowed, or the threshold would only sit above the highest of a few scores (80
+    whole-clip tracks cannot estimate FPIR 0.01). Regular thresholds keep their rule."""
+    return not long or tracks * fpir >= 1
+
+
 def _calibration_groups(
-    scores: list[TrackScore], encoders: set[str] | None, sizes: tuple[int, ...], whole: bool
+    scores: list[TrackScore],
+    encoders: set[str] | None,
+    sizes: tuple[int, ...],
+    whole: bool,
+    long: bool = False,
 ) -> dict[str, dict[int, list[TrackScore]]]:
-    """Half 0's passer-by tracks by encoder and snapped size (whole-clip ones if ``whole``)."""
+    """Half 0's passer-by tracks by encoder and snapped size: size-bin ones (and whole-clip
+    ones if ``whole``), or with ``long`` the whole-clip ones alone."""
     groups: dict[str, dict[int, list[TrackScore]]] = defaultdict(lambda: defaultdict(list))
     for s in scores:
-        if s.half == 0 and not s.mated and s.probe is not None and (whole or s.bin != WHOLE):
+        kept = s.bin == WHOLE if long else (whole or s.bin != WHOLE)
+        if s.half == 0 and not s.mated and s.probe is not None and kept:
             encoder, size = s.probe
             if encoders is None or encoder in encoders:
                 groups[encoder][snap(size, sizes)].append(s)
@@ -191,15 +218,17 @@ def calibrate_tracks(
     min_tracks: int = 10,
     sizes: tuple[int, ...] = TRACK_SIZES,
     whole: bool = False,
+    long: bool = False,
 ) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, int]]]:
     """``{encoder: {size: threshold}}`` at ``fpir`` from half 0's passer-by tracks (of
-    ``encoders`` only, if given; with ``whole`` their whole-clip tracks too), and the number of
-    tracks behind each threshold."""
+    ``encoders`` only, if given; with ``whole`` their whole-clip tracks too; with ``long``
+    the whole-clip tracks alone, for long tracks), and the number of tracks behind each
+    threshold."""
     thresholds: dict[str, dict[int, float]] = {}
     counts: dict[str, dict[int, int]] = {}
-    for encoder, by_size in _calibration_groups(scores, encoders, sizes, whole).items():
+    for encoder, by_size in _calibration_groups(scores, encoders, sizes, whole, long).items():
         for size, group in sorted(by_size.items()):
-            if len(group) >= min_tracks:
+            if len(group) >= min_tracks and enough_for(len(group), fpir, long):
                 values = [s.score for s in group]
                 thresholds.setdefault(encoder, {})[size] = threshold_at_fpir(values, fpir)
                 counts.setdefault(encoder, {})[size] = len(group)
@@ -250,13 +279,14 @@ def threshold_ladder(
     sizes: tuple[int, ...] = TRACK_SIZES,
     whole: bool = False,
     gallery_sizes: tuple[int, ...] = GALLERY_SIZES,
+    long: bool = False,
 ) -> dict[str, dict[int, dict[int, float]]]:
     """``{encoder: {watch-list size N: {size: threshold}}}`` at ``fpir`` from the same tracks as
     ``calibrate_tracks``, for every N of ``ladder_sizes`` (the module docstring)."""
     out: dict[str, dict[int, dict[int, float]]] = {}
-    for encoder, by_size in _calibration_groups(scores, encoders, sizes, whole).items():
+    for encoder, by_size in _calibration_groups(scores, encoders, sizes, whole, long).items():
         for size, group in sorted(by_size.items()):
-            if len(group) < min_tracks:
+            if len(group) < min_tracks or not enough_for(len(group), fpir, long):
                 continue
             rows = np.stack([s.gallery_scores for s in group])
             for n in ladder_sizes(rows.shape[1], gallery_sizes):
@@ -283,13 +313,14 @@ class Rates:
 
 
 def measure(
-    scores: list[TrackScore], threshold: Callable[[str, int], float], half: int = 1
+    scores: list[TrackScore], threshold: Callable[[str, int, int | None], float], half: int = 1
 ) -> dict[str, Rates]:
-    """FPIR and FNIR of ``half``'s searches judged by ``threshold(encoder, native size)``, per
-    bin, over all bins (``"all"``) and for whole-clip tracks (``WHOLE``)."""
+    """FPIR and FNIR of ``half``'s searches judged by ``threshold(encoder, native size, faces)``
+    (``search_faces``), per bin, over all bins (``"all"``) and for whole-clip tracks
+    (``WHOLE``)."""
 
     def judge(s: TrackScore) -> tuple[float, float]:
-        passed = s.probe is not None and s.score >= threshold(*s.probe)
+        passed = s.probe is not None and s.score >= threshold(*s.probe, search_faces(s))
         return float(passed), float(passed and s.correct)
 
     return _rates_by_group(scores, half, judge, int)
@@ -297,7 +328,7 @@ def measure(
 
 def measure_subgalleries(
     scores: list[TrackScore],
-    threshold: Callable[[str, int], float],
+    threshold: Callable[[str, int, int | None], float],
     n: int,
     draws: int = 200,
     seed: int = 0,
@@ -305,7 +336,7 @@ def measure_subgalleries(
 ) -> dict[str, Rates]:
     """FPIR and FNIR of ``half``'s searches as if the gallery held ``n`` of its identities
     (``draws`` random subsets per search, a probe's own person always in; the module
-    docstring), judged by ``threshold(encoder, native size)``; groups as ``measure``. Alarms
+    docstring), judged by ``threshold(encoder, native size, faces)``; groups as ``measure``. Alarms
     and finds are expected counts (averaged over the draws)."""
     rng = np.random.default_rng(seed)
 
@@ -315,7 +346,7 @@ def measure_subgalleries(
             every = s.gallery_scores
             if len(every) < n:
                 raise ValueError(f"a sub-gallery of {n} is larger than the gallery ({len(every)})")
-            t = threshold(*s.probe)
+            t = threshold(*s.probe, search_faces(s))
             if s.mated:
                 others = np.delete(every, s.own)
                 keys = rng.random((draws, len(others))).argsort(1)[:, : n - 1]
@@ -372,11 +403,14 @@ def calibration_file(
     ladder: dict[int, dict[int, float]] | None = None,
     whole: bool = False,
     scoring: str = "raw",
+    long: tuple[dict[int, float], dict[int, int], dict[int, dict[int, float]]] | None = None,
 ) -> dict:
     """A track calibration (``lrface.calibration.Calibration`` reads it) for one encoder;
     ``recipe``: ``TrackRecipe.to_dict()``; ``ladder``: ``{watch-list size: {size: threshold}}``
     (``threshold_ladder``); ``whole``: whole-clip tracks were calibrated on too; ``scoring``:
-    the scores the thresholds apply to (``lrface.search.normalize``)."""
+    the scores the thresholds apply to (``lrface.search.normalize``); ``long``: thresholds,
+    counts and ladder set on whole-clip tracks alone, for tracks of ``LONG_TRACK_FACES`` faces
+    or more."""
     data = {
         "probes": "tracks",
         "gallery_encoder": gallery_encoder,
@@ -392,8 +426,19 @@ def calibration_file(
     if scoring != "raw":
         data["scoring"] = scoring
     if ladder:
-        data["openset_by_gallery_size"] = {
-            str(n): {str(size): t for size, t in sorted(by_size.items())}
-            for n, by_size in sorted(ladder.items())
-        }
+        data["openset_by_gallery_size"] = _by_gallery_size(ladder)
+    if long is not None and long[0]:
+        thresholds_long, counts_long, ladder_long = long
+        data["long_track_faces"] = LONG_TRACK_FACES
+        data["openset_long"] = {str(size): t for size, t in sorted(thresholds_long.items())}
+        data["tracks_per_size_long"] = {str(size): n for size, n in sorted(counts_long.items())}
+        if ladder_long:
+            data["openset_long_by_gallery_size"] = _by_gallery_size(ladder_long)
     return data
+
+
+def _by_gallery_size(ladder: dict[int, dict[int, float]]) -> dict[str, dict[str, float]]:
+    return {
+        str(n): {str(size): t for size, t in sorted(by_size.items())}
+        for n, by_size in sorted(ladder.items())
+    }

@@ -1,7 +1,7 @@
 """What a track's open-set threshold is: a ``ThresholdFn`` maps (encoder key, face resolution
-in px) to the open-set threshold for a probe of that kind, or None when there is none (then
-every track gets its best identity). The decision itself is ``lrface.search.decision.decide``,
-the one every search answer uses.
+in px, faces pooled) to the open-set threshold for a probe of that kind, or None when there is
+none (then every track gets its best identity). The decision itself is
+``lrface.search.decision.decide``, the one every search answer uses.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lrface.calibration import ThresholdBook
 
-ThresholdFn = Callable[[str, int], float | None]
+ThresholdFn = Callable[[str, int, int | None], float | None]
 
 
 @dataclass
@@ -36,23 +36,24 @@ class BookThresholds:
     """How the search scored a probe of each encoder (``Gallery.scoring_for``), where that
     differs by encoder; else ``scoring``."""
 
-    def choice(self, encoder: str, size: int):
-        """The ``lrface.calibration.Choice`` (threshold, file and key, reason)."""
+    def choice(self, encoder: str, size: int, faces: int | None = None):
+        """The ``lrface.calibration.Choice`` (threshold, file and key, reason); ``faces``: the
+        faces a track pooled (long tracks have thresholds of their own)."""
         from lrface.calibration import FaceRef, as_resolution
 
         probe = FaceRef(encoder, as_resolution(size))
         scoring = self.scoring_for(encoder) if self.scoring_for else self.scoring
         return self.book.openset(
-            probe, self.gallery_encoder, self.tracks, self.gallery_size, scoring
+            probe, self.gallery_encoder, self.tracks, self.gallery_size, scoring, faces
         )
 
-    def __call__(self, encoder: str, size: int) -> float:
-        return self.choice(encoder, size).threshold
+    def __call__(self, encoder: str, size: int, faces: int | None = None) -> float:
+        return self.choice(encoder, size, faces).threshold
 
 
 def fixed_threshold(value: float | None) -> ThresholdFn:
-    """The same threshold for every encoder and size (None: never unknown)."""
-    return lambda encoder, size: value
+    """The same threshold for every encoder, size and track length (None: never unknown)."""
+    return lambda encoder, size, faces=None: value
 
 
 def watch_thresholds(pipe, gallery, calibrations: list) -> tuple[BookThresholds, str]:

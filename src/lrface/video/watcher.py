@@ -351,7 +351,7 @@ class FaceWatcher:
         encoder, size = track_probe(observations, weights)
         probe = FaceRef(encoder, as_resolution(size))
         top = self.searcher(embedding[None], self.config.top_k, [probe])[0]
-        return embedding, decide(top, self.thresholds(encoder, size))
+        return embedding, decide(top, self.thresholds(encoder, size, len(observations)))
 
 
 def track_probe(observations: list[Observation], weights: np.ndarray) -> tuple[str, int]:

@@ -190,11 +190,11 @@ def _watch(
 
     calibrated = BookThresholds(svc.watch_book, watch.store.encoder, True, watch.size())
 
-    def threshold(encoder: str, size: int) -> float | None:
+    def threshold(encoder: str, size: int, faces: int | None = None) -> float | None:
         """The open-set threshold, or None (ranked, never unknown) without a calibration,
         as /api/search answers 'undecided'."""
         try:
-            return calibrated(encoder, size)
+            return calibrated(encoder, size, faces)
         except ValueError:
             return None
 
