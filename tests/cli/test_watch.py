@@ -174,6 +174,12 @@ def test_watch_says_which_threshold_it_used_and_a_bad_file_is_named(tmp_path, co
         assert "this gallery holds 3 identities" in result.output
         assert ("set for a gallery of 40" in result.output) == (kind == "track")
         assert {e["threshold"] for e in _events(out)} == {value}
+        assert "long-track" not in result.output
+    # a track file with long-track thresholds says so
+    data = json.loads(tracks.read_text()) | {"long_track_faces": 16, "openset_long": {"16": 0.95}}
+    tracks.write_text(json.dumps(data))
+    result = CliRunner().invoke(app, [*args, "--calibration", str(tracks)])
+    assert "and for tracks of 16+ faces its long-track ones" in result.output, result.output
     result = CliRunner().invoke(app, [*args, "--threshold", "0.5"])
     assert "threshold: --threshold 0.5" in result.output and {
         e["threshold"] for e in _events(out)

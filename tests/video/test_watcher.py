@@ -115,6 +115,15 @@ def test_watcher_takes_the_track_threshold_and_falls_back_to_single_faces(tmp_pa
         events = list(watcher.watch(frames))
         assert len(events) == 3 and {e.to_dict()["threshold"] for e in events} == {expected}
         assert thresholds.choice("colour", 16).tracks == (expected == 0.93)
+    # long tracks (every track here pools 20 faces or more) also face the long-track threshold
+    path = tmp_path / "long.json"
+    data = json.loads((tmp_path / "tracks.json").read_text())
+    path.write_text(json.dumps(data | {"long_track_faces": 16, "openset_long": {"16": 0.995}}))
+    thresholds = BookThresholds(ThresholdBook([Calibration.load(path)]), "colour", tracks=True)
+    watcher = FaceWatcher(ColourDetector(), colour_embed, colour_searcher, thresholds)
+    events = list(watcher.watch(frames))
+    assert {e.to_dict()["threshold"] for e in events} == {0.995}
+    assert all(len(e.observations) >= 16 for e in events)
 
 
 def test_each_track_is_searched_as_a_probe_of_its_encoder_and_judged_on_that_scoring(tmp_path):

@@ -68,11 +68,22 @@ def watch_thresholds(pipe, gallery, calibrations: list) -> tuple[BookThresholds,
     )  # fmt: skip
     encoders = [e for e in (pipe.teacher, pipe.student) if e is not None]
     used = [(e, thresholds.choice(e.cache_key, 16)) for e in encoders]
+    files = {c.path: c for c in thresholds.book.calibrations}
     return thresholds, "; ".join(
         f"{e.name}: {'track' if choice.tracks else 'single-face'} open-set thresholds "
-        f"from {choice.source.rsplit(' [', 1)[0]}" + _set_for(choice) + _scored(gallery, e)
+        f"from {choice.source.rsplit(' [', 1)[0]}"
+        + _set_for(choice)
+        + _scored(gallery, e)
+        + _long(files.get(choice.source.rsplit(" [", 1)[0]))
         for e, choice in used
     ) + f"; this gallery holds {len(gallery)} identities"
+
+
+def _long(calibration) -> str:
+    """Whether long tracks also face the file's long-track thresholds."""
+    if calibration is None or not calibration.openset_long:
+        return ""
+    return f", and for tracks of {calibration.long_track_faces}+ faces its long-track ones"
 
 
 def _scored(gallery, encoder) -> str:
