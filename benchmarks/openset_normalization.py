@@ -13,7 +13,10 @@ row is left out: full-size faces go to the teacher.
 ``--templates single,mirrored`` measures both ways of making enrolled templates (the cohort's
 gallery side made the same way) in one run, and adds the rows of a gallery enrolled with
 single-pass templates searched by this release: against the mirrored cohort, judged by the
-thresholds set on mirrored templates. ``--probe-flip`` also mirrors the probes (not served).
+thresholds set on mirrored templates. ``--probes``: ``served`` (default) embeds probes as a
+still image's search does (the teacher's mirrored, ``SEARCH_PROBE_FLIP``; a student's not),
+``single`` embeds every probe once, ``mirrored`` mirrors every probe and the cohort's probe
+side too (not served).
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ import torch
 from lrface.data.lfw import LFW
 from lrface.eval.cohort import DEFAULT_SIZE, cohort_chips, embed_cohort
 from lrface.eval.openset import evaluate_scores
-from lrface.eval.openset_lfw import normalized_markdown, normalized_rows, openset_embeddings
+from lrface.eval.openset_lfw import (
+    normalized_markdown,
+    normalized_rows,
+    openset_embeddings,
+    served_probe_flip,
+)
 from lrface.machine import save_measurement
 from lrface.models.factory import create_encoder
 from lrface.search.normalize import DEFAULT_TOP_K, METHODS, normalize_scores, side_stats
@@ -51,10 +59,11 @@ def main() -> None:
         "gallery side made the same way",
     )
     parser.add_argument(
-        "--probe-flip",
-        action="store_true",
-        help="also average each probe (and the cohort's probe side) with its mirror image, "
-        "which searches do not do: a row, not what is served",
+        "--probes",
+        choices=("served", "single", "mirrored"),
+        default="served",
+        help="served: as a still image's search embeds them; single: every probe once; "
+        "mirrored: every probe and the cohort's probe side averaged with the mirror image",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lfw", default=None)
@@ -77,22 +86,27 @@ def main() -> None:
         own = [s for s in sizes if s is not None or not probe_encoder.teacher]
         made = {}
         for mirrored in templates:
-            flips = {"template_flip": mirrored, "probe_flip": args.probe_flip}
+            probe_flip = {
+                "served": served_probe_flip(probe_encoder),
+                "single": False,
+                "mirrored": True,
+            }[args.probes]
             split, dropped, gallery, probes = openset_embeddings(
-                lfw, gallery_encoder, probe_encoder, own, args.seed, **flips
-            )
+                lfw, gallery_encoder, probe_encoder, own, args.seed, template_flip=mirrored,
+                probe_flip=probe_flip,
+            )  # fmt: skip
             cohort_gallery, bands = embed_cohort(
-                chipsets, gallery_encoder, probe_encoder, tuple(own), **flips
-            )
+                chipsets, gallery_encoder, probe_encoder, tuple(own), template_flip=mirrored,
+                probe_flip=args.probes == "mirrored",
+            )  # fmt: skip
             rows = []
             for size in own:
                 rows += normalized_rows(
                     gallery, probes[size], split, cohort_gallery, bands[size], size, fpirs,
                     methods, args.top_k,
                 )  # fmt: skip
-            kind = ("mirrored" if mirrored else "single") + (", probes flipped" * args.probe_flip)
-            print(f"\n## {name}, {kind} templates: {len(split.gallery)} enrolled, {dropped} images")
-            print("unusable\n")
+            kind = ("mirrored" if mirrored else "single") + f" templates, {args.probes} probes"
+            print(f"\n## {name}, {kind}: {len(split.gallery)} enrolled, {dropped} unusable\n")
             print(normalized_markdown(rows))
             report["encoders"][f"{name} {kind}" if len(templates) > 1 else name] = {
                 "probe_encoder": probe_encoder.cache_key,

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lrface.constants import TEMPLATE_FLIP
+from lrface.constants import SEARCH_PROBE_FLIP, TEMPLATE_FLIP
 from lrface.detect import Face
 from lrface.detect.align import MTCNN_TEMPLATE_150
 from lrface.models.encoder import FaceEncoder
@@ -112,6 +112,10 @@ def test_templates_are_the_teacher_s_embedding_averaged_with_the_mirror_image(pi
     probes = pipe.embed_image(image, "all")
     templates = pipe.embed_template(image, "all")
     assert pipe.teacher.flips == [False, TEMPLATE_FLIP] and pipe.student.flips == [False, False]
+    # a still image's watch-list search mirrors the teacher's faces too, never a student's
+    searched = pipe.embed_probe(image, "all")
+    assert pipe.teacher.flips[-1] == SEARCH_PROBE_FLIP and pipe.student.flips[-1] is False
+    np.testing.assert_allclose(searched[0].embedding, templates[0].embedding)
     probe, template = probes[0].embedding, templates[0].embedding
     assert probes[0].role == templates[0].role == "teacher"
     # the probe sees the (mostly red) left half; the template both halves' colours

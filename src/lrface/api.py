@@ -153,7 +153,7 @@ class Watchlist:
         store, student = index.store, recognizer.student_name
         pipe = recognizer.pipeline
         book = pipe.thresholds(default_calibrations(store.encoder_name, student))
-        faces = pipe.embed_image(image)
+        faces = pipe.embed_probe(image)
         searcher = gallery_searcher(index)
         return answer_faces(faces, searcher, k, book, store.encoder, threshold, index.scoring_for)
 

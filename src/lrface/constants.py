@@ -29,6 +29,12 @@ face's (probes are embedded once, unmirrored, so searches cost the same). On the
 protocol at full size this alone cut FNIR at FPIR 1% from 26.2% to 25.0% with AS-norm
 (docs/results.md section 9); calibrations and cohorts are set for such templates."""
 
+SEARCH_PROBE_FLIP = True
+"""A still image searched against a watch-list (``lrface gallery search``, ``/api/search``,
+``Watchlist.search``) has each face the teacher serves averaged with its mirror image, as
+templates are; faces a student serves, video frames and ``verify`` stay single-pass. The
+teacher's open-set thresholds are set that way (docs/openset.md)."""
+
 LONG_TRACK_FACES = 16
 """A video track pooled from at least this many faces must also clear the *long-track*
 threshold of its track calibration where the file has one (``"openset_long"``, set on

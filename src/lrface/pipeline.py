@@ -45,6 +45,7 @@ from lrface.constants import (
     DEFAULT_SIZE_CUTOFF,
     DEFAULT_STUDENT,
     DEFAULT_TEACHER,
+    SEARCH_PROBE_FLIP,
     TEMPLATE_FLIP,
 )
 from lrface.data.images import load_rgb
@@ -228,12 +229,13 @@ class FacePipeline:
         return self.student is not None and face.width < self.size_cutoff
 
     def embed_faces(
-        self, image: np.ndarray, faces: list[Face], template: bool = False
+        self, image: np.ndarray, faces: list[Face], template: bool = False, search: bool = False
     ) -> list[EmbeddedFace]:
         """Align and embed ``faces`` of ``image``, each by the encoder its size calls for.
-        ``template``: the faces are to be enrolled, so the teacher averages each with its
-        mirror image when ``TEMPLATE_FLIP`` says so (as the calibrations were set)."""
-        mirror = template and TEMPLATE_FLIP
+        ``template``: the faces are to be enrolled; ``search``: they are probes of a still
+        image's watch-list search. The teacher then averages each with its mirror image where
+        ``TEMPLATE_FLIP`` / ``SEARCH_PROBE_FLIP`` say so (as the calibrations were set)."""
+        mirror = (template and TEMPLATE_FLIP) or (search and SEARCH_PROBE_FLIP)
         out: list[EmbeddedFace | None] = [None] * len(faces)
         for role, encoder in (("teacher", self.teacher), ("student", self.student)):
             rows = [i for i, f in enumerate(faces) if (role == "student") == self.uses_student(f)]
@@ -270,13 +272,14 @@ class FacePipeline:
         image: np.ndarray | str | os.PathLike,
         policy: str | None = None,
         template: bool = False,
+        search: bool = False,
     ) -> list[EmbeddedFace]:
-        """Load, detect (with the policy) and embed (``template``: for enrolment,
-        ``embed_faces``)."""
+        """Load, detect (with the policy) and embed (``template``: for enrolment, ``search``:
+        for a watch-list search, ``embed_faces``)."""
         array, source = self.load(image)
         found = detect_bounded(self.detector, array)
         kept = select_faces(found, policy or self.multi_face, source)
-        embedded = self.embed_faces(array, kept, template)
+        embedded = self.embed_faces(array, kept, template, search)
         for face in embedded:
             face.faces_in_image = len(found)
         return embedded
@@ -286,6 +289,12 @@ class FacePipeline:
     ) -> list[EmbeddedFace]:
         """``embed_image`` for enrolment: what every enrolment path stores."""
         return self.embed_image(image, policy, template=True)
+
+    def embed_probe(
+        self, image: np.ndarray | str | os.PathLike, policy: str | None = None
+    ) -> list[EmbeddedFace]:
+        """``embed_image`` for a watch-list search of a still image."""
+        return self.embed_image(image, policy, search=True)
 
     def thresholds(self, calibrations: list[Calibration]) -> ThresholdBook:
         """A ThresholdBook over ``calibrations`` that knows this pipeline's encoders by name

@@ -143,3 +143,13 @@ def test_normalized_thresholds_are_written_beside_the_raw_ones_and_name_their_co
     assert data["gallery_size"] == len(split.gallery) and data["openset"] == {"16": 2.5}
     calib = Calibration.load(fresh)
     assert calib.scoring == "asnorm" and calib.openset_fpir == 0.01
+
+
+def test_the_protocol_embeds_probes_as_a_still_image_search_does():
+    from types import SimpleNamespace
+
+    from lrface.constants import SEARCH_PROBE_FLIP
+    from lrface.eval.openset_lfw import served_probe_flip
+
+    assert served_probe_flip(SimpleNamespace(teacher=None)) is SEARCH_PROBE_FLIP
+    assert served_probe_flip(SimpleNamespace(teacher="dlib-resnet-torch")) is False

@@ -210,7 +210,7 @@ def search(
     pipe = build_pipeline(gal.encoder_name, student, *options)
     with reported(BadImageError, FaceInputError, GalleryError, ValueError):
         gal.check_compatible(pipe.teacher.cache_key, pipe.dim, store.path)
-        faces = pipe.embed_image(image)
+        faces = pipe.embed_probe(image)
         book = pipe.thresholds(calibs)
     search = gallery_searcher(gal)
     answers = answer_faces(faces, search, k, book, gal.encoder, threshold, gal.scoring_for)

@@ -167,7 +167,7 @@ def run_detected(
             other_face += not any(is_subject(face, image.shape, face_px) for face in faces)
             names.append(person.name)
             for label, pipe in pipes.items():
-                embedded[label].append(pipe.embed_faces(image, faces)[0])
+                embedded[label].append(pipe.embed_faces(image, faces, search=True)[0])
         bar.update(len(chunk))
     bar.close()
     chip_px = [f.chip_size for faces in embedded.values() for f in faces if f.role == "student"]

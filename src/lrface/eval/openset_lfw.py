@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrface.constants import TEMPLATE_FLIP
+from lrface.constants import SEARCH_PROBE_FLIP, TEMPLATE_FLIP
 from lrface.data.chips import aligned_chips
 from lrface.data.degrade import EvalDegradation
 from lrface.data.lfw import LFW
@@ -102,6 +102,12 @@ def openset_embeddings(
     return split, dropped, gallery, probes
 
 
+def served_probe_flip(probe_encoder: FaceEncoder) -> bool:
+    """Whether a still image's search averages this encoder's probes with their mirror image:
+    the teacher's, where ``SEARCH_PROBE_FLIP`` says so; a student's never."""
+    return SEARCH_PROBE_FLIP and not probe_encoder.teacher
+
+
 def run_openset(
     lfw: LFW,
     gallery_encoder: FaceEncoder,
@@ -118,13 +124,15 @@ def run_openset(
     """Rows per probe size, the split used and how many images were dropped as unusable.
 
     Gallery: ``gallery_encoder`` at full size (templates as enrolment makes them); probes:
-    ``probe_encoder`` at each size, no flip (as ``lrface gallery search`` embeds them).
+    ``probe_encoder`` at each size, as ``lrface gallery search`` embeds them
+    (``served_probe_flip``).
     ``scoring`` other than ``raw``: scores normalized against ``cohort`` (the probe encoder's;
     each size against the band a search of that size uses), as ``Gallery.search`` scores
     them.
     """
+    probe_flip = served_probe_flip(probe_encoder)
     split, dropped, gallery, probes = openset_embeddings(
-        lfw, gallery_encoder, probe_encoder, sizes, seed, workers, progress
+        lfw, gallery_encoder, probe_encoder, sizes, seed, workers, progress, probe_flip=probe_flip
     )
     if scoring == "raw":
         rows = [

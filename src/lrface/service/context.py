@@ -190,23 +190,29 @@ def decode_upload(upload: Upload, config: ServiceConfig) -> tuple[np.ndarray, fl
 
 
 def analyse(
-    service: Service, upload: Upload, policy: str | None, template: bool = False
+    service: Service,
+    upload: Upload,
+    policy: str | None,
+    template: bool = False,
+    search: bool = False,
 ) -> Analysed:
     """Decode ``upload`` within the budgets and embed its faces (worker thread; ``template``:
-    for enrolment, ``FacePipeline.embed_template``)."""
+    for enrolment, ``search``: for a watch-list search, ``FacePipeline.embed_image``)."""
     image, scale = decode_upload(upload, service.config)
     try:
-        faces = service.pipeline.embed_image(image, policy, template)
+        faces = service.pipeline.embed_image(image, policy, template, search)
     except FaceInputError as exc:
         raise ApiError(422, f"{upload.filename}: {exc.reason}") from None
     size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
     return Analysed(image, faces, size, scale)
 
 
-async def analysed(service: Service, upload: Upload, policy: str | None) -> Analysed:
+async def analysed(
+    service: Service, upload: Upload, policy: str | None, search: bool = False
+) -> Analysed:
     """``analyse`` on the work pool: the heavy lane for images declaring many pixels."""
     heavy = upload.declared_pixels > service.config.heavy_pixels
-    return await service.run(lambda: analyse(service, upload, policy), heavy)
+    return await service.run(lambda: analyse(service, upload, policy, search=search), heavy)
 
 
 def _rescaled(face: EmbeddedFace, scale: float) -> EmbeddedFace:

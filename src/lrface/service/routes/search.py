@@ -39,7 +39,7 @@ def router(config: ServiceConfig) -> APIRouter:
         if await run_in_threadpool(svc.watch.size) == 0:
             raise ApiError(409, "the gallery is empty: enroll identities first")
         upload = await read_upload(file, config)
-        found = await analysed(svc, upload, "all")
+        found = await analysed(svc, upload, "all", search=True)
         faces = found.reported()
         answers = await run_in_threadpool(
             answer_faces, faces, svc.watch.search_top, k, svc.book, svc.watch.store.encoder,
