@@ -25,9 +25,9 @@ docs/lrface-lr-v1.md). A detected face of width w gives a chip of about 1.13 w p
 
 TEMPLATE_FLIP = True
 """Enrolled templates are the teacher's embedding of the face averaged with the mirrored
-face's (probes are embedded once, unmirrored, so searches cost the same). On the open-set
-protocol at full size this alone cut FNIR at FPIR 1% from 26.2% to 25.0% with AS-norm
-(docs/results.md section 9); calibrations and cohorts are set for such templates."""
+face's (paid once per enrolled photo). On the open-set protocol at full size this alone cut
+FNIR at FPIR 1% from 26.2% to 25.0% with AS-norm (docs/openset.md); calibrations and cohorts
+are set for such templates. Probes: ``SEARCH_PROBE_FLIP``."""
 
 SEARCH_PROBE_FLIP = True
 """A still image searched against a watch-list (``lrface gallery search``, ``/api/search``,
