@@ -272,3 +272,14 @@ def test_normalized_thresholds_judge_only_searches_scored_that_way(tmp_path, boo
     )
     assert scoring_calibration_path(str(checkpoint), "asnorm") is None
     assert scoring_calibration_target("lrface-lr-v2", "asnorm").name == "lrface-lr-v2-asnorm.json"
+
+
+def test_shipped_track_calibrations_were_set_for_the_long_track_length_in_use():
+    from lrface.constants import LONG_TRACK_FACES
+
+    folder = track_calibration_path("dlib-resnet-torch").parent  # the packaged calibrations
+    shipped = [Calibration.load(p) for p in sorted(folder.glob("*-tracks*.json"))]
+    assert shipped and all(c.tracks for c in shipped)
+    with_long = [c for c in shipped if c.openset_long]
+    assert with_long  # the teacher's, set on the whole-clip tracks of 240 passers-by
+    assert all(c.long_track_faces == LONG_TRACK_FACES for c in with_long)
