@@ -30,12 +30,7 @@ import torch
 from lrface.data.lfw import LFW
 from lrface.eval.cohort import DEFAULT_SIZE, cohort_chips, embed_cohort
 from lrface.eval.openset import evaluate_scores
-from lrface.eval.openset_lfw import (
-    normalized_markdown,
-    normalized_rows,
-    openset_embeddings,
-    served_probe_flip,
-)
+from lrface.eval.openset_lfw import normalized_markdown, normalized_rows, openset_embeddings
 from lrface.machine import save_measurement
 from lrface.models.factory import create_encoder
 from lrface.search.normalize import DEFAULT_TOP_K, METHODS, normalize_scores, side_stats
@@ -86,11 +81,7 @@ def main() -> None:
         own = [s for s in sizes if s is not None or not probe_encoder.teacher]
         made = {}
         for mirrored in templates:
-            probe_flip = {
-                "served": served_probe_flip(probe_encoder),
-                "single": False,
-                "mirrored": True,
-            }[args.probes]
+            probe_flip = {"served": None, "single": False, "mirrored": True}[args.probes]
             split, dropped, gallery, probes = openset_embeddings(
                 lfw, gallery_encoder, probe_encoder, own, args.seed, template_flip=mirrored,
                 probe_flip=probe_flip,

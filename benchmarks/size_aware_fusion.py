@@ -103,7 +103,7 @@ def main() -> None:
     chipsets, _ = cohort_chips(lfw, None, args.cohort_size)
     cohort_hr, cohort_t = embed_cohort(chipsets, teacher, teacher, tuple(sizes))
     _, cohort_f = embed_cohort(chipsets, teacher, fused, tuple(sizes))
-    split, _, gallery, probes_t = openset_embeddings(lfw, teacher, teacher, sizes)
+    split, _, gallery, probes_t = openset_embeddings(lfw, teacher, teacher, sizes, probe_flip=False)
     _, _, _, probes_f = openset_embeddings(lfw, teacher, fused, sizes)
     print("\n## Open set, 814 enrolled, FNIR at FPIR 1% (FPIR on the held-out half)\n")
     print("| size | teacher share | raw | asnorm |")

@@ -22,7 +22,14 @@ def summarize(folder: Path) -> dict:
     events_file = folder / "events.jsonl"
     if not events_file.is_file():
         raise SystemExit(f"{folder}: no events.jsonl (not an lrface watch output folder)")
-    events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+    events = []
+    for number, line in enumerate(events_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"{events_file}:{number}: not a JSON event ({exc.msg})") from None
     judged = [e for e in events if e.get("score") is not None and e.get("threshold") is not None]
     closest = max(judged, key=lambda e: e["score"] - e["threshold"], default=None)
     return {

@@ -78,12 +78,15 @@ def openset_embeddings(
     workers: int = 1,
     progress: bool = True,
     template_flip: bool = TEMPLATE_FLIP,
-    probe_flip: bool = False,
+    probe_flip: bool | None = None,
 ) -> tuple[OpenSetSplit, int, np.ndarray, dict[int | None, np.ndarray]]:
     """The split, the images dropped as unusable, the gallery embeddings (``gallery_encoder``
     at full size, averaged with the mirrored face's when ``template_flip``, as enrolment makes
-    templates) and the probe embeddings per size (``probe_encoder``, without flip as
-    ``lrface gallery search`` embeds them unless ``probe_flip``), in split order."""
+    templates) and the probe embeddings per size (``probe_encoder``; mirrored or not as
+    ``probe_flip`` says, by default as ``lrface gallery search`` embeds them:
+    ``served_probe_flip``), in split order."""
+    if probe_flip is None:
+        probe_flip = served_probe_flip(probe_encoder)
     split = split_people(view2_people(lfw), seed=seed)
     relpaths = split.gallery + split.probes
     chipset = aligned_chips(lfw.root, relpaths, AlignSettings(), progress=progress, workers=workers)
@@ -130,9 +133,8 @@ def run_openset(
     each size against the band a search of that size uses), as ``Gallery.search`` scores
     them.
     """
-    probe_flip = served_probe_flip(probe_encoder)
     split, dropped, gallery, probes = openset_embeddings(
-        lfw, gallery_encoder, probe_encoder, sizes, seed, workers, progress, probe_flip=probe_flip
+        lfw, gallery_encoder, probe_encoder, sizes, seed, workers, progress
     )
     if scoring == "raw":
         rows = [

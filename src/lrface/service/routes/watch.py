@@ -72,8 +72,8 @@ class AnnotatedVideos:
         return video_id
 
     def path(self, video_id: str) -> Path | None:
-        with self._lock:
-            return self.root / f"{video_id}.webm" if video_id in self._ids else None
+        with self._lock:  # an id is kept only once the folder exists: asking makes none
+            return self._root / f"{video_id}.webm" if video_id in self._ids else None
 
     def close(self) -> None:
         with self._lock:
