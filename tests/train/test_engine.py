@@ -17,6 +17,7 @@ from lrface.losses.base import TransferLoss
 from lrface.losses.prototype import teacher_prototypes
 from lrface.models import students
 from lrface.models.checkpoint import latest_checkpoint, load_student_encoder
+from lrface.models.encoder import TorchEncoder
 from lrface.train.engine import Trainer, train
 from lrface.train.monitor import TrainingDiverged
 from lrface.train.optim import lr_factor
@@ -308,3 +309,37 @@ def test_hint_method_learns_the_maps_and_resumes_bit_for_bit(tmp_path, synthetic
 def test_hint_method_without_maps_is_refused(tmp_path, synthetic):
     with pytest.raises(ValueError, match="stage maps"):
         Trainer(tiny_config(tmp_path, method="hint+l2"), *synthetic, progress=False)
+
+
+def test_a_student_trained_fused_is_packaged_as_the_pair_it_learnt_in(tmp_path, synthetic):
+    from lrface.models.pretrained import package_student
+
+    chips, emb, labels = synthetic
+    config = tiny_config(
+        tmp_path,
+        student="teacher-init",
+        student_kwargs={},
+        fuse_teacher=True,
+        batch_size=4,
+        steps=1,
+        checkpoint_every=1,
+    )
+    trainer = Trainer(config, chips[:8], emb[:8], labels[:8], progress=False)
+    with torch.no_grad():  # a student that errs unlike the teacher, so the pair differs from it
+        fc = trainer.student.net.fc.weight
+        fc.add_(0.5 * fc.std() * torch.randn_like(fc))
+    trainer.fit()
+    low = EvalDegradation(16)(chips[:3])
+    trained = trainer.encoder().embed(low)
+    alone = TorchEncoder(trainer.deployed, "teacher-init", 150, 128).embed(low)
+    assert np.abs(alone - trained).max() > 0.02
+    final = latest_checkpoint(config.out)
+    with pytest.raises(ValueError, match="package it with --fuse-teacher"):
+        package_student(final, tmp_path / "alone")
+    packaged = load_student_encoder(package_student(final, tmp_path / "pair", fuse_teacher=True))
+    np.testing.assert_allclose(packaged.embed(low), trained, atol=2e-3)
+
+
+def test_only_a_student_shaped_like_the_teacher_trains_fused(tmp_path, synthetic):
+    with pytest.raises(ValueError, match="only a student with the teacher's input"):
+        Trainer(tiny_config(tmp_path, fuse_teacher=True), *synthetic, progress=False)

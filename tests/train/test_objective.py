@@ -34,3 +34,19 @@ def test_fused_loss_sees_the_batch_the_student_saw():
         target = F.normalize(pair(lr), dim=1)
     torch.testing.assert_close(total, (own - target).pow(2).sum(1).mean())
     assert abs(parts["fused"] - total.item()) < 1e-6
+
+
+def test_with_a_partner_the_losses_see_the_pair_and_only_the_student_learns():
+    torch.manual_seed(0)
+    student = create_student("compact")
+    partner = ColourPair(student.dim).requires_grad_(False)
+    objective = Objective(student, build_losses({"l2": {"weight": 1.0}}), partner=partner)
+    lr = torch.rand(4, 3, student.input_size, student.input_size) * 255
+    target = torch.randn(4, student.dim)
+    total, _ = objective(lr, target, torch.arange(4), None, 0.0)
+    with torch.no_grad():
+        pair = F.normalize(F.normalize(student(lr), dim=1) + F.normalize(partner(lr), dim=1))
+    torch.testing.assert_close(total, (pair - F.normalize(target)).pow(2).sum(1).mean())
+    total.backward()
+    assert all(p.grad is None for p in partner.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())

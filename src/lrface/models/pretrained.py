@@ -108,7 +108,8 @@ def package_student(
     ``calibration.json`` there); ``manifest`` pins them.
 
     ``fuse_teacher``: the packaged encoder averages the student's and the teacher's unit
-    embeddings (``models.checkpoint.load_student``). ``size_cutoff``: the face width below which
+    embeddings (``models.checkpoint.load_student``); required for a student trained that way
+    (``TrainConfig.fuse_teacher``). ``size_cutoff``: the face width below which
     pipelines route faces to it when the user sets none, chosen from its measurements."""
     import json
 
@@ -129,6 +130,11 @@ def package_student(
     save_file(half, str(out / "student.safetensors"))
     readable_by_umask(out / "student.safetensors")
     info = json.loads((checkpoint / "student.json").read_text())
+    if info.get("trained_fused") and not fuse_teacher:
+        raise ValueError(
+            f"{checkpoint}: the student was trained fused with the teacher (fuse_teacher: true); "
+            "alone it is not the encoder it learnt to be: package it with --fuse-teacher"
+        )
     if fuse_teacher:
         info["fuse_teacher"] = True
     if size_cutoff is not None:

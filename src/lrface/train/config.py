@@ -67,6 +67,11 @@ class TrainConfig:
         a checkpoint or a run directory (its final checkpoint). The architecture must be
         ``student``'s. Optimizer and schedule start fresh, so this continues training with a
         new warm-up (a warm restart) or fine-tunes.
+    fuse_teacher: train the student as a fused pair serves it (``lrface package-student
+        --fuse-teacher``): every loss sees the unit mean of the student's and the frozen
+        teacher's unit embeddings of the same LR input, so the student learns what the teacher
+        misses on that face instead of the whole target (teacher-init students only; one more
+        no-grad teacher pass per step).
     """
 
     method: str = "l2"
@@ -114,6 +119,7 @@ class TrainConfig:
     lfw_train: bool = True
     unlabelled: list[str] = field(default_factory=list)
     init_from: str | None = None
+    fuse_teacher: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.degradation, dict):

@@ -32,11 +32,12 @@ from lrface.machine import resolve_precision
 from lrface.models.checkpoint import (
     STUDENT_WEIGHTS,
     checkpoints,
+    fuse_with_teacher,
     latest_checkpoint,
     load_student_weights,
 )
 from lrface.models.encoder import TorchEncoder
-from lrface.models.students import create_student
+from lrface.models.students import EnsembleStudent, create_student
 from lrface.train.checkpoint import (
     join_state_dict,
     load_training_state,
@@ -103,8 +104,9 @@ class Trainer:
         precision, why = resolve_precision(config.precision, str(self.device))
         if self.rank == 0:
             print(f"precision: {precision} ({why})")
+        self.partner = self._new_partner() if config.fuse_teacher else None
         self.objective = Objective(
-            self.student, self.losses, self.hr_branch, teacher, gather, precision
+            self.student, self.losses, self.hr_branch, teacher, gather, precision, self.partner
         )
         self.objective.to(self.device)
         self.adda = self.losses.adda_modules
@@ -154,6 +156,12 @@ class Trainer:
             student.common.set_direction(torch.as_tensor(teacher_emb))
         return student
 
+    def _new_partner(self) -> nn.Module:
+        """The frozen teacher the student is fused with (``fuse_teacher``), on the device."""
+        pair = fuse_with_teacher(self.student)  # checks input size and dimension
+        teacher = pair.members[0]
+        return teacher.to(self.device).eval().requires_grad_(False)
+
     @property
     def deployed(self) -> nn.Module:
         """The weights a checkpoint exports and evaluation sees: the EMA when on."""
@@ -161,8 +169,11 @@ class Trainer:
 
     def encoder(self) -> TorchEncoder:
         """The student as it is now, as a FaceEncoder (for evaluation)."""
+        network = self.deployed
+        if self.partner is not None:
+            network = EnsembleStudent([self.partner, network])
         return TorchEncoder(
-            self.deployed,
+            network,
             name=self.config.student,
             input_size=self.student.input_size,
             dim=self.student.dim,
@@ -302,6 +313,7 @@ class Trainer:
             "step": self.step,
             "method": self.config.method,
             "metrics": self.metrics,
+            **({"trained_fused": True} if self.config.fuse_teacher else {}),
         }
 
     def _run_state(self) -> tuple[dict[str, torch.Tensor], dict]:

@@ -4,6 +4,8 @@
 teacher's features) on a batch, lets ADDA discriminators take their own step on the detached
 embeddings, and returns the weighted sum of the losses with each part for the logs.
 ``build_losses_for`` makes the losses of a config for a given student and training set.
+With a ``partner`` (``TrainConfig.fuse_teacher``) the losses see the pair's embedding, the
+unit mean of the student's and the frozen partner's unit embeddings of the same LR input.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lrface.losses.base import TransferOutputs
@@ -72,7 +75,9 @@ class Objective(nn.Module):
     """Student, optional HR branch and the losses: ``forward(batch) -> (total, parts)``.
 
     One module so that a single DDP wrapper synchronizes every trainable parameter. The frozen
-    teacher is kept outside the module tree (no grads, not checkpointed, not broadcast).
+    teacher and ``partner`` are kept outside the module tree (no grads, not checkpointed, not
+    broadcast). ``partner``: a frozen network fused with the student as the served pair fuses
+    them (``models.checkpoint.fuse_with_teacher``), run on the same LR input without gradients.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class Objective(nn.Module):
         teacher: nn.Module | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
         precision: str = "fp32",
+        partner: nn.Module | None = None,
     ):
         super().__init__()
         self.student = student
@@ -92,6 +98,7 @@ class Objective(nn.Module):
         self.needs = losses.fields
         self._teacher = (teacher,)  # tuple: hidden from parameters() / state_dict()
         self._gather = gather
+        self._partner = (partner,)
 
     def forward(
         self,
@@ -111,6 +118,12 @@ class Objective(nn.Module):
             else:
                 embedding = self.student(lr)
         embedding = embedding.float()
+        if self._partner[0] is not None:
+            with torch.no_grad(), autocast:
+                partner = self._partner[0](lr)
+            embedding = F.normalize(
+                F.normalize(embedding, dim=1) + F.normalize(partner.float(), dim=1), dim=1
+            )
         student_features = [f.float() for f in student_features]
         teacher_features: list[torch.Tensor] = []
         if "teacher_features" in self.needs:
